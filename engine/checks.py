@@ -1,0 +1,214 @@
+"""Deterministic checks on one translated field.
+
+Each check returns None when the text passes, or a short stable reason string that becomes the
+row's reject reason and a report counter key. Checks never raise on a str input; a bad setting
+(an unknown script, low > high) is a run problem and raises ValueError.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import unicodedata
+
+from engine.languages import SCRIPTS
+
+# Characters that render as nothing: models sometimes emit only a BOM or zero-width spaces.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+_WS = re.compile(r"\s+")
+# Code (fenced or inline) and URLs legitimately stay identical under selective translation.
+_FENCED = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)", re.S)
+_INLINE_CODE = re.compile(r"`[^`\n]*`")
+_EDGE_PUNCT = "\"'`“”‘’«»()[]{}<>.,;:!?¡¿…"
+_MIN_WORDS_UNTRANSLATED = 3
+
+_LENGTH_EXEMPT_BELOW = 20  # chars; ratios on tiny strings swing wildly ("OK" -> "D'accord")
+
+_RUN_LIMIT = 10  # the same token or letter this many times in a row is a generation loop
+# A letter repeated _RUN_LIMIT times; digits excluded ("一共10000000000元" is a number).
+_LETTER_RUN = re.compile(r"([^\W\d_])\1{%d,}" % (_RUN_LIMIT - 1))
+# Scripts written without spaces between words: degeneration is measured on characters there.
+_UNSPACED_SCRIPTS = ("Japanese", "Thai")  # "Japanese" covers Han as well, hence Chinese
+
+# lid.176 answers for a language that should not count as "wrong language". Kept tiny on purpose:
+# each pair is a documented confusion of the model, not a linguistic judgement.
+#   zh: lid.176 splits Chinese into zh, wuu (Wu) and yue (Cantonese); translated Mandarin in
+#       traditional characters or with colloquial particles often comes back as yue/wuu.
+#   ms/id: Malay and Indonesian share most vocabulary; lid.176 confuses them on short fields.
+#   no/nn: Bokmål and Nynorsk.
+LANGUAGE_EQUIVALENTS: dict[str, frozenset[str]] = {
+    "zh": frozenset({"zh", "wuu", "yue"}),
+    "ms": frozenset({"ms", "id"}),
+    "id": frozenset({"id", "ms"}),
+    "no": frozenset({"no", "nn"}),
+    "nn": frozenset({"nn", "no"}),
+}
+
+
+def _is_blank(text: str) -> bool:
+    return all(ch.isspace() or unicodedata.category(ch) in _INVISIBLE_CATEGORIES for ch in text)
+
+
+def check_empty(text: str) -> str | None:
+    """'empty' when the text is blank or only invisible characters."""
+    return "empty" if _is_blank(text) else None
+
+
+def _normalise(text: str) -> str:
+    return _WS.sub(" ", text).strip().casefold()
+
+
+def _count_words(text: str) -> int:
+    """Count plain words (letters, inner apostrophes/hyphens), ignoring code and URLs."""
+    text = _INLINE_CODE.sub(" ", _FENCED.sub(" ", text))
+    words = 0
+    for token in text.split():
+        # URLs are tested per token: a URL regex over the text backtracks quadratically.
+        if "://" in token or token.casefold().startswith("www."):
+            continue
+        core = token.strip(_EDGE_PUNCT).replace("'", "").replace("-", "")
+        if len(core) >= 2 and core.isalpha():
+            words += 1
+    return words
+
+
+def check_untranslated(source: str, text: str) -> str | None:
+    """'untranslated' when the output repeats a source that has real words to translate."""
+    if _normalise(source) != _normalise(text):
+        return None
+    # A source of numbers, code or URLs can legitimately stay identical.
+    if _count_words(source) < _MIN_WORDS_UNTRANSLATED:
+        return None
+    return "untranslated"
+
+
+def check_length_ratio(source: str, text: str, low: float, high: float) -> str | None:
+    """'length_ratio:<r>' when len(text)/len(source) falls outside [low, high]."""
+    if not 0 <= low <= high:
+        raise ValueError(f"length ratio bounds need 0 <= low <= high, got low={low}, high={high}")
+    source_len = len(source.strip())
+    if source_len < _LENGTH_EXEMPT_BELOW:
+        return None
+    ratio = len(text.strip()) / source_len
+    if low <= ratio <= high:
+        return None
+    return f"length_ratio:{ratio:.2f}"
+
+
+_RANGE_CACHE: dict[str, tuple[list[int], list[int]]] = {}
+
+
+def _sorted_ranges(script: str) -> tuple[list[int], list[int]]:
+    if script not in SCRIPTS:
+        raise ValueError(f"unknown script {script!r}; known scripts: {', '.join(sorted(SCRIPTS))}")
+    if script not in _RANGE_CACHE:
+        ranges = sorted(SCRIPTS[script])
+        _RANGE_CACHE[script] = ([lo for lo, _ in ranges], [hi for _, hi in ranges])
+    return _RANGE_CACHE[script]
+
+
+def _script_letter_counts(text: str, script: str) -> tuple[int, int]:
+    """(letters in script, all letters) of text."""
+    starts, ends = _sorted_ranges(script)
+    inside = letters = 0
+    for ch in text:
+        if not unicodedata.category(ch).startswith("L"):
+            continue
+        letters += 1
+        cp = ord(ch)
+        i = bisect.bisect_right(starts, cp) - 1
+        if i >= 0 and cp <= ends[i]:
+            inside += 1
+    return inside, letters
+
+
+def script_share(text: str, script: str) -> float:
+    """Share of the letters of text that belong to script; 0.0 when text has no letters."""
+    inside, letters = _script_letter_counts(text, script)
+    return inside / letters if letters else 0.0
+
+
+def check_script(text: str, script: str, min_share: float = 0.5) -> str | None:
+    """'wrong_script:<script>' when under min_share of the letters are in script."""
+    inside, letters = _script_letter_counts(text, script)
+    if letters == 0 or inside / letters >= min_share:
+        return None
+    return f"wrong_script:{script}"
+
+
+def _is_unspaced(text: str) -> bool:
+    letters = sum(1 for ch in text if unicodedata.category(ch).startswith("L"))
+    if not letters:
+        return False
+    unspaced = max(_script_letter_counts(text, s)[0] for s in _UNSPACED_SCRIPTS)
+    return unspaced / letters > 0.5
+
+
+def _has_letter(token: str) -> bool:
+    return any(unicodedata.category(ch).startswith("L") for ch in token)
+
+
+def _word_tokens(text: str) -> list[str]:
+    # Punctuation-only tokens (bullets, table pipes, "---") are layout, not content.
+    tokens = (t.strip(_EDGE_PUNCT).casefold() for t in text.split())
+    return [t for t in tokens if any(ch.isalnum() for ch in t)]
+
+
+def _repeated_share(tokens: list[str], n: int) -> float:
+    """Share of n-grams with a letter that already occurred earlier in the text."""
+    # Numbers stay in the grams (they tell "step 1 ..." from "step 2 ..."), but grams of numbers
+    # alone are skipped: the rows of a zero matrix repeat by design.
+    grams = [
+        gram
+        for gram in (tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+        if any(_has_letter(token) for token in gram)
+    ]
+    if not grams:
+        return 0.0
+    return (len(grams) - len(set(grams))) / len(grams)
+
+
+def _longest_letter_run(tokens: list[str]) -> int:
+    """Longest run of one token containing a letter ("0 0 0 0 ..." is data, not a loop)."""
+    longest = run = 0
+    previous = None
+    for token in tokens:
+        run = run + 1 if token == previous else 1
+        previous = token
+        if run > longest and _has_letter(token):
+            longest = run
+    return longest
+
+
+def check_degeneration(text: str, n: int = 4, max_repeat: float = 0.3) -> str | None:
+    """'degenerate' when text loops: too many repeated n-grams, or a token/letter run of 10+."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if _is_unspaced(text):
+        if _LETTER_RUN.search(text):
+            return "degenerate"
+        tokens = [ch for ch in text if unicodedata.category(ch).startswith("L")]
+        n *= 2  # one CJK/Thai character carries less than a word: compare longer grams
+    else:
+        # Letter runs inside one word are left alone here: "AAAAAAAAAAAA" is a poly-A tail.
+        tokens = _word_tokens(text)
+        if _longest_letter_run(tokens) >= _RUN_LIMIT:
+            return "degenerate"
+    if len(tokens) < 2 * n:
+        return None
+    return "degenerate" if _repeated_share(tokens, n) > max_repeat else None
+
+
+def _bare_label(label: str) -> str:
+    return label.strip().removeprefix("__label__").lower()
+
+
+def check_language(predicted: str, confidence: float, expected: str, threshold: float) -> str | None:
+    """'wrong_language:<pred>' or 'low_language_confidence:<c>' from a language-ID answer."""
+    predicted, expected = _bare_label(predicted), _bare_label(expected)
+    if predicted not in LANGUAGE_EQUIVALENTS.get(expected, frozenset({expected})):
+        return f"wrong_language:{predicted}"
+    if confidence < threshold:
+        return f"low_language_confidence:{confidence:.2f}"
+    return None
