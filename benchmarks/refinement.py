@@ -1,0 +1,100 @@
+"""What refinement costs: the same seeds translated with `refine.rounds: 0` and `rounds: 2`,
+in one process, on one vLLM engine, so the two numbers are comparable.
+
+    .venv/bin/python -m benchmarks.refinement [--seeds 24] [--lang fr] [--out benchmarks/results]
+
+Reports wall time, generated tokens/s, accepted rows, and generated tokens per accepted row by
+phase (drafting, judging, rewriting). All rows of a setting run concurrently, as in an actor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+from engine.config import parse_config
+from engine.languages import get_language
+from engine.plan import build_plan
+from engine.recipes import prompt_version, row_machine
+from engine.records import ACCEPTED
+from engine.seeds import load_seeds
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def config_for(rounds: int, lang: str) -> dict:
+    demo = __import__("yaml").safe_load((ROOT / "configs/demo.yaml").read_text())
+    demo["languages"] = {"targets": [lang]}
+    demo["refine"] = {"rounds": rounds}
+    return demo
+
+
+async def measure(machine, tasks: list[dict]) -> dict:
+    started = time.perf_counter()
+    rows = await asyncio.gather(*(machine(task) for task in tasks))
+    seconds = time.perf_counter() - started
+    accepted = [row for row in rows if row["status"] == ACCEPTED]
+    generated = sum(row["completion_tokens"] for row in rows)
+
+    def per_accepted(column: str) -> float | None:
+        return round(sum(row.get(column, 0) for row in rows) / len(accepted), 1) if accepted else None
+
+    return {
+        "rows": len(rows),
+        "accepted": len(accepted),
+        "seconds": round(seconds, 1),
+        "generated_tokens": generated,
+        "generated_tokens_per_s": round(generated / seconds, 1),
+        "prompt_tokens": sum(row["prompt_tokens"] for row in rows),
+        "tokens_per_accepted": {phase: per_accepted(f"tokens_{phase}") for phase in ("draft", "judge", "rewrite")},
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.refinement", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=24, help="seeds translated in each setting")
+    parser.add_argument("--lang", default="fr")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results"))
+    args = parser.parse_args(argv)
+
+    from actors.langid import FastTextLangId
+    from actors.vllm_generator import VLLMGenerator
+
+    base = parse_config(config_for(0, args.lang))
+    # Prefix caching off: the second setting would otherwise reuse the first one's prompts.
+    engine_kwargs = {**base.model.engine_kwargs, "enable_prefix_caching": False}
+    generator = VLLMGenerator(base.model.name, engine_kwargs, base.compute.engine_threads)
+    langid = FastTextLangId(base.validation.langid_model)
+    seeds, _ = load_seeds([str(ROOT / path) for path in base.seeds.paths], limit=args.seeds)
+    results = {}
+    for rounds in (0, 2):
+        config = parse_config(config_for(rounds, args.lang))
+        tasks = build_plan(seeds, [get_language(args.lang)], "all", config.plan.quotas, 0, config.recipe, prompt_version(config))
+        results[f"rounds_{rounds}"] = asyncio.run(measure(row_machine(config, generator, langid), tasks))
+    generator.shutdown()
+    r0, r2 = results["rounds_0"], results["rounds_2"]
+    report = {
+        "benchmark": "refinement",
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, CPU only",
+        "model": base.model.name,
+        "language": args.lang,
+        "seeds": len(seeds),
+        **results,
+        "wall_time_ratio_rounds2_over_rounds0": round(r2["seconds"] / r0["seconds"], 2),
+        "generated_tokens_ratio": round(r2["generated_tokens"] / max(r0["generated_tokens"], 1), 2),
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"refinement-{report['date']}.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Drafting with retries, shared by every row state machine.
+
+A draft is generated, checked, and on failure retried with the failure as feedback, up to a
+number of attempts. Token use is booked per phase (draft, judge, rewrite) so the report can show
+what refinement costs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from engine.generation import ERROR, TOO_LONG, Completion, GenParams, Generator
+
+# check(model text) → (reason or None, failing field or None, output columns)
+Check = Callable[[str], tuple[str | None, str | None, dict]]
+Feedback = Callable[[str, str | None], dict]
+
+
+@dataclass
+class Ledger:
+    """Everything a row spent and every reason a draft failed, in order."""
+
+    prompt_tokens: int = 0
+    tokens: dict[str, int] = field(default_factory=lambda: {"draft": 0, "judge": 0, "rewrite": 0})
+    attempts: int = 0  # draft and rewrite requests
+    reasons: list[str] = field(default_factory=list)
+    last_output: dict = field(default_factory=dict)  # the last readable draft, kept on rejected rows
+
+    def book(self, phase: str, completion: Completion) -> None:
+        self.prompt_tokens += completion.prompt_tokens
+        self.tokens[phase] += completion.completion_tokens
+
+    def columns(self) -> dict:
+        return {
+            "attempts": self.attempts,
+            "attempt_reasons": list(self.reasons),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": sum(self.tokens.values()),
+            "tokens_draft": self.tokens["draft"],
+            "tokens_judge": self.tokens["judge"],
+            "tokens_rewrite": self.tokens["rewrite"],
+        }
+
+
+@dataclass(frozen=True)
+class Draft:
+    text: str  # the model's answer as written (sentinels and all): what a rewrite builds on
+    output: dict  # restored fields plus validation columns
+
+
+async def draft_until_valid(
+    generator: Generator,
+    messages: list[dict],
+    params: GenParams,
+    check: Check,
+    feedback: Feedback,
+    max_attempts: int,
+    ledger: Ledger,
+    phase: str,
+) -> Draft | None:
+    """The first valid draft, or None when every attempt failed (reasons are in the ledger)."""
+    for _ in range(max_attempts):
+        completion = await generator.generate(messages, params)
+        ledger.book(phase, completion)
+        ledger.attempts += 1
+        if completion.finish_reason == TOO_LONG:
+            ledger.reasons.append("too_long")
+            return None  # a retry only makes the prompt longer
+        if completion.finish_reason == ERROR:
+            ledger.reasons.append(f"generation_error:{completion.text}"[:200])
+            continue
+        reason, failed_field, output = check(completion.text)
+        if reason is None:
+            return Draft(completion.text, output)
+        ledger.reasons.append(reason)
+        ledger.last_output = output or ledger.last_output
+        messages = messages + [{"role": "assistant", "content": completion.text}, feedback(reason, failed_field)]
+    return None
+

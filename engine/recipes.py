@@ -1,0 +1,63 @@
+"""Which row state machine, prompt version and plan a recipe uses: the one place that maps
+`recipe:` in the config to code."""
+
+from __future__ import annotations
+
+from engine.config import Config
+from engine.dedup_rows import duplicate_rows
+from engine.generation import Generator, LanguageIdentifier
+from engine.judge import JUDGE_VERSION
+from engine.languages import resolve_languages
+from engine.plan import build_plan, build_text_plan
+from engine.prompts import TRANSLATE_VERSION
+from engine.records import REJECTED
+from engine.seeds import BadRecord, load_seeds, load_texts
+from engine.xinstruct import XINSTRUCT_VERSION, XJUDGE_VERSION
+
+
+def prompt_version(config: Config) -> str:
+    """Goes into every row's id and provenance: a changed prompt or judge means new rows."""
+    if config.recipe == "xinstruction":
+        return XINSTRUCT_VERSION if config.refine.rounds == 0 else f"{XINSTRUCT_VERSION}+{XJUDGE_VERSION}"
+    return TRANSLATE_VERSION if config.refine.rounds == 0 else f"{TRANSLATE_VERSION}+{JUDGE_VERSION}"
+
+
+def row_machine(config: Config, generator: Generator, langid: LanguageIdentifier):
+    if config.recipe == "xinstruction":
+        from engine.xinstruct import InstructionWriter
+
+        return InstructionWriter(config, generator, langid)
+    from engine.translate import SelectiveTranslator
+
+    return SelectiveTranslator(config, generator, langid)
+
+
+def plan_tasks(config: Config, select_seeds=None) -> tuple[list[dict], list[dict], int]:
+    """(tasks for the model, rows already decided without it, inputs read).
+
+    select_seeds (jobs.seed_selection.SeedSelector, sphinx only): seeds → dedup and clusters,
+    applied before planning so no LLM call is spent on a duplicate."""
+    languages = resolve_languages(config.languages.targets)
+    version = prompt_version(config)
+    seeds_cfg, plan_cfg = config.seeds, config.plan
+    if config.recipe == "xinstruction":
+        texts, bad = load_texts(seeds_cfg.paths, seeds_cfg.on_bad_record, seeds_cfg.limit)
+        tasks, untargeted = build_text_plan(texts, languages, plan_cfg.quotas, plan_cfg.seed, config.recipe, version)
+        decided = [{**row, "status": REJECTED} for row in untargeted] + bad_rows(bad, config.recipe)
+        return tasks, decided, len(texts) + len(bad)
+    seeds, bad = load_seeds(seeds_cfg.paths, seeds_cfg.on_bad_record, seeds_cfg.limit)
+    selection = select_seeds(seeds) if select_seeds else None
+    kept, clusters = (selection.kept, selection.clusters) if selection else (seeds, None)
+    stratified_by = clusters if selection and selection.stratify else None
+    tasks = build_plan(kept, languages, plan_cfg.mode, plan_cfg.quotas, plan_cfg.seed, config.recipe, version, stratified_by)
+    for task in tasks if clusters else []:
+        task["cluster"] = clusters[task["seed_id"]]  # the row machines carry it into the row
+    duplicates = duplicate_rows(selection.duplicates, seeds, config.recipe) if selection else []
+    return tasks, bad_rows(bad, config.recipe) + duplicates, len(seeds) + len(bad)
+
+
+def bad_rows(bad: list[BadRecord], recipe: str) -> list[dict]:
+    return [
+        {"id": record.id, "seed_id": record.id, "recipe": recipe, "status": REJECTED, "reason": record.reason, "source": record.source}
+        for record in bad
+    ]
