@@ -1,0 +1,93 @@
+"""The pool every builder reads: accepted rows grouped by seed, the English originals, the split.
+
+English is not a row of the run: each translated row carries its seed's English source in the
+src_* fields, so the pool derives one English row per seed from them. Rows without an English
+instruction there (X-Instruction's generation mode: an English instruction written for a
+target-language text) have no English original; builders that need one skip them. The
+train/validation split is drawn over seed ids, so a seed's rows, in every language and every
+builder, land on one side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+ENGLISH = "en"
+
+
+@dataclass(frozen=True)
+class Pool:
+    rows: tuple[dict, ...]
+    """Accepted rows (lang != en), in a stable order."""
+    english: dict[str, dict]
+    """seed_id -> the seed's English original, shaped like a row (lang 'en', no model)."""
+    seeds: frozenset[str]
+    """Every seed id of the pool, with or without an English original."""
+    validation_seeds: frozenset[str]
+    """Seeds held out: none of their rows may appear in a training example, demonstrations included."""
+    by_seed: dict[str, dict[str, dict]] = field(default_factory=dict)
+    """seed_id -> {lang: row}, English included: the index-aligned translations of one seed
+    (seeds with an English original only)."""
+
+    def split_of(self, seed_id: str) -> str:
+        return "validation" if seed_id in self.validation_seeds else "train"
+
+    @property
+    def aligned(self) -> tuple[dict, ...]:
+        """Rows that are translations of an English original (the pool's `english`)."""
+        return tuple(row for row in self.rows if row["seed_id"] in self.english)
+
+
+def query_text(row: dict) -> str:
+    """A row's instruction and its input as one user turn (the input follows after a blank line)."""
+    instruction, given = (row.get("instruction") or "").strip(), (row.get("input") or "").strip()
+    return f"{instruction}\n\n{given}" if given else instruction
+
+
+def english_row(row: dict) -> dict:
+    return {
+        "id": f"{row['seed_id']}:{ENGLISH}",
+        "seed_id": row["seed_id"],
+        "lang": ENGLISH,
+        "instruction": row.get("src_instruction"),
+        "input": row.get("src_input"),
+        "output": row.get("src_output"),
+        # The English text is the seed itself: no model wrote it.
+        "model": None,
+        "prompt_version": None,
+        "source": row.get("source"),
+    }
+
+
+def split_seeds(seed_ids, validation_share: float, seed: int) -> frozenset[str]:
+    """Hold out round(share × seeds) seeds (at least one when share > 0 and two seeds exist),
+    ranked by a salted hash: the same seeds and seed give the same split on any machine."""
+    unique = sorted(set(seed_ids))
+    if validation_share <= 0 or len(unique) < 2:
+        return frozenset()
+    count = min(len(unique) - 1, max(1, round(validation_share * len(unique))))
+    ranked = sorted(unique, key=lambda s: hashlib.sha256(f"{seed}\x1f{s}".encode()).hexdigest())
+    return frozenset(ranked[:count])
+
+
+def has_english_original(row: dict) -> bool:
+    return bool((row.get("src_instruction") or "").strip())
+
+
+def build_pool(accepted: list[dict], validation_share: float, seed: int) -> Pool:
+    rows = sorted((r for r in accepted if r.get("lang") and r["lang"] != ENGLISH), key=lambda r: (r["lang"], r["seed_id"], r["id"]))
+    english: dict[str, dict] = {}
+    by_seed: dict[str, dict[str, dict]] = defaultdict(dict)
+    for row in rows:
+        if row["lang"] in by_seed[row["seed_id"]]:
+            raise ValueError(f"two accepted rows for seed {row['seed_id']} in {row['lang']}: the run folder mixes recipes or prompt versions")
+        by_seed[row["seed_id"]][row["lang"]] = row
+        if has_english_original(row):
+            english.setdefault(row["seed_id"], english_row(row))
+    for seed_id, original in english.items():
+        by_seed[seed_id][ENGLISH] = original
+    aligned = {seed_id: langs for seed_id, langs in by_seed.items() if seed_id in english}
+    seeds = frozenset(by_seed)
+    return Pool(tuple(rows), dict(sorted(english.items())), seeds, split_seeds(seeds, validation_share, seed), aligned)
