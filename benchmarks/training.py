@@ -1,0 +1,186 @@
+"""What Ray Train costs: the same fine-tuning loop (`jobs.finetune.run_loop`) on the same data and
+worker count, once under Ray Train (Ray Data shards, ray.train.report) and once launched directly
+(torch.multiprocessing spawn, gloo, no Ray), one after the other in one run.
+
+    .venv/bin/python -m benchmarks.training [--workers 2] [--steps 8] [--stage 2] [--out benchmarks/results]
+
+Reports training tokens/s over the steady steps (the first `--warmup` steps left out: they pay for
+the data pipeline's start and the first allocation), and wall time from launch to exported model.
+The data: the project's English seeds as prompt/completion rows (or --dataset, a jobs.build folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import socket
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def seed_dataset(folder: Path) -> Path:
+    """<folder>/train.parquet from data/seeds/english_seeds.jsonl (instruction + input → output)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = []
+    for line in (ROOT / "data/seeds/english_seeds.jsonl").read_text(encoding="utf-8").splitlines():
+        seed = json.loads(line)
+        prompt = seed["instruction"] + (f"\n\n{seed['input']}" if seed.get("input") else "")
+        rows.append({"id": seed["id"], "lang": "en", "prompt": prompt, "completion": seed["output"]})
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), folder / "train.parquet")
+    return folder
+
+
+def config(args, dataset: Path, out: Path):
+    from engine.train_config import parse_as, FinetuneConfig
+
+    demo = __import__("yaml").safe_load((ROOT / "configs/finetune-demo.yaml").read_text())
+    demo["run"] = {"name": "bench", "output_dir": str(out)}
+    demo["data"].update(dataset=str(dataset), max_length=args.max_length, shuffle_buffer=64)
+    demo["train"].update(max_steps=args.steps, log_every=1, checkpoint_every=10_000, keep_checkpoints=1)
+    demo["scaling"]["num_workers"] = args.workers
+    demo["deepspeed"].update(train_micro_batch_size_per_gpu=args.micro_batch, gradient_accumulation_steps=1)
+    demo["deepspeed"]["zero_optimization"]["stage"] = args.stage
+    return parse_as(FinetuneConfig, demo, "benchmark").with_absolute_paths()
+
+
+def steady(metrics: list[dict], warmup: int) -> dict:
+    kept = [m for m in metrics if m["step"] > warmup]
+    tokens, seconds = sum(m["tokens"] for m in kept), sum(m["seconds"] for m in kept)
+    return {"steps_measured": len(kept), "tokens": int(tokens), "seconds": round(seconds, 2),
+            "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
+            "seconds_per_step": round(seconds / len(kept), 2) if kept else None, "final_loss": round(metrics[-1]["loss"], 4)}
+
+
+class ListSink:
+    """run_loop's sink without Ray: rank 0 appends metrics to a JSONL file; checkpoints go to a temp folder."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def report(self, metrics: dict) -> None:
+        import torch.distributed as dist
+
+        if dist.get_rank() == 0:
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps(metrics) + "\n")
+
+    def checkpoint(self, metrics: dict, save) -> None:
+        self.report(metrics)
+        with tempfile.TemporaryDirectory() as folder:  # same work as the Ray run's checkpoint
+            save(folder)
+
+
+def direct_worker(rank: int, world: int, port: int, cfg_data: dict, max_steps: int, metrics_path: str) -> None:
+    """One rank of the plain launch: the same tokenisation, an equal contiguous shard, the same loop."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
+    import pyarrow.parquet as pq
+    import torch
+    import torch.distributed as dist
+
+    from engine import training as T
+    from engine.train_config import FinetuneConfig
+    from jobs.finetune import load_tokenizer, run_loop
+
+    torch.set_num_threads(1)  # as Ray gives a 1-CPU worker
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    cfg = FinetuneConfig.model_validate(cfg_data)
+    table = pq.read_table(Path(cfg.data.dataset) / "train.parquet").to_pylist()
+    columns, _ = T.tokenized_columns(load_tokenizer(cfg.model.name), table, cfg.data.max_length, cfg.data.packing)
+    rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
+    per = len(rows) // world
+    mine = rows[rank * per:(rank + 1) * per]
+    micro = T.resolve_deepspeed_config(cfg.deepspeed, 1)["train_micro_batch_size_per_gpu"]
+
+    def epoch_batches(epoch: int):
+        order = list(mine)
+        random.Random(T.epoch_seed(cfg.train.seed, epoch, rank)).shuffle(order)
+        for start in range(0, len(order) - micro + 1, micro):
+            yield order[start:start + micro]
+
+    run_loop(cfg, max_steps, epoch_batches, ListSink(Path(metrics_path)))
+    dist.destroy_process_group()
+
+
+def run_direct(cfg, out: Path) -> dict:
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    metrics_path = out / "metrics.jsonl"
+    started = time.perf_counter()
+    mp.start_processes(direct_worker, args=(cfg.scaling.num_workers, port, cfg.model_dump(mode="json"), cfg.train.max_steps, str(metrics_path)),
+                       nprocs=cfg.scaling.num_workers, start_method="spawn")
+    return {"wall_seconds": round(time.perf_counter() - started, 1), "metrics": read_metrics(metrics_path)}
+
+
+def run_ray(cfg) -> dict:
+    from jobs.finetune import finetune
+
+    started = time.perf_counter()
+    finetune(cfg)
+    return {"wall_seconds": round(time.perf_counter() - started, 1), "metrics": read_metrics(Path(cfg.run.output_dir) / "metrics.jsonl")}
+
+
+def read_metrics(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.training", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=8, help="optimizer steps per launch")
+    parser.add_argument("--warmup", type=int, default=2, help="first steps left out of tokens/s")
+    parser.add_argument("--stage", type=int, default=2, choices=(2, 3))
+    parser.add_argument("--micro-batch", type=int, default=2)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--dataset", help="a jobs.build dataset folder (default: the English seeds)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results"))
+    args = parser.parse_args(argv)
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
+        dataset = Path(args.dataset) if args.dataset else seed_dataset(Path(tmp) / "data")
+        results = {}
+        for name, launch in (("deepspeed_direct", run_direct), ("ray_train", None)):
+            out = Path(tmp) / name
+            out.mkdir()
+            cfg = config(args, dataset, out)
+            load_before = os.getloadavg()[0]  # other work on the machine: the main source of noise here
+            run = launch(cfg, out) if launch else run_ray(cfg)
+            results[name] = {"wall_seconds": run["wall_seconds"], **steady(run["metrics"], args.warmup),
+                             "load_average_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)]}
+            print(name, json.dumps(results[name]), flush=True)
+    direct, ray_run = results["deepspeed_direct"], results["ray_train"]
+    report = {
+        "benchmark": "training",
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only (gloo, DeepSpeed CPU accelerator)",
+        "model": "smollm2-135m-instruct (fp32 training)",
+        "workers": args.workers, "zero_stage": args.stage, "micro_batch": args.micro_batch, "max_length": args.max_length,
+        "steps": args.steps, "warmup_steps_excluded": args.warmup,
+        **results,
+        "ray_over_direct_tokens_per_s": round(ray_run["tokens_per_s"] / direct["tokens_per_s"], 3) if direct["tokens_per_s"] else None,
+        "ray_over_direct_wall": round(ray_run["wall_seconds"] / direct["wall_seconds"], 2),
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"training-{report['date']}.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    from benchmarks.training import main as module_main  # Ray and spawn pickle by module name
+
+    module_main()

@@ -1,0 +1,202 @@
+"""Did the data help? Base and fine-tuned models side by side on held-out prompts.
+
+    python -m jobs.evaluate --config configs/evaluate-demo.yaml [--set prompts.per_language=20 ...]
+
+Held-out prompts (files, plus the validation split of a built dataset) → answers from both models
+through vLLM (one Ray actor per model, one after the other) → language fidelity by fastText, judge
+scores, per-language held-out loss → report.json, report.md, answers.jsonl and PNG bars.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from engine import evaluation as E
+from engine.config import ConfigError
+from engine.judge import judge_schema, parse_score
+from engine.train_config import EvaluateConfig, load_as
+
+log = logging.getLogger("babelforge.evaluate")
+
+
+class ModelActor:
+    """One vLLM engine; `generate` runs a list of chat requests concurrently (continuous batching)."""
+
+    def __init__(self, model: str, engine_kwargs: dict, engine_threads: int | None):
+        from actors.vllm_generator import VLLMGenerator
+
+        self.generator = VLLMGenerator(model, engine_kwargs, engine_threads)
+
+    async def generate(self, requests: list[list[dict]], params: dict) -> list[dict]:
+        from engine.generation import GenParams
+
+        done = await asyncio.gather(*(self.generator.generate(messages, GenParams(**params)) for messages in requests))
+        return [{"text": c.text, "tokens": c.completion_tokens, "finish": c.finish_reason} for c in done]
+
+    def shutdown(self) -> None:
+        self.generator.shutdown()
+
+
+def held_out_loss(model: str, rows: list[dict], max_length: int, threads: int | None) -> dict[str, list[float]]:
+    """{lang: [summed completion-token loss, tokens]} of one model on the held-out examples."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from actors.models import resolve_model
+    from engine.training import IGNORE_INDEX, prompt_messages, tokenize_example
+
+    if threads:
+        torch.set_num_threads(threads)
+    path = resolve_model(model)
+    tokenizer, net = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    sums: dict[str, list[float]] = {}
+    with torch.no_grad():
+        for row in rows:
+            example = tokenize_example(tokenizer, *prompt_messages(row), max_length)
+            if example is None:
+                continue
+            labels = torch.tensor([example["labels"]])
+            tokens = int((labels[:, 1:] != IGNORE_INDEX).sum())  # the model shifts labels by one
+            loss = net(input_ids=torch.tensor([example["input_ids"]]), labels=labels).loss.item()
+            entry = sums.setdefault(row["lang"], [0.0, 0])
+            entry[0] += loss * tokens
+            entry[1] += tokens
+    return sums
+
+
+def collect_prompts(cfg: EvaluateConfig) -> tuple[list[dict], list[dict]]:
+    """(prompts to answer, held-out examples for the loss)."""
+    import pyarrow.parquet as pq
+
+    langs = set(cfg.prompts.languages) if cfg.prompts.languages else None
+    prompts = []
+    for path in cfg.prompts.files:
+        rows = E.parse_prompt_lines(Path(path).read_text(encoding="utf-8").splitlines(), path)
+        prompts += [row for row in rows if langs is None or row["lang"] in langs]
+    held_out = []
+    if cfg.prompts.dataset:
+        path = Path(cfg.prompts.dataset) / f"{cfg.prompts.split}.parquet"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: point prompts.dataset at a folder written by jobs.build")
+        rows = pq.read_table(path, columns=["id", "lang", "prompt", "completion"]).to_pylist()
+        held_out = E.sample_per_language(rows, max(cfg.prompts.per_language, cfg.loss.max_examples_per_language), cfg.prompts.seed, langs)
+        prompts += E.validation_prompts(E.sample_per_language(held_out, cfg.prompts.per_language, cfg.prompts.seed))
+    if not prompts:
+        raise ValueError("no prompts to evaluate: check prompts.files, prompts.dataset and prompts.languages")
+    return prompts, E.sample_per_language(held_out, cfg.loss.max_examples_per_language, cfg.prompts.seed)
+
+
+def answer_and_judge(cfg: EvaluateConfig, items: list[dict]) -> None:
+    """Fill `<model>_answer` and `<model>_judge` of every item: fine-tuned first, then base, whose
+    engine then judges both answers (unless judge.model names another model)."""
+    import ray
+
+    remote = ray.remote(num_cpus=cfg.compute.num_cpus, num_gpus=cfg.compute.num_gpus or None)(ModelActor)
+    gen = cfg.generation
+    params = {"max_tokens": gen.max_tokens, "temperature": gen.temperature, "repetition_penalty": gen.repetition_penalty}
+    requests = [[{"role": "user", "content": item["prompt"]}] for item in items]
+    actor = None
+    for model in ("finetuned", "base"):
+        started = time.monotonic()
+        if actor is not None:
+            stop(actor)
+        actor = remote.remote(getattr(cfg.models, model), gen.engine_kwargs, cfg.compute.engine_threads)
+        for item, out in zip(items, ray.get(actor.generate.remote(requests, params))):
+            item[f"{model}_answer"], item[f"{model}_finish"] = out["text"], out["finish"]
+        log.info("%s: %d answers in %.0fs", model, len(items), time.monotonic() - started)
+    judge_model = cfg.judge.model or cfg.models.base
+    if cfg.judge.enabled and judge_model != cfg.models.base:
+        stop(actor)
+        actor = remote.remote(judge_model, gen.engine_kwargs, cfg.compute.engine_threads)
+    if cfg.judge.enabled:
+        started = time.monotonic()
+        judge(actor, items, cfg.judge.criteria)
+        log.info("judged %d answers on %d criteria in %.0fs", 2 * len(items), len(cfg.judge.criteria), time.monotonic() - started)
+    stop(actor)
+
+
+def stop(actor) -> None:
+    import ray
+
+    ray.get(actor.shutdown.remote())
+    ray.kill(actor)
+
+
+def judge(actor, items: list[dict], criteria) -> None:
+    import ray
+
+    jobs = [(item, model, c) for model in E.MODELS for item in items for c in criteria]
+    requests = [E.answer_judge_messages(c, item["lang"], item["prompt"], item[f"{model}_answer"]) for item, model, c in jobs]
+    params = {"max_tokens": 160, "temperature": 0.0, "json_schema": judge_schema()}
+    for (item, model, criterion), out in zip(jobs, ray.get(actor.generate.remote(requests, params))):
+        item.setdefault(f"{model}_judge", {})[criterion] = parse_score(criterion, out["text"]).score
+
+
+def evaluate(cfg: EvaluateConfig) -> dict:
+    import ray
+
+    from actors.langid import FastTextLangId
+
+    started = time.monotonic()
+    out_dir = Path(cfg.run.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prompts, held_out = collect_prompts(cfg)
+    log.info("%d prompts (%s), %d held-out examples for the loss", len(prompts), ", ".join(sorted({p["lang"] for p in prompts})), len(held_out))
+    if not ray.is_initialized():
+        joining = cfg.ray.address or os.environ.get("RAY_ADDRESS")
+        ray.init(address=cfg.ray.address) if joining else ray.init(num_cpus=cfg.ray.num_cpus)
+    losses = None
+    if cfg.loss.enabled and held_out:  # torch forward passes, beside the engines
+        task = ray.remote(num_cpus=cfg.compute.num_cpus)(held_out_loss)
+        refs = {m: task.remote(getattr(cfg.models, m), held_out, cfg.loss.max_length, cfg.compute.engine_threads) for m in E.MODELS}
+    items = [dict(p) for p in prompts]
+    answer_and_judge(cfg, items)
+    if cfg.loss.enabled and held_out:
+        losses = {model: E.mean_loss(ray.get(ref)) for model, ref in refs.items()}
+    langid = FastTextLangId(cfg.langid_model)
+    for item in items:
+        for model in E.MODELS:
+            item[f"{model}_lid"], item[f"{model}_lid_conf"] = langid.predict(item[f"{model}_answer"])
+    models = {"base": cfg.models.base, "finetuned": cfg.models.finetuned}
+    criteria = cfg.judge.criteria if cfg.judge.enabled else ()
+    report = E.build_report(cfg.run.name, models, items, losses, criteria, time.monotonic() - started)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    (out_dir / "report.md").write_text(E.render_markdown(report), encoding="utf-8")
+    with open(out_dir / "answers.jsonl", "w", encoding="utf-8") as handle:
+        for item in items:
+            handle.write(json.dumps(item, ensure_ascii=False) + "\n")
+    for name, png in E.plots(report).items():
+        (out_dir / name).write_bytes(png)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="YAML evaluation config (configs/evaluate-*.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. --set prompts.per_language=20")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_as(EvaluateConfig, args.config, args.overrides)
+        report = evaluate(cfg)
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"\nlanguage fidelity (share of answers in the prompt's language), {report['name']}:")
+    print("\n".join(E.fidelity_lines(report)))
+    print(f"report: {Path(cfg.run.output_dir) / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    # Run the importable module, not __main__: Ray pickles ModelActor and held_out_loss by module name.
+    from jobs.evaluate import main as module_main
+
+    sys.exit(module_main())
