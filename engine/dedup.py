@@ -1,0 +1,109 @@
+"""Deduplication: exact (normalised-text hash) and near (embedding cosine within a cluster).
+
+Both keep the first occurrence in input order and map every later copy to the id it repeats; the
+caller turns that into a rejected row with reason `duplicate_of:<id>`, so removed rows are still
+counted. Near-duplicates are searched within a cluster only: it bounds the pairwise work (n²/k
+instead of n²) and true near-duplicates land in the same cluster almost always.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Sequence
+
+import numpy as np
+
+from engine.cluster import normalise_rows
+
+BLOCK = 1024  # rows compared at once in near_duplicates: bounds memory to BLOCK × kept floats
+_SPACE = re.compile(r"\s+")
+
+
+def duplicate_reason(of_id: str) -> str:
+    return f"duplicate_of:{of_id}"
+
+
+def normalise_text(text: str | None) -> str:
+    """Case, Unicode form and whitespace folded; punctuation kept ("2+2" and "2-2" differ)."""
+    folded = unicodedata.normalize("NFKC", text or "").casefold()
+    return _SPACE.sub(" ", folded).strip()
+
+
+def text_key(*fields: str | None) -> str:
+    """Hash of the normalised fields, kept apart so ("a b", "") and ("a", "b") differ."""
+    joined = "\x1f".join(normalise_text(field) for field in fields)
+    return hashlib.sha256(joined.encode("utf-8")).hexdigest()[:32]
+
+
+def exact_duplicates(ids: Sequence[str], keys: Sequence[str]) -> dict[str, str]:
+    """{id of a later copy: id of the first row with the same key}."""
+    first: dict[str, str] = {}
+    duplicates: dict[str, str] = {}
+    for row_id, key in zip(ids, keys, strict=True):
+        if key in first:
+            duplicates[row_id] = first[key]
+        else:
+            first[key] = row_id
+    return duplicates
+
+
+def near_duplicates(ids: Sequence[str], embeddings: np.ndarray, threshold: float) -> dict[str, str]:
+    """{id: id of the most similar earlier kept row} for rows with cosine >= threshold to one.
+
+    Greedy in input order, so the outcome does not depend on how rows were batched, and a chain
+    a~b~c with a and c apart keeps c (it repeats b, which was itself dropped, not a).
+    """
+    vectors = normalise_rows(embeddings)
+    if len(ids) != len(vectors):
+        raise ValueError(f"{len(ids)} ids but {len(vectors)} embeddings: they must be row-aligned")
+    kept: list[int] = []
+    duplicates: dict[str, str] = {}
+    for start in range(0, len(vectors), BLOCK):
+        block = vectors[start : start + BLOCK]
+        # Against rows kept in earlier blocks in one matmul; within the block, row by row.
+        earlier = block @ vectors[kept].T if kept else np.zeros((len(block), 0), dtype=np.float32)
+        inside = block @ block.T
+        block_kept: list[int] = []
+        for offset in range(len(block)):
+            candidates = np.concatenate([earlier[offset], inside[offset, block_kept]])
+            best = int(candidates.argmax()) if len(candidates) else -1
+            if best >= 0 and candidates[best] >= threshold:
+                match = kept[best] if best < len(kept) else start + block_kept[best - len(kept)]
+                duplicates[ids[start + offset]] = ids[match]
+            else:
+                block_kept.append(offset)
+        kept.extend(start + offset for offset in block_kept)
+    return duplicates
+
+
+def near_duplicates_by_cluster(ids: Sequence[str], embeddings: np.ndarray, clusters: Sequence[int], threshold: float) -> dict[str, str]:
+    """near_duplicates within each cluster; rows keep their input order inside a cluster."""
+    clusters = np.asarray(clusters)
+    duplicates: dict[str, str] = {}
+    for label in np.unique(clusters):
+        rows = np.flatnonzero(clusters == label)
+        duplicates.update(near_duplicates([ids[i] for i in rows], embeddings[rows], threshold))
+    return duplicates
+
+
+def find_duplicates(
+    ids: Sequence[str],
+    texts: Sequence[str],
+    embeddings: np.ndarray | None = None,
+    clusters: Sequence[int] | None = None,
+    near_threshold: float | None = None,
+) -> dict[str, str]:
+    """Exact duplicates by normalised text, then near ones among the rest (one cluster if none given).
+
+    For any list of rows (seeds before planning, outputs before building): {dropped id: kept id}.
+    """
+    duplicates = exact_duplicates(ids, [text_key(text) for text in texts])
+    if near_threshold is None or embeddings is None:
+        return duplicates
+    rest = [i for i, row_id in enumerate(ids) if row_id not in duplicates]
+    labels = np.zeros(len(rest), dtype=np.int64) if clusters is None else np.asarray(clusters)[rest]
+    near = near_duplicates_by_cluster([ids[i] for i in rest], np.asarray(embeddings)[rest], labels, near_threshold)
+    return {**duplicates, **near}
+

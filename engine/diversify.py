@@ -1,0 +1,68 @@
+"""X-Instruction diversification: per language, cluster the generated English instructions and keep
+the rows nearest each centroid first, across clusters, up to a per-language budget.
+
+Pure: the embedding model is passed in as a callable (actors.embed.Embedder.encode, or a fake in
+tests), so this runs the same on the driver, inside a Ray task, or in a unit test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.cluster import assign_clusters, fit_centroids, nearest_first_select, sample_positions
+
+BUDGET_PER_LANGUAGE = 32_000  # X-Instruction: 32k samples per language
+OVER_BUDGET = "diversity_budget"  # reason of a row left out by the budget
+
+
+@dataclass(frozen=True)
+class Diversified:
+    keep: np.ndarray  # bool per row: selected within its language's budget
+    cluster: np.ndarray  # int32 per row: its cluster within its own language
+    similarity: np.ndarray  # float32 per row: cosine to its centroid
+
+    def reason(self, index: int) -> str | None:
+        """None for a kept row; the rejection reason for a row the budget left out."""
+        return None if self.keep[index] else OVER_BUDGET
+
+
+def diversify_embeddings(
+    embeddings: np.ndarray,
+    langs: Sequence[str],
+    budget: int = BUDGET_PER_LANGUAGE,
+    clusters: int = 256,
+    sample_size: int = 100_000,
+    seed: int = 0,
+) -> Diversified:
+    """Per language: fit k-means on a bounded sample, assign all, keep nearest-first up to budget."""
+    langs = np.asarray(langs, dtype=object)
+    if len(langs) != len(embeddings):
+        raise ValueError(f"{len(embeddings)} embeddings but {len(langs)} languages: they must be row-aligned")
+    keep = np.zeros(len(langs), dtype=bool)
+    cluster = np.zeros(len(langs), dtype=np.int32)
+    similarity = np.zeros(len(langs), dtype=np.float32)
+    for lang in sorted(set(langs.tolist())):
+        rows = np.flatnonzero(langs == lang)
+        vectors = embeddings[rows]
+        centroids = fit_centroids(vectors[sample_positions(len(rows), sample_size, seed)], clusters, seed)
+        labels, sims = assign_clusters(vectors, centroids)
+        keep[rows[nearest_first_select(labels, sims, budget)]] = True
+        cluster[rows], similarity[rows] = labels, sims
+    return Diversified(keep, cluster, similarity)
+
+
+def diversify_instructions(
+    instructions: Sequence[str],
+    langs: Sequence[str],
+    embed: Callable[[list[str]], np.ndarray],
+    budget: int = BUDGET_PER_LANGUAGE,
+    clusters: int = 256,
+    sample_size: int = 100_000,
+    seed: int = 0,
+) -> Diversified:
+    """Embed the English instructions with `embed`, then diversify_embeddings."""
+    embeddings = np.asarray(embed(list(instructions)), dtype=np.float32)
+    return diversify_embeddings(embeddings, langs, budget, clusters, sample_size, seed)
