@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip
 CONFIG ?= configs/demo.yaml
 
-.PHONY: setup demo test test-unit clean
+.PHONY: setup browser demo finetune-demo test test-unit clean
 
 setup: $(VENV)/.ready
 
@@ -25,7 +25,22 @@ $(VENV)/.ready: pyproject.toml
 demo: setup
 	$(PY) -m jobs.synthesize --config $(CONFIG)
 
-test: setup
+# Synthesize → build (sPhinX) → fine-tune (Ray Train + DeepSpeed ZeRO-2, 2 CPU workers) → evaluate
+# base vs fine-tuned; ends by printing language fidelity per language. Reruns resume each stage;
+# `rm -rf runs/finetune-demo` starts over.
+FT_RUN ?= runs/finetune-demo
+finetune-demo: setup
+	$(PY) -m jobs.synthesize --config configs/demo.yaml --set run.name=finetune-demo --set run.output_dir=$(FT_RUN) --set build.enabled=false
+	$(PY) -m jobs.build --run $(FT_RUN) --set 'build.builders=[sphinx]'
+	$(PY) -m jobs.finetune --config configs/finetune-demo.yaml
+	$(PY) -m jobs.evaluate --config configs/evaluate-demo.yaml
+
+# Headless Chromium renders the HTML run report in the integration tests (Debian's package).
+SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+test: setup browser
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest tests -v --durations=15
 
 test-unit: setup

@@ -7,15 +7,36 @@ import logging
 import time
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from engine.config import Config
 from engine.records import to_table
-from engine.translate import SelectiveTranslator
+from engine.recipes import row_machine
 
 log = logging.getLogger(__name__)
 
 
+class GeneratorStartError(RuntimeError):
+    """The actor's generator could not start; the message says what to check."""
+
+
 def build_generator(config: Config):
+    try:
+        return _build_generator(config)
+    except Exception as error:
+        raise GeneratorStartError(
+            f"the {config.model.backend} generator for model '{config.model.name}' could not start: "
+            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''} "
+            "(check model.name and model.engine_kwargs; out of memory: lower max_model_len, max_num_seqs "
+            "or gpu_memory_utilization / VLLM_CPU_KVCACHE_SPACE)"
+        ) from error
+
+
+def _build_generator(config: Config):
+    if config.model.backend == "openai":
+        from actors.openai_generator import OpenAIGenerator
+
+        return OpenAIGenerator(config.model)
     from actors.vllm_generator import VLLMGenerator
 
     return VLLMGenerator(config.model.name, config.model.engine_kwargs, config.compute.engine_threads)
@@ -34,13 +55,13 @@ class TranslateActor:
         config = Config.model_validate(config_data)
         started = time.monotonic()
         self.generator = build_generator(config)
-        self.translator = SelectiveTranslator(config, self.generator, FastTextLangId(config.validation.langid_model))
+        self.translator = row_machine(config, self.generator, FastTextLangId(config.validation.langid_model))
         log.info("translate actor ready in %.1fs", time.monotonic() - started)
 
     async def __call__(self, batch: pa.Table):
         started = time.monotonic()
         rows = await asyncio.gather(*(self.translator(task) for task in batch.to_pylist()))
         table = to_table(rows)
-        tokens = sum(row["completion_tokens"] for row in rows)
+        tokens = pa.compute.sum(table.column("completion_tokens")).as_py() or 0
         log.info("batch of %d rows in %.1fs, %d generated tokens", len(rows), time.monotonic() - started, tokens)
         yield table

@@ -30,6 +30,9 @@ class VLLMGenerator:
         self.model_name = model
         kwargs = {"disable_log_stats": True, **(engine_kwargs or {})}
         self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(model=resolve_model(model), **kwargs))
+        from actors.reaper import watch_children
+
+        self._reaper = watch_children()  # the engine core must not outlive this process
         self.tokenizer = self.engine.get_tokenizer()
         self.max_model_len = self.engine.model_config.max_model_len
 

@@ -82,17 +82,69 @@ class PlanConfig(Section):
         return value
 
 
+class SelectConfig(Section):
+    by: Literal["uniform", "clusters"] = "uniform"
+    """uniform: each language samples seeds at random; clusters: stratified over k-means clusters of the English instructions."""
+    clusters: int = Field(default=256, ge=1)
+    """k of k-means over the seeds' embeddings (capped at the number of seeds)."""
+    sample_size: int = Field(default=100_000, ge=1)
+    """Seeds whose embeddings fit the centroids; the rest are only assigned, so no process holds them all."""
+    seed: int = 0
+    """Random seed of the fitting sample and of k-means: same config, same clusters."""
+    embed_model: str = "minilm-l6"
+    """Sentence-transformers model: bundled 'minilm-l6' (all-MiniLM-L6-v2), a hub id or a local path."""
+    batch_size: int = Field(default=128, ge=1)
+    """Texts per Ray Data batch and per encode batch of an embedding actor."""
+    device: str = "cpu"
+    """Torch device of the embedder: cpu, or cuda (each embedding actor then reserves one GPU)."""
+    actors: int = Field(default=1, ge=1)
+    """Embedding actors in the Ray Data pool."""
+    threads: int | None = Field(default=None, ge=1)
+    """Torch threads per embedding actor; None leaves Ray's default (= one per reserved CPU)."""
+
+
+class DedupConfig(Section):
+    exact: bool = False
+    """Reject a seed whose normalised instruction + input repeats an earlier seed's (reason duplicate_of:<id>)."""
+    near_threshold: float | None = Field(default=None, gt=0.0, le=1.0)
+    """Reject a seed whose embedding has cosine >= this with an earlier seed in its cluster (e.g. 0.95); None: off."""
+
+
 class ModelConfig(Section):
     name: str = "smollm2-135m-instruct"
     """Hub id, local path, or a bundled name (smollm2-135m-instruct)."""
-    backend: Literal["vllm"] = "vllm"
-    """Which generator serves the model."""
+    backend: Literal["vllm", "openai"] = "vllm"
+    """vllm: an engine inside each actor; openai: any OpenAI-compatible chat endpoint (base_url)."""
+    base_url: str | None = None
+    """openai backend: the endpoint, e.g. http://127.0.0.1:8000/v1 for a `vllm serve` cluster."""
+    api_key_env: str | None = None
+    """openai backend: NAME of the environment variable holding the API key (never the key itself)."""
+    max_concurrency: int = Field(default=32, ge=1)
+    """openai backend: requests in flight per actor."""
+    timeout_s: float = Field(default=120.0, gt=0)
+    """openai backend: seconds before one request is abandoned (then retried)."""
+    max_retries: int = Field(default=4, ge=0)
+    """openai backend: retries with exponential backoff on 429, 5xx, timeouts and connection errors."""
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Passed untouched to vLLM's engine arguments (max_model_len, tensor_parallel_size, dtype, ...)."""
     structured_output: bool = True
     """Constrain decoding to the JSON schema of the answer (vLLM structured outputs)."""
     license: str = "Apache-2.0"
     """The model's licence, stated on the dataset card: it decides whether outputs may train models."""
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        # The message never repeats the value: a key pasted here by mistake must not reach a log.
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("must be the NAME of an environment variable (letters, digits, _), not the key itself")
+        return value
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> "ModelConfig":
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        return self
 
 
 class GenerationConfig(Section):
@@ -125,6 +177,8 @@ class ValidationConfig(Section):
     """n of the repeated-n-gram degeneration check."""
     degeneration_max_repeat: float = Field(default=0.3, gt=0.0, le=1.0)
     """Largest share of repeated n-grams before a field counts as degenerate."""
+    seed_language_check: bool = True
+    """Reject seeds whose instruction language ID confidently says is not English (seed_not_english:<label>)."""
     max_attempts: int = Field(default=2, ge=1)
     """Drafts per row: an invalid draft is retried with the failure as feedback until this many."""
 
@@ -134,6 +188,19 @@ class ValidationConfig(Section):
         if not 0 < low < high:
             raise ValueError(f"length_ratio must be (low, high) with 0 < low < high, got {self.length_ratio}")
         return self
+
+
+class RefineConfig(Section):
+    rounds: int = Field(default=0, ge=0)
+    """Judge → rewrite rounds after a valid draft (X-Instruction's k); 0 turns judging off."""
+    criteria: tuple[Literal["adequacy", "fluency", "preservation"], ...] = ("adequacy", "fluency", "preservation")
+    """Translation criteria, one judge request each, scored 0–2 (METAL-style)."""
+    rewrite_below: float = Field(default=2.0, ge=0.0, le=2.0)
+    """A version whose mean score is below this is rewritten with the judge's feedback."""
+    reject_below: float = Field(default=1.0, ge=0.0, le=2.0)
+    """After the last round, the best version is rejected when its mean score is below this."""
+    accept_medium: bool = True
+    """xinstruction: a pair still judged 'medium' after the last round is kept (else rejected)."""
 
 
 class ComputeConfig(Section):
@@ -151,6 +218,8 @@ class ComputeConfig(Section):
     """Batches one actor works on at once; their rows share the engine's continuous batching."""
     resources: dict[str, float] = Field(default_factory=dict)
     """Custom Ray resources each generator actor needs (pins actors to node types)."""
+    actor_start_attempts: int = Field(default=2, ge=1)
+    """Consecutive failed actor starts (engine cannot load) before the job fails instead of retrying."""
 
 
 class RayConfig(Section):
@@ -160,18 +229,105 @@ class RayConfig(Section):
     """CPUs of a locally started cluster (None: all)."""
 
 
+# Datasets each builder writes (qalign's two stages are two datasets); mix ratios name datasets.
+BUILDER_DATASETS: dict[str, tuple[str, ...]] = {
+    "sphinx": ("sphinx",),
+    "crossin": ("crossin",),
+    "qalign": ("qalign_question", "qalign_response"),
+    "xinstruction": ("xinstruction",),
+    "transllm": ("transllm",),
+}
+CROSSIN_MODES = ("en_x", "x_en", "x_x", "translation")
+
+
+class SphinxBuildConfig(Section):
+    shots: int = Field(default=2, ge=0, le=5)
+    """Same-language demonstrations before each instruction (LANG N-shot); 0 gives plain examples."""
+    retrieval: Literal["random", "knn"] = "random"
+    """How demonstrations are chosen within the language: at random, or nearest by embedding (knn)."""
+    embedder: str = "minilm-l6"
+    """Sentence-transformers model of knn (bundled 'minilm-l6', hub id or path); it embeds the
+    English sources, which carry the same meaning as the translations, so an English model fits."""
+    include_english: bool = True
+    """Add each seed's English original as an 'en' example (sPhinX trains on English as well)."""
+
+
+class CrossInBuildConfig(Section):
+    modes: dict[str, float] = Field(default_factory=lambda: {"en_x": 1.0, "x_en": 1.0, "x_x": 1.0, "translation": 0.0})
+    """Relative share of each mode (en_x, x_en, x_x, translation); 0 leaves a mode out."""
+    size: int | None = Field(default=None, ge=1)
+    """Examples over all modes (CrossIn used 3k, 6k or 15k per mode); None: the most the shares allow."""
+
+    @field_validator("modes")
+    @classmethod
+    def _modes(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = set(value) - set(CROSSIN_MODES)
+        if unknown:
+            raise ValueError(f"unknown CrossIn modes {sorted(unknown)}; known: {list(CROSSIN_MODES)}")
+        if any(v < 0 for v in value.values()) or not any(v > 0 for v in value.values()):
+            raise ValueError("mode shares must be >= 0 and at least one > 0")
+        return value
+
+
+class MixConfig(Section):
+    enabled: bool = True
+    """Also write `mix`: the built datasets' training rows sampled together by the shares below."""
+    ratios: dict[str, float] = Field(default_factory=dict)
+    """Share of each dataset in the mix, e.g. {sphinx: 3, crossin: 1}; empty: equal over those built."""
+    anchor_share: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Share of English rows inside each dataset that has English and other languages (90/10 beat
+    50/50 at scale); None: English is one more language under the temperature."""
+    temperature: float = Field(default=1.0, gt=0.0)
+    """Language sampling: p(lang) ∝ rows^(1/T); 1 keeps natural sizes, larger flattens toward
+    uniform, repeating rows of small languages to fill their share."""
+    size: int | None = Field(default=None, ge=1)
+    """Training rows of the mix; None: the most the ratios allow without repeating a dataset."""
+
+
+class BuildConfig(Section):
+    enabled: bool = False
+    """Build training sets at the end of jobs.synthesize (jobs.build rebuilds from a run folder)."""
+    builders: tuple[Literal["sphinx", "crossin", "qalign", "xinstruction", "transllm"], ...] = tuple(BUILDER_DATASETS)
+    """Which builders run; each writes <run>/datasets/<dataset>/{train,validation}.*."""
+    validation_share: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """Share of seeds held out for validation: a seed is on one side in every language and builder."""
+    seed: int = 0
+    """Random seed of the split, demonstrations, CrossIn draws and the mix: same config, same data."""
+    formats: tuple[Literal["parquet", "jsonl"], ...] = ("parquet", "jsonl")
+    """File formats written per split (Parquet loads with datasets.load_dataset('parquet', ...))."""
+    sphinx: SphinxBuildConfig = SphinxBuildConfig()
+    crossin: CrossInBuildConfig = CrossInBuildConfig()
+    mix: MixConfig = MixConfig()
+
+    @model_validator(mode="after")
+    def _mix_names_built_datasets(self) -> "BuildConfig":
+        if not self.builders:
+            raise ValueError("build.builders must name at least one builder")
+        built = {name for builder in self.builders for name in BUILDER_DATASETS[builder]}
+        missing = set(self.mix.ratios) - built
+        if missing:
+            raise ValueError(f"mix.ratios names datasets that are not built: {sorted(missing)}; built: {sorted(built)}")
+        if self.mix.ratios and (any(v < 0 for v in self.mix.ratios.values()) or not any(v > 0 for v in self.mix.ratios.values())):
+            raise ValueError("mix.ratios must be >= 0 with at least one > 0")
+        return self
+
+
 class Config(Section):
-    recipe: Literal["sphinx"] = "sphinx"
-    """What the job makes: sphinx = selective translation of instruction pairs."""
+    recipe: Literal["sphinx", "xinstruction"] = "sphinx"
+    """sphinx: selective translation of English pairs; xinstruction: English instructions for target-language texts."""
     run: RunConfig = RunConfig()
     seeds: SeedsConfig
     languages: LanguagesConfig
     plan: PlanConfig = PlanConfig()
+    select: SelectConfig = SelectConfig()
+    dedup: DedupConfig = DedupConfig()
     model: ModelConfig = ModelConfig()
     generation: GenerationConfig = GenerationConfig()
     validation: ValidationConfig = ValidationConfig()
+    refine: RefineConfig = RefineConfig()
     compute: ComputeConfig = ComputeConfig()
     ray: RayConfig = RayConfig()
+    build: BuildConfig = BuildConfig()
 
 
 class ConfigError(ValueError):

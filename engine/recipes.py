@@ -10,8 +10,9 @@ from engine.judge import JUDGE_VERSION
 from engine.languages import resolve_languages
 from engine.plan import build_plan, build_text_plan
 from engine.prompts import TRANSLATE_VERSION
-from engine.records import REJECTED
+from engine.records import REJECTED, row_id
 from engine.seeds import BadRecord, load_seeds, load_texts
+from engine.validate import seed_language_reason
 from engine.xinstruct import XINSTRUCT_VERSION, XJUDGE_VERSION
 
 
@@ -32,11 +33,12 @@ def row_machine(config: Config, generator: Generator, langid: LanguageIdentifier
     return SelectiveTranslator(config, generator, langid)
 
 
-def plan_tasks(config: Config, select_seeds=None) -> tuple[list[dict], list[dict], int]:
+def plan_tasks(config: Config, select_seeds=None, langid: LanguageIdentifier | None = None) -> tuple[list[dict], list[dict], int]:
     """(tasks for the model, rows already decided without it, inputs read).
 
     select_seeds (jobs.seed_selection.SeedSelector, sphinx only): seeds → dedup and clusters,
-    applied before planning so no LLM call is spent on a duplicate."""
+    applied before planning so no LLM call is spent on a duplicate. langid (sphinx only): seeds
+    whose instruction clearly is not English are rejected before planning."""
     languages = resolve_languages(config.languages.targets)
     version = prompt_version(config)
     seeds_cfg, plan_cfg = config.seeds, config.plan
@@ -46,6 +48,17 @@ def plan_tasks(config: Config, select_seeds=None) -> tuple[list[dict], list[dict
         decided = [{**row, "status": REJECTED} for row in untargeted] + bad_rows(bad, config.recipe)
         return tasks, decided, len(texts) + len(bad)
     seeds, bad = load_seeds(seeds_cfg.paths, seeds_cfg.on_bad_record, seeds_cfg.limit)
+    read = len(seeds) + len(bad)
+    not_english = []
+    if langid is not None:
+        reasons = {seed.id: seed_language_reason(seed.instruction, langid) for seed in seeds}
+        not_english = [
+            {"id": row_id(seed.id, "en", config.recipe, version), "seed_id": seed.id, "recipe": config.recipe,
+             "status": REJECTED, "reason": reasons[seed.id], "source": seed.source, "src_instruction": seed.instruction,
+             "src_input": seed.input, "src_output": seed.output}
+            for seed in seeds if reasons[seed.id]
+        ]
+        seeds = [seed for seed in seeds if not reasons[seed.id]]
     selection = select_seeds(seeds) if select_seeds else None
     kept, clusters = (selection.kept, selection.clusters) if selection else (seeds, None)
     stratified_by = clusters if selection and selection.stratify else None
@@ -53,7 +66,7 @@ def plan_tasks(config: Config, select_seeds=None) -> tuple[list[dict], list[dict
     for task in tasks if clusters else []:
         task["cluster"] = clusters[task["seed_id"]]  # the row machines carry it into the row
     duplicates = duplicate_rows(selection.duplicates, seeds, config.recipe) if selection else []
-    return tasks, bad_rows(bad, config.recipe) + duplicates, len(seeds) + len(bad)
+    return tasks, bad_rows(bad, config.recipe) + not_english + duplicates, read
 
 
 def bad_rows(bad: list[BadRecord], recipe: str) -> list[dict]:

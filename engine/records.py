@@ -38,9 +38,14 @@ SCHEMA = pa.schema(
         ("attempts", pa.int32()),
         ("attempt_reasons", pa.list_(pa.string())),
         ("scores", pa.list_(SCORE_TYPE)),
-        ("rounds", pa.int32()),
+        ("rounds", pa.int32()),  # rewrites done after the first judgement
+        ("best_round", pa.int32()),  # which version was kept: 0 = the first valid draft
         ("prompt_tokens", pa.int64()),
         ("completion_tokens", pa.int64()),
+        # Generated tokens by phase: first drafts (with their retries), judging, rewriting.
+        ("tokens_draft", pa.int64()),
+        ("tokens_judge", pa.int64()),
+        ("tokens_rewrite", pa.int64()),
         ("cluster", pa.int32()),
         # Provenance.
         ("model", pa.string()),
@@ -62,7 +67,7 @@ def row_id(seed_id: str, lang: str, recipe: str, prompt_version: str) -> str:
 def empty_row() -> dict:
     """Every column present with a neutral value, so partial rows always fit SCHEMA."""
     row: dict = {name: None for name in SCHEMA.names}
-    row.update(protected_spans=[], attempt_reasons=[], scores=[], attempts=0, rounds=0, prompt_tokens=0, completion_tokens=0)
+    row.update(protected_spans=[], attempt_reasons=[], scores=[], attempts=0, rounds=0, prompt_tokens=0, completion_tokens=0, tokens_draft=0, tokens_judge=0, tokens_rewrite=0)
     return row
 
 

@@ -39,17 +39,27 @@ class SeedError(ValueError):
     """A seed record that cannot be used; the message names the file, line and field."""
 
 
-def _open_text(uri: str) -> str:
+def _read_bytes(uri: str) -> bytes:
     fs, path = pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), str(Path(uri).resolve()))
-    with fs.open_input_stream(path) as stream:
-        raw = stream.read()
+    try:
+        with fs.open_input_stream(path) as stream:
+            raw = stream.read()
+    except FileNotFoundError:
+        raise SeedError(f"{uri}: seed file not found") from None
     # Editors on Windows write a byte-order mark; json.loads would call line 1 malformed.
-    raw = raw.removeprefix(codecs.BOM_UTF8)
+    return raw.removeprefix(codecs.BOM_UTF8)
+
+
+def _decode(raw: bytes, uri: str, first_line: int = 1) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
+        line = first_line + raw[: error.start].count(b"\n")
         raise SeedError(f"{uri}:{line}: not valid UTF-8 (byte {error.start})") from None
+
+
+def _open_text(uri: str) -> str:
+    return _decode(_read_bytes(uri), uri)
 
 
 def _records(uri: str) -> Iterator[tuple[str, Any]]:
@@ -58,7 +68,13 @@ def _records(uri: str) -> Iterator[tuple[str, Any]]:
     if lower.endswith(".jsonl"):
         # split("\n"), not splitlines(): JSON strings may hold raw U+2028, U+0085, \x0c, which
         # splitlines() would break a record at; "\r" of CRLF files is JSON whitespace.
-        for number, line in enumerate(_open_text(uri).split("\n"), start=1):
+        # Decoded line by line, so one line of bad bytes is one bad record, not a lost file.
+        for number, raw_line in enumerate(_read_bytes(uri).split(b"\n"), start=1):
+            try:
+                line = _decode(raw_line, uri, number)
+            except SeedError as error:
+                yield f"{uri}:{number}", error
+                continue
             if not line.strip():
                 continue
             try:
@@ -75,6 +91,8 @@ def _records(uri: str) -> Iterator[tuple[str, Any]]:
         for index, record in enumerate(data):
             yield f"{uri}:#{index}", record
     elif lower.endswith(".parquet"):
+        if "://" not in uri and not Path(uri).exists():
+            raise SeedError(f"{uri}: seed file not found")
         for index, record in enumerate(pq.read_table(uri).to_pylist()):
             yield f"{uri}:#{index}", record
     elif Path(uri).is_dir() and any((Path(uri) / name).exists() for name in ("dataset_info.json", "dataset_dict.json")):
@@ -134,16 +152,21 @@ def _normalise(record: Any, where: str, index: int) -> Seed:
 
 def load_seeds(paths: tuple[str, ...] | list[str], on_bad_record: str = "error", limit: int | None = None) -> tuple[list[Seed], list[BadRecord]]:
     """Read every path; returns (seeds, bad records). Raises SeedError unless on_bad_record == 'skip'."""
-    seeds: list[Seed] = []
+    return _load(paths, _normalise, "seed", on_bad_record, limit)
+
+
+def _load(paths, normalise, kind: str, on_bad_record: str, limit: int | None) -> tuple[list, list[BadRecord]]:
+    """Records of every path through `normalise`, with ids unique across all files."""
+    items: list = []
     bad: list[BadRecord] = []
     seen: dict[str, str] = {}
     bad_ids: set[str] = set()
     for uri in paths:
         for index, (where, record) in enumerate(_records(str(uri))):
             try:
-                seed = _normalise(record, where, index)
-                if seed.id in seen:
-                    raise SeedError(f"{where}: field 'id': duplicate seed id '{seed.id}' (first at {seen[seed.id]})")
+                item = normalise(record, where, index)
+                if item.id in seen:
+                    raise SeedError(f"{where}: field 'id': duplicate {kind} id '{item.id}' (first at {seen[item.id]})")
             except SeedError as error:
                 if on_bad_record != "skip":
                     raise
@@ -154,14 +177,46 @@ def load_seeds(paths: tuple[str, ...] | list[str], on_bad_record: str = "error",
                 bad_ids.add(bad_id)
                 bad.append(BadRecord(bad_id, where, f"bad_record: {str(error).removeprefix(where + ': ')}"))
                 continue
-            seen[seed.id] = where
-            seeds.append(seed)
-            if limit is not None and len(seeds) >= limit:
-                return seeds, bad
-    if not seeds and not bad:
-        raise SeedError(f"no seed records found in {list(paths)}")
-    return seeds, bad
+            seen[item.id] = where
+            items.append(item)
+            if limit is not None and len(items) >= limit:
+                return items, bad
+    if not items and not bad:
+        raise SeedError(f"no {kind} records found in {list(paths)}")
+    return items, bad
 
 
 def seeds_table(seeds: list[Seed]) -> pa.Table:
     return pa.Table.from_pylist([seed.__dict__ for seed in seeds])
+
+
+@dataclass(frozen=True)
+class Text:
+    """A natural target-language text (X-Instruction's input): the response a pair is built around."""
+
+    id: str
+    lang: str
+    text: str
+    source: str
+
+
+def _normalise_text(record: Any, where: str, index: int) -> Text:
+    from engine.languages import get_language
+
+    if isinstance(record, SeedError):
+        raise record
+    if not isinstance(record, dict):
+        raise SeedError(f"{where}: a record must be an object, got {type(record).__name__}")
+    text_id = record.get("id", f"{Path(where.rsplit(':', 1)[0]).name}#{index}")
+    text = _text_field(record, "text", where, required=True)
+    lang = _text_field(record, "lang", where, required=True).strip()
+    try:
+        get_language(lang)
+    except ValueError as error:
+        raise SeedError(f"{where}: field 'lang': {error}") from None
+    return Text(str(text_id), lang, text, where)
+
+
+def load_texts(paths: tuple[str, ...] | list[str], on_bad_record: str = "error", limit: int | None = None) -> tuple[list[Text], list[BadRecord]]:
+    """Read target-language texts ({id, lang, text}); the same formats and bad-record rules as seeds."""
+    return _load(paths, _normalise_text, "text", on_bad_record, limit)

@@ -76,3 +76,21 @@ def _not_english(text: str, langid: LanguageIdentifier) -> bool:
     """A source field that is not English (the answer of a 'translate into French' task) may stay."""
     stripped = strip_sentinels(text)
     return bool(stripped) and langid.predict(stripped)[0] != "en"
+
+
+def seed_language_reason(instruction: str, langid: LanguageIdentifier, min_confidence: float = 0.9, min_letters: int = 20) -> str | None:
+    """'seed_not_english:<label>' when a seed's instruction clearly is not English.
+
+    Only the instruction is checked: the input and output of a translation task are legitimately
+    in other languages. Short or formula-heavy instructions ("Solve for x: 3x + 7 = 22.") are too
+    little text for language ID, so they pass, and only a confident answer rejects.
+    """
+    from engine.spans import protect
+
+    visible = strip_sentinels(protect(instruction).text)
+    if sum(char.isalpha() for char in visible) < min_letters:
+        return None
+    label, confidence = langid.predict(visible)
+    if label != "en" and confidence >= min_confidence:
+        return f"seed_not_english:{label}"
+    return None

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -22,19 +23,26 @@ import pyarrow.parquet as pq
 import yaml
 
 from engine.config import Config, ConfigError, load_config, redacted
-from engine.languages import resolve_languages
-from engine.plan import build_plan
-from engine.prompts import TRANSLATE_VERSION
 from engine.records import ACCEPTED, REJECTED, to_table
-from engine.report import build_report, render_markdown, render_summary
-from engine.seeds import SeedError, load_seeds
+from engine.cluster_plot import plot_clusters
+from engine.dedup_rows import reject_duplicate_outputs
+from engine.report import build_report, cluster_figures, reason_kind, render_markdown, render_summary
+from engine.recipes import plan_tasks
+from engine.seeds import SeedError
 from engine.store import RowStore
+from jobs.build import build_run
+from jobs.report import write_report_page
+from jobs.seed_selection import SeedSelection, SeedSelector
 
 log = logging.getLogger("babelforge.synthesize")
 
 
 class PlanChanged(RuntimeError):
     pass
+
+
+class StageFailed(RuntimeError):
+    """The generation stage died (its engines could not start or kept dying)."""
 
 
 def plan_fingerprint(ids: list[str]) -> str:
@@ -84,6 +92,8 @@ def translate_dataset(config: Config, tasks: pa.Table):
     blocks = [tasks.slice(start, size) for start in range(0, tasks.num_rows, size)]
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = sys.stderr.isatty()
+    # An engine that cannot start (bad model path, out of memory) must fail the job, not retry forever.
+    ctx.max_consecutive_actor_init_deaths = config.compute.actor_start_attempts
     return ray.data.from_arrow(blocks).map_batches(
         TranslateActor,
         fn_constructor_kwargs={"config_data": json.loads(config.model_dump_json())},
@@ -97,28 +107,43 @@ def translate_dataset(config: Config, tasks: pa.Table):
 
 
 class Progress:
-    """One line per finished shard: rows done / planned, accepted, tokens/s, ETA."""
+    """One line (rows done / planned, accepted, tokens/s, ETA) per finished shard, and every
+    `every_s` seconds in between, so a long first batch does not look like a hang."""
 
-    def __init__(self, total: int, already: int):
+    def __init__(self, total: int, already: int, every_s: float = 30.0):
         self.total, self.done, self.accepted, self.tokens = total, already, 0, 0
         self.new = 0
         self.started = time.monotonic()
+        self.stopped = threading.Event()
+        threading.Thread(target=self.tick, args=(every_s,), daemon=True, name="progress").start()
+
+    def tick(self, every_s: float) -> None:
+        while not self.stopped.wait(every_s):
+            self.log_line()
+
+    def close(self) -> None:
+        self.stopped.set()
 
     def update(self, table: pa.Table) -> None:
         self.done += table.num_rows
         self.new += table.num_rows
         self.accepted += table.column("status").to_pylist().count(ACCEPTED)
         self.tokens += pa.compute.sum(table.column("completion_tokens")).as_py() or 0
+        self.log_line()
+
+    def log_line(self) -> None:
         elapsed = time.monotonic() - self.started
         rate = self.new / elapsed if elapsed else 0
-        eta = (self.total - self.done) / rate if rate else float("nan")
+        eta = f"{(self.total - self.done) / rate:.0f}s" if rate else "?"
         log.info(
-            "rows %d/%d  accepted %d  %.0f tokens/s  eta %.0fs",
-            self.done, self.total, self.accepted, self.tokens / elapsed if elapsed else 0, eta,
+            "rows %d/%d  accepted %d  %.0f tokens/s  elapsed %.0fs  eta %s",
+            self.done, self.total, self.accepted, self.tokens / elapsed if elapsed else 0, elapsed, eta,
         )
 
 
-def finalise(run_dir: Path, store: RowStore, config: Config, planned_ids: list[str], bad_records: int, seconds: float) -> dict:
+def finalise(
+    run_dir: Path, store: RowStore, config: Config, planned_ids: list[str], bad_records: int, seconds: float, selection: SeedSelection | None = None
+) -> dict:
     table = store.read_all()
     ids = table.column("id").to_pylist()
     expected = set(planned_ids)
@@ -128,6 +153,8 @@ def finalise(run_dir: Path, store: RowStore, config: Config, planned_ids: list[s
             f"run folder {run_dir} does not match its plan: {len(missing)} missing, {len(extra)} unexpected, "
             f"{len(ids) - len(set(ids))} duplicated ids"
         )
+    if config.dedup.exact:
+        table = reject_duplicate_outputs(table)  # the same output twice in a language: before building
     for status in (ACCEPTED, REJECTED):
         part = table.filter(pa.compute.equal(table.column("status"), status))
         pq.write_table(part, run_dir / f"{status}.parquet")
@@ -135,45 +162,78 @@ def finalise(run_dir: Path, store: RowStore, config: Config, planned_ids: list[s
             for row in part.to_pylist():
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     report = build_report(table, len(planned_ids), bad_records, seconds, redacted(config))
+    if selection and selection.clusters:
+        report["clusters"] = cluster_figures(table, selection.clusters, selection.k)
+        (run_dir / "plot-clusters.png").write_bytes(plot_clusters(report["clusters"]))
     (run_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     (run_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    log.info("report page: %s", write_report_page(run_dir, report, table.to_pylist()))
     return report
 
 
 def run(config: Config) -> dict:
     started = time.monotonic()
-    languages = resolve_languages(config.languages.targets)
-    seeds, bad = load_seeds(config.seeds.paths, config.seeds.on_bad_record, config.seeds.limit)
-    log.info("read %d seeds (%d bad records) from %s", len(seeds), len(bad), ", ".join(config.seeds.paths))
-    tasks = build_plan(seeds, languages, config.plan.mode, config.plan.quotas, config.plan.seed, config.recipe, TRANSLATE_VERSION)
-    bad_rows = [
-        {"id": f"{record.id}", "seed_id": record.id, "recipe": config.recipe, "status": REJECTED, "reason": record.reason, "source": record.source}
-        for record in bad
-    ]
-    planned_ids = [task["id"] for task in tasks] + [row["id"] for row in bad_rows]
+    # Dedup and clusters of the seeds (embeddings on Ray) happen before planning: no LLM call yet.
+    selector = SeedSelector(config, lambda: init_ray(config)) if config.recipe == "sphinx" else None
+    langid = None
+    if config.recipe == "sphinx" and config.validation.seed_language_check:
+        from actors.langid import FastTextLangId  # 1 MB model: cheap enough for the driver
+
+        langid = FastTextLangId(config.validation.langid_model)
+    tasks, decided, read = plan_tasks(config, selector, langid)
+    log.info("read %d %s records from %s", read, "text" if config.recipe == "xinstruction" else "seed", ", ".join(config.seeds.paths))
+    planned_ids = [task["id"] for task in tasks] + [row["id"] for row in decided]
     run_dir = prepare_run_dir(config, planned_ids)
+    if selector:
+        selector.save(run_dir)  # a rerun plans the same rows from these clusters, without embedding
     store = RowStore(run_dir)
     if store.clean_partial():
         log.info("removed partial shards left by an interrupted run")
     done = store.done_ids()
     todo = [task for task in tasks if task["id"] not in done]
-    pending_bad = [row for row in bad_rows if row["id"] not in done]
+    pending_bad = [row for row in decided if row["id"] not in done]
     if pending_bad:
         store.write(to_table(pending_bad))
     log.info(
         "plan: %d rows over %d languages; %d already in %s, %d to generate",
-        len(planned_ids), len(languages), len(done), run_dir, len(todo),
+        len(planned_ids), len(config.languages.targets), len(done), run_dir, len(todo),
     )
     if todo:
         init_ray(config)
         progress = Progress(len(planned_ids), len(planned_ids) - len(todo))
         dataset = translate_dataset(config, pa.Table.from_pylist(todo))
-        for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-            store.write(table)
-            progress.update(table)
-    report = finalise(run_dir, store, config, planned_ids, len(bad), time.monotonic() - started)
+        try:
+            for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+                store.write(table)
+                progress.update(table)
+        except Exception as error:  # Ray wraps the actor's exception; say what it means
+            raise StageFailed(
+                f"the generation stage failed: {root_cause(error)}\n"
+                f"{progress.done} of {len(planned_ids)} rows are saved in {run_dir}; fix the cause "
+                "(model.name, model.engine_kwargs, memory) and rerun the same command to resume."
+            ) from error
+        finally:
+            progress.close()
+    selection = selector.selection if selector else None
+    bad_records = sum(1 for row in decided if reason_kind(row["reason"]) == "bad_record")  # not duplicates
+    report = finalise(run_dir, store, config, planned_ids, bad_records, time.monotonic() - started, selection)
+    if config.build.enabled:
+        build_run(run_dir, config)  # training sets from the accepted rows; counts go into report.json
+        report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
     print(render_summary(report, str(run_dir)), flush=True)
     return report
+
+
+def root_cause(error: BaseException) -> str:
+    """What went wrong, in one line: Ray nests the actor's exception, as text, inside its own."""
+    import traceback
+
+    text = "".join(traceback.format_exception(error))
+    for marker in ("GeneratorStartError: ", "EngineDeadError: "):
+        if marker in text:
+            return text[text.rindex(marker) + len(marker):].splitlines()[0][:600]
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith(" ")]
+    return (lines[-1] if lines else type(error).__name__)[:600]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, SeedError, PlanChanged, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except StageFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
     return 0 if report["adds_up"] else 1
 
 

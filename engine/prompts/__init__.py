@@ -57,7 +57,9 @@ FEEDBACK = {
 
 def feedback_message(reason: str, field: str | None, language_name: str, keys: list[str]) -> dict:
     kind, _, detail = reason.partition(":")
-    if kind.startswith("parse"):
+    if kind == "parse_truncated":
+        kind = "truncated"
+    elif kind.startswith("parse"):
         kind = "parse"
     template = FEEDBACK.get(kind, "Your translation was rejected ({reason}). Try again.")
     text = template.format(keys=", ".join(keys), detail=detail, field=field or "answer", language=language_name, reason=reason)

@@ -23,11 +23,21 @@ def tiny_config(run_dir: Path, **sections) -> dict:
         "seeds": {"paths": [str(ROOT / "data/seeds/english_seeds.jsonl")]},
         "languages": {"targets": ["fr", "es"]},
         "plan": {"mode": "per_language", "quotas": {"high": 12, "mid": 6, "low": 3}, "seed": 0},
+        # Seeds stratified over 24 MiniLM clusters and deduplicated before planning, on Ray like
+        # production; the seed set has no duplicates (max pairwise cosine ~0.54), so 24 rows stay.
+        # k decides which seeds get translated: with 16, fr drew no general-category seed and the
+        # tiny model (which fails most code/URL/table seeds) got none of 24 through; 24 gives it
+        # as many easy seeds as the uniform plan had.
+        "select": {"by": "clusters", "clusters": 24},
+        "dedup": {"exact": True, "near_threshold": 0.95},
         "model": {"name": "smollm2-135m-instruct", "engine_kwargs": {"max_model_len": 4096, "enforce_eager": True}},
         "generation": {"max_tokens": 768, "repetition_penalty": 1.1},
         "validation": {"max_attempts": 2},
         "compute": {"actors": 1, "num_cpus_per_actor": 1, "engine_threads": 2, "batch_size": 8, "batches_in_flight": 4},
         "ray": {"num_cpus": 2},
+        # Training sets at the end of the run: 2-shot sPhinX and every other builder. A larger
+        # validation share than the default so ~15 seeds still give a validation split.
+        "build": {"enabled": True, "validation_share": 0.2, "sphinx": {"shots": 2}},
     }
     for key, value in sections.items():
         config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
@@ -39,8 +49,9 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
-def run_job(config_path: Path, *extra: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def run_job(config_path: Path, *extra: str, timeout: int = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the job in a subprocess; `env` adds variables to this process's environment."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "jobs.synthesize", "--config", str(config_path), *extra],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,

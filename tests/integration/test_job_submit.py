@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,12 +55,19 @@ def test_ray_job_submit_runs_the_synthesis_job(ray_head, tmp_path):
     config = tiny_config(run_dir, plan={"quotas": {"high": 5, "mid": 3, "low": 2}}, ray={"num_cpus": None})
     # Absolute paths: the job runs on this machine, from the uploaded copy of the working dir.
     config_path = write_config(tmp_path / "config.yaml", config)
-    submitted = ray_cli(
-        "job", "submit", f"--address={address}", "--working-dir", ".", "--",
-        "python", "-m", "jobs.synthesize", "--config", str(config_path),
-        env=env, timeout=900,
-    )
-    output = submitted.stdout + submitted.stderr
+    # The head's job agent comes up a little after `ray start` returns; until then the dashboard
+    # answers "No available agent to submit job". Retry that answer alone, for a bounded time.
+    deadline = time.monotonic() + 120
+    while True:
+        submitted = ray_cli(
+            "job", "submit", f"--address={address}", "--working-dir", ".", "--",
+            "python", "-m", "jobs.synthesize", "--config", str(config_path),
+            env=env, timeout=900,
+        )
+        output = submitted.stdout + submitted.stderr
+        if "No available agent" not in output or time.monotonic() > deadline:
+            break
+        time.sleep(3)
     assert submitted.returncode == 0, output[-5000:]
     job_id = re.search(r"raysubmit_\w+", output).group()
     status = ray_cli("job", "status", f"--address={address}", job_id, env=env)

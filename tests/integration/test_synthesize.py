@@ -9,6 +9,7 @@ import pytest
 from engine.checks import check_language, check_script
 from engine.languages import get_language
 from engine.spans import SENTINEL_RE, protect_many, strip_sentinels
+from tests.integration.browser import RenderedPage, dump_dom, png_size, screenshot
 from tests.integration.conftest import read_report, read_rows, run_job, tiny_config, write_config
 
 pytestmark = pytest.mark.integration
@@ -95,6 +96,126 @@ def test_summary_and_run_folder(run):
     report = read_report(run_dir)
     assert f"planned {report['planned']} = accepted {report['accepted']} + rejected {report['rejected']}" in result.stdout
     assert "Planned 24 = accepted" in (run_dir / "report.md").read_text()
+
+
+def test_progress_is_logged_as_one_line_summaries(run):
+    _, _, result = run
+    assert "rows 24/24  accepted" in result.stderr and "tokens/s" in result.stderr and "eta" in result.stderr
+
+
+def test_report_page_renders_in_chromium(run, tmp_path):
+    """The run's report.html in headless Chromium: a real screenshot, the plots, and at least one
+    sample per language in the DOM as rendered (after the page's filter script ran)."""
+    run_dir, _, result = run
+    report = read_report(run_dir)
+    page = run_dir / "report.html"
+    assert page.exists() and "report page:" in result.stderr
+    expected = {"rows_per_language", "tokens_per_accepted"} | ({"reject_reasons"} if report["rejected"] else set())
+    for name in expected:
+        assert (run_dir / f"plot-{name}.png").stat().st_size > 5_000, name
+    shot = screenshot(page, tmp_path / "report.png")
+    assert png_size(shot) == (1280, 2000) and shot.stat().st_size > 50_000, "a blank page compresses to ~10 kB"
+    rendered = RenderedPage(dump_dom(page))
+    assert {"Rows per language", "Generated tokens per accepted example"} <= set(rendered.plots())
+    assert len(rendered.plots()) >= len(expected)
+    assert {sample["data-lang"] for sample in rendered.visible_samples()} == set(report["languages"]) == {"fr", "es"}
+
+
+def test_built_datasets_load_and_match_the_report(run):
+    """The build step at the end of the run: every split loads with `datasets`, its rows add up
+    to report.json and the card, and the split by seed holds across all datasets."""
+    import datasets as hf_datasets
+
+    run_dir, _, _ = run
+    report = read_report(run_dir)
+    accepted = read_rows(run_dir, "accepted")
+    built, card = report["datasets"], (run_dir / "datasets/README.md").read_text(encoding="utf-8")
+    assert {"sphinx", "crossin", "qalign_question", "qalign_response", "xinstruction", "transllm", "mix"} <= set(built)
+    assert built["seeds"]["validation"] >= 1
+    seeds_by_split: dict[str, set[str]] = {"train": set(), "validation": set()}
+    for name in ("sphinx", "crossin", "qalign_question", "qalign_response", "xinstruction", "transllm", "mix"):
+        entry = built[name]
+        files = {split: str(run_dir / "datasets" / name / f"{split}.parquet") for split in ("train", "validation") if entry[split]}
+        loaded = hf_datasets.load_dataset("parquet", data_files=files)
+        assert {split: loaded[split].num_rows for split in files} == {split: entry[split] for split in files}, name
+        assert f"| {name} | {entry['train']} | {entry['validation']} |" in card, name
+        for split, rows in loaded.items():
+            seeds_by_split[split] |= set(rows["seed_id"])
+            for row in rows:
+                assert row["messages"][-1] == {"role": "assistant", "content": row["completion"]}, name
+                assert row["completion"].strip() and row["prompt"].strip(), name
+    assert not seeds_by_split["train"] & seeds_by_split["validation"], "a seed on both sides"
+    # One example per accepted row, plus one English original per seed, in sPhinX.
+    sphinx = built["sphinx"]
+    translated = sum(c["train"] + c["validation"] for lang, c in sphinx["languages"].items() if lang != "en")
+    assert translated == report["accepted"] == len(accepted)
+    english = sphinx["languages"]["en"]
+    assert english["train"] + english["validation"] == len({row["seed_id"] for row in accepted})
+    assert built["transllm"]["train"] + built["transllm"]["validation"] == report["accepted"]
+    assert "`Apache-2.0`" in card and "smollm2-135m-instruct" in card
+
+
+def test_nshot_prompts_show_only_training_rows_of_the_same_language(run):
+    import pyarrow.parquet as pq
+
+    run_dir, _, _ = run
+    validation = set(pq.read_table(run_dir / "datasets/sphinx/validation.parquet").column("seed_id").to_pylist())
+    by_id = {row["id"]: row for row in read_rows(run_dir, "accepted")}
+    shown = 0
+    for example in pq.read_table(run_dir / "datasets/sphinx/train.parquet").to_pylist():
+        for shot_id in example["shot_ids"]:
+            seed_id, lang = (by_id[shot_id]["seed_id"], by_id[shot_id]["lang"]) if shot_id in by_id else shot_id.rsplit(":", 1)
+            assert lang == example["lang"] and seed_id != example["seed_id"] and seed_id not in validation
+            shown += 1
+    assert shown > 0
+
+
+def test_jobs_build_rebuilds_another_recipe_from_the_run_folder_without_an_llm(run, tmp_path):
+    """knn demonstrations with the bundled MiniLM and a CrossIn x->x' set, from the run folder
+    alone: no vLLM import, nothing generated, the run's own datasets untouched."""
+    import json
+    import subprocess
+    import sys
+
+    import datasets as hf_datasets
+
+    run_dir, _, _ = run
+    before = (run_dir / "datasets/build.json").read_text()
+    out = tmp_path / "rebuilt"
+    args = ["--run", str(run_dir), "--output", str(out), "--set", "build.builders=[sphinx, crossin]",
+            "--set", "build.sphinx.retrieval=knn", "--set", "build.sphinx.shots=1",
+            "--set", "build.crossin.modes={x_x: 1}", "--set", "build.mix.anchor_share=0.5"]
+    script = (
+        "import sys\nfrom jobs.build import main\n"
+        f"code = main({args!r})\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'vllm'], 'vllm was imported'\n"
+        "sys.exit(code)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "build.json").read_text())
+    assert set(summary["datasets"]) == {"sphinx", "crossin", "mix"}
+    assert set(summary["datasets"]["crossin"]["modes"]) == {"x_x"}
+    assert set(summary["datasets"]["sphinx"]["modes"]) <= {"1-shot-knn", "0-shot"}
+    loaded = hf_datasets.load_dataset("parquet", data_files=str(out / "crossin/train.parquet"))["train"]
+    assert loaded.num_rows == summary["datasets"]["crossin"]["train"]
+    assert all(row["prompt"].startswith(f"[{row['output_lang']}] ") for row in loaded)
+    assert (run_dir / "datasets/build.json").read_text() == before, "--output leaves the run's datasets alone"
+
+
+def test_seeds_are_stratified_over_clusters_before_translation(run):
+    """tiny_config selects by 24 MiniLM clusters: each language's 12 seeds come from 12 clusters."""
+    run_dir, _, _ = run
+    report = read_report(run_dir)
+    figures = report["clusters"]
+    assert figures["k"] == 24 and sum(figures["sizes"]) == figures["seeds"] == 112 and min(figures["sizes"]) > 0
+    accepted, rows = read_rows(run_dir, "accepted"), read_rows(run_dir, "accepted") + read_rows(run_dir, "rejected")
+    for lang in ("fr", "es"):
+        assert figures["languages"][lang]["planned"] == len({r["cluster"] for r in rows if r["lang"] == lang}) == 12
+        assert figures["languages"][lang]["accepted"] == len({r["cluster"] for r in accepted if r["lang"] == lang})
+    assert (run_dir / "selection.parquet").exists(), "the clusters are cached for reruns"
+    assert (run_dir / "plot-clusters.png").stat().st_size > 5_000
+    assert "## Clusters" in (run_dir / "report.md").read_text()
 
 
 def test_rerun_resumes_without_generating(run):
