@@ -24,7 +24,7 @@ def plot_clusters(figures: dict) -> bytes:
     cover_ax.axhline(k, color="grey", linestyle="--", linewidth=1, label=f"k = {k}")
     cover_ax.set_xticks(list(positions), langs)
     cover_ax.set(title="Clusters covered per language", ylabel="clusters")
-    cover_ax.legend(fontsize="small", frameon=False)
+    cover_ax.legend(fontsize="small", frameon=False, loc="upper right", bbox_to_anchor=(1.0, 0.9))
     for ax in (sizes_ax, cover_ax):
         ax.spines[["top", "right"]].set_visible(False)
     return to_png(fig)
