@@ -66,17 +66,25 @@ def main(argv: list[str] | None = None) -> dict:
     from actors.vllm_generator import VLLMGenerator
 
     base = parse_config(config_for(0, args.lang))
-    # Prefix caching off: the second setting would otherwise reuse the first one's prompts.
-    engine_kwargs = {**base.model.engine_kwargs, "enable_prefix_caching": False}
-    generator = VLLMGenerator(base.model.name, engine_kwargs, base.compute.engine_threads)
     langid = FastTextLangId(base.validation.langid_model)
     seeds, _ = load_seeds([str(ROOT / path) for path in base.seeds.paths], limit=args.seeds)
-    results = {}
-    for rounds in (0, 2):
-        config = parse_config(config_for(rounds, args.lang))
-        tasks = build_plan(seeds, [get_language(args.lang)], "all", config.plan.quotas, 0, config.recipe, prompt_version(config))
-        results[f"rounds_{rounds}"] = asyncio.run(measure(row_machine(config, generator, langid), tasks))
-    generator.shutdown()
+
+    async def both() -> dict:
+        # One event loop for the engine's whole life: AsyncLLM binds its output handler to it.
+        # Prefix caching off: the second setting would otherwise reuse the first one's prompts.
+        engine_kwargs = {**base.model.engine_kwargs, "enable_prefix_caching": False}
+        generator = VLLMGenerator(base.model.name, engine_kwargs, base.compute.engine_threads)
+        results = {}
+        try:
+            for rounds in (0, 2):
+                config = parse_config(config_for(rounds, args.lang))
+                tasks = build_plan(seeds, [get_language(args.lang)], "all", config.plan.quotas, 0, config.recipe, prompt_version(config))
+                results[f"rounds_{rounds}"] = await measure(row_machine(config, generator, langid), tasks)
+        finally:
+            generator.shutdown()
+        return results
+
+    results = asyncio.run(both())
     r0, r2 = results["rounds_0"], results["rounds_2"]
     report = {
         "benchmark": "refinement",

@@ -101,6 +101,10 @@ class SelectConfig(Section):
     """Embedding actors in the Ray Data pool."""
     threads: int | None = Field(default=None, ge=1)
     """Torch threads per embedding actor; None leaves Ray's default (= one per reserved CPU)."""
+    budget_per_language: int = Field(default=32_000, ge=1)
+    """xinstruction: after generation, keep at most this many accepted pairs per language, nearest to
+    centroid first across clusters of the English instructions (X-Instruction: 32k); the rest are
+    rejected diversity_budget."""
 
 
 class DedupConfig(Section):

@@ -66,3 +66,27 @@ def diversify_instructions(
     """Embed the English instructions with `embed`, then diversify_embeddings."""
     embeddings = np.asarray(embed(list(instructions)), dtype=np.float32)
     return diversify_embeddings(embeddings, langs, budget, clusters, sample_size, seed)
+
+
+def apply_budget(rows: list[dict], budget: int, embed: Callable[[list[str]], np.ndarray], clusters: int, sample_size: int, seed: int) -> list[dict]:
+    """X-Instruction after generation: where a language has more accepted pairs than `budget`, keep
+    the most diverse ones and reject the rest (reason diversity_budget), so nothing is lost.
+    Languages within budget are left as they are, and nothing is embedded for them."""
+    accepted = [i for i, row in enumerate(rows) if row["status"] == "accepted"]
+    counts: dict[str, int] = {}
+    for i in accepted:
+        counts[rows[i]["lang"]] = counts.get(rows[i]["lang"], 0) + 1
+    over = {lang for lang, count in counts.items() if count > budget}
+    chosen = [i for i in accepted if rows[i]["lang"] in over]
+    if not chosen:
+        return rows
+    # The English instruction without its "Answer in X." directive: that is what varies.
+    texts = [rows[i]["instruction"].rsplit(" Answer in ", 1)[0] for i in chosen]
+    result = diversify_instructions(texts, [rows[i]["lang"] for i in chosen], embed, budget, clusters, sample_size, seed)
+    out = list(rows)
+    for position, i in enumerate(chosen):
+        reason = result.reason(position)
+        out[i] = {**rows[i], "cluster": int(result.cluster[position])}
+        if reason is not None:
+            out[i].update(status="rejected", reason=reason)
+    return out

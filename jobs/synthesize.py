@@ -141,6 +141,22 @@ class Progress:
         )
 
 
+def diversify_pairs(table: pa.Table, config: Config) -> pa.Table:
+    """X-Instruction's diversification: a language over select.budget_per_language keeps the pairs
+    nearest each centroid first, across clusters of its English instructions."""
+    from engine.diversify import apply_budget
+
+    select = config.select
+
+    def embed(texts: list[str]):
+        from actors.embed import Embedder  # loaded only when a language is over budget
+
+        return Embedder(select.embed_model, select.batch_size, select.device, select.threads).encode(texts)
+
+    rows = apply_budget(table.to_pylist(), select.budget_per_language, embed, select.clusters, select.sample_size, select.seed)
+    return to_table(rows)
+
+
 def finalise(
     run_dir: Path, store: RowStore, config: Config, planned_ids: list[str], bad_records: int, seconds: float, selection: SeedSelection | None = None
 ) -> dict:
@@ -155,6 +171,8 @@ def finalise(
         )
     if config.dedup.exact:
         table = reject_duplicate_outputs(table)  # the same output twice in a language: before building
+    if config.recipe == "xinstruction":
+        table = diversify_pairs(table, config)
     for status in (ACCEPTED, REJECTED):
         part = table.filter(pa.compute.equal(table.column("status"), status))
         pq.write_table(part, run_dir / f"{status}.parquet")

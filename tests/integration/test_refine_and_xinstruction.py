@@ -70,10 +70,20 @@ def xinstruction(tmp_path_factory):
         languages={"targets": ["fr", "es", "de"]},
         generation={"temperature": 0.7, "top_p": 0.9, "max_tokens": 160, "repetition_penalty": 1.1},
         refine={"rounds": 2},
+        select={"budget_per_language": 1, "clusters": 2},  # tiny, so diversification has work to do
     )
     result = run_job(write_config(run_dir.parent / "config.yaml", config))
     assert result.returncode == 0, result.stderr[-4000:]
     return run_dir
+
+
+def test_xinstruction_keeps_at_most_the_budget_per_language(xinstruction):
+    accepted = read_rows(xinstruction, "accepted")
+    langs = [row["lang"] for row in accepted]
+    assert all(langs.count(lang) <= 1 for lang in langs)
+    for row in read_rows(xinstruction, "rejected"):
+        if row["reason"] == "diversity_budget":
+            assert row["instruction"].endswith(".") and row["cluster"] is not None
 
 
 def test_xinstruction_rejects_the_mislabelled_text_before_generation(xinstruction):

@@ -181,3 +181,28 @@ def test_stratified_plan_covers_clusters_and_keeps_the_plan_properties():
         assert len({clusters[s] for s in chosen}) == quota
     assert tasks == plan(["fr", "bg"])
     assert [t for t in plan(["de", "fr", "bg"]) if t["lang"] != "de"] == tasks
+
+
+def test_apply_budget_keeps_the_budget_per_language_and_rejects_the_rest_with_a_reason():
+    import numpy as np
+
+    from engine.diversify import apply_budget
+
+    def embed(texts):
+        # Two clear topics: questions about bread and questions about rivers.
+        return np.array([[1.0, 0.0] if "bread" in t else [0.0, 1.0] for t in texts], dtype=np.float32)
+
+    rows = [
+        {"id": f"fr{i}", "lang": "fr", "status": "accepted", "instruction": f"{topic} question {i}? Answer in French."}
+        for i, topic in enumerate(["Why does bread rise", "Why does bread rise", "Where do rivers go", "Where do rivers go", "Why is bread brown"])
+    ] + [{"id": "es0", "lang": "es", "status": "accepted", "instruction": "Why? Answer in Spanish."},
+         {"id": "fr-rej", "lang": "fr", "status": "rejected", "reason": "judge_bad", "instruction": "x"}]
+    out = apply_budget(rows, budget=2, embed=embed, clusters=2, sample_size=100, seed=0)
+    french = [row for row in out if row["lang"] == "fr" and row["id"] != "fr-rej"]
+    kept = [row for row in french if row["status"] == "accepted"]
+    assert len(kept) == 2
+    assert {"bread" in row["instruction"] for row in kept} == {True, False}, "one per cluster before a second from any"
+    assert all(row["reason"] == "diversity_budget" for row in french if row["status"] == "rejected")
+    assert len(out) == len(rows), "nothing lost"
+    assert out[5]["status"] == "accepted" and "cluster" not in out[5], "a language within budget is untouched"
+    assert out[6]["reason"] == "judge_bad"
