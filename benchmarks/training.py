@@ -41,7 +41,8 @@ def seed_dataset(folder: Path) -> Path:
 
 
 def config(args, dataset: Path, out: Path):
-    from engine.train_config import parse_as, FinetuneConfig
+    from engine.config import parse_as
+    from engine.train_config import FinetuneConfig
 
     demo = __import__("yaml").safe_load((ROOT / "configs/finetune-demo.yaml").read_text())
     demo["run"] = {"name": "bench", "output_dir": str(out)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -367,14 +367,19 @@ def _format_errors(source: str, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def parse_config(data: dict[str, Any], source: str = "<dict>") -> Config:
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def parse_as(model: type[ConfigT], data: dict[str, Any], source: str = "<dict>") -> ConfigT:
+    """`data` validated as `model`; errors name every bad key's dotted path and `source`."""
     try:
-        return Config.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_format_errors(source, error)) from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+def load_as(model: type[ConfigT], path: str | Path, overrides: list[str] | None = None) -> ConfigT:
+    """Load a YAML file as `model`, with dotted overrides applied before validation."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -384,7 +389,15 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"config {path} is not valid YAML: {error}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping at the top level")
-    return parse_config(apply_overrides(data, overrides or []), str(path))
+    return parse_as(model, apply_overrides(data, overrides or []), str(path))
+
+
+def parse_config(data: dict[str, Any], source: str = "<dict>") -> Config:
+    return parse_as(Config, data, source)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    return load_as(Config, path, overrides)
 
 
 # Matched against the end of each word of a key: api_key, apiKey, hf_token, client_secret. Whole

@@ -8,12 +8,11 @@ passed through untouched except for the few values marked "auto" (see engine/tra
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from engine.config import ConfigError, Section, _format_errors, apply_overrides
+from engine.config import Section
 
 
 class FinetuneRun(Section):
@@ -218,25 +217,3 @@ class EvaluateConfig(Section):
         return self
 
 
-ConfigT = TypeVar("ConfigT", bound=BaseModel)
-
-
-def parse_as(model: type[ConfigT], data: dict[str, Any], source: str = "<dict>") -> ConfigT:
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(_format_errors(source, error)) from None
-
-
-def load_as(model: type[ConfigT], path: str | Path, overrides: list[str] | None = None) -> ConfigT:
-    """Load a YAML file as `model`, with dotted overrides applied before validation."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config {path} is not valid YAML: {error}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config {path} must be a mapping at the top level")
-    return parse_as(model, apply_overrides(data, overrides or []), str(path))

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from engine import evaluation as E
-from engine.config import ConfigError
+from engine.config import ConfigError, load_as
 from engine.judge import judge_schema, parse_score
-from engine.train_config import EvaluateConfig, load_as
+from engine.train_config import EvaluateConfig
 
 log = logging.getLogger("babelforge.evaluate")
 

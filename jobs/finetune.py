@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 from engine import training as T
-from engine.config import ConfigError
-from engine.train_config import FinetuneConfig, load_as
+from engine.config import ConfigError, load_as
+from engine.train_config import FinetuneConfig
 
 log = logging.getLogger("babelforge.finetune")
 

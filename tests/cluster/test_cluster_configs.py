@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.config import Config, load_config
+from engine.config import Config, load_as, load_config
 from engine.languages import DEFAULT_TARGETS
+from engine.train_config import EvaluateConfig, FinetuneConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "cluster"
@@ -65,18 +66,12 @@ def config_kind(path: Path) -> str:
 
 
 def load_job_config(path: Path, overrides: list[str] | None = None):
-    """Validate with the job's own config model; skip BY NAME where that model is not in the tree."""
+    """Validate with the job's own config model."""
     kind = config_kind(path)
     if kind == "synthesize":
         return load_config(path, overrides)
-    model_name = {"finetune": "FinetuneConfig", "evaluate": "EvaluateConfig"}[kind]
-    try:
-        import engine.train_config as train_config
-    except ImportError as error:
-        pytest.skip(f"{rel(path)}: not validated, engine.train_config (the {kind} job's config models) does not import: {error}")
-    if not hasattr(train_config, model_name):
-        pytest.skip(f"{rel(path)}: not validated, engine.train_config has no {model_name} yet")
-    return train_config.load_as(getattr(train_config, model_name), path, overrides)
+    model = {"finetune": FinetuneConfig, "evaluate": EvaluateConfig}[kind]
+    return load_as(model, path, overrides)
 
 
 # ---------------------------------------------------------------------------------------- parsing

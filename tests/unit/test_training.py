@@ -11,7 +11,8 @@ import pytest
 
 from engine import training as T
 from engine.config import ConfigError
-from engine.train_config import EvaluateConfig, FinetuneConfig, load_as, parse_as
+from engine.config import load_as, parse_as
+from engine.train_config import EvaluateConfig, FinetuneConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
