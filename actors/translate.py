@@ -45,8 +45,8 @@ def _build_generator(config: Config):
 class TranslateActor:
     """Reads task columns (engine.records.TASK_COLUMNS); writes every column of engine.records.SCHEMA.
 
-    `__call__` is an async generator, so Ray Data keeps several batches in flight per actor and all
-    their rows share the one engine.
+    `__call__` is an async generator on the actor's one event loop: with the pool jobs.synthesize
+    builds (actor_pool), `batches_in_flight` calls run at once and all their rows share the engine.
     """
 
     def __init__(self, config_data: dict):

@@ -82,9 +82,19 @@ def init_ray(config: Config) -> None:
     log.info("ray cluster resources: %s", ray.cluster_resources())
 
 
+def actor_pool(actors: int, batches_in_flight: int):
+    """A fixed pool whose actors each run `batches_in_flight` batches at once. Ray Data's actors
+    take one call at a time unless max_concurrent_calls_per_actor says otherwise, whatever
+    max_tasks_in_flight_per_actor queues up: with one batch running, the engine sees only
+    batch_size sequences and decodes well below its limit."""
+    from ray.data import ActorPoolStrategy
+
+    return ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=batches_in_flight,
+                             max_concurrent_calls_per_actor=batches_in_flight)
+
+
 def translate_dataset(config: Config, tasks: pa.Table):
     import ray
-    from ray.data import ActorPoolStrategy
 
     from actors.translate import TranslateActor
 
@@ -99,7 +109,7 @@ def translate_dataset(config: Config, tasks: pa.Table):
         fn_constructor_kwargs={"config_data": json.loads(config.model_dump_json())},
         batch_size=size,
         batch_format="pyarrow",
-        compute=ActorPoolStrategy(size=config.compute.actors, max_tasks_in_flight_per_actor=config.compute.batches_in_flight),
+        compute=actor_pool(config.compute.actors, config.compute.batches_in_flight),
         num_cpus=config.compute.num_cpus_per_actor,
         num_gpus=config.compute.num_gpus_per_actor or None,
         resources=config.compute.resources or None,
