@@ -215,7 +215,8 @@ class ComputeConfig(Section):
     num_gpus_per_actor: float = Field(default=0.0, ge=0.0)
     """GPUs per generator actor; set to tensor_parallel_size on GPU clusters."""
     engine_threads: int | None = Field(default=None, ge=1)
-    """Threads the engine computes with; None leaves Ray's default (= reserved CPUs)."""
+    """vLLM on CPU: cores the engine computes on, pinned (actors.vllm_generator.engine_env); None
+    leaves vLLM's own binding, which keeps one core per engine for its scheduler."""
     batch_size: int = Field(default=16, ge=1)
     """Rows per Ray Data batch handed to an actor."""
     batches_in_flight: int = Field(default=4, ge=1)

@@ -195,7 +195,7 @@ class EvalCompute(Section):
     num_gpus: float = Field(default=0.0, ge=0.0)
     """GPUs per model actor (= tensor_parallel_size on GPUs)."""
     engine_threads: int | None = Field(default=None, ge=1)
-    """Threads the engine computes with; None: Ray's default (= reserved CPUs)."""
+    """vLLM on CPU: cores the engine computes on, pinned (actors.vllm_generator.engine_env)."""
 
 
 class EvaluateConfig(Section):
