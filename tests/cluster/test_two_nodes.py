@@ -222,7 +222,9 @@ def test_job_runs_its_driver_on_the_head_and_its_generators_on_the_worker(two_no
     assert supervisors and {a["node_id"] for a in supervisors} == {two_nodes["head_id"]}, supervisors
 
     # The runtime env (cluster/runtime_env.yaml: the working dir) travelled to the second node.
-    packages = list((two_nodes["worker"].temp_dir / "session_latest" / "runtime_resources" / "working_dir_files").glob("_ray_pkg_*"))
+    # Ray leaves a `_ray_pkg_<hash>.zip.lock` beside the unpacked folder: folders only.
+    packages = [p for p in (two_nodes["worker"].temp_dir / "session_latest" / "runtime_resources" / "working_dir_files").glob("_ray_pkg_*")
+                if p.is_dir()]
     assert packages and (packages[0] / "jobs" / "synthesize.py").exists(), packages
     assert not (packages[0] / "tests").exists(), "cluster/runtime_env.yaml excludes tests/ from the upload"
     print(
