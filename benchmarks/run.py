@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -107,7 +106,7 @@ class Runner:
 
 def end_session(sid: int, grace_s: float = 30.0) -> list[str]:
     """Wait for the processes of session `sid` (a case and whatever it started) to end, then kill
-    the rest by pid; returns the names of those that had to be killed."""
+    the rest; returns the names of those that had to be killed."""
     import psutil
 
     def members() -> list[psutil.Process]:
@@ -120,17 +119,30 @@ def end_session(sid: int, grace_s: float = 30.0) -> list[str]:
                 continue
         return found
 
+    return end_processes(members, grace_s)
+
+
+def end_processes(find, grace_s: float) -> list[str]:
+    """Poll `find()` (psutil processes) until it comes back empty or `grace_s` has passed, then
+    SIGKILL what is left; returns the names of the processes that had to be killed."""
+    import psutil
+
     deadline = time.monotonic() + grace_s
-    while (left := members()) and time.monotonic() < deadline:
+    while (left := find()) and time.monotonic() < deadline:
         time.sleep(0.5)
     names = []
     for proc in left:
         try:
             names.append(" ".join(proc.cmdline()[:1]) or proc.name())
-            os.kill(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, psutil.Error):
+            proc.kill()
+        except psutil.Error:
             pass
     return names
+
+
+def load_average() -> list[float]:
+    """The 1-, 5- and 15-minute load averages, rounded for the report."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def wait_for_quiet(max_load: float, max_wait_s: float) -> dict:
@@ -138,7 +150,7 @@ def wait_for_quiet(max_load: float, max_wait_s: float) -> dict:
     while os.getloadavg()[0] > max_load and time.monotonic() - started < max_wait_s:
         print(f"load average {os.getloadavg()[0]:.1f} > {max_load}: waiting for a quiet machine", flush=True)
         time.sleep(min(30.0, max(1.0, max_wait_s - (time.monotonic() - started))))
-    load = [round(x, 2) for x in os.getloadavg()]
+    load = load_average()
     return {"waited_s": round(time.monotonic() - started), "load_average": load, "quiet": load[0] <= max_load}
 
 
@@ -417,7 +429,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name in SUITES:
         if name not in suites:
             continue
-        loads[name] = [round(x, 2) for x in os.getloadavg()]
+        loads[name] = load_average()
         print(f"{name} (load average {loads[name][0]:.1f})", flush=True)
         suite_started = time.perf_counter()
         try:
@@ -425,7 +437,7 @@ def main(argv: list[str] | None = None) -> dict:
         except Exception as error:  # one suite's failure must not lose the others' numbers
             results[name] = {"error": f"{type(error).__name__}: {error}"}
         results[name]["seconds"] = round(time.perf_counter() - suite_started, 1)
-        results[name]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        results[name]["load_average_at_end"] = load_average()
     shutil.rmtree(work_dir / "scratch", ignore_errors=True)
     report = {
         "benchmark": "babelforge", "date": date.today().isoformat(), "command": command, "size": size,

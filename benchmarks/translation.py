@@ -37,7 +37,7 @@ from unittest import mock
 import pyarrow as pa
 import yaml
 
-from actors.vllm_generator import VLLMGenerator
+from actors.vllm_generator import VLLMGenerator, engine_env
 from engine.config import Config, parse_config
 from engine.generation import GenParams
 from engine.judge import judge_messages, judge_schema, mean_score, parse_score, rewrite_message
@@ -153,13 +153,6 @@ def output_digest(fields: dict) -> str | None:
     return hashlib.sha1(json.dumps(fields, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12] if fields else None
 
 
-def engine_env(config: Config) -> dict[str, str]:
-    """The engine environment VLLMGenerator sets up in an actor, for the other cases to match."""
-    from actors.vllm_generator import engine_env as generator_env
-
-    return generator_env(config.compute.engine_threads)
-
-
 def tokenizer_functions(tokenizer) -> tuple:
     """(prompt_ids, count_tokens) by VLLMGenerator's own code, over any tokenizer."""
     holder = SimpleNamespace(tokenizer=tokenizer)
@@ -272,7 +265,7 @@ def case_raw(spec: dict) -> dict:
     from actors.models import resolve_model
 
     config = bench_config(spec)
-    os.environ.update(engine_env(config))
+    os.environ.update(engine_env(config.compute.engine_threads))
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
     from vllm.sampling_params import StructuredOutputsParams
@@ -370,7 +363,7 @@ def raydata_generate(config: Config, rows: list[dict]) -> tuple[list[dict], dict
             max_concurrent_batches=config.compute.batches_in_flight,
             log_engine_metrics=False,
             placement_group_config={"bundles": [{"CPU": config.compute.num_cpus_per_actor}]},
-            runtime_env={"env_vars": engine_env(config)},
+            runtime_env={"env_vars": engine_env(config.compute.engine_threads)},
             **{stage: {"num_cpus": STAGE_CPUS} for stage in ("chat_template_stage", "tokenize_stage", "detokenize_stage")},
         ),
         preprocess=_raydata_request,
@@ -402,12 +395,9 @@ def wait_for_engines_gone(grace_s: float = 60.0) -> int:
     """Block until no vLLM engine process started under this one is left (Ray tears a finished
     stage's actors down asynchronously), so the next stage never runs beside an old engine; kills
     what is left after `grace_s` and returns how many that was."""
-    deadline = time.monotonic() + grace_s
-    while (left := engine_processes()) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    for proc in left:
-        proc.kill()
-    return len(left)
+    from benchmarks.run import end_processes
+
+    return len(end_processes(engine_processes, grace_s))
 
 
 class SimulatedStage:
