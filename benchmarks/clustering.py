@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import save_json
 from engine.cluster import assign_clusters, fit_centroids, normalise_rows, sample_positions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,10 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
         "implementations": [run_case("fit", impl, str(args.fit_sample), str(args.k)) for impl in impls],
         "scale": [run_case("scale", str(size), str(args.sample), str(args.k)) for size in args.sizes],
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"clustering-{report['date']}{'-quick' if args.quick else ''}.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    save_json(report, args.out, f"clustering-{report['date']}{'-quick' if args.quick else ''}")
     return report
 
 

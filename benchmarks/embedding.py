@@ -12,7 +12,6 @@ and one actor per core. Sentences are the project's seed instructions and answer
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from benchmarks import save_json
 from engine.config import SelectConfig
 from engine.seeds import load_seeds
 
@@ -102,10 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
         # > 1: the pool is slower than loading the model and encoding in this process.
         "pool_over_direct_end_to_end": [round(p["end_to_end_s"] / baseline["end_to_end_s"], 2) for p in pools],
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"embedding-{report['date']}{'-quick' if args.quick else ''}.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    save_json(report, args.out, f"embedding-{report['date']}{'-quick' if args.quick else ''}")
     return report
 
 

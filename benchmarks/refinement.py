@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import platform
 import time
 from datetime import date
 from pathlib import Path
 
+from benchmarks import save_json
 from engine.config import parse_config
 from engine.languages import get_language
 from engine.plan import build_plan
@@ -97,10 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
         "wall_time_ratio_rounds2_over_rounds0": round(r2["seconds"] / r0["seconds"], 2),
         "generated_tokens_ratio": round(r2["generated_tokens"] / max(r0["generated_tokens"], 1), 2),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"refinement-{report['date']}.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    save_json(report, args.out, f"refinement-{report['date']}")
     return report
 
 

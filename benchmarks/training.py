@@ -22,6 +22,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from benchmarks import save_json
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -174,10 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
         "ray_over_direct_tokens_per_s": round(ray_run["tokens_per_s"] / direct["tokens_per_s"], 3) if direct["tokens_per_s"] else None,
         "ray_over_direct_wall": round(ray_run["wall_seconds"] / direct["wall_seconds"], 2),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"training-{report['date']}.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    save_json(report, args.out, f"training-{report['date']}")
     return report
 
 
