@@ -18,7 +18,7 @@ import random
 import time
 
 from engine.config import ModelConfig
-from engine.generation import ERROR, TOO_LONG, Completion, GenParams
+from engine.protocols import ERROR, TOO_LONG, Completion, GenParams
 
 log = logging.getLogger(__name__)
 

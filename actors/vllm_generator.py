@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from actors.models import resolve_model
-from engine.generation import ERROR, TOO_LONG, Completion, GenParams
+from engine.protocols import ERROR, TOO_LONG, Completion, GenParams
 
 log = logging.getLogger(__name__)
 

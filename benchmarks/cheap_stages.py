@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def texts(count: int) -> list[str]:
     """Seed instructions and answers (English) and the project's target-language texts, cycled,
     each made distinct by a counter."""
-    from engine.seeds import load_seeds
+    from engine.inputs.seeds import load_seeds
 
     seeds, _ = load_seeds([str(ROOT / "data/seeds/english_seeds.jsonl")])
     pool = [text for seed in seeds for text in (seed.instruction, seed.output)]

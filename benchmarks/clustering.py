@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import save_json
-from engine.cluster import assign_clusters, fit_centroids, normalise_rows, sample_positions
+from engine.selection.cluster import assign_clusters, fit_centroids, normalise_rows, sample_positions
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM, K, CENTRES, CHUNK = 384, 256, 512, 16_384

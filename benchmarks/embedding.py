@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from benchmarks import save_json
 from engine.config import SelectConfig
-from engine.seeds import load_seeds
+from engine.inputs.seeds import load_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def direct(texts: list[str], batch_size: int, threads: int) -> tuple[dict, np.nd
 
 def pooled(ray, texts: list[str], batch_size: int, actors: int, threads: int | None, reference: np.ndarray) -> dict:
     from actors.embed import arrow_to_vectors
-    from jobs.diversify import embed_dataset
+    from actors.clustering import embed_dataset
 
     table = pa.table({"pos": range(len(texts)), "text": texts})
     blocks = [table.slice(start, batch_size) for start in range(0, len(texts), batch_size)]

@@ -19,10 +19,10 @@ from pathlib import Path
 from benchmarks import save_json
 from engine.config import parse_config
 from engine.languages import get_language
-from engine.plan import build_plan
+from engine.inputs.plan import build_plan
 from engine.recipes import prompt_version, row_machine
 from engine.records import ACCEPTED
-from engine.seeds import load_seeds
+from engine.inputs.seeds import load_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 

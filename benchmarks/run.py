@@ -317,7 +317,7 @@ def render_markdown(report: dict) -> str:
 
 
 def bars(title: str, ylabel: str, labels: list[str], values: list[float]) -> bytes:
-    from engine.charts import figure, to_png
+    from engine.report.charts import figure, to_png
 
     fig, ax = figure()
     ax.bar(labels, values, color="#3a6ea5")
@@ -346,7 +346,7 @@ def plots(report: dict) -> dict[str, bytes]:
                              [tokens["translate_then_filter"]["tokens_per_kept"] or 0, tokens["select_then_translate"]["tokens_per_kept"] or 0])
     scale = suites.get("scaling", {}).get("scaling", {}).get("cases")
     if scale:
-        from engine.charts import figure, to_png
+        from engine.report.charts import figure, to_png
 
         fig, ax = figure()
         actors = [c["actors"] for c in scale]

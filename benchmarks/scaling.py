@@ -20,13 +20,12 @@ import resource
 import time
 import zlib
 from pathlib import Path
-from unittest import mock
 
 import pyarrow as pa
 
 from actors.translate import TranslateActor
 from engine.config import Config
-from engine.generation import Completion, GenParams
+from engine.protocols import Completion, GenParams
 
 ROOT = Path(__file__).resolve().parents[1]
 SIMULATED_PREFIX = "simulated-latency-"
@@ -196,7 +195,7 @@ def case_scaling(spec: dict) -> dict:
 
 def write_synthetic_seeds(path: Path, count: int) -> Path:
     """`count` distinct seeds made from the project's seeds (a counter keeps them distinct)."""
-    from engine.seeds import load_seeds
+    from engine.inputs.seeds import load_seeds
 
     seeds, _ = load_seeds([str(ROOT / "data/seeds/english_seeds.jsonl")])
     with open(path, "w", encoding="utf-8") as handle:
@@ -255,8 +254,7 @@ def case_plan_memory(spec: dict) -> dict:
     try:
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
-        with mock.patch("actors.translate.TranslateActor", SimulatedTranslateActor):
-            dataset = translate_dataset(config, table)
+        dataset = translate_dataset(config, table, SimulatedTranslateActor)
         done = accepted = 0
         for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
             store.write(batch)

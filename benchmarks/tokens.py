@@ -36,7 +36,7 @@ def case_selection(spec: dict) -> dict:
 
     from benchmarks.translation import init_ray
     from engine.recipes import plan_tasks
-    from jobs.seed_selection import SeedSelector
+    from actors.seed_selection import SeedSelector
 
     config = selection_config(spec)
     started = time.perf_counter()
@@ -54,7 +54,7 @@ def case_selection(spec: dict) -> dict:
 
 
 def strategy(rows: list[dict], kept: list[dict], clusters: dict, k: int) -> dict:
-    from engine.cluster import coverage
+    from engine.selection.cluster import coverage
 
     generated = sum(row["completion_tokens"] for row in rows)
     accepted = sum(1 for row in rows if row["status"] == ACCEPTED)
@@ -67,7 +67,7 @@ def strategy(rows: list[dict], kept: list[dict], clusters: dict, k: int) -> dict
 
 def suite(sizes: dict, simulated: bool, runner, translation: dict | None = None) -> dict:
     from benchmarks.translation import base_spec
-    from engine.cluster import stratified_select
+    from engine.selection.cluster import stratified_select
 
     spec = {**base_spec(sizes, simulated), "seeds": sizes["seeds"], "rounds": 0, "budget": sizes["budget"], "clusters": sizes["clusters"]}
     reused = bool(

@@ -44,7 +44,7 @@ def seed_dataset(folder: Path) -> Path:
 
 def config(args, dataset: Path, out: Path):
     from engine.config import parse_as
-    from engine.train_config import FinetuneConfig
+    from engine.training.config import FinetuneConfig
 
     demo = __import__("yaml").safe_load((ROOT / "configs/finetune-demo.yaml").read_text())
     demo["run"] = {"name": "bench", "output_dir": str(out)}
@@ -91,8 +91,8 @@ def direct_worker(rank: int, world: int, port: int, cfg_data: dict, max_steps: i
     import torch
     import torch.distributed as dist
 
-    from engine import training as T
-    from engine.train_config import FinetuneConfig
+    from engine.training import loop as T
+    from engine.training.config import FinetuneConfig
     from jobs.finetune import load_tokenizer, run_loop
 
     torch.set_num_threads(1)  # as Ray gives a 1-CPU worker

@@ -7,9 +7,9 @@
 
 And refinement (2 judge → rewrite rounds): babelforge's row state machine on the same pool against
 a chain of ray.data.llm processors, translate → judge → rewrite → judge → rewrite → judge, with
-the same decisions between stages (engine.judge, the same validation) made in the driver.
+the same decisions between stages (engine.rows.judge, the same validation) made in the driver.
 
-Prompts are the project's seeds for one language built exactly as engine.translate does
+Prompts are the project's seeds for one language built exactly as engine.rows.translate does
 (protected spans, translate_messages, the per-row token budget, the answer schema). Each case runs
 in its own process, one after another (benchmarks.run.run_case), so only one engine exists at a
 time and each case's engine and Ray are gone before the next starts.
@@ -32,24 +32,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from unittest import mock
 
 import pyarrow as pa
 import yaml
 
 from actors.vllm_generator import VLLMGenerator, engine_env
 from engine.config import Config, parse_config
-from engine.generation import GenParams
-from engine.judge import judge_messages, judge_schema, mean_score, parse_score, rewrite_message
+from engine.protocols import GenParams
+from engine.rows.judge import judge_messages, judge_schema, mean_score, parse_score, rewrite_message
 from engine.languages import get_language
-from engine.parse import parse_fields
-from engine.plan import build_plan
-from engine.prompts import FIELDS, answer_schema, translate_messages
+from engine.text.parse import parse_fields
+from engine.inputs.plan import build_plan
+from engine.rows.prompts import FIELDS, answer_schema, translate_messages
 from engine.recipes import prompt_version
 from engine.records import ACCEPTED, REJECTED
-from engine.seeds import load_seeds
-from engine.spans import SENTINEL_RE, protect_many, restore
-from engine.validate import validate_translation
+from engine.inputs.seeds import load_seeds
+from engine.text.spans import SENTINEL_RE, protect_many, restore
+from engine.rows.validate import validate_translation
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("babelforge.bench")
@@ -189,13 +188,12 @@ def peak_rss_mib() -> float:
 
 
 def run_translation_stage(config: Config, tasks: list[dict], actor_cls) -> tuple[dict, pa.Table]:
-    """jobs.synthesize.translate_dataset with `actor_cls` (a TimedTranslateActor) in place of
-    TranslateActor; timed from the dataset's start to its last row."""
+    """jobs.synthesize.translate_dataset with `actor_cls` (a TimedTranslateActor) as the
+    pool's actor class; timed from the dataset's start to its last row."""
     from jobs.synthesize import translate_dataset
 
     started = time.time()
-    with mock.patch("actors.translate.TranslateActor", actor_cls):
-        dataset = translate_dataset(config, pa.Table.from_pylist(tasks))
+    dataset = translate_dataset(config, pa.Table.from_pylist(tasks), actor_cls)
     tables, arrivals = [], []
     for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
         arrivals.append(time.time())

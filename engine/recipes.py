@@ -4,16 +4,16 @@
 from __future__ import annotations
 
 from engine.config import Config
-from engine.dedup_rows import duplicate_rows
-from engine.generation import Generator, LanguageIdentifier
-from engine.judge import JUDGE_VERSION
+from engine.selection.dedup_rows import duplicate_rows
+from engine.protocols import Generator, LanguageIdentifier
+from engine.rows.judge import JUDGE_VERSION
 from engine.languages import resolve_languages
-from engine.plan import build_plan, build_text_plan
-from engine.prompts import TRANSLATE_VERSION
+from engine.inputs.plan import build_plan, build_text_plan
+from engine.rows.prompts import TRANSLATE_VERSION
 from engine.records import REJECTED, row_id
-from engine.seeds import BadRecord, load_seeds, load_texts
-from engine.validate import seed_language_reason
-from engine.xinstruct import XINSTRUCT_VERSION, XJUDGE_VERSION
+from engine.inputs.seeds import BadRecord, load_seeds, load_texts
+from engine.rows.validate import seed_language_reason
+from engine.rows.xinstruct import XINSTRUCT_VERSION, XJUDGE_VERSION
 
 
 def prompt_version(config: Config) -> str:
@@ -25,10 +25,10 @@ def prompt_version(config: Config) -> str:
 
 def row_machine(config: Config, generator: Generator, langid: LanguageIdentifier):
     if config.recipe == "xinstruction":
-        from engine.xinstruct import InstructionWriter
+        from engine.rows.xinstruct import InstructionWriter
 
         return InstructionWriter(config, generator, langid)
-    from engine.translate import SelectiveTranslator
+    from engine.rows.translate import SelectiveTranslator
 
     return SelectiveTranslator(config, generator, langid)
 

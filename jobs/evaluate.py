@@ -18,10 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-from engine import evaluation as E
+from engine.training import evaluation as E
 from engine.config import ConfigError, load_as
-from engine.judge import judge_schema, parse_score
-from engine.train_config import EvaluateConfig
+from engine.rows.judge import judge_schema, parse_score
+from engine.training.config import EvaluateConfig
 
 log = logging.getLogger("babelforge.evaluate")
 
@@ -35,7 +35,7 @@ class ModelActor:
         self.generator = VLLMGenerator(model, engine_kwargs, engine_threads)
 
     async def generate(self, requests: list[list[dict]], params: dict) -> list[dict]:
-        from engine.generation import GenParams
+        from engine.protocols import GenParams
 
         done = await asyncio.gather(*(self.generator.generate(messages, GenParams(**params)) for messages in requests))
         return [{"text": c.text, "tokens": c.completion_tokens, "finish": c.finish_reason} for c in done]
@@ -50,7 +50,7 @@ def held_out_loss(model: str, rows: list[dict], max_length: int, threads: int | 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from actors.models import resolve_model
-    from engine.training import IGNORE_INDEX, prompt_messages, tokenize_example
+    from engine.training.loop import IGNORE_INDEX, prompt_messages, tokenize_example
 
     if threads:
         torch.set_num_threads(threads)

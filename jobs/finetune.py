@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine import training as T
+from engine.training import loop as T
 from engine.config import ConfigError, load_as
-from engine.train_config import FinetuneConfig
+from engine.training.config import FinetuneConfig
 
 log = logging.getLogger("babelforge.finetune")
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from engine.html_report import build_compare_html, build_html
-from engine.html_samples import DEFAULT_SAMPLES_PER_LANGUAGE
-from engine.plots import build_plots
+from engine.report.page import build_compare_html, build_html
+from engine.report.samples import DEFAULT_SAMPLES_PER_LANGUAGE
+from engine.report.plots import build_plots
 from engine.records import ACCEPTED, REJECTED
 
 log = logging.getLogger("babelforge.report")

@@ -1,7 +1,7 @@
 """The synthesis job: English seeds → planned (seed, language) tasks → translated and validated
 rows on a Ray Data actor pool → run folder with accepted and rejected rows and a report.
 
-    python -m jobs.synthesize --config configs/demo.yaml [--set translate.key=value ...]
+    python -m jobs.synthesize --config configs/demo.yaml [--set section.key=value ...]
 
 Runs the same under `ray job submit --working-dir . -- python -m jobs.synthesize ...` (it joins
 the cluster) and locally (it starts an embedded Ray).
@@ -24,15 +24,15 @@ import yaml
 
 from engine.config import Config, ConfigError, load_config, redacted
 from engine.records import ACCEPTED, REJECTED, to_table
-from engine.cluster_plot import plot_clusters
-from engine.dedup_rows import reject_duplicate_outputs
-from engine.report import build_report, cluster_figures, reason_kind, render_markdown, render_summary
+from engine.report.cluster_plot import plot_clusters
+from engine.selection.dedup_rows import reject_duplicate_outputs
+from engine.report.counts import build_report, cluster_figures, reason_kind, render_markdown, render_summary
 from engine.recipes import plan_tasks
-from engine.seeds import SeedError
+from engine.inputs.seeds import SeedError
 from engine.store import RowStore
 from jobs.build import build_run
 from jobs.report import write_report_page
-from jobs.seed_selection import SeedSelection, SeedSelector
+from actors.seed_selection import SeedSelection, SeedSelector
 
 log = logging.getLogger("babelforge.synthesize")
 
@@ -93,10 +93,14 @@ def actor_pool(actors: int, batches_in_flight: int):
                              max_concurrent_calls_per_actor=batches_in_flight)
 
 
-def translate_dataset(config: Config, tasks: pa.Table):
+def translate_dataset(config: Config, tasks: pa.Table, actor_cls=None):
+    """The generation stage over `tasks`: an actor pool of `actor_cls` (TranslateActor unless a
+    benchmark passes a simulated or instrumented one built on it)."""
     import ray
 
     from actors.translate import TranslateActor
+
+    actor_cls = actor_cls or TranslateActor
 
     size = config.compute.batch_size
     blocks = [tasks.slice(start, size) for start in range(0, tasks.num_rows, size)]
@@ -105,7 +109,7 @@ def translate_dataset(config: Config, tasks: pa.Table):
     # An engine that cannot start (bad model path, out of memory) must fail the job, not retry forever.
     ctx.max_consecutive_actor_init_deaths = config.compute.actor_start_attempts
     return ray.data.from_arrow(blocks).map_batches(
-        TranslateActor,
+        actor_cls,
         fn_constructor_kwargs={"config_data": json.loads(config.model_dump_json())},
         batch_size=size,
         batch_format="pyarrow",
@@ -154,7 +158,7 @@ class Progress:
 def diversify_pairs(table: pa.Table, config: Config) -> pa.Table:
     """X-Instruction's diversification: a language over select.budget_per_language keeps the pairs
     nearest each centroid first, across clusters of its English instructions."""
-    from engine.diversify import apply_budget
+    from engine.selection.budget import apply_budget
 
     select = config.select
 

@@ -21,7 +21,7 @@ import yaml
 
 from engine.config import Config, load_as, load_config
 from engine.languages import DEFAULT_TARGETS
-from engine.train_config import EvaluateConfig, FinetuneConfig
+from engine.training.config import EvaluateConfig, FinetuneConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "cluster"

@@ -61,7 +61,7 @@ def test_translation_runs_the_same_prompts_three_ways(report):
     assert 0 < babelforge["first_ready_s"] <= babelforge["end_to_end_s"], "engine start is told apart"
     for name in ("b_over_a_tokens_per_s_generation", "b_over_a_tokens_per_s_end_to_end", "b_over_c_tokens_per_s_end_to_end"):
         assert suite["ratios"][name] > 0
-    # The raw and Ray Data prompts are built as engine.translate builds them: a drift shows here.
+    # The raw and Ray Data prompts are built as engine.rows.translate builds them: a drift shows here.
     assert suite["agreement"]["raw_vllm~babelforge"]["same_prompt_tokens"] == 1.0
 
 

@@ -10,13 +10,13 @@ from statistics import mean
 import numpy as np
 import pytest
 
-from engine.cluster import assign_clusters, fit_centroids
+from engine.selection.cluster import assign_clusters, fit_centroids
 from engine.config import parse_config
 from engine.languages import resolve_languages
-from engine.plan import build_plan
+from engine.inputs.plan import build_plan
 from engine.recipes import plan_tasks
-from engine.seeds import load_seeds
-from jobs.seed_selection import CACHE_NAME, SeedSelector, seed_text
+from engine.inputs.seeds import load_seeds
+from actors.seed_selection import CACHE_NAME, SeedSelector, seed_text
 from tests.integration.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -83,7 +83,7 @@ def test_embed_actor_pool_matches_direct_encoding(local_ray, embedder, seeds_and
 
     from actors.embed import arrow_to_vectors
     from engine.config import SelectConfig
-    from jobs.diversify import embed_dataset
+    from actors.clustering import embed_dataset
 
     seeds, vectors = seeds_and_vectors
     table = pa.table({"pos": range(40), "text": [seed_text(seed) for seed in seeds[:40]]})

@@ -207,7 +207,7 @@ def test_real_chat_template_masks_the_prompt_exactly_as_inference_sees_it():
     from transformers import AutoTokenizer
 
     from actors.models import resolve_model
-    from engine.training import IGNORE_INDEX, tokenize_example
+    from engine.training.loop import IGNORE_INDEX, tokenize_example
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m-instruct"))
     messages = [{"role": "user", "content": "Quelle est la capitale de la France ?"}]

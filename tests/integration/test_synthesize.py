@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.checks import check_language, check_script
+from engine.text.checks import check_language, check_script
 from engine.languages import get_language
-from engine.spans import SENTINEL_RE, protect_many, strip_sentinels
+from engine.text.spans import SENTINEL_RE, protect_many, strip_sentinels
 from tests.integration.browser import RenderedPage, dump_dom, png_size, screenshot
 from tests.integration.conftest import read_report, read_rows, run_job, tiny_config, write_config
 

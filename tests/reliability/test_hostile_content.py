@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from engine.prompts import translate_messages
+from engine.rows.prompts import translate_messages
 from engine.records import ACCEPTED, REJECTED
-from engine.spans import protect_many, restore
+from engine.text.spans import protect_many, restore
 from tests.unit.test_translate_state_machine import FakeGenerator, make_task, make_translator
 
 HOSTILE = [

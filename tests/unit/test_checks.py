@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine.checks import (
+from engine.text.checks import (
     check_degeneration,
     check_empty,
     check_language,

@@ -5,8 +5,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-import engine.cluster as cluster
-from engine.cluster import (
+import engine.selection.cluster as cluster
+from engine.selection.cluster import (
     assign_clusters,
     cluster_sizes,
     coverage,
@@ -16,7 +16,7 @@ from engine.cluster import (
     sample_positions,
     stratified_select,
 )
-from engine.diversify import OVER_BUDGET, diversify_embeddings, diversify_instructions
+from engine.selection.budget import OVER_BUDGET, diversify_embeddings, diversify_instructions
 
 
 def blobs(per_cluster: list[int], dim: int = 16, spread: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -164,8 +164,8 @@ def test_diversify_rejects_misaligned_inputs():
 
 def test_stratified_plan_covers_clusters_and_keeps_the_plan_properties():
     from engine.languages import resolve_languages
-    from engine.plan import build_plan
-    from engine.seeds import Seed
+    from engine.inputs.plan import build_plan
+    from engine.inputs.seeds import Seed
 
     seeds = [Seed(f"s{i:03d}", f"Instruction {i}", "", f"Output {i}", f"seeds.jsonl:{i + 1}") for i in range(60)]
     clusters = {seed.id: (0 if i < 40 else 1 + i % 5) for i, seed in enumerate(seeds)}  # one big cluster, five small
@@ -186,7 +186,7 @@ def test_stratified_plan_covers_clusters_and_keeps_the_plan_properties():
 def test_apply_budget_keeps_the_budget_per_language_and_rejects_the_rest_with_a_reason():
     import numpy as np
 
-    from engine.diversify import apply_budget
+    from engine.selection.budget import apply_budget
 
     def embed(texts):
         # Two clear topics: questions about bread and questions about rivers.

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-import engine.dedup as dedup
+import engine.selection.dedup as dedup
 from engine.config import parse_config
-from engine.dedup import (
+from engine.selection.dedup import (
     duplicate_reason,
     exact_duplicates,
     find_duplicates,
@@ -16,11 +16,11 @@ from engine.dedup import (
     normalise_text,
     text_key,
 )
-from engine.dedup_rows import duplicate_rows, reject_duplicate_outputs, seed_key
+from engine.selection.dedup_rows import duplicate_rows, reject_duplicate_outputs, seed_key
 from engine.recipes import plan_tasks
 from engine.records import ACCEPTED, REJECTED, to_table
-from engine.seeds import Seed
-from jobs.seed_selection import SeedSelector
+from engine.inputs.seeds import Seed
+from actors.seed_selection import SeedSelector
 
 
 @pytest.mark.parametrize(

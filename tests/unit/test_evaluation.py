@@ -1,4 +1,4 @@
-"""engine/evaluation.py: held-out prompts, the answer judge's messages, language fidelity and the
+"""engine/training/evaluation.py: held-out prompts, the answer judge's messages, language fidelity and the
 other aggregates, the report in JSON-able form, Markdown, text lines and PNG bars."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import evaluation as E
-from engine.judge import parse_score
+from engine.training import evaluation as E
+from engine.rows.judge import parse_score
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,11 +6,11 @@ from html.parser import HTMLParser
 import pyarrow.parquet as pq
 import pytest
 
-from engine.html_report import build_compare_html, build_html
-from engine.html_samples import highlight, pair_rows, pick_samples
-from engine.plots import PLOTS, build_plots
+from engine.report.page import build_compare_html, build_html
+from engine.report.samples import highlight, pair_rows, pick_samples
+from engine.report.plots import PLOTS, build_plots
 from engine.records import ACCEPTED, REJECTED, SCHEMA, to_table
-from engine.report import build_report
+from engine.report.counts import build_report
 from jobs.report import main as report_main
 
 CONFIG = {"run": {"name": "unit"}, "recipe": "sphinx", "model": {"name": "fake-model"}}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine.judge import mean_score, parse_label, parse_score, rewrite_message
+from engine.rows.judge import mean_score, parse_label, parse_score, rewrite_message
 
 
 @pytest.mark.parametrize(

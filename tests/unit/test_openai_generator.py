@@ -16,7 +16,7 @@ import pytest
 
 from actors.openai_generator import RETRY_AFTER_CAP_S, OpenAIGenerator, parse_retry_after
 from engine.config import ConfigError, ModelConfig, parse_config
-from engine.generation import ERROR, TOO_LONG, GenParams
+from engine.protocols import ERROR, TOO_LONG, GenParams
 
 KEY = "sk-unit-9f3b2c71-never-logged"
 MESSAGES = [{"role": "system", "content": "Translate."}, {"role": "user", "content": "Hello there, world."}]

@@ -3,9 +3,9 @@
 import pytest
 
 from engine.languages import resolve_languages
-from engine.plan import build_plan, sample_for_language
+from engine.inputs.plan import build_plan, sample_for_language
 from engine.records import TASK_COLUMNS, row_id
-from engine.seeds import Seed
+from engine.inputs.seeds import Seed
 
 QUOTAS = {"high": 30, "mid": 20, "low": 10}
 VERSION = "translate.v1"

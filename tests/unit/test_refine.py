@@ -5,10 +5,10 @@ import asyncio
 import json
 
 from engine.config import parse_config
-from engine.generation import Completion
+from engine.protocols import Completion
 from engine.records import ACCEPTED, REJECTED
-from engine.translate import SelectiveTranslator
-from engine.xinstruct import InstructionWriter
+from engine.rows.translate import SelectiveTranslator
+from engine.rows.xinstruct import InstructionWriter
 from tests.unit.test_translate_state_machine import FakeGenerator, FakeLangId, make_task
 
 SOURCE = ("Explain the loop in `for i in range(3)` briefly.", "The loop runs the body three times, with i from 0 to 2.")

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine.seeds import BadRecord, Seed, SeedError, load_seeds, seeds_table
+from engine.inputs.seeds import BadRecord, Seed, SeedError, load_seeds, seeds_table
 
 REPO = Path(__file__).resolve().parents[2]
 

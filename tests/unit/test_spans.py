@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from engine.spans import SENTINEL_RE, Protected, protect, protect_many, restore, strip_sentinels
+from engine.text.spans import SENTINEL_RE, Protected, protect, protect_many, restore, strip_sentinels
 
 # Texts that must survive protect -> restore byte for byte.
 ROUND_TRIP_TEXTS = [

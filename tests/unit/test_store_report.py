@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.records import ACCEPTED, REJECTED, SCHEMA, to_table
-from engine.report import build_report, reason_kind, render_markdown, render_summary
+from engine.report.counts import build_report, reason_kind, render_markdown, render_summary
 from engine.store import RowStore
 
 CONFIG = {"run": {"name": "unit"}, "recipe": "sphinx", "model": {"name": "fake-model"}}

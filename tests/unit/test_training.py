@@ -1,4 +1,4 @@
-"""engine/training.py and engine/train_config.py: tokenisation and masking, packing, padding,
+"""engine/training/loop.py and engine/training/config.py: tokenisation and masking, packing, padding,
 DeepSpeed config resolution, step / data-position bookkeeping, the fine-tuning configs."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import training as T
+from engine.training import loop as T
 from engine.config import ConfigError
 from engine.config import load_as, parse_as
-from engine.train_config import EvaluateConfig, FinetuneConfig
+from engine.training.config import EvaluateConfig, FinetuneConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -188,7 +188,7 @@ def test_window_metrics_average_loss_and_rate_over_the_group():
 
 
 def test_engine_training_imports_neither_ray_nor_torch():
-    code = "import sys, engine.training, engine.evaluation, engine.train_config; print(sorted(m for m in ('ray', 'torch', 'vllm', 'deepspeed') if m in sys.modules))"
+    code = "import sys, engine.training.loop, engine.training.evaluation, engine.training.config; print(sorted(m for m in ('ray', 'torch', 'vllm', 'deepspeed') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

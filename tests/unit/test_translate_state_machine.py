@@ -11,10 +11,10 @@ from collections.abc import Callable
 import pytest
 
 from engine.config import parse_config
-from engine.generation import ERROR, TOO_LONG, Completion, GenParams
-from engine.prompts import TRANSLATE_VERSION
+from engine.protocols import ERROR, TOO_LONG, Completion, GenParams
+from engine.rows.prompts import TRANSLATE_VERSION
 from engine.records import ACCEPTED, REJECTED, TASK_COLUMNS
-from engine.translate import SelectiveTranslator
+from engine.rows.translate import SelectiveTranslator
 
 Reply = Completion | str
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from engine.generation import ERROR, TOO_LONG, Completion, GenParams, Generator
+from engine.protocols import ERROR, TOO_LONG, Completion, GenParams, Generator
 
 # check(model text) → (reason or None, failing field or None, output columns)
 Check = Callable[[str], tuple[str | None, str | None, dict]]

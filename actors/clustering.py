@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.cluster import assign_clusters, fit_centroids, sample_positions
+from engine.selection.cluster import assign_clusters, fit_centroids, sample_positions
 from engine.config import SelectConfig
-from engine.dedup import near_duplicates
+from engine.selection.dedup import near_duplicates
 
 log = logging.getLogger("babelforge.diversify")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.checks import (
+from engine.text.checks import (
     check_degeneration,
     check_empty,
     check_language,
@@ -13,9 +13,9 @@ from engine.checks import (
     check_untranslated,
 )
 from engine.config import ValidationConfig
-from engine.generation import LanguageIdentifier
+from engine.protocols import LanguageIdentifier
 from engine.languages import Language
-from engine.spans import strip_sentinels
+from engine.text.spans import strip_sentinels
 
 # The input often *is* the text the task operates on (the sentence to translate or correct):
 # selective translation may keep it byte-identical.
@@ -85,7 +85,7 @@ def seed_language_reason(instruction: str, langid: LanguageIdentifier, min_confi
     in other languages. Short or formula-heavy instructions ("Solve for x: 3x + 7 = 22.") are too
     little text for language ID, so they pass, and only a confident answer rejects.
     """
-    from engine.spans import protect
+    from engine.text.spans import protect
 
     visible = strip_sentinels(protect(instruction).text)
     if sum(char.isalpha() for char in visible) < min_letters:

@@ -20,10 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.config import Config
-from engine.dedup import exact_duplicates
-from engine.dedup_rows import seed_key
-from engine.seeds import Seed
-from jobs.diversify import cluster_texts
+from engine.selection.dedup import exact_duplicates
+from engine.selection.dedup_rows import seed_key
+from engine.inputs.seeds import Seed
+from actors.clustering import cluster_texts
 
 log = logging.getLogger("babelforge.select")
 

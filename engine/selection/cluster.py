@@ -1,6 +1,6 @@
 """K-means maths for diversity: fit on a bounded sample, assign, select across clusters, coverage.
 
-Pure numpy and faiss (CPU). The Ray side (jobs/diversify.py) hands it a bounded sample to fit and
+Pure numpy and faiss (CPU). The Ray side (actors/clustering.py) hands it a bounded sample to fit and
 then one batch at a time to assign, so no process ever needs every embedding at once.
 Vectors are unit-normalised and the k-means is spherical (centroids renormalised every
 iteration), so every distance here is a cosine: what sentence embeddings are trained for.

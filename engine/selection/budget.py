@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.cluster import assign_clusters, fit_centroids, nearest_first_select, sample_positions
+from engine.selection.cluster import assign_clusters, fit_centroids, nearest_first_select, sample_positions
 
 BUDGET_PER_LANGUAGE = 32_000  # X-Instruction: 32k samples per language
 OVER_BUDGET = "diversity_budget"  # reason of a row left out by the budget

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.cluster import normalise_rows
+from engine.selection.cluster import normalise_rows
 
 BLOCK = 1024  # rows compared at once in near_duplicates: bounds memory to BLOCK × kept floats
 _SPACE = re.compile(r"\s+")

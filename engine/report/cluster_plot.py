@@ -1,9 +1,9 @@
 """The cluster plot of a run (plot-clusters.png): cluster sizes, and per language how many of the
-k clusters its planned and accepted rows cover. Drawn from report["clusters"] (engine.report)."""
+k clusters its planned and accepted rows cover. Drawn from report["clusters"] (engine.report.counts)."""
 
 from __future__ import annotations
 
-from engine.charts import to_png
+from engine.report.charts import to_png
 
 
 def plot_clusters(figures: dict) -> bytes:

@@ -11,8 +11,8 @@ import base64
 import json
 from html import escape
 
-from engine.html_samples import DEFAULT_SAMPLES_PER_LANGUAGE, pair_rows, render_browser
-from engine.plots import TITLES
+from engine.report.samples import DEFAULT_SAMPLES_PER_LANGUAGE, pair_rows, render_browser
+from engine.report.plots import TITLES
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222;max-width:1500px}

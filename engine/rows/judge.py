@@ -9,8 +9,8 @@ import json
 import re
 from dataclasses import dataclass
 
-from engine.parse import parse_fields
-from engine.prompts import load_template
+from engine.text.parse import parse_fields
+from engine.rows.prompts import load_template
 
 JUDGE_VERSION = "judge.v1"
 REWRITE_VERSION = "rewrite.v1"

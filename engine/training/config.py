@@ -2,7 +2,7 @@
 
 Same rules as engine/config.py: unknown keys are errors naming their path, `--set a.b=c`
 overrides apply before validation. The `deepspeed:` section is DeepSpeed's own JSON config,
-passed through untouched except for the few values marked "auto" (see engine/training.py).
+passed through untouched except for the few values marked "auto" (see engine/training/loop.py).
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ class EvalJudge(Section):
     model: str | None = None
     """The judge model; None: the base model (its engine is reused)."""
     criteria: tuple[Literal["language", "helpfulness"], ...] = ("language", "helpfulness")
-    """Answer criteria scored 0–2 (engine/evaluation.py holds the rubrics)."""
+    """Answer criteria scored 0–2 (engine/training/evaluation.py holds the rubrics)."""
 
 
 class EvalLoss(Section):

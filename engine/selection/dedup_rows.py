@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.dedup import duplicate_reason, exact_duplicates, text_key
+from engine.selection.dedup import duplicate_reason, exact_duplicates, text_key
 from engine.records import ACCEPTED, REJECTED, row_id
-from engine.seeds import Seed
+from engine.inputs.seeds import Seed
 
 
 def seed_key(seed: Seed) -> str:

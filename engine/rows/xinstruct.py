@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from engine.checks import check_degeneration, check_empty, check_language, check_script
+from engine.text.checks import check_degeneration, check_empty, check_language, check_script
 from engine.config import Config
-from engine.drafting import Draft, Ledger, draft_until_valid
-from engine.generation import GenParams, Generator, LanguageIdentifier
-from engine.judge import LABELS, label_schema, parse_label
+from engine.rows.drafting import Draft, Ledger, draft_until_valid
+from engine.protocols import GenParams, Generator, LanguageIdentifier
+from engine.rows.judge import LABELS, label_schema, parse_label
 from engine.languages import Language, get_language
-from engine.parse import parse_fields
-from engine.prompts import answer_schema, load_template
+from engine.text.parse import parse_fields
+from engine.rows.prompts import answer_schema, load_template
 from engine.records import ACCEPTED, REJECTED
 
 XINSTRUCT_VERSION = "xinstruct.v1"

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from engine.charts import figure, stacked_bars, to_png
+from engine.report.charts import figure, stacked_bars, to_png
 from engine.records import ACCEPTED, REJECTED
-from engine.report import reason_kind
+from engine.report.counts import reason_kind
 
 TITLES = {
     "rows_per_language": "Rows per language",

@@ -11,7 +11,7 @@ import json
 import random
 from collections import defaultdict
 
-from engine.charts import figure, to_png
+from engine.report.charts import figure, to_png
 from engine.languages import get_language
 
 MODELS = ("base", "finetuned")

@@ -16,10 +16,10 @@ import hashlib
 import random
 from collections.abc import Mapping, Sequence
 
-from engine.cluster import stratified_select
+from engine.selection.cluster import stratified_select
 from engine.languages import Language
 from engine.records import row_id
-from engine.seeds import Seed
+from engine.inputs.seeds import Seed
 
 
 def language_rng(plan_seed: int, lang: str) -> random.Random:

@@ -14,15 +14,15 @@ import asyncio
 from dataclasses import replace
 
 from engine.config import Config
-from engine.drafting import Draft, Ledger, draft_until_valid
-from engine.generation import GenParams, Generator, LanguageIdentifier
-from engine.judge import JUDGE_VERSION, JudgeScore, judge_messages, judge_schema, mean_score, parse_score, rewrite_message
+from engine.rows.drafting import Draft, Ledger, draft_until_valid
+from engine.protocols import GenParams, Generator, LanguageIdentifier
+from engine.rows.judge import JUDGE_VERSION, JudgeScore, judge_messages, judge_schema, mean_score, parse_score, rewrite_message
 from engine.languages import Language, get_language
-from engine.parse import parse_fields
-from engine.prompts import FIELDS, TRANSLATE_VERSION, answer_schema, feedback_message, translate_messages
+from engine.text.parse import parse_fields
+from engine.rows.prompts import FIELDS, TRANSLATE_VERSION, answer_schema, feedback_message, translate_messages
 from engine.records import ACCEPTED, REJECTED
-from engine.spans import SENTINEL_RE, protect_many, restore
-from engine.validate import validate_translation
+from engine.text.spans import SENTINEL_RE, protect_many, restore
+from engine.rows.validate import validate_translation
 
 
 class SelectiveTranslator:

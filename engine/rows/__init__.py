@@ -1,0 +1,1 @@
+"""The per-row machines: prompts, drafting with retries, validation, the judge and the refinement loop."""

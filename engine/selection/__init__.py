@@ -1,0 +1,1 @@
+"""Choosing rows: k-means clusters, exact and near duplicates, per-language budgets."""

@@ -1,0 +1,1 @@
+"""The pure side of fine-tuning and evaluation: configs, tokenisation and masking, loop bookkeeping, metrics."""
