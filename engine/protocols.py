@@ -44,3 +44,17 @@ class LanguageIdentifier(Protocol):
     def predict(self, text: str) -> tuple[str, float]:
         """(bare label such as 'fr', confidence) for one text."""
         ...
+
+
+class TextEncoder(Protocol):
+    """Texts → L2-normalised float32 vectors (a numpy (n, d) array) in one multilingual space.
+
+    Asymmetric models (multilingual-e5: "query: " / "passage: ") embed the two sides differently;
+    symmetric ones (LaBSE) treat both alike. The implementation applies its model's convention.
+    """
+
+    name: str
+
+    def encode_queries(self, texts: list[str]): ...
+
+    def encode_passages(self, texts: list[str]): ...
