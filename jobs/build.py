@@ -10,7 +10,6 @@ one folder per dataset with train/validation Parquet and JSONL, a dataset card a
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -22,6 +21,7 @@ from engine.builders import build_datasets
 from engine.builders.output import write_build
 from engine.builders.retrieval import Embed
 from engine.builders.summary import summarise
+from engine.cli import job_parser, run_main
 from engine.config import Config, ConfigError, load_config, redacted
 
 log = logging.getLogger("babelforge.build")
@@ -70,21 +70,16 @@ def build_run(run_dir: str | Path, config: Config, output: str | Path | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.build", description=__doc__.split("\n\n")[0])
+    def body(args) -> int:
+        run_dir = Path(args.run)
+        build_run(run_dir, load_config(args.config or run_dir / "config.resolved.yaml", args.overrides), args.output)
+        return 0
+
+    parser = job_parser("jobs.build", __doc__, config="optional", set_example="build.sphinx.shots=3",
+                        config_help="YAML config whose build: section to use (default: the run's config.resolved.yaml)")
     parser.add_argument("--run", required=True, help="a run folder written by jobs.synthesize")
-    parser.add_argument("--config", help="YAML config whose build: section to use (default: the run's config.resolved.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. --set build.sphinx.shots=3")
     parser.add_argument("--output", help="write the datasets here instead of <run>/datasets")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_dir = Path(args.run)
-    try:
-        config = load_config(args.config or run_dir / "config.resolved.yaml", args.overrides)
-        build_run(run_dir, config, args.output)
-    except (ConfigError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(parser, argv, body, [((ConfigError, FileNotFoundError, ValueError), 2)])
 
 
 if __name__ == "__main__":

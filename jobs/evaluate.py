@@ -9,15 +9,14 @@ scores, per-language held-out loss → report.json, report.md, answers.jsonl and
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
+from engine.cli import job_parser, run_main
 from engine.training import evaluation as E
 from engine.config import ConfigError, load_as
 from engine.rows.judge import judge_schema, parse_score
@@ -143,15 +142,14 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     import ray
 
     from actors.langid import FastTextLangId
+    from actors.ray_session import init_ray
 
     started = time.monotonic()
     out_dir = Path(cfg.run.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     prompts, held_out = collect_prompts(cfg)
     log.info("%d prompts (%s), %d held-out examples for the loss", len(prompts), ", ".join(sorted({p["lang"] for p in prompts})), len(held_out))
-    if not ray.is_initialized():
-        joining = cfg.ray.address or os.environ.get("RAY_ADDRESS")
-        ray.init(address=cfg.ray.address) if joining else ray.init(num_cpus=cfg.ray.num_cpus)
+    init_ray(cfg.ray)  # joins ray.address / RAY_ADDRESS (ray job submit) / a running cluster, else starts one
     losses = None
     if cfg.loss.enabled and held_out:  # torch forward passes, beside the engines
         task = ray.remote(num_cpus=cfg.compute.num_cpus)(held_out_loss)
@@ -178,21 +176,16 @@ def evaluate(cfg: EvaluateConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="YAML evaluation config (configs/evaluate-*.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. --set prompts.per_language=20")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
+    def body(args) -> int:
         cfg = load_as(EvaluateConfig, args.config, args.overrides)
         report = evaluate(cfg)
-    except (ConfigError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"\nlanguage fidelity (share of answers in the prompt's language), {report['name']}:")
-    print("\n".join(E.fidelity_lines(report)))
-    print(f"report: {Path(cfg.run.output_dir) / 'report.md'}")
-    return 0
+        print(f"\nlanguage fidelity (share of answers in the prompt's language), {report['name']}:")
+        print("\n".join(E.fidelity_lines(report)))
+        print(f"report: {Path(cfg.run.output_dir) / 'report.md'}")
+        return 0
+
+    parser = job_parser("jobs.evaluate", __doc__, config_help="YAML evaluation config (configs/evaluate-*.yaml)", set_example="prompts.per_language=20")
+    return run_main(parser, argv, body, [((ConfigError, FileNotFoundError, ValueError), 2)])
 
 
 if __name__ == "__main__":

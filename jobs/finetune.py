@@ -12,7 +12,6 @@ checkpoint: same step count, same data order. CPU workers use gloo and DeepSpeed
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import functools
@@ -25,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from engine.cli import job_parser, run_main
 from engine.training import loop as T
 from engine.config import ConfigError, load_as
 from engine.training.config import FinetuneConfig
@@ -233,16 +233,15 @@ def train_func(config: dict) -> None:
 
 
 def finetune(cfg: FinetuneConfig) -> dict:
-    import ray
     from ray.data import ExecutionOptions
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from actors.ray_session import init_ray
+
     cfg = cfg.with_absolute_paths()
     Path(cfg.run.output_dir).mkdir(parents=True, exist_ok=True)
-    if not ray.is_initialized():  # joins the given / RAY_ADDRESS cluster (ray job submit), else starts one
-        joining = cfg.ray.address or os.environ.get("RAY_ADDRESS")
-        ray.init(address=cfg.ray.address) if joining else ray.init(num_cpus=cfg.ray.num_cpus)
+    init_ray(cfg.ray)  # joins ray.address / RAY_ADDRESS (ray job submit) / a running cluster, else starts one
     dataset = build_dataset(cfg)
     max_steps = cfg.train.max_steps
     if max_steps is None:
@@ -272,20 +271,15 @@ def finetune(cfg: FinetuneConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.finetune", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="YAML fine-tuning config (configs/finetune-*.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. --set train.max_steps=20")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
+    def body(args) -> int:
         cfg = load_as(FinetuneConfig, args.config, args.overrides)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if not cfg.scaling.use_gpu:
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # inherited by a locally started cluster's workers
-    finetune(cfg)
-    return 0
+        if not cfg.scaling.use_gpu:
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")  # inherited by a locally started cluster's workers
+        finetune(cfg)
+        return 0
+
+    parser = job_parser("jobs.finetune", __doc__, config_help="YAML fine-tuning config (configs/finetune-*.yaml)", set_example="train.max_steps=20")
+    return run_main(parser, argv, body, [(ConfigError, 2)])
 
 
 if __name__ == "__main__":

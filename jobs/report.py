@@ -9,7 +9,6 @@ The synthesis job calls write_report_page at the end of every run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from engine.cli import job_parser, run_main
 from engine.report.page import build_compare_html, build_html
 from engine.report.samples import DEFAULT_SAMPLES_PER_LANGUAGE
 from engine.report.plots import build_plots
@@ -63,24 +63,21 @@ def write_compare_page(run_dirs: list[Path], out: Path | None, samples_per_langu
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", type=Path, help="a finished run folder (holds report.json)")
-    parser.add_argument("--compare", type=Path, metavar="OTHER_RUN", help="a second run folder to put side by side")
-    parser.add_argument("--out", type=Path, help="where to write the page (default: in the run folder)")
-    parser.add_argument("--samples-per-language", type=int, default=DEFAULT_SAMPLES_PER_LANGUAGE, help="cap on the samples shown per language")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
+    def body(args) -> int:
         if args.compare:
             out = write_compare_page([args.run_dir, args.compare], args.out, args.samples_per_language)
         else:
             report, rows = load_run(args.run_dir)
             out = write_report_page(args.run_dir, report, rows, args.samples_per_language, args.out)
-    except NotARunFolder as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"report page: {out}")
-    return 0
+        print(f"report page: {out}")
+        return 0
+
+    parser = job_parser("jobs.report", __doc__, config="none")
+    parser.add_argument("run_dir", type=Path, help="a finished run folder (holds report.json)")
+    parser.add_argument("--compare", type=Path, metavar="OTHER_RUN", help="a second run folder to put side by side")
+    parser.add_argument("--out", type=Path, help="where to write the page (default: in the run folder)")
+    parser.add_argument("--samples-per-language", type=int, default=DEFAULT_SAMPLES_PER_LANGUAGE, help="cap on the samples shown per language")
+    return run_main(parser, argv, body, [(NotARunFolder, 2)])
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ the cluster) and locally (it starts an embedded Ray).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from engine.cli import job_parser, run_main
 from engine.config import Config, ConfigError, load_config, redacted
 from engine.records import ACCEPTED, REJECTED, to_table
 from engine.report.cluster_plot import plot_clusters
@@ -70,16 +70,9 @@ def prepare_run_dir(config: Config, planned_ids: list[str]) -> Path:
 
 
 def init_ray(config: Config) -> None:
-    import ray
+    from actors.ray_session import init_ray as start_or_join
 
-    if ray.is_initialized():
-        return
-    if config.ray.address:
-        ray.init(address=config.ray.address)
-    else:
-        # Joins RAY_ADDRESS / a running cluster when there is one (ray job submit), else starts one.
-        ray.init(num_cpus=config.ray.num_cpus, ignore_reinit_error=True)
-    log.info("ray cluster resources: %s", ray.cluster_resources())
+    start_or_join(config.ray)
 
 
 def actor_pool(actors: int, batches_in_flight: int):
@@ -269,21 +262,12 @@ def root_cause(error: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.synthesize", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="YAML config (see configs/)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. --set compute.actors=2")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config = load_config(args.config, args.overrides)
-        report = run(config)
-    except (ConfigError, SeedError, PlanChanged, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except StageFailed as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 3
-    return 0 if report["adds_up"] else 1
+    def body(args) -> int:
+        report = run(load_config(args.config, args.overrides))
+        return 0 if report["adds_up"] else 1  # the counts do not add up to the plan
+
+    parser = job_parser("jobs.synthesize", __doc__, set_example="compute.actors=2")
+    return run_main(parser, argv, body, [((ConfigError, SeedError, PlanChanged, ValueError), 2), (StageFailed, 3)])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,91 @@
+"""The ray.init decision every job makes: join a given or running cluster, or start a local Ray."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import pytest
+
+from actors.ray_session import decide_session
+
+NUM_CPUS = {"num_cpus": 2}  # what configs/demo.yaml sets for a local run
+
+
+@pytest.mark.parametrize(
+    "address, env, running, kwargs, source",
+    [
+        # Nothing to join: a local Ray, which alone takes the local-mode settings.
+        (None, None, None, {"address": "local", "num_cpus": 2}, "local"),
+        ("local", "10.0.0.1:6379", "10.0.0.2:6379", {"address": "local", "num_cpus": 2}, "local"),
+        # ray job submit: RAY_ADDRESS names the cluster the driver runs in.
+        (None, "10.0.0.1:6379", None, {"address": "10.0.0.1:6379"}, "RAY_ADDRESS"),
+        (None, "10.0.0.1:6379", "10.0.0.2:6379", {"address": "10.0.0.1:6379"}, "RAY_ADDRESS"),
+        ("auto", "10.0.0.1:6379", None, {"address": "10.0.0.1:6379"}, "RAY_ADDRESS"),
+        # A concrete ray.address wins over RAY_ADDRESS, as in ray.init.
+        ("10.0.0.9:6379", "10.0.0.1:6379", None, {"address": "10.0.0.9:6379"}, "ray.address"),
+        ("ray://head:10001", None, None, {"address": "ray://head:10001"}, "ray.address"),
+        # A cluster `ray start` left on this machine: joined through Ray's own discovery ("auto").
+        (None, None, "10.0.0.2:6379", {"address": "auto"}, "running cluster 10.0.0.2:6379"),
+        (None, "", "10.0.0.2:6379", {"address": "auto"}, "running cluster 10.0.0.2:6379"),
+        # "auto" with nothing to find still asks to join: Ray says there is nothing, not a silent local start.
+        ("auto", None, None, {"address": "auto"}, "ray.address"),
+    ],
+)
+def test_joins_what_it_is_given_and_starts_local_ray_otherwise(address, env, running, kwargs, source):
+    session = decide_session(address, NUM_CPUS, env, running)
+    assert session.kwargs == kwargs
+    assert session.source == source
+    assert session.joins == (source != "local")
+
+
+@pytest.mark.parametrize("address, env, running", [(None, "10.0.0.1:6379", None), ("10.0.0.9:6379", None, None), (None, None, "10.0.0.2:6379")])
+def test_a_job_that_joins_ignores_local_settings_and_says_so_in_one_line(address, env, running):
+    session = decide_session(address, NUM_CPUS, env, running)
+    assert "num_cpus" not in session.kwargs  # ray.init refuses num_cpus when connecting
+    assert session.ignored == {"num_cpus": 2}
+    line = session.describe()
+    assert "\n" not in line
+    assert "joining the Ray cluster" in line and "ignoring local-mode settings ray.num_cpus=2" in line
+
+
+def test_unset_local_settings_are_neither_passed_nor_reported():
+    local = decide_session(None, {"num_cpus": None}, None, None)
+    assert local.kwargs == {"address": "local"}
+    joined = decide_session(None, {"num_cpus": None}, "10.0.0.1:6379", None)
+    assert joined.ignored == {}
+    assert "ignoring" not in joined.describe()
+    assert decide_session(None, NUM_CPUS, None, None).describe() == "starting a local Ray (ray.num_cpus=2)"
+
+
+def test_init_ray_logs_one_line_and_passes_the_decided_kwargs(monkeypatch, caplog):
+    """init_ray with a stand-in `ray` module: which call it makes, and the INFO line."""
+    import types
+
+    from actors import ray_session
+
+    calls = []
+    fake = types.SimpleNamespace(is_initialized=lambda: False, init=lambda **kw: calls.append(kw), cluster_resources=lambda: {"CPU": 2.0})
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr(ray_session, "running_cluster_address", lambda: None)
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    config = types.SimpleNamespace(address=None, num_cpus=2)
+    with caplog.at_level(logging.INFO, logger="babelforge.ray"):
+        session = ray_session.init_ray(config)
+    assert calls == [{"address": "10.0.0.1:6379"}]
+    assert session.ignored == {"num_cpus": 2}
+    ignoring = [r for r in caplog.records if "ignoring local-mode settings" in r.getMessage()]
+    assert len(ignoring) == 1 and ignoring[0].levelno == logging.INFO
+    fake.is_initialized = lambda: True
+    assert ray_session.init_ray(config) is None and len(calls) == 1  # already up: no second ray.init
+
+
+def test_running_cluster_discovery_uses_rays_address_file(tmp_path, monkeypatch):
+    """The helper reads the file `ray start` writes (and `ray stop` removes) in Ray's temp dir."""
+    from actors import ray_session
+
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))  # Ray's temp dir is $RAY_TMPDIR/ray
+    assert ray_session.running_cluster_address() is None
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text("10.0.0.2:6379\n")
+    assert ray_session.running_cluster_address() == "10.0.0.2:6379"
