@@ -6,30 +6,31 @@ from __future__ import annotations
 from engine.config import Config
 from engine.selection.dedup_rows import duplicate_rows
 from engine.protocols import Generator, LanguageIdentifier
-from engine.rows.judge import JUDGE_VERSION
 from engine.languages import resolve_languages
 from engine.inputs.plan import build_plan, build_text_plan
-from engine.rows.prompts import TRANSLATE_VERSION
 from engine.records import REJECTED, row_id
 from engine.inputs.seeds import BadRecord, load_seeds, load_texts
 from engine.rows.validate import seed_language_reason
-from engine.rows.xinstruct import XINSTRUCT_VERSION, XJUDGE_VERSION
+from engine.rows.refine import recipe_version
+from engine.rows.translate import SelectiveTranslator, TranslationRecipe
+from engine.rows.xinstruct import InstructionRecipe, InstructionWriter
+
+
+def recipe_class(config: Config) -> type:
+    """The recipe (prompts, checks, judge rubric) that `recipe:` names; engine.rows.refine runs it."""
+    if config.recipe == "xinstruction":
+        return InstructionRecipe
+    return TranslationRecipe
 
 
 def prompt_version(config: Config) -> str:
     """Goes into every row's id and provenance: a changed prompt or judge means new rows."""
-    if config.recipe == "xinstruction":
-        return XINSTRUCT_VERSION if config.refine.rounds == 0 else f"{XINSTRUCT_VERSION}+{XJUDGE_VERSION}"
-    return TRANSLATE_VERSION if config.refine.rounds == 0 else f"{TRANSLATE_VERSION}+{JUDGE_VERSION}"
+    return recipe_version(recipe_class(config), config.refine.rounds)
 
 
 def row_machine(config: Config, generator: Generator, langid: LanguageIdentifier):
     if config.recipe == "xinstruction":
-        from engine.rows.xinstruct import InstructionWriter
-
         return InstructionWriter(config, generator, langid)
-    from engine.rows.translate import SelectiveTranslator
-
     return SelectiveTranslator(config, generator, langid)
 
 

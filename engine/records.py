@@ -23,6 +23,7 @@ SCHEMA = pa.schema(
         ("lang", pa.string()),
         ("status", pa.string()),
         ("reason", pa.string()),
+        ("reason_field", pa.string()),  # the field a rejected row's reason is about (None: the whole row)
         # Source fields (English) and generated fields (target language), restored spans and all.
         ("src_instruction", pa.string()),
         ("src_input", pa.string()),

@@ -16,6 +16,7 @@ import hashlib
 import random
 from collections.abc import Mapping, Sequence
 
+from engine.reasons import make_reason
 from engine.selection.cluster import stratified_select
 from engine.languages import Language
 from engine.records import row_id
@@ -100,7 +101,7 @@ def build_text_plan(texts, languages: Sequence[Language], quotas: dict[str, int]
             })
     untargeted = [
         {"id": row_id(text.id, text.lang, recipe, prompt_version), "seed_id": text.id, "recipe": recipe, "lang": text.lang,
-         "src_output": text.text, "source": text.source, "reason": "not_a_target_language"}
+         "src_output": text.text, "source": text.source, "reason": make_reason("not_a_target_language")}
         for text in texts if text.lang not in targets
     ]
     return tasks, untargeted

@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from engine.reasons import make_reason
+
 
 @dataclass(frozen=True)
 class Seed:
@@ -175,7 +177,7 @@ def _load(paths, normalise, kind: str, on_bad_record: str, limit: int | None) ->
                 unusable = fallback is None or not str(fallback).strip() or str(fallback) in seen or str(fallback) in bad_ids
                 bad_id = f"bad:{where}" if unusable else str(fallback)
                 bad_ids.add(bad_id)
-                bad.append(BadRecord(bad_id, where, f"bad_record: {str(error).removeprefix(where + ': ')}"))
+                bad.append(BadRecord(bad_id, where, make_reason("bad_record", f" {str(error).removeprefix(where + ': ')}")))
                 continue
             seen[item.id] = where
             items.append(item)

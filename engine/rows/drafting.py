@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.protocols import ERROR, TOO_LONG, Completion, GenParams, Generator
+from engine.reasons import make_reason, retry_makes_sense
 
 # check(model text) → (reason or None, failing field or None, output columns)
 Check = Callable[[str], tuple[str | None, str | None, dict]]
@@ -26,10 +27,16 @@ class Ledger:
     attempts: int = 0  # draft and rewrite requests
     reasons: list[str] = field(default_factory=list)
     last_output: dict = field(default_factory=dict)  # the last readable draft, kept on rejected rows
+    last_field: str | None = None  # the field the last reason is about (None: the whole reply)
 
     def book(self, phase: str, completion: Completion) -> None:
         self.prompt_tokens += completion.prompt_tokens
         self.tokens[phase] += completion.completion_tokens
+
+    def fail(self, reason: str, failed_field: str | None = None, output: dict | None = None) -> None:
+        self.reasons.append(reason)
+        self.last_field = failed_field
+        self.last_output = output or self.last_output
 
     def columns(self) -> dict:
         return {
@@ -64,17 +71,18 @@ async def draft_until_valid(
         completion = await generator.generate(messages, params)
         ledger.book(phase, completion)
         ledger.attempts += 1
+        failed_field, output = None, {}
         if completion.finish_reason == TOO_LONG:
-            ledger.reasons.append("too_long")
-            return None  # a retry only makes the prompt longer
-        if completion.finish_reason == ERROR:
-            ledger.reasons.append(f"generation_error:{completion.text}"[:200])
-            continue
-        reason, failed_field, output = check(completion.text)
-        if reason is None:
-            return Draft(completion.text, output)
-        ledger.reasons.append(reason)
-        ledger.last_output = output or ledger.last_output
-        messages = messages + [{"role": "assistant", "content": completion.text}, feedback(reason, failed_field)]
+            reason = make_reason("too_long")  # not retried: a retry only makes the prompt longer
+        elif completion.finish_reason == ERROR:
+            reason = make_reason("generation_error", completion.text)[:200]
+        else:
+            reason, failed_field, output = check(completion.text)
+            if reason is None:
+                return Draft(completion.text, output)
+        ledger.fail(reason, failed_field, output)
+        if not retry_makes_sense(reason):
+            return None
+        if completion.finish_reason != ERROR:  # a failed request is sent again as it was
+            messages = messages + [{"role": "assistant", "content": completion.text}, feedback(reason, failed_field)]
     return None
-

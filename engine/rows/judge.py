@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.text.parse import parse_fields
+from engine.protocols import GenParams
+from engine.reasons import make_reason
 from engine.rows.prompts import load_template
+from engine.text.parse import parse_fields
 
 JUDGE_VERSION = "judge.v1"
 REWRITE_VERSION = "rewrite.v1"
@@ -43,6 +46,11 @@ class JudgeScore:
     problem: str | None  # judge_empty, judge_unparsed, judge_out_of_range
 
 
+def judge_params(schema: Callable[[], dict], structured: bool) -> GenParams:
+    """Every judge request: greedy, short, its answer constrained to `schema` where the backend can."""
+    return GenParams(0.0, 1.0, 128, 1.0, schema() if structured else None)
+
+
 def judge_schema() -> dict:
     return {
         "type": "object",
@@ -67,7 +75,7 @@ def judge_messages(criterion: str, language: str, source: dict[str, str], transl
 def parse_score(criterion: str, text: str | None) -> JudgeScore:
     """Read {"feedback", "score"} from a judge's reply: JSON, chatty JSON, or 'Score: 2' prose."""
     if text is None or not text.strip():
-        return JudgeScore(criterion, None, "", "judge_empty")
+        return JudgeScore(criterion, None, "", make_reason("judge_empty"))
     fields, _ = parse_fields(text, ["score"])
     raw, feedback = None, ""
     if fields is None:
@@ -83,9 +91,9 @@ def parse_score(criterion: str, text: str | None) -> JudgeScore:
     try:
         score = float(raw)
     except (TypeError, ValueError):
-        return JudgeScore(criterion, None, feedback, "judge_unparsed")
+        return JudgeScore(criterion, None, feedback, make_reason("judge_unparsed"))
     if not SCALE[0] <= score <= SCALE[1]:
-        return JudgeScore(criterion, None, feedback, "judge_out_of_range")
+        return JudgeScore(criterion, None, feedback, make_reason("judge_out_of_range"))
     return JudgeScore(criterion, score, feedback.strip(), None)
 
 
@@ -119,7 +127,7 @@ def label_schema() -> dict:
 def parse_label(text: str | None) -> tuple[str | None, str, str | None]:
     """(label, feedback, problem) from a pair judge's reply; the label is good / medium / bad."""
     if text is None or not text.strip():
-        return None, "", "judge_empty"
+        return None, "", make_reason("judge_empty")
     fields, _ = parse_fields(text, ["label"])
     if fields is not None:
         label = fields["label"].strip().lower()
@@ -131,5 +139,5 @@ def parse_label(text: str | None) -> tuple[str | None, str, str | None]:
         found = re.search(r"\b(good|medium|bad)\b", text, re.IGNORECASE)
         label, feedback = (found.group(1).lower() if found else None), ""
     if label not in LABELS:
-        return None, feedback, "judge_unparsed"
+        return None, feedback, make_reason("judge_unparsed")
     return label, feedback.strip(), None

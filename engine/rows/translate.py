@@ -1,43 +1,46 @@
-"""Selective translation of one example: the per-row state machine.
+"""Selective translation of one example: the translation recipe of the refinement loop.
 
     draft ─▶ parse ─▶ restore spans ─▶ validate ─┬▶ (retry with feedback) ─▶ rejected
                                                  └▶ judge ─▶ rewrite ─▶ validate ─▶ judge … ─▶ best version
 
-Rows run as independent coroutines against one shared Generator, so an engine with continuous
-batching sees every in-flight request of every row at once: while some rows are being judged,
-others are drafting. No row waits for another.
+The loop itself is engine/rows/refine.py; this file holds what translation brings to it: the
+prompt, the span-protected request, the checks and the judge's criteria.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 
 from engine.config import Config
-from engine.rows.drafting import Draft, Ledger, draft_until_valid
+from engine.languages import get_language
 from engine.protocols import GenParams, Generator, LanguageIdentifier
-from engine.rows.judge import JUDGE_VERSION, JudgeScore, judge_messages, judge_schema, mean_score, parse_score, rewrite_message
-from engine.languages import Language, get_language
-from engine.text.parse import parse_fields
+from engine.reasons import make_reason
+from engine.rows.drafting import Draft
+from engine.rows.judge import JUDGE_VERSION, judge_messages, judge_params, judge_schema, mean_score, parse_score, rewrite_message
 from engine.rows.prompts import FIELDS, TRANSLATE_VERSION, answer_schema, feedback_message, translate_messages
-from engine.records import ACCEPTED, REJECTED
-from engine.text.spans import SENTINEL_RE, protect_many, restore
+from engine.rows.refine import Judgement, RefinementLoop, Request
 from engine.rows.validate import validate_translation
+from engine.text.parse import parse_fields
+from engine.text.spans import SENTINEL_RE, protect_many, restore
 
 
-class SelectiveTranslator:
-    """Reads a task row (engine.records.TASK_COLUMNS); returns a full output row."""
+class TranslationRecipe:
+    """Prompts, checks and judge rubric of selective translation (see engine.rows.refine.Recipe)."""
 
-    def __init__(self, config: Config, generator: Generator, langid: LanguageIdentifier):
-        self.config = config
-        self.generator = generator
-        self.langid = langid
+    draft_version = TRANSLATE_VERSION
+    judge_version = JUDGE_VERSION
+
+    def __init__(self, config: Config, langid: LanguageIdentifier):
+        self.config, self.langid = config, langid
         gen = config.generation
         self.params = GenParams(gen.temperature, gen.top_p, gen.max_tokens, gen.repetition_penalty)
-        self.judge_params = GenParams(0.0, 1.0, 128, 1.0, judge_schema() if config.model.structured_output else None)
-        self.prompt_version = TRANSLATE_VERSION if config.refine.rounds == 0 else f"{TRANSLATE_VERSION}+{JUDGE_VERSION}"
+        self.judge_params = judge_params(judge_schema, config.model.structured_output)
 
-    async def __call__(self, task: dict) -> dict:
+    def screen(self, task: dict) -> tuple[str | None, str | None, dict]:
+        return None, None, {}
+
+    def prepare(self, task: dict, count_tokens) -> Request:
+        """Protect the spans, build the prompt, size the answer budget from the source's tokens."""
         language = get_language(task["lang"])
         source = {field: task[f"src_{field}"] or "" for field in FIELDS}
         protected, spans, _ = protect_many([source[field] for field in FIELDS])
@@ -45,83 +48,63 @@ class SelectiveTranslator:
         keys = [field for field in FIELDS if source[field]]
         expected = {field: {int(n) for n in SENTINEL_RE.findall(protected_fields[field])} for field in keys}
         messages = translate_messages(protected_fields, language.name)
-        budget = int(self.config.generation.max_tokens_factor * self.generator.count_tokens(messages[-1]["content"])) + 64
+        budget = int(self.config.generation.max_tokens_factor * count_tokens(messages[-1]["content"])) + 64
         params = replace(
             self.params,
             max_tokens=min(self.params.max_tokens, budget),
             json_schema=answer_schema(keys) if self.config.model.structured_output else None,
         )
+        facts = {"source": source, "keys": keys, "spans": spans, "expected": expected}
+        return Request(task, language, messages, params, facts, {"protected_spans": list(spans)})
 
-        def check(text: str) -> tuple[str | None, str | None, dict]:
-            return self._check(text, keys, spans, expected, source, language)
-
-        def feedback(reason: str, field: str | None) -> dict:
-            return feedback_message(reason, field, language.name, keys)
-
-        ledger = Ledger()
-        row = {
-            **task,
-            "protected_spans": list(spans),
-            "model": self.config.model.name,
-            "backend": self.generator.backend,
-            "prompt_version": self.prompt_version,
-        }
-        attempts = self.config.validation.max_attempts
-        draft = await draft_until_valid(self.generator, messages, params, check, feedback, attempts, ledger, "draft")
-        if draft is None:
-            return {**row, **ledger.last_output, **ledger.columns(), "status": REJECTED, "reason": ledger.reasons[-1]}
-        if self.config.refine.rounds == 0:
-            return {**row, **draft.output, **ledger.columns(), "status": ACCEPTED, "reason": None}
-
-        refine = self.config.refine
-        versions: list[tuple[float | None, int, Draft]] = []
-        scores: list[dict] = []
-        current, round_no = draft, 0
-        while True:
-            judged = await self._judge(current, source, keys, language, ledger)
-            scores += [{"round": round_no, "criterion": s.criterion, "score": s.score} for s in judged]
-            mean = mean_score(judged)
-            versions.append((mean, round_no, current))
-            if round_no == refine.rounds or (mean is not None and mean >= refine.rewrite_below):
-                break
-            rewrite = messages + [{"role": "assistant", "content": current.text}, rewrite_message(judged, language.name)]
-            rewritten = await draft_until_valid(self.generator, rewrite, params, check, feedback, attempts, ledger, "rewrite")
-            round_no += 1
-            if rewritten is None:
-                break  # an invalid rewrite never replaces a valid version
-            current = rewritten
-        # Best mean score wins; among equals the earlier version (a rewrite must earn its place).
-        best_mean, best_round, best = max(versions, key=lambda v: (-1.0 if v[0] is None else v[0], -v[1]))
-        done = {**row, **best.output, **ledger.columns(), "scores": scores, "rounds": round_no, "best_round": best_round}
-        if best_mean is None:
-            return {**done, "status": REJECTED, "reason": "judge_unparsed"}
-        if best_mean < refine.reject_below:
-            return {**done, "status": REJECTED, "reason": f"judge_below_threshold:{best_mean:.2f}"}
-        return {**done, "status": ACCEPTED, "reason": None}
-
-    async def _judge(self, draft: Draft, source: dict, keys: list[str], language: Language, ledger: Ledger) -> list[JudgeScore]:
-        translated = {field: draft.output[field] for field in keys}
-        shown = {field: source[field] for field in keys}
-
-        async def one(criterion: str) -> JudgeScore:
-            completion = await self.generator.generate(judge_messages(criterion, language.name, shown, translated), self.judge_params)
-            ledger.book("judge", completion)
-            return parse_score(criterion, completion.text if completion.finish_reason in ("stop", "length") else None)
-
-        return list(await asyncio.gather(*(one(c) for c in self.config.refine.criteria)))
-
-    def _check(self, text, keys, spans, expected, source, language) -> tuple[str | None, str | None, dict]:
+    def check(self, request: Request, text: str) -> tuple[str | None, str | None, dict]:
+        """Parse, restore every span, validate field by field. A failed draft keeps what it wrote."""
+        keys, spans, expected, source = (request.facts[k] for k in ("keys", "spans", "expected", "source"))
         fields, reason = parse_fields(text, keys)
         if fields is None:
             return reason, None, {}
-        restored = {}
+        restored, failure = {}, None
         for field in keys:
-            restored[field], reason = restore(fields[field], spans, expected[field])
-            if reason is not None:
-                return reason, field, {}
-        verdict = validate_translation(
-            {k: source[k] for k in keys}, restored, fields, language, self.langid, self.config.validation
-        )
+            restored[field], why = restore(fields[field], spans, expected[field])
+            if why is not None:
+                restored[field] = fields[field]  # kept as the model wrote it, markers and all
+                failure = failure or (why, field)
         output = {field: restored.get(field, "") for field in FIELDS}
+        if failure is not None:
+            return failure[0], failure[1], output
+        verdict = validate_translation(
+            {k: source[k] for k in keys}, restored, fields, request.language, self.langid, self.config.validation
+        )
         output.update(lid_label=verdict.lid_label, lid_confidence=verdict.lid_confidence, lid_method=verdict.lid_method)
         return verdict.reason, verdict.field, output
+
+    def feedback(self, request: Request, reason: str, failed_field: str | None) -> dict:
+        return feedback_message(reason, failed_field, request.language.name, request.facts["keys"])
+
+    def judge_messages(self, request: Request, draft: Draft) -> list[list[dict]]:
+        keys, source = request.facts["keys"], request.facts["source"]
+        translated = {field: draft.output[field] for field in keys}
+        shown = {field: source[field] for field in keys}
+        return [judge_messages(c, request.language.name, shown, translated) for c in self.config.refine.criteria]
+
+    def read_judgement(self, replies: list[str | None], round_no: int) -> Judgement:
+        judged = [parse_score(c, reply) for c, reply in zip(self.config.refine.criteria, replies)]
+        mean = mean_score(judged)
+        scores = [{"round": round_no, "criterion": s.criterion, "score": s.score} for s in judged]
+        return Judgement(mean, scores, mean is not None and mean >= self.config.refine.rewrite_below, judged)
+
+    def rewrite_message(self, request: Request, judgement: Judgement) -> dict:
+        return rewrite_message(judgement.notes, request.language.name)
+
+    def reject_reason(self, value: float) -> str | None:
+        return make_reason("judge_below_threshold", f"{value:.2f}") if value < self.config.refine.reject_below else None
+
+    def output(self, request: Request, draft: Draft) -> dict:
+        return draft.output
+
+
+class SelectiveTranslator(RefinementLoop):
+    """Reads task columns; returns a full output row (engine.records.SCHEMA)."""
+
+    def __init__(self, config: Config, generator: Generator, langid: LanguageIdentifier):
+        super().__init__(TranslationRecipe(config, langid), config, generator)

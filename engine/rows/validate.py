@@ -15,6 +15,7 @@ from engine.text.checks import (
 from engine.config import ValidationConfig
 from engine.protocols import LanguageIdentifier
 from engine.languages import Language
+from engine.reasons import make_reason
 from engine.text.spans import strip_sentinels
 
 # The input often *is* the text the task operates on (the sentence to translate or correct):
@@ -31,8 +32,9 @@ class Verdict:
     lid_method: str | None  # "fasttext", "script" (model lacks the language or text too short), or None
 
 
-def _language_check(text: str, language: Language, langid: LanguageIdentifier, cfg: ValidationConfig) -> tuple[str | None, str, float, str]:
-    """(reason, label, confidence, method) for one field's text with protected spans removed."""
+def language_check(text: str, language: Language, langid: LanguageIdentifier, cfg: ValidationConfig) -> tuple[str | None, str, float, str]:
+    """(reason, label, confidence, method): does the text read as `language`? fastText where it
+    knows the language and the text is long enough, else the share of letters in its script."""
     if language.lid_label and langid.has_label(language.lid_label) and len(text) >= cfg.langid_min_chars:
         label, confidence = langid.predict(text)
         return check_language(label, confidence, language.lid_label, cfg.langid_threshold), label, confidence, "fasttext"
@@ -64,7 +66,7 @@ def validate_translation(
         )
         label, confidence, method = None, None, None
         if reason is None and lid_text:
-            reason, label, confidence, method = _language_check(lid_text, language, langid, cfg)
+            reason, label, confidence, method = language_check(lid_text, language, langid, cfg)
             if weakest[1] is None or confidence < weakest[1]:
                 weakest = (label, confidence, method)
         if reason is not None:
@@ -92,5 +94,5 @@ def seed_language_reason(instruction: str, langid: LanguageIdentifier, min_confi
         return None
     label, confidence = langid.predict(visible)
     if label != "en" and confidence >= min_confidence:
-        return f"seed_not_english:{label}"
+        return make_reason("seed_not_english", label)
     return None

@@ -1,113 +1,68 @@
-"""X-Instruction's generation mode: an English instruction for a target-language text.
+"""X-Instruction's generation mode: the recipe that writes an English instruction for a
+target-language text.
 
     language ID of the text ─▶ write instruction ─▶ validate ─▶ judge good / medium / bad
                                        ▲                                   │
                                        └──── rewrite with feedback ◀── medium (k rounds)
 
 The text itself is the response and is never changed; the model only writes the instruction
-(back-translation of intent), so the output is a cross-lingual pair.
+(back-translation of intent), so the output is a cross-lingual pair. The loop is
+engine/rows/refine.py; this file holds X-Instruction's prompts, checks and judge rubric.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
-from engine.text.checks import check_degeneration, check_empty, check_language, check_script
 from engine.config import Config
-from engine.rows.drafting import Draft, Ledger, draft_until_valid
+from engine.languages import get_language
 from engine.protocols import GenParams, Generator, LanguageIdentifier
-from engine.rows.judge import LABELS, label_schema, parse_label
-from engine.languages import Language, get_language
+from engine.reasons import make_reason
+from engine.rows.drafting import Draft
+from engine.rows.judge import LABELS, judge_params, label_schema, parse_label
+from engine.rows.prompts import answer_schema, load_template, with_directive
+from engine.rows.refine import Judgement, RefinementLoop, Request
+from engine.rows.validate import language_check
+from engine.text.checks import check_degeneration, check_empty, check_language
 from engine.text.parse import parse_fields
-from engine.rows.prompts import answer_schema, load_template
-from engine.records import ACCEPTED, REJECTED
 
 XINSTRUCT_VERSION = "xinstruct.v1"
 XJUDGE_VERSION = "xjudge.v1"
+XFEEDBACK_VERSION = "xfeedback.v1"  # after a failed draft
+XREWRITE_VERSION = "xrewrite.v1"  # after a "medium" judgement
 INSTRUCTION_CHARS = (10, 400)  # X-Instruction's instructions are about 100 characters
+LABEL_OF = {value: label for label, value in LABELS.items()}
 
 
-def directive(language: Language) -> str:
-    return f"Answer in {language.name}."
+class InstructionRecipe:
+    """Prompts, checks and judge rubric of X-Instruction (see engine.rows.refine.Recipe)."""
 
+    draft_version = XINSTRUCT_VERSION
+    judge_version = XJUDGE_VERSION
 
-def text_language_reason(text: str, language: Language, langid: LanguageIdentifier, threshold: float) -> tuple[str | None, str, float, str]:
-    """Does the text really read as its claimed language? (reason, label, confidence, method)."""
-    if language.lid_label and langid.has_label(language.lid_label):
-        label, confidence = langid.predict(text)
-        return check_language(label, confidence, language.lid_label, threshold), label, confidence, "fasttext"
-    reason = check_script(text, language.script)
-    return reason, language.code, 1.0 if reason is None else 0.0, "script"
-
-
-class InstructionWriter:
-    """Reads a task row whose src_output is a target-language text; returns a full output row."""
-
-    def __init__(self, config: Config, generator: Generator, langid: LanguageIdentifier):
-        self.config, self.generator, self.langid = config, generator, langid
+    def __init__(self, config: Config, langid: LanguageIdentifier):
+        self.config, self.langid = config, langid
         gen = config.generation
         structured = config.model.structured_output
         self.params = GenParams(gen.temperature, gen.top_p, min(gen.max_tokens, 160), gen.repetition_penalty,
                                 answer_schema(["instruction"]) if structured else None)
-        self.judge_params = GenParams(0.0, 1.0, 128, 1.0, label_schema() if structured else None)
-        self.prompt_version = XINSTRUCT_VERSION if config.refine.rounds == 0 else f"{XINSTRUCT_VERSION}+{XJUDGE_VERSION}"
+        self.judge_params = judge_params(label_schema, structured)
 
-    async def __call__(self, task: dict) -> dict:
-        language = get_language(task["lang"])
+    def screen(self, task: dict) -> tuple[str | None, str | None, dict]:
+        """Does the text really read as its claimed language? Checked before any model call."""
         text = task["src_output"] or ""
-        row = {**task, "model": self.config.model.name, "backend": self.generator.backend, "prompt_version": self.prompt_version}
-        threshold = self.config.validation.langid_threshold
-        reason, label, confidence, method = text_language_reason(text, language, self.langid, threshold)
-        row.update(lid_label=label, lid_confidence=confidence, lid_method=method, output=text)
-        if reason is not None:
-            return {**row, **Ledger().columns(), "status": REJECTED, "reason": reason}  # before any LLM call
+        reason, label, confidence, method = language_check(text, get_language(task["lang"]), self.langid, self.config.validation)
+        return reason, "output", {"lid_label": label, "lid_confidence": confidence, "lid_method": method, "output": text}
 
+    def prepare(self, task: dict, count_tokens=None) -> Request:
+        language = get_language(task["lang"])
         messages = [
             {"role": "system", "content": load_template(XINSTRUCT_VERSION).format(language=language.name)},
-            {"role": "user", "content": text},
+            {"role": "user", "content": task["src_output"] or ""},
         ]
-        ledger = Ledger()
-        attempts = self.config.validation.max_attempts
+        return Request(task, language, messages, self.params, {"text": task["src_output"] or ""})
 
-        def feedback(reason: str, _field: str | None) -> dict:
-            return {"role": "user", "content": f"That was rejected ({reason}). Write one English instruction as a JSON object with the key \"instruction\"."}
-
-        current = await draft_until_valid(self.generator, messages, self.params, self._check, feedback, attempts, ledger, "draft")
-        if current is None:
-            return {**row, **ledger.columns(), "status": REJECTED, "reason": ledger.reasons[-1]}
-        if self.config.refine.rounds == 0:
-            return {**row, **self._pair(current, language), **ledger.columns(), "status": ACCEPTED, "reason": None}
-
-        scores, round_no, best = [], 0, (-1.0, current)
-        while True:
-            verdict, note = await self._judge(current, text, language, ledger)
-            scores.append({"round": round_no, "criterion": "pair_quality", "score": LABELS.get(verdict)})
-            value = LABELS.get(verdict, -1.0)
-            best = max(best, (value, current), key=lambda item: item[0])
-            if verdict in ("good", "bad") or round_no == self.config.refine.rounds:
-                break
-            rewrite = messages + [
-                {"role": "assistant", "content": current.text},
-                {"role": "user", "content": f"A reviewer says the instruction does not fit the text well: {note or 'make it fit the text'}. Write a better English instruction, as the same JSON object."},
-            ]
-            rewritten = await draft_until_valid(self.generator, rewrite, self.params, self._check, feedback, attempts, ledger, "rewrite")
-            round_no += 1
-            if rewritten is None:
-                break
-            current = rewritten
-        done = {**row, **self._pair(best[1], language), **ledger.columns(), "scores": scores, "rounds": round_no}
-        label_kept = {v: k for k, v in LABELS.items()}.get(best[0])
-        if label_kept is None:
-            return {**done, "status": REJECTED, "reason": "judge_unparsed"}
-        if label_kept == "bad" or (label_kept == "medium" and not self.config.refine.accept_medium):
-            return {**done, "status": REJECTED, "reason": f"judge_{label_kept}"}
-        return {**done, "status": ACCEPTED, "reason": None}
-
-    def _pair(self, draft: Draft, language: Language) -> dict:
-        return {"instruction": f"{draft.output['instruction']} {directive(language)}", "input": ""}
-
-    def _check(self, text: str) -> tuple[str | None, str | None, dict]:
+    def check(self, request: Request, text: str) -> tuple[str | None, str | None, dict]:
         fields, reason = parse_fields(text, ["instruction"])
         if fields is None:
             return reason, None, {}
@@ -115,19 +70,43 @@ class InstructionWriter:
         low, high = INSTRUCTION_CHARS
         reason = check_empty(instruction) or check_degeneration(instruction)
         if reason is None and not low <= len(instruction) <= high:
-            reason = f"instruction_length:{len(instruction)}"
+            reason = make_reason("instruction_length", len(instruction))
         if reason is None:
             label, confidence = self.langid.predict(instruction)
             reason = check_language(label, confidence, "en", self.config.validation.langid_threshold)
         return reason, "instruction", {"instruction": instruction}
 
-    async def _judge(self, draft: Draft, text: str, language: Language, ledger: Ledger) -> tuple[str | None, str]:
-        pair = json.dumps({"instruction": draft.output["instruction"], "response": text}, ensure_ascii=False, indent=1)
-        messages = [
-            {"role": "system", "content": load_template(XJUDGE_VERSION).format(language=language.name)},
-            {"role": "user", "content": pair},
-        ]
-        completion = await self.generator.generate(messages, self.judge_params)
-        ledger.book("judge", completion)
-        label, note, _problem = parse_label(completion.text if completion.finish_reason in ("stop", "length") else None)
-        return label, note
+    def feedback(self, request: Request, reason: str, failed_field: str | None) -> dict:
+        return {"role": "user", "content": load_template(XFEEDBACK_VERSION).format(reason=reason)}
+
+    def judge_messages(self, request: Request, draft: Draft) -> list[list[dict]]:
+        pair = json.dumps({"instruction": draft.output["instruction"], "response": request.facts["text"]}, ensure_ascii=False, indent=1)
+        system = load_template(XJUDGE_VERSION).format(language=request.language.name)
+        return [[{"role": "system", "content": system}, {"role": "user", "content": pair}]]
+
+    def read_judgement(self, replies: list[str | None], round_no: int) -> Judgement:
+        label, note, _problem = parse_label(replies[0])
+        value = LABELS.get(label)
+        scores = [{"round": round_no, "criterion": "pair_quality", "score": value}]
+        return Judgement(value, scores, label in ("good", "bad"), note)
+
+    def rewrite_message(self, request: Request, judgement: Judgement) -> dict:
+        return {"role": "user", "content": load_template(XREWRITE_VERSION).format(note=judgement.notes or "make it fit the text")}
+
+    def reject_reason(self, value: float) -> str | None:
+        label = LABEL_OF[value]
+        if label == "bad":
+            return make_reason("judge_bad")
+        if label == "medium" and not self.config.refine.accept_medium:
+            return make_reason("judge_medium")
+        return None
+
+    def output(self, request: Request, draft: Draft) -> dict:
+        return {"instruction": with_directive(draft.output["instruction"], request.language.name), "input": ""}
+
+
+class InstructionWriter(RefinementLoop):
+    """Reads a task row whose src_output is a target-language text; returns a full output row."""
+
+    def __init__(self, config: Config, generator: Generator, langid: LanguageIdentifier):
+        super().__init__(InstructionRecipe(config, langid), config, generator)

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.reasons import make_reason
+from engine.rows.prompts import without_directive
 from engine.selection.cluster import assign_clusters, fit_centroids, nearest_first_select, sample_positions
 
 BUDGET_PER_LANGUAGE = 32_000  # X-Instruction: 32k samples per language
-OVER_BUDGET = "diversity_budget"  # reason of a row left out by the budget
+OVER_BUDGET = make_reason("diversity_budget")  # reason of a row left out by the budget
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ def apply_budget(rows: list[dict], budget: int, embed: Callable[[list[str]], np.
     if not chosen:
         return rows
     # The English instruction without its "Answer in X." directive: that is what varies.
-    texts = [rows[i]["instruction"].rsplit(" Answer in ", 1)[0] for i in chosen]
+    texts = [without_directive(rows[i]["instruction"]) for i in chosen]
     result = diversify_instructions(texts, [rows[i]["lang"] for i in chosen], embed, budget, clusters, sample_size, seed)
     out = list(rows)
     for position, i in enumerate(chosen):

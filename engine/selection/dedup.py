@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from engine.reasons import make_reason
 from engine.selection.cluster import normalise_rows
 
 BLOCK = 1024  # rows compared at once in near_duplicates: bounds memory to BLOCK × kept floats
@@ -22,7 +23,7 @@ _SPACE = re.compile(r"\s+")
 
 
 def duplicate_reason(of_id: str) -> str:
-    return f"duplicate_of:{of_id}"
+    return make_reason("duplicate_of", of_id)
 
 
 def normalise_text(text: str | None) -> str:

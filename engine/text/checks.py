@@ -12,6 +12,7 @@ import re
 import unicodedata
 
 from engine.languages import SCRIPTS
+from engine.reasons import make_reason
 
 # Characters that render as nothing: models sometimes emit only a BOM or zero-width spaces.
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
@@ -52,7 +53,7 @@ def _is_blank(text: str) -> bool:
 
 def check_empty(text: str) -> str | None:
     """'empty' when the text is blank or only invisible characters."""
-    return "empty" if _is_blank(text) else None
+    return make_reason("empty") if _is_blank(text) else None
 
 
 def _normalise(text: str) -> str:
@@ -80,7 +81,7 @@ def check_untranslated(source: str, text: str) -> str | None:
     # A source of numbers, code or URLs can legitimately stay identical.
     if _count_words(source) < _MIN_WORDS_UNTRANSLATED:
         return None
-    return "untranslated"
+    return make_reason("untranslated")
 
 
 def check_length_ratio(source: str, text: str, low: float, high: float) -> str | None:
@@ -93,7 +94,7 @@ def check_length_ratio(source: str, text: str, low: float, high: float) -> str |
     ratio = len(text.strip()) / source_len
     if low <= ratio <= high:
         return None
-    return f"length_ratio:{ratio:.2f}"
+    return make_reason("length_ratio", f"{ratio:.2f}")
 
 
 _RANGE_CACHE: dict[str, tuple[list[int], list[int]]] = {}
@@ -134,7 +135,7 @@ def check_script(text: str, script: str, min_share: float = 0.5) -> str | None:
     inside, letters = _script_letter_counts(text, script)
     if letters == 0 or inside / letters >= min_share:
         return None
-    return f"wrong_script:{script}"
+    return make_reason("wrong_script", script)
 
 
 def _is_unspaced(text: str) -> bool:
@@ -187,17 +188,17 @@ def check_degeneration(text: str, n: int = 4, max_repeat: float = 0.3) -> str | 
         raise ValueError(f"n must be >= 1, got {n}")
     if _is_unspaced(text):
         if _LETTER_RUN.search(text):
-            return "degenerate"
+            return make_reason("degenerate")
         tokens = [ch for ch in text if unicodedata.category(ch).startswith("L")]
         n *= 2  # one CJK/Thai character carries less than a word: compare longer grams
     else:
         # Letter runs inside one word are left alone here: "AAAAAAAAAAAA" is a poly-A tail.
         tokens = _word_tokens(text)
         if _longest_letter_run(tokens) >= _RUN_LIMIT:
-            return "degenerate"
+            return make_reason("degenerate")
     if len(tokens) < 2 * n:
         return None
-    return "degenerate" if _repeated_share(tokens, n) > max_repeat else None
+    return make_reason("degenerate") if _repeated_share(tokens, n) > max_repeat else None
 
 
 def _bare_label(label: str) -> str:
@@ -208,7 +209,7 @@ def check_language(predicted: str, confidence: float, expected: str, threshold: 
     """'wrong_language:<pred>' or 'low_language_confidence:<c>' from a language-ID answer."""
     predicted, expected = _bare_label(predicted), _bare_label(expected)
     if predicted not in LANGUAGE_EQUIVALENTS.get(expected, frozenset({expected})):
-        return f"wrong_language:{predicted}"
+        return make_reason("wrong_language", predicted)
     if confidence < threshold:
-        return f"low_language_confidence:{confidence:.2f}"
+        return make_reason("low_language_confidence", f"{confidence:.2f}")
     return None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+from engine.reasons import make_reason
+
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 
 
@@ -12,7 +14,7 @@ def _first_object(text: str, start: int = 0) -> tuple[str | None, str | None, in
     """The first balanced {...} in text from `start` (strings respected) or a reason; and where it ends."""
     start = text.find("{", start)
     if start < 0:
-        return None, "parse_no_json", len(text)
+        return None, make_reason("parse_no_json"), len(text)
     depth, in_string, escaped = 0, False, False
     for index in range(start, len(text)):
         char = text[index]
@@ -31,7 +33,7 @@ def _first_object(text: str, start: int = 0) -> tuple[str | None, str | None, in
             depth -= 1
             if depth == 0:
                 return text[start : index + 1], None, index + 1
-    return None, "parse_truncated", len(text)
+    return None, make_reason("parse_truncated"), len(text)
 
 
 def _loads(candidate: str) -> dict | None:
@@ -50,15 +52,15 @@ def _loads(candidate: str) -> dict | None:
 
 def _first_json_object(text: str) -> tuple[dict | None, str | None]:
     """The first {...} of text that is valid JSON; chatter such as "{here}" before it is skipped."""
-    position, reason = 0, "parse_no_json"
+    position, reason = 0, make_reason("parse_no_json")
     while position < len(text):
         candidate, why, position = _first_object(text, position)
         if candidate is None:  # no (further) object: the reason of what came before, unless cut off
-            return None, why if why == "parse_truncated" or reason == "parse_no_json" else reason
+            return None, why if why == make_reason("parse_truncated") or reason == make_reason("parse_no_json") else reason
         data = _loads(candidate)
         if data is not None:
             return data, None
-        reason = "parse_invalid_json"
+        reason = make_reason("parse_invalid_json")
     return None, reason
 
 
@@ -66,9 +68,9 @@ def _take(data: dict, keys: list[str]) -> tuple[dict[str, str] | None, str | Non
     fields = {}
     for key in keys:
         if key not in data:
-            return None, f"parse_missing_key:{key}"
+            return None, make_reason("parse_missing_key", key)
         if not isinstance(data[key], str):
-            return None, f"parse_not_string:{key}"
+            return None, make_reason("parse_not_string", key)
         fields[key] = data[key]
     return fields, None
 
@@ -80,7 +82,7 @@ def parse_fields(text: str | None, keys: list[str]) -> tuple[dict[str, str] | No
     parse_missing_key:<k>, parse_not_string:<k>.
     """
     if text is None or not text.strip():
-        return None, "parse_empty"
+        return None, make_reason("parse_empty")
     fenced = _FENCE.search(text)
     # The fence first; then the whole reply, since a fence may also sit *inside* a bare JSON
     # answer (an output that shows a ```json example```).
@@ -92,6 +94,6 @@ def parse_fields(text: str | None, keys: list[str]) -> tuple[dict[str, str] | No
             fields, why = _take(data, keys)
             if fields is not None:
                 return fields, None
-        if reason in (None, "parse_no_json", "parse_truncated"):
+        if reason in (None, make_reason("parse_no_json"), make_reason("parse_truncated")):
             reason = why
     return None, reason

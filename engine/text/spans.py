@@ -21,6 +21,8 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from engine.reasons import make_reason
+
 SENTINEL_RE = re.compile(r"\[\[([0-9]+)\]\]")
 
 # What a model (or a source text) might make of a sentinel: `[[ 3 ]]`, `[[03]]`. Never overlaps
@@ -190,17 +192,17 @@ def restore(
     for match in SENTINEL_RE.finditer(text):
         number = number_of.get(match.group())
         if number is None:
-            return None, f"span_unknown:{match.group()}"
+            return None, make_reason("span_unknown", match.group())
         if number in seen:
-            return None, f"span_duplicated:{match.group()}"
+            return None, make_reason("span_duplicated", match.group())
         seen.add(number)
     for number in sorted(wanted):
         if number not in seen:
-            return None, f"span_missing:{_sentinel(number)}"
+            return None, make_reason("span_missing", _sentinel(number))
     # A model-made variant such as "[[ 2 ]]" next to the real sentinels is junk in the output.
     for match in _SENTINEL_LIKE.finditer(text):
         if not SENTINEL_RE.fullmatch(match.group()):
-            return None, f"span_unknown:{match.group()}"
+            return None, make_reason("span_unknown", match.group())
     # One pass over the model's text: restored spans are never scanned again.
     return SENTINEL_RE.sub(lambda m: spans[number_of[m.group()] - 1], text), None
 

@@ -10,6 +10,8 @@ import json
 from functools import cache
 from importlib import resources
 
+from engine.reasons import feedback_text
+
 TRANSLATE_VERSION = "translate.v1"
 FIELDS = ("instruction", "input", "output")
 
@@ -38,29 +40,25 @@ def answer_schema(keys: list[str]) -> dict:
     }
 
 
-# Why a draft failed, in words the model can act on. Keys are reject-reason prefixes.
-FEEDBACK = {
-    "parse": "Your reply was not a JSON object with exactly the keys {keys}. Reply with that JSON object only.",
-    "truncated": "Your reply was cut off. Reply with a shorter, complete JSON object.",
-    "span_missing": "Marker {detail} was missing or changed. Copy every marker like [[1]] exactly once, unchanged.",
-    "span_duplicated": "Marker {detail} appeared more than once. Copy every marker exactly once.",
-    "span_unknown": "You wrote a marker {detail} that was not in the input. Use only the markers of the input.",
-    "wrong_language": "The {field} was not in {language}. Translate it into {language}.",
-    "low_language_confidence": "The {field} did not read clearly as {language}. Write it entirely in {language}.",
-    "wrong_script": "The {field} was not written in the {language} script.",
-    "untranslated": "The {field} was left in English. Translate it into {language}.",
-    "empty": "The {field} was empty. Translate every field.",
-    "length_ratio": "The {field} was much longer or shorter than the source. Translate it faithfully, nothing added or left out.",
-    "degenerate": "The {field} repeated itself. Translate it once, without repetition.",
-}
-
-
 def feedback_message(reason: str, field: str | None, language_name: str, keys: list[str]) -> dict:
-    kind, _, detail = reason.partition(":")
-    if kind == "parse_truncated":
-        kind = "truncated"
-    elif kind.startswith("parse"):
-        kind = "parse"
-    template = FEEDBACK.get(kind, "Your translation was rejected ({reason}). Try again.")
-    text = template.format(keys=", ".join(keys), detail=detail, field=field or "answer", language=language_name, reason=reason)
-    return {"role": "user", "content": text}
+    """Why a translation draft failed, in words the model can act on (texts: engine/reasons.py)."""
+    return {"role": "user", "content": feedback_text(reason, field, language_name, keys)}
+
+
+def prompt_version(draft_version: str, judge_version: str, rounds: int) -> str:
+    """Goes into every row's id and provenance: the draft prompt's version, plus the judge's when
+    judging is on, so a changed prompt or judge means new rows."""
+    return draft_version if rounds == 0 else f"{draft_version}+{judge_version}"
+
+
+# X-Instruction's target-language directive, appended to the English instruction.
+DIRECTIVE = "Answer in {language}."
+
+
+def with_directive(instruction: str, language_name: str) -> str:
+    return f"{instruction} {DIRECTIVE.format(language=language_name)}"
+
+
+def without_directive(instruction: str) -> str:
+    """The English instruction without its directive: what varies between rows."""
+    return instruction.rsplit(" " + DIRECTIVE.split("{", 1)[0], 1)[0]

@@ -1,0 +1,194 @@
+"""The one refinement loop every recipe runs, row by row, against a shared Generator.
+
+    screen ─▶ prepare ─▶ draft until valid ─┬▶ rejected (last draft, reason, field)
+                                            └▶ judge ─▶ rewrite ─▶ draft until valid ─▶ judge … ─▶ best version ─▶ verdict
+
+A recipe (engine/rows/translate.py, engine/rows/xinstruct.py) brings what differs: its prompts,
+its checks and its judge rubric (the `Recipe` protocol below). Everything else is here, once, as
+small public functions, so a caller that batches the stages itself (the benchmarks' Ray Data
+chain) applies the same rules: `Recipe.prepare`, `Recipe.check`, `judge_requests`,
+`read_judgement`, `should_rewrite`, `rewrite_request`, `best_version`, `final_verdict`.
+
+Rows run as independent coroutines, so an engine with continuous batching sees every in-flight
+request of every row at once: while some rows are being judged, others are drafting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from engine.config import Config
+from engine.languages import Language
+from engine.protocols import GenParams, Generator
+from engine.reasons import make_reason
+from engine.records import ACCEPTED, REJECTED
+from engine.rows.drafting import Check, Draft, Ledger, draft_until_valid
+from engine.rows.prompts import prompt_version
+
+
+@dataclass(frozen=True)
+class Request:
+    """One row's drafting request, as its recipe prepared it."""
+
+    task: dict
+    language: Language
+    messages: list[dict]  # the first draft's conversation
+    params: GenParams  # drafts and rewrites alike
+    facts: dict = field(default_factory=dict)  # what the recipe's check and judge need (keys, spans, source)
+    columns: dict = field(default_factory=dict)  # recipe columns every row of this task carries
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One judged version."""
+
+    value: float | None  # what the best-version rule compares; None: no judge reply could be read
+    scores: list[dict]  # {"round", "criterion", "score"} records for the row
+    settled: bool  # a rewrite would not help: good enough, or beyond repair
+    notes: Any = None  # what the rewrite prompt tells the model (the recipe reads it)
+
+
+@dataclass(frozen=True)
+class Version:
+    value: float | None
+    round: int  # 0 = the first valid draft
+    draft: Draft
+
+
+class Recipe(Protocol):
+    """What a recipe brings to the loop: prompts, checks, judge rubric."""
+
+    draft_version: str  # prompt template version of the draft
+    judge_version: str  # prompt template version of the judge
+    judge_params: GenParams
+
+    def screen(self, task: dict) -> tuple[str | None, str | None, dict]:
+        """Before any model call: (reason or None, field, columns for the row)."""
+
+    def prepare(self, task: dict, count_tokens) -> Request: ...
+
+    def check(self, request: Request, text: str) -> tuple[str | None, str | None, dict]:
+        """A draft's text → (reason or None, failing field or None, output columns). Never raises."""
+
+    def feedback(self, request: Request, reason: str, failed_field: str | None) -> dict: ...
+
+    def judge_messages(self, request: Request, draft: Draft) -> list[list[dict]]:
+        """One conversation per judge request (one per criterion, or one for the pair)."""
+
+    def read_judgement(self, replies: list[str | None], round_no: int) -> Judgement: ...
+
+    def rewrite_message(self, request: Request, judgement: Judgement) -> dict: ...
+
+    def reject_reason(self, value: float) -> str | None:
+        """The verdict on the best version's (readable) value: None accepts."""
+
+    def output(self, request: Request, draft: Draft) -> dict:
+        """The row's output columns for a kept version."""
+
+
+def recipe_version(recipe: type | Recipe, rounds: int) -> str:
+    return prompt_version(recipe.draft_version, recipe.judge_version, rounds)
+
+
+def bind_check(recipe: Recipe, request: Request) -> Check:
+    return lambda text: recipe.check(request, text)
+
+
+async def draft(recipe: Recipe, generator: Generator, messages: list[dict], request: Request, ledger: Ledger,
+                attempts: int, phase: str) -> Draft | None:
+    """Draft (or rewrite) until the recipe's checks pass; None when every attempt failed."""
+    feedback = lambda reason, failed_field: recipe.feedback(request, reason, failed_field)  # noqa: E731
+    return await draft_until_valid(generator, messages, request.params, bind_check(recipe, request), feedback, attempts, ledger, phase)
+
+
+def judge_requests(recipe: Recipe, request: Request, version: Draft) -> list[list[dict]]:
+    return recipe.judge_messages(request, version)
+
+
+def judge_reply(completion) -> str | None:
+    """The judge's text, or None where the request failed or did not fit."""
+    return completion.text if completion.finish_reason in ("stop", "length") else None
+
+
+def read_judgement(recipe: Recipe, replies: list[str | None], round_no: int) -> Judgement:
+    return recipe.read_judgement(replies, round_no)
+
+
+async def judge(recipe: Recipe, generator: Generator, request: Request, version: Draft, ledger: Ledger, round_no: int) -> Judgement:
+    async def one(messages: list[dict]) -> str | None:
+        completion = await generator.generate(messages, recipe.judge_params)
+        ledger.book("judge", completion)
+        return judge_reply(completion)
+
+    replies = await asyncio.gather(*(one(m) for m in judge_requests(recipe, request, version)))
+    return read_judgement(recipe, list(replies), round_no)
+
+
+def should_rewrite(judgement: Judgement, round_no: int, rounds: int) -> bool:
+    return round_no < rounds and not judgement.settled
+
+
+def rewrite_request(recipe: Recipe, request: Request, current: Draft, judgement: Judgement) -> list[dict]:
+    """The first draft's conversation, the current version as the model's answer, then the judge's notes."""
+    return request.messages + [{"role": "assistant", "content": current.text}, recipe.rewrite_message(request, judgement)]
+
+
+def best_version(versions: list[Version]) -> Version:
+    """Best value wins; among equals the earlier version (a rewrite must earn its place). An
+    unreadable judgement counts below every score. Invalid rewrites never become versions."""
+    return max(versions, key=lambda v: (-1.0 if v.value is None else v.value, -v.round))
+
+
+def final_verdict(recipe: Recipe, best: Version) -> str | None:
+    """None accepts; else the reject reason of the kept version."""
+    if best.value is None:
+        return make_reason("judge_unparsed")
+    return recipe.reject_reason(best.value)
+
+
+class RefinementLoop:
+    """Reads a task row; returns a full output row (engine.records.SCHEMA columns)."""
+
+    def __init__(self, recipe: Recipe, config: Config, generator: Generator):
+        self.recipe, self.config, self.generator = recipe, config, generator
+        self.prompt_version = recipe_version(recipe, config.refine.rounds)
+
+    async def __call__(self, task: dict) -> dict:
+        recipe, refine, attempts = self.recipe, self.config.refine, self.config.validation.max_attempts
+        row = {**task, "model": self.config.model.name, "backend": self.generator.backend, "prompt_version": self.prompt_version}
+        reason, failed_field, screened = recipe.screen(task)
+        row.update(screened)
+        if reason is not None:
+            return {**row, **Ledger().columns(), "status": REJECTED, "reason": reason, "reason_field": failed_field}
+        request = recipe.prepare(task, self.generator.count_tokens)
+        row.update(request.columns)
+        ledger = Ledger()
+        current = await draft(recipe, self.generator, request.messages, request, ledger, attempts, "draft")
+        if current is None:
+            return {**row, **ledger.last_output, **ledger.columns(), "status": REJECTED, "reason": ledger.reasons[-1],
+                    "reason_field": ledger.last_field}
+        if refine.rounds == 0:
+            return {**row, **recipe.output(request, current), **ledger.columns(), "status": ACCEPTED, "reason": None}
+
+        versions: list[Version] = []
+        scores: list[dict] = []
+        round_no = 0
+        while True:
+            judgement = await judge(recipe, self.generator, request, current, ledger, round_no)
+            scores += judgement.scores
+            versions.append(Version(judgement.value, round_no, current))
+            if not should_rewrite(judgement, round_no, refine.rounds):
+                break
+            messages = rewrite_request(recipe, request, current, judgement)
+            rewritten = await draft(recipe, self.generator, messages, request, ledger, attempts, "rewrite")
+            round_no += 1
+            if rewritten is None:
+                break  # an invalid rewrite never replaces a valid version
+            current = rewritten
+        best = best_version(versions)
+        done = {**row, **recipe.output(request, best.draft), **ledger.columns(), "scores": scores, "rounds": round_no,
+                "best_round": best.round}
+        reason = final_verdict(recipe, best)
+        return {**done, "status": ACCEPTED if reason is None else REJECTED, "reason": reason}
