@@ -63,10 +63,6 @@ class Embedder:
         return self.encode(texts)
 
 
-# The name jobs/build.py imports for sPhinX knn retrieval: the same class.
-SentenceEmbedder = Embedder
-
-
 def model_prefixes(name: str, prompts: dict[str, str]) -> tuple[str, str]:
     """(query prefix, passage prefix) of a model: its own configured prompts where it has them,
     else the E5 family's "query: " / "passage: ", else none (LaBSE, MiniLM are symmetric)."""

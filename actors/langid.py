@@ -26,6 +26,3 @@ class FastTextLangId:
         if not labels:
             return "und", 0.0
         return labels[0].removeprefix("__label__"), float(min(scores[0], 1.0))
-
-    def predict_many(self, texts: list[str]) -> list[tuple[str, float]]:
-        return [self.predict(text) for text in texts]

@@ -57,6 +57,13 @@ REASONS: dict[str, Reason] = {
                "The {field} did not read clearly as {language}. Write it entirely in {language}."),
         Reason("wrong_script", "too few letters in the language's script (detail: the script)", True,
                "The {field} was not written in the {language} script."),
+        # Adequacy (engine/text/adequacy.py): does the translation mean what the source means?
+        Reason("low_similarity", "a field's cross-lingual embedding similarity to its source was under the threshold (detail: field:cosine)", True,
+               "The {field} did not keep the meaning of the source. Translate it faithfully: nothing added, left out or changed."),
+        Reason("numbers_changed", "the numbers in a field's prose differ from its source's (detail: the field)", True,
+               "The {field} changed, dropped or added a number. Keep every number of the source exactly."),
+        Reason("sentence_count", "a field has more or fewer sentences than its source (detail: field:source->translation)", True,
+               "The {field} has a different number of sentences than the source. Translate every sentence, adding none."),
         Reason("instruction_length", "an X-Instruction instruction outside 10-400 characters (detail: its length)", True),
         # The generator (engine/rows/drafting.py).
         Reason("too_long", "the prompt plus the answer budget does not fit the model's context", False),

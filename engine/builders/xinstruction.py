@@ -12,13 +12,13 @@ from __future__ import annotations
 from engine.builders.example import make_example
 from engine.builders.pool import ENGLISH, Pool, query_text
 from engine.languages import get_language
+from engine.rows.prompts import with_directive
 
 BUILDER = "xinstruction"
-DIRECTIVE = "Answer in {language}."
 
 
 def directive_prompt(english: dict, lang: str) -> str:
-    instruction = f"{(english.get('instruction') or '').strip()} {DIRECTIVE.format(language=get_language(lang).name)}"
+    instruction = with_directive((english.get("instruction") or "").strip(), get_language(lang).name)
     return query_text({"instruction": instruction, "input": english.get("input")})
 
 

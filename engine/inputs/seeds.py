@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -186,10 +185,6 @@ def _load(paths, normalise, kind: str, on_bad_record: str, limit: int | None) ->
     if not items and not bad:
         raise SeedError(f"no {kind} records found in {list(paths)}")
     return items, bad
-
-
-def seeds_table(seeds: list[Seed]) -> pa.Table:
-    return pa.Table.from_pylist([seed.__dict__ for seed in seeds])
 
 
 @dataclass(frozen=True)

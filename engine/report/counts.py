@@ -6,19 +6,21 @@ from collections import Counter, defaultdict
 
 import pyarrow as pa
 
+from engine.reasons import meaning, reason_kind  # noqa: F401  (reason_kind: read here by jobs and plots)
 from engine.records import ACCEPTED, REJECTED
 
+NO_LANGUAGE = "(input)"  # rows decided before a language was assigned (unreadable input records)
 
-def reason_kind(reason: str | None) -> str:
-    """'span_missing:[[3]]' → 'span_missing': counters group by kind, rows keep the detail."""
-    return (reason or "").split(":", 1)[0]
+
+def lang_of(row: dict) -> str:
+    return row.get("lang") or NO_LANGUAGE
 
 
 def build_report(table: pa.Table, planned: int, bad_records: int, seconds: float, config: dict) -> dict:
     rows = table.select(["lang", "status", "reason", "prompt_tokens", "completion_tokens", "attempts", "lid_method"]).to_pylist()
     by_lang: dict[str, dict] = defaultdict(lambda: {"planned": 0, "accepted": 0, "rejected": 0, "reasons": Counter(), "completion_tokens": 0})
     for row in rows:
-        entry = by_lang[row["lang"] or "(input)"]
+        entry = by_lang[lang_of(row)]
         entry["planned"] += 1
         entry[row["status"]] += 1
         entry["completion_tokens"] += row["completion_tokens"] or 0
@@ -143,8 +145,8 @@ def render_markdown(report: dict) -> str:
         share = f"{entry['accepted'] / entry['planned']:.0%}" if entry["planned"] else "-"
         reasons = ", ".join(f"{k} {v}" for k, v in list(entry["reasons"].items())[:3]) or "-"
         lines.append(f"| {lang} | {entry['planned']} | {entry['accepted']} | {entry['rejected']} | {share} | {reasons} |")
-    lines += ["", "## Reject reasons", "", "| reason | rows |", "|---|---:|"]
-    lines += [f"| {reason} | {count} |" for reason, count in report["reject_reasons"].items()] or ["| - | 0 |"]
+    lines += ["", "## Reject reasons", "", "| reason | rows | meaning |", "|---|---:|---|"]
+    lines += [f"| {reason} | {count} | {meaning(reason)} |" for reason, count in report["reject_reasons"].items()] or ["| - | 0 | |"]
     tokens = report["tokens"]
     lines += [
         "",

@@ -11,6 +11,7 @@ import base64
 import json
 from html import escape
 
+from engine.reasons import meaning
 from engine.report.samples import DEFAULT_SAMPLES_PER_LANGUAGE, pair_rows, render_browser
 from engine.report.plots import TITLES
 
@@ -77,10 +78,11 @@ def render_summary(report: dict) -> str:
     rows = ""
     for lang, entry in (report.get("languages") or {}).items():
         share = f"{entry['accepted'] / entry['planned']:.0%}" if entry.get("planned") else "-"
-        reasons = ", ".join(f"{k} {v}" for k, v in list((entry.get("reasons") or {}).items())[:4]) or "-"
+        top = list((entry.get("reasons") or {}).items())[:4]
+        reasons = ", ".join(f'<span title="{text(meaning(k))}">{text(k)}</span> {text(v)}' for k, v in top) or "-"
         numbers = "".join(f"<td class=num>{text(entry.get(key, '-'))}</td>" for key in ("planned", "accepted", "rejected"))
         rows += (
-            f"<tr><td>{text(lang)}</td>{numbers}<td class=num>{share}</td><td>{text(reasons)}</td>"
+            f"<tr><td>{text(lang)}</td>{numbers}<td class=num>{share}</td><td>{reasons}</td>"
             f"<td class=num>{text(entry.get('completion_tokens', '-'))}</td></tr>"
         )
     return (
@@ -91,8 +93,20 @@ def render_summary(report: dict) -> str:
         '<div class="scroll"><table class="summary"><tr><th>language</th><th>planned</th><th>accepted</th><th>rejected</th>'
         f"<th>acceptance</th><th>top reject reasons</th><th>tokens out</th></tr>{rows}</table></div>"
         f"<p>Generated tokens per accepted row: {text(tokens.get('completion_per_accepted'))}.</p>"
+        f"{render_reason_legend(report.get('reject_reasons') or {})}"
         f"<details><summary>report.json</summary><pre>{escape(json.dumps(report, indent=2, ensure_ascii=False))}</pre></details>"
     )
+
+
+def render_reason_legend(reject_reasons: dict) -> str:
+    """What each reject reason of this run means (engine/reasons.py), with its row count."""
+    if not reject_reasons:
+        return ""
+    items = "".join(
+        f"<dt>{text(reason)} <span class=muted>({text(count)})</span></dt><dd>{text(meaning(reason))}</dd>"
+        for reason, count in reject_reasons.items()
+    )
+    return f'<details class="reasons"><summary>What the reject reasons mean</summary><dl>{items}</dl></details>'
 
 
 def build_html(report: dict, rows: list[dict], plots: dict[str, bytes | None], samples_per_language: int = DEFAULT_SAMPLES_PER_LANGUAGE) -> str:

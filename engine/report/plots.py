@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 
 from engine.report.charts import figure, stacked_bars, to_png
 from engine.records import ACCEPTED, REJECTED
-from engine.report.counts import reason_kind
+from engine.report.counts import lang_of, reason_kind
 
 TITLES = {
     "rows_per_language": "Rows per language",
@@ -19,10 +19,6 @@ TITLES = {
     "tokens_per_accepted": "Generated tokens per accepted example",
 }
 COLOURS = {ACCEPTED: "#3a8f5c", REJECTED: "#c8553d"}
-
-
-def lang_of(row: dict) -> str:
-    return row.get("lang") or "(input)"
 
 
 def plot_rows_per_language(rows: list[dict]) -> bytes | None:

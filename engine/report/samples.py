@@ -11,14 +11,12 @@ import re
 from collections import defaultdict
 from html import escape
 
+from engine.reasons import meaning
 from engine.records import ACCEPTED, REJECTED
+from engine.report.counts import lang_of
 
 FIELDS = ("instruction", "input", "output")
 DEFAULT_SAMPLES_PER_LANGUAGE = 50
-
-
-def lang_of(row: dict) -> str:
-    return row.get("lang") or "(input)"
 
 
 def highlight(text: str | None, spans: list[str] | None) -> str:
@@ -59,12 +57,18 @@ def render_scores(scores: list[dict] | None) -> str:
     return f'<table class="scores"><tr><th>round</th><th>criterion</th><th>score</th></tr>{cells}</table>'
 
 
+def render_reason(reason: str, field: str | None = None) -> str:
+    """A reject reason, the field it is about, and its meaning (engine/reasons.py) as a tooltip."""
+    about = f" ({escape(field)})" if field else ""
+    return f' <span class="reason" title="{escape(meaning(reason))}">{escape(reason)}{about}</span>'
+
+
 def render_fate(label: str, row: dict | None) -> str:
     """One output's header: status, reason, drafts, language ID, scores."""
     if row is None:
         return f'<div class="fate"><b>{escape(label)}</b>: <span class="muted">not in this run</span></div>'
     status = escape(row["status"] or "")
-    reason = f' <span class="reason">{escape(row["reason"])}</span>' if row.get("reason") else ""
+    reason = render_reason(row["reason"], row.get("reason_field")) if row.get("reason") else ""
     lid = ""
     if row.get("lid_label"):
         lid = f" · language ID {escape(row['lid_label'])} {row.get('lid_confidence') or 0:.2f} ({escape(row.get('lid_method') or '')})"

@@ -141,6 +141,3 @@ def coverage(labels: Sequence[int], total_clusters: int) -> dict:
     covered = len(set(int(label) for label in labels))
     return {"covered": covered, "of": total_clusters, "share": round(covered / total_clusters, 4) if total_clusters else 0.0}
 
-
-def cluster_sizes(labels: Sequence[int], total_clusters: int) -> list[int]:
-    return np.bincount(np.asarray(labels, dtype=np.int64), minlength=total_clusters).tolist()

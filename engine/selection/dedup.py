@@ -77,34 +77,3 @@ def near_duplicates(ids: Sequence[str], embeddings: np.ndarray, threshold: float
                 block_kept.append(offset)
         kept.extend(start + offset for offset in block_kept)
     return duplicates
-
-
-def near_duplicates_by_cluster(ids: Sequence[str], embeddings: np.ndarray, clusters: Sequence[int], threshold: float) -> dict[str, str]:
-    """near_duplicates within each cluster; rows keep their input order inside a cluster."""
-    clusters = np.asarray(clusters)
-    duplicates: dict[str, str] = {}
-    for label in np.unique(clusters):
-        rows = np.flatnonzero(clusters == label)
-        duplicates.update(near_duplicates([ids[i] for i in rows], embeddings[rows], threshold))
-    return duplicates
-
-
-def find_duplicates(
-    ids: Sequence[str],
-    texts: Sequence[str],
-    embeddings: np.ndarray | None = None,
-    clusters: Sequence[int] | None = None,
-    near_threshold: float | None = None,
-) -> dict[str, str]:
-    """Exact duplicates by normalised text, then near ones among the rest (one cluster if none given).
-
-    For any list of rows (seeds before planning, outputs before building): {dropped id: kept id}.
-    """
-    duplicates = exact_duplicates(ids, [text_key(text) for text in texts])
-    if near_threshold is None or embeddings is None:
-        return duplicates
-    rest = [i for i, row_id in enumerate(ids) if row_id not in duplicates]
-    labels = np.zeros(len(rest), dtype=np.int64) if clusters is None else np.asarray(clusters)[rest]
-    near = near_duplicates_by_cluster([ids[i] for i in rest], np.asarray(embeddings)[rest], labels, near_threshold)
-    return {**duplicates, **near}
-

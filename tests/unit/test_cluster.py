@@ -8,7 +8,6 @@ import pytest
 import engine.selection.cluster as cluster
 from engine.selection.cluster import (
     assign_clusters,
-    cluster_sizes,
     coverage,
     fit_centroids,
     nearest_first_select,
@@ -121,8 +120,7 @@ def test_nearest_first_takes_each_clusters_nearest_row_first():
     assert nearest_first_select(labels, similarity, 99).tolist() == list(range(6))
 
 
-def test_cluster_sizes_and_coverage():
-    assert cluster_sizes([0, 2, 2], 4) == [1, 0, 2, 0]
+def test_coverage():
     assert coverage([0, 2, 2], 4) == {"covered": 2, "of": 4, "share": 0.5}
     assert coverage([], 0)["share"] == 0.0
 

@@ -10,9 +10,7 @@ from engine.config import parse_config
 from engine.selection.dedup import (
     duplicate_reason,
     exact_duplicates,
-    find_duplicates,
     near_duplicates,
-    near_duplicates_by_cluster,
     normalise_text,
     text_key,
 )
@@ -83,28 +81,6 @@ def test_threshold_is_inclusive_and_a_chain_keeps_its_far_end():
     c = np.array([np.cos(0.6), np.sin(0.6)])  # cos(b, c) = 0.955, cos(a, c) = 0.825
     assert near_duplicates(["a", "b"], np.array([a, b]), threshold=float(a @ b)) == {"b": "a"}
     assert near_duplicates(["a", "b", "c"], np.array([a, b, c]), threshold=0.95) == {"b": "a"}
-
-
-def test_near_duplicates_only_within_a_cluster():
-    ids, vectors = planted(np.random.default_rng(2), distinct=6, copies=(2,))
-    same = [0] * len(ids)
-    apart = [0, 0, 0, 0, 0, 0, 1]  # the copy of d2 placed in another cluster is not compared
-    assert near_duplicates_by_cluster(ids, vectors, same, 0.95) == {"copy0-of-d2": "d2"}
-    assert near_duplicates_by_cluster(ids, vectors, apart, 0.95) == {}
-
-
-def test_find_duplicates_accounts_for_every_row():
-    rng = np.random.default_rng(3)
-    ids, vectors = planted(rng, distinct=10, copies=(5,))
-    texts = [f"text {i}" for i in range(len(ids))]
-    ids.append("exact-of-d0")
-    texts.append("  TEXT 0 ")
-    vectors = np.vstack([vectors, unit(rng)])
-    found = find_duplicates(ids, texts, vectors, near_threshold=0.95)
-    assert found == {"exact-of-d0": "d0", "copy0-of-d5": "d5"}
-    kept = [i for i in ids if i not in found]
-    assert len(kept) + len(found) == len(ids) and set(found.values()) <= set(kept)
-    assert find_duplicates(ids, texts) == {"exact-of-d0": "d0"}  # no embeddings: exact only
 
 
 def seed(seed_id, instruction, input_text="", output="An answer."):

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine.inputs.seeds import BadRecord, Seed, SeedError, load_seeds, seeds_table
+from engine.inputs.seeds import BadRecord, Seed, SeedError, load_seeds
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -279,8 +279,3 @@ def test_project_seed_files_load_cleanly():
     assert all(s.instruction and s.output and s.input == "" for s in chats)
 
 
-def test_seeds_table_has_one_row_per_seed(tmp_path):
-    seeds, _ = load_seeds([write_jsonl(tmp_path, [pair("a"), pair("b")])])
-    table = seeds_table(seeds)
-    assert table.num_rows == 2
-    assert table.column("id").to_pylist() == ["a", "b"]

@@ -1,0 +1,99 @@
+"""Ring (a)/(b): the refinement loop's named pieces, and what both recipes now share: a rejected
+row keeps its last draft and names the field its reason is about."""
+
+import asyncio
+import json
+
+import pytest
+
+from engine.config import parse_config
+from engine.protocols import Completion
+from engine.recipes import prompt_version, recipe_class, row_machine
+from engine.records import REJECTED, to_table
+from engine.rows.drafting import Draft
+from engine.rows.refine import Judgement, Version, best_version, final_verdict, should_rewrite
+from engine.rows.translate import TranslationRecipe
+from engine.rows.xinstruct import InstructionRecipe
+from tests.unit.test_translate_state_machine import CODE_TASK, FakeGenerator, FakeLangId
+
+
+def config(recipe="sphinx", rounds=0, **refine):
+    return parse_config({"recipe": recipe, "seeds": {"paths": ["x.jsonl"]}, "languages": {"targets": ["fr"]},
+                         "refine": {"rounds": rounds, **refine}, "validation": {"max_attempts": 2}})
+
+
+def version(value, round_no):
+    return Version(value, round_no, Draft(f"v{round_no}", {}))
+
+
+@pytest.mark.parametrize("values, kept", [
+    ([1.0, 2.0], 1),
+    ([2.0, 1.0], 0),
+    ([1.5, 1.5, 1.5], 0),  # ties keep the earlier version
+    ([None, 0.0], 1),  # an unreadable judgement counts below every score
+    ([None, None], 0),
+    ([0.0, 2.0, 2.0], 1),
+])
+def test_best_version_rule(values, kept):
+    assert best_version([version(v, i) for i, v in enumerate(values)]).round == kept
+
+
+def test_final_verdict_of_each_recipe():
+    translation, pair = TranslationRecipe(config(reject_below=1.0), FakeLangId()), InstructionRecipe(config("xinstruction", accept_medium=False), FakeLangId())
+    assert final_verdict(translation, version(None, 0)) == "judge_unparsed"
+    assert final_verdict(translation, version(0.5, 0)) == "judge_below_threshold:0.50"
+    assert final_verdict(translation, version(1.0, 0)) is None
+    assert [final_verdict(pair, version(v, 0)) for v in (0.0, 1.0, 2.0, None)] == ["judge_bad", "judge_medium", None, "judge_unparsed"]
+
+
+def test_should_rewrite_until_settled_or_out_of_rounds():
+    open_, settled = Judgement(1.0, [], False), Judgement(2.0, [], True)
+    assert should_rewrite(open_, 0, 2) and should_rewrite(open_, 1, 2)
+    assert not should_rewrite(open_, 2, 2) and not should_rewrite(settled, 0, 2)
+
+
+@pytest.mark.parametrize("recipe, rounds, expected", [
+    ("sphinx", 0, "translate.v1"), ("sphinx", 2, "translate.v1+judge.v1"),
+    ("xinstruction", 0, "xinstruct.v1"), ("xinstruction", 1, "xinstruct.v1+xjudge.v1"),
+])
+def test_one_prompt_version_for_ids_and_rows(recipe, rounds, expected):
+    cfg = config(recipe, rounds)
+    assert prompt_version(cfg) == expected
+    assert row_machine(cfg, FakeGenerator([]), FakeLangId()).prompt_version == expected
+    assert recipe_class(cfg) in (TranslationRecipe, InstructionRecipe)
+
+
+def test_prepared_request_is_what_the_row_machine_sends():
+    generator = FakeGenerator(["not json"] * 2)
+    recipe = TranslationRecipe(config(), FakeLangId())
+    request = recipe.prepare(CODE_TASK, generator.count_tokens)
+    asyncio.run(row_machine(config(), generator, FakeLangId())(CODE_TASK))
+    messages, params = generator.requests[0]
+    assert messages == request.messages and params == request.params
+    assert request.columns["protected_spans"] == ["`git status`", "https://git-scm.com/docs/git-status", "`git status -s`"]
+
+
+FRENCH_TEXT = "Le pain lève parce que la levure produit du gaz carbonique qui reste piégé dans la pâte."
+
+
+def test_a_rejected_xinstruction_row_keeps_its_draft_and_names_the_field():
+    generator = FakeGenerator([json.dumps({"instruction": "Explique le pain et la levure."})] * 2)
+    task = {"id": "t1", "seed_id": "txt-1", "recipe": "xinstruction", "lang": "fr", "src_instruction": "", "src_input": "",
+            "src_output": FRENCH_TEXT, "source": "t.jsonl:1"}
+    row = asyncio.run(row_machine(config("xinstruction", 1), generator, FakeLangId())(task))
+    assert (row["status"], row["reason"], row["reason_field"]) == (REJECTED, "wrong_language:fr", "instruction")
+    assert row["instruction"] == "Explique le pain et la levure." and row["output"] == FRENCH_TEXT
+    assert to_table([row]).column("reason_field").to_pylist() == ["instruction"]
+
+
+def test_a_translation_row_rejected_for_a_marker_keeps_the_draft_as_written():
+    broken = json.dumps({"instruction": "Expliquez ce que [[1]] affiche.", "output": "La liste. Lancez [[3]] pour une vue courte."})
+    row = asyncio.run(row_machine(config(), FakeGenerator([broken] * 2), FakeLangId())(CODE_TASK))
+    assert (row["reason"], row["reason_field"]) == ("span_missing:[[2]]", "instruction")
+    assert row["instruction"] == "Expliquez ce que [[1]] affiche."  # as the model wrote it: the marker shows what broke
+    assert row["output"] == "La liste. Lancez `git status -s` pour une vue courte."
+
+
+def test_a_whole_reply_reason_names_no_field():
+    row = asyncio.run(row_machine(config(), FakeGenerator([Completion("x", 5, 1, "too_long")]), FakeLangId())(CODE_TASK))
+    assert (row["reason"], row["reason_field"]) == ("too_long", None)
