@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from engine.config import Config
 from engine.selection.dedup_rows import duplicate_rows
 from engine.protocols import Generator, LanguageIdentifier
@@ -11,7 +13,7 @@ from engine.inputs.plan import build_plan, build_text_plan
 from engine.records import REJECTED, row_id
 from engine.inputs.seeds import BadRecord, load_seeds, load_texts
 from engine.rows.validate import seed_language_reason
-from engine.rows.refine import recipe_version
+from engine.rows.refine import ExtraCheck, recipe_version
 from engine.rows.translate import SelectiveTranslator, TranslationRecipe
 from engine.rows.xinstruct import InstructionRecipe, InstructionWriter
 
@@ -28,10 +30,11 @@ def prompt_version(config: Config) -> str:
     return recipe_version(recipe_class(config), config.refine.rounds)
 
 
-def row_machine(config: Config, generator: Generator, langid: LanguageIdentifier):
+def row_machine(config: Config, generator: Generator, langid: LanguageIdentifier, checks: Sequence[ExtraCheck] = ()):
+    """The refinement loop with the recipe's prompts and checks; `checks` run after the built-in ones."""
     if config.recipe == "xinstruction":
-        return InstructionWriter(config, generator, langid)
-    return SelectiveTranslator(config, generator, langid)
+        return InstructionWriter(config, generator, langid, checks)
+    return SelectiveTranslator(config, generator, langid, checks)
 
 
 def plan_tasks(config: Config, select_seeds=None, langid: LanguageIdentifier | None = None) -> tuple[list[dict], list[dict], int]:

@@ -16,6 +16,7 @@ request of every row at once: while some rows are being judged, others are draft
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,6 +27,25 @@ from engine.reasons import make_reason
 from engine.records import ACCEPTED, REJECTED
 from engine.rows.drafting import Check, Draft, Ledger, draft_until_valid
 from engine.rows.prompts import prompt_version
+
+
+# A check added to a recipe's own (the validation step's extension point): it sees a draft that
+# passed every built-in check, as (source fields, draft fields, language), and returns
+# (reason or None, failing field or None, columns for the row). Its reasons go in engine/reasons.py.
+# Translation passes the English source and the restored translation, field by field;
+# X-Instruction passes {"output": the text} and {"instruction": the English instruction}.
+ExtraCheck = Callable[[dict[str, str], dict[str, str], Language], tuple[str | None, str | None, dict]]
+
+
+def run_checks(checks: Sequence[ExtraCheck], source: dict[str, str], drafted: dict[str, str], language: Language) -> tuple[str | None, str | None, dict]:
+    """The added checks in order; the first reason stops them. Columns of every check run are kept."""
+    columns: dict = {}
+    for check in checks:
+        reason, failed_field, more = check(source, drafted, language)
+        columns.update(more)
+        if reason is not None:
+            return reason, failed_field, columns
+    return None, None, columns
 
 
 @dataclass(frozen=True)

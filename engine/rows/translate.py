@@ -9,6 +9,7 @@ prompt, the span-protected request, the checks and the judge's criteria.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from engine.config import Config
@@ -18,7 +19,7 @@ from engine.reasons import make_reason
 from engine.rows.drafting import Draft
 from engine.rows.judge import JUDGE_VERSION, judge_messages, judge_params, judge_schema, mean_score, parse_score, rewrite_message
 from engine.rows.prompts import FIELDS, TRANSLATE_VERSION, answer_schema, feedback_message, translate_messages
-from engine.rows.refine import Judgement, RefinementLoop, Request
+from engine.rows.refine import ExtraCheck, Judgement, RefinementLoop, Request, run_checks
 from engine.rows.validate import validate_translation
 from engine.text.parse import parse_fields
 from engine.text.spans import SENTINEL_RE, protect_many, restore
@@ -30,8 +31,8 @@ class TranslationRecipe:
     draft_version = TRANSLATE_VERSION
     judge_version = JUDGE_VERSION
 
-    def __init__(self, config: Config, langid: LanguageIdentifier):
-        self.config, self.langid = config, langid
+    def __init__(self, config: Config, langid: LanguageIdentifier, checks: Sequence[ExtraCheck] = ()):
+        self.config, self.langid, self.checks = config, langid, tuple(checks)
         gen = config.generation
         self.params = GenParams(gen.temperature, gen.top_p, gen.max_tokens, gen.repetition_penalty)
         self.judge_params = judge_params(judge_schema, config.model.structured_output)
@@ -58,7 +59,8 @@ class TranslationRecipe:
         return Request(task, language, messages, params, facts, {"protected_spans": list(spans)})
 
     def check(self, request: Request, text: str) -> tuple[str | None, str | None, dict]:
-        """Parse, restore every span, validate field by field. A failed draft keeps what it wrote."""
+        """Parse, restore every span, validate field by field, then the added checks (self.checks).
+        A failed draft keeps what it wrote."""
         keys, spans, expected, source = (request.facts[k] for k in ("keys", "spans", "expected", "source"))
         fields, reason = parse_fields(text, keys)
         if fields is None:
@@ -72,11 +74,13 @@ class TranslationRecipe:
         output = {field: restored.get(field, "") for field in FIELDS}
         if failure is not None:
             return failure[0], failure[1], output
-        verdict = validate_translation(
-            {k: source[k] for k in keys}, restored, fields, request.language, self.langid, self.config.validation
-        )
+        shown = {k: source[k] for k in keys}
+        verdict = validate_translation(shown, restored, fields, request.language, self.langid, self.config.validation)
         output.update(lid_label=verdict.lid_label, lid_confidence=verdict.lid_confidence, lid_method=verdict.lid_method)
-        return verdict.reason, verdict.field, output
+        if verdict.reason is not None:
+            return verdict.reason, verdict.field, output
+        reason, failed_field, columns = run_checks(self.checks, shown, restored, request.language)
+        return reason, failed_field, {**output, **columns}
 
     def feedback(self, request: Request, reason: str, failed_field: str | None) -> dict:
         return feedback_message(reason, failed_field, request.language.name, request.facts["keys"])
@@ -106,5 +110,5 @@ class TranslationRecipe:
 class SelectiveTranslator(RefinementLoop):
     """Reads task columns; returns a full output row (engine.records.SCHEMA)."""
 
-    def __init__(self, config: Config, generator: Generator, langid: LanguageIdentifier):
-        super().__init__(TranslationRecipe(config, langid), config, generator)
+    def __init__(self, config: Config, generator: Generator, langid: LanguageIdentifier, checks: Sequence[ExtraCheck] = ()):
+        super().__init__(TranslationRecipe(config, langid, checks), config, generator)

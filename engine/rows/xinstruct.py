@@ -13,6 +13,7 @@ engine/rows/refine.py; this file holds X-Instruction's prompts, checks and judge
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from engine.config import Config
 from engine.languages import get_language
@@ -21,7 +22,7 @@ from engine.reasons import make_reason
 from engine.rows.drafting import Draft
 from engine.rows.judge import LABELS, judge_params, label_schema, parse_label
 from engine.rows.prompts import answer_schema, load_template, with_directive
-from engine.rows.refine import Judgement, RefinementLoop, Request
+from engine.rows.refine import ExtraCheck, Judgement, RefinementLoop, Request, run_checks
 from engine.rows.validate import language_check
 from engine.text.checks import check_degeneration, check_empty, check_language
 from engine.text.parse import parse_fields
@@ -40,8 +41,8 @@ class InstructionRecipe:
     draft_version = XINSTRUCT_VERSION
     judge_version = XJUDGE_VERSION
 
-    def __init__(self, config: Config, langid: LanguageIdentifier):
-        self.config, self.langid = config, langid
+    def __init__(self, config: Config, langid: LanguageIdentifier, checks: Sequence[ExtraCheck] = ()):
+        self.config, self.langid, self.checks = config, langid, tuple(checks)
         gen = config.generation
         structured = config.model.structured_output
         self.params = GenParams(gen.temperature, gen.top_p, min(gen.max_tokens, 160), gen.repetition_penalty,
@@ -74,7 +75,10 @@ class InstructionRecipe:
         if reason is None:
             label, confidence = self.langid.predict(instruction)
             reason = check_language(label, confidence, "en", self.config.validation.langid_threshold)
-        return reason, "instruction", {"instruction": instruction}
+        if reason is not None:
+            return reason, "instruction", {"instruction": instruction}
+        reason, failed_field, columns = run_checks(self.checks, {"output": request.facts["text"]}, {"instruction": instruction}, request.language)
+        return reason, failed_field, {"instruction": instruction, **columns}
 
     def feedback(self, request: Request, reason: str, failed_field: str | None) -> dict:
         return {"role": "user", "content": load_template(XFEEDBACK_VERSION).format(reason=reason)}
@@ -108,5 +112,5 @@ class InstructionRecipe:
 class InstructionWriter(RefinementLoop):
     """Reads a task row whose src_output is a target-language text; returns a full output row."""
 
-    def __init__(self, config: Config, generator: Generator, langid: LanguageIdentifier):
-        super().__init__(InstructionRecipe(config, langid), config, generator)
+    def __init__(self, config: Config, generator: Generator, langid: LanguageIdentifier, checks: Sequence[ExtraCheck] = ()):
+        super().__init__(InstructionRecipe(config, langid, checks), config, generator)

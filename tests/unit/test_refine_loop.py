@@ -97,3 +97,37 @@ def test_a_translation_row_rejected_for_a_marker_keeps_the_draft_as_written():
 def test_a_whole_reply_reason_names_no_field():
     row = asyncio.run(row_machine(config(), FakeGenerator([Completion("x", 5, 1, "too_long")]), FakeLangId())(CODE_TASK))
     assert (row["reason"], row["reason_field"]) == ("too_long", None)
+
+
+def test_an_added_check_runs_after_the_built_in_ones_and_is_retried_with_feedback():
+    seen = []
+
+    def meaning_check(source, drafted, language):
+        seen.append((sorted(source), sorted(drafted), language.code))
+        verdict = None if "trois" in drafted["output"] else ("low_similarity:output:0.10", "output")
+        return (*(verdict or (None, None)), {"lid_method": "checked"})
+
+    first = json.dumps({"instruction": "Expliquez ce que [[1]] affiche et où la page [[2]] le documente.", "output": "La liste. Lancez [[3]] ici."})
+    second = json.dumps({"instruction": "Expliquez ce que [[1]] affiche et où la page [[2]] le documente.", "output": "La liste des trois. Lancez [[3]] ici."})
+    generator = FakeGenerator([first, second])
+    row = asyncio.run(row_machine(config(), generator, FakeLangId(), checks=[meaning_check])(CODE_TASK))
+    assert row["status"] == "accepted" and row["attempt_reasons"] == ["low_similarity:output:0.10"]
+    assert row["lid_method"] == "checked"  # the check's columns reach the row
+    assert seen[0] == (["instruction", "output"], ["instruction", "output"], "fr")
+    feedback = generator.requests[1][0][-1]["content"]
+    assert feedback.startswith("The output did not keep the meaning of the source")
+
+
+def test_an_added_check_sees_xinstructions_instruction_and_text():
+    seen = []
+    generator = FakeGenerator([json.dumps({"instruction": "Why does bread dough rise when it is made with yeast?"})] * 2)
+    task = {"id": "t1", "seed_id": "txt-1", "recipe": "xinstruction", "lang": "fr", "src_instruction": "", "src_input": "",
+            "src_output": FRENCH_TEXT, "source": "t.jsonl:1"}
+
+    def check(source, drafted, language):
+        seen.append((source, drafted))
+        return "low_similarity:instruction:0.20", "instruction", {}
+
+    row = asyncio.run(row_machine(config("xinstruction"), generator, FakeLangId(), checks=[check])(task))
+    assert seen[0] == ({"output": FRENCH_TEXT}, {"instruction": "Why does bread dough rise when it is made with yeast?"})
+    assert (row["reason"], row["reason_field"]) == ("low_similarity:instruction:0.20", "instruction")
