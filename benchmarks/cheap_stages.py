@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.harness import ROOT, SEEDS, case_main, init_ray
 
 
 def texts(count: int) -> list[str]:
@@ -23,7 +23,7 @@ def texts(count: int) -> list[str]:
     each made distinct by a counter."""
     from engine.inputs.seeds import load_seeds
 
-    seeds, _ = load_seeds([str(ROOT / "data/seeds/english_seeds.jsonl")])
+    seeds, _ = load_seeds([str(SEEDS)])
     pool = [text for seed in seeds for text in (seed.instruction, seed.output)]
     with open(ROOT / "data/texts/target_texts.jsonl", encoding="utf-8") as handle:
         pool += [json.loads(line)["text"] for line in handle if line.strip()]
@@ -55,7 +55,6 @@ def case_langid(spec: dict) -> dict:
     from ray.data import ActorPoolStrategy
 
     from actors.langid import FastTextLangId
-    from benchmarks.translation import init_ray
 
     corpus = texts(spec["texts"])
     started = time.perf_counter()
@@ -110,6 +109,4 @@ def suite(sizes: dict, simulated: bool, runner) -> dict:
 CASES = {"langid": case_langid}
 
 if __name__ == "__main__":
-    from benchmarks.translation import case_main
-
     case_main(CASES)

@@ -15,19 +15,16 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks import save_json
+from benchmarks.harness import RESULTS, ROOT, peak_rss_mib, save_json
 from engine.selection.cluster import assign_clusters, fit_centroids, normalise_rows, sample_positions
 
-ROOT = Path(__file__).resolve().parents[1]
 DIM, K, CENTRES, CHUNK = 384, 256, 512, 16_384
 
 
@@ -47,10 +44,6 @@ def gather(count: int, positions: np.ndarray) -> np.ndarray:
         inside = positions[(positions >= start) & (positions < start + len(block))]
         parts.append(block[inside - start])
     return np.concatenate(parts)
-
-
-def peak_rss_mib() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
 
 
 def fit_with(impl: str, sample: np.ndarray, k: int) -> np.ndarray:
@@ -120,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--k", type=int, default=K)
     parser.add_argument("--quick", action="store_true", help="small sizes, for tests: 20k vectors, k=32")
     parser.add_argument("--case", nargs="+", help=argparse.SUPPRESS)  # internal: one case in this process
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results"))
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     if args.case:
         kind, *rest = args.case

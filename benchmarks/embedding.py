@@ -16,20 +16,17 @@ import os
 import platform
 import time
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from benchmarks import save_json
+from benchmarks.harness import RESULTS, SEEDS, save_json
 from engine.config import SelectConfig
 from engine.inputs.seeds import load_seeds
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def sentences(count: int) -> list[str]:
-    seeds, _ = load_seeds([str(ROOT / "data/seeds/english_seeds.jsonl")])
+    seeds, _ = load_seeds([str(SEEDS)])
     pool = [text for seed in seeds for text in (seed.instruction, seed.output)]
     # A counter keeps cycled sentences distinct, so nothing downstream can reuse an earlier result.
     return [f"{pool[i % len(pool)]} ({i})" for i in range(count)]
@@ -74,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sentences", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--quick", action="store_true", help="256 sentences, one pool shape: for tests")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results"))
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     import ray
 

@@ -14,17 +14,14 @@ import asyncio
 import platform
 import time
 from datetime import date
-from pathlib import Path
 
-from benchmarks import save_json
+from benchmarks.harness import RESULTS, ROOT, save_json
 from engine.config import parse_config
 from engine.languages import get_language
 from engine.inputs.plan import build_plan
 from engine.recipes import prompt_version, row_machine
 from engine.records import ACCEPTED
 from engine.inputs.seeds import load_seeds
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def config_for(rounds: int, lang: str) -> dict:
@@ -59,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.refinement", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=24, help="seeds translated in each setting")
     parser.add_argument("--lang", default="fr")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results"))
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
 
     from actors.langid import FastTextLangId

@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import time
 
+from benchmarks.harness import case_main, init_ray
+from benchmarks.workload import base_spec, bench_config
 from engine.config import parse_config
 from engine.records import ACCEPTED
 
 
 def selection_config(spec: dict):
-    from benchmarks.translation import bench_config
-
     data = json.loads(bench_config(spec, run_dir=spec["work_dir"]).model_dump_json())
     data["seeds"]["limit"] = spec["seeds"]
     data["plan"] = {**data["plan"], "mode": "per_language", "quotas": {tier: spec["budget"] for tier in ("high", "mid", "low")}}
@@ -34,7 +34,6 @@ def case_selection(spec: dict) -> dict:
     """The seeds the project's selection plans for a budget, and the cluster of every seed."""
     import ray
 
-    from benchmarks.translation import init_ray
     from engine.recipes import plan_tasks
     from actors.seed_selection import SeedSelector
 
@@ -66,7 +65,6 @@ def strategy(rows: list[dict], kept: list[dict], clusters: dict, k: int) -> dict
 
 
 def suite(sizes: dict, simulated: bool, runner, translation: dict | None = None) -> dict:
-    from benchmarks.translation import base_spec
     from engine.selection.cluster import stratified_select
 
     spec = {**base_spec(sizes, simulated), "seeds": sizes["seeds"], "rounds": 0, "budget": sizes["budget"], "clusters": sizes["clusters"]}
@@ -106,6 +104,4 @@ def suite(sizes: dict, simulated: bool, runner, translation: dict | None = None)
 CASES = {"selection": case_selection}
 
 if __name__ == "__main__":
-    from benchmarks.translation import case_main
-
     case_main(CASES)

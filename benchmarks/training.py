@@ -22,9 +22,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from benchmarks import save_json
-
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.harness import RESULTS, ROOT, SEEDS, save_json
 
 
 def seed_dataset(folder: Path) -> Path:
@@ -33,7 +31,7 @@ def seed_dataset(folder: Path) -> Path:
     import pyarrow.parquet as pq
 
     rows = []
-    for line in (ROOT / "data/seeds/english_seeds.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in SEEDS.read_text(encoding="utf-8").splitlines():
         seed = json.loads(line)
         prompt = seed["instruction"] + (f"\n\n{seed['input']}" if seed.get("input") else "")
         rows.append({"id": seed["id"], "lang": "en", "prompt": prompt, "completion": seed["output"]})
@@ -149,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--micro-batch", type=int, default=2)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--dataset", help="a jobs.build dataset folder (default: the English seeds)")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results"))
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:

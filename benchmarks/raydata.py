@@ -1,0 +1,92 @@
+"""A `ray.data.llm` vLLM processor as the comparisons run it: rows in its format, one processor per
+call with its own engine (released before the call returns), and the answers back in ours.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from actors.vllm_generator import engine_env
+from benchmarks.harness import collect, end_processes
+from engine.config import Config
+from engine.protocols import GenParams
+
+STAGE_CPUS = 0.25  # per ray.data.llm CPU stage: together they fit the CPU the engine leaves
+
+
+def raydata_row(key: str, messages: list[dict], params: GenParams) -> dict:
+    """A processor's input row for one request of the engine's (messages, GenParams)."""
+    sampling = {"temperature": params.temperature, "top_p": params.top_p, "max_tokens": params.max_tokens,
+                "repetition_penalty": params.repetition_penalty}
+    if params.json_schema:
+        # A string, not a dict: Arrow would merge the schemas of different rows into one struct.
+        sampling["structured_outputs"] = {"json": json.dumps(params.json_schema), "disable_any_whitespace": True}
+    return {"key": key, "messages": messages, "sampling_params": sampling}
+
+
+def _raydata_request(row: dict) -> dict:
+    return {"key": row["key"], "messages": row["messages"], "sampling_params": row["sampling_params"]}
+
+
+def _raydata_answer(row: dict) -> dict:
+    return {
+        "key": row["key"], "text": row["generated_text"],
+        "prompt_tokens": int(row["num_input_tokens"]), "completion_tokens": int(row["num_generated_tokens"]),
+    }
+
+
+def raydata_generate(config: Config, rows: list[dict]) -> tuple[list[dict], dict]:
+    """One ray.data.llm vLLM processor over `rows` (raydata_row): its own engine, started here and
+    released when the dataset is done. Same engine arguments, batch size and batches in flight as
+    babelforge, the engine on a 1-CPU bundle without metrics (STACK.md). Its CPU stages (chat
+    template, tokenize, detokenize, pre/postprocess) get STAGE_CPUS each: at their default of one
+    CPU each, two of them take both CPUs of a 2-CPU cluster and the engine actor never starts."""
+    import ray
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    from actors.models import resolve_model
+
+    started = time.time()
+    processor = build_processor(
+        vLLMEngineProcessorConfig(
+            model_source=resolve_model(config.model.name),
+            engine_kwargs={"disable_log_stats": True, **config.model.engine_kwargs},
+            batch_size=config.compute.batch_size,
+            concurrency=1,
+            max_concurrent_batches=config.compute.batches_in_flight,
+            log_engine_metrics=False,
+            placement_group_config={"bundles": [{"CPU": config.compute.num_cpus_per_actor}]},
+            runtime_env={"env_vars": engine_env(config.compute.engine_threads)},
+            **{stage: {"num_cpus": STAGE_CPUS} for stage in ("chat_template_stage", "tokenize_stage", "detokenize_stage")},
+        ),
+        preprocess=_raydata_request,
+        postprocess=_raydata_answer,
+        preprocess_map_kwargs={"num_cpus": STAGE_CPUS},
+        postprocess_map_kwargs={"num_cpus": STAGE_CPUS},
+    )
+    built = time.time()
+    answers, timing = collect(processor(ray.data.from_items(rows)), started)
+    released = time.time()
+    left = wait_for_engines_gone()
+    return answers, {"build_s": round(built - started, 2), **timing, "release_s": round(time.time() - released, 2), "engines_killed": left}
+
+
+def engine_processes() -> list:
+    import psutil
+
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "EngineCore" in child.name() or "VLLM::" in " ".join(child.cmdline()[:1]):
+                found.append(child)
+        except psutil.Error:
+            continue
+    return found
+
+
+def wait_for_engines_gone(grace_s: float = 60.0) -> int:
+    """Block until no vLLM engine process started under this one is left (Ray tears a finished
+    stage's actors down asynchronously), so the next stage never runs beside an old engine; kills
+    what is left after `grace_s` and returns how many that was."""
+    return len(end_processes(engine_processes, grace_s))

@@ -1,0 +1,166 @@
+"""Refinement (2 judge → rewrite rounds): babelforge's row state machine on the job's pool against
+a chain of ray.data.llm processors, translate → judge → rewrite → judge → rewrite → judge, with
+the decisions between stages made in the driver by the engine's own refinement functions
+(engine.rows.refine: Recipe.prepare and Recipe.check, judge_requests, read_judgement,
+should_rewrite, rewrite_request, best_version, final_verdict), so the chain cannot quietly run
+different logic from what ships.
+
+    .venv/bin/python -m benchmarks.refinement_chain --case refine_chain --spec spec.json --result out.json
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from benchmarks.harness import agreement, case_main, init_ray, peak_rss_mib, rate, ratio
+from benchmarks.raydata import raydata_generate, raydata_row
+from benchmarks.simulated import is_simulated, simulated_generate, spec_config
+from benchmarks.translation import driver_recipe, driver_requests
+from benchmarks.workload import base_spec, load_tasks
+from engine.records import ACCEPTED, REJECTED
+from engine.rows.drafting import Draft
+from engine.rows.refine import (
+    Judgement, Recipe, Request, Version, best_version, final_verdict, judge_requests, read_judgement, rewrite_request, should_rewrite,
+)
+
+
+@dataclass
+class ChainRow:
+    request: Request
+    current: Draft | None = None  # the latest valid version
+    judgement: Judgement | None = None  # of the current version
+    versions: list[Version] = field(default_factory=list)
+    rounds: int = 0
+    tokens: dict = field(default_factory=lambda: {"draft": 0, "judge": 0, "rewrite": 0})
+    status: str | None = None
+    reason: str | None = None
+
+
+def refine_chain(recipe: Recipe, rounds: int, requests: list[Request], generate) -> tuple[list[ChainRow], list[dict]]:
+    """The refinement loop's decisions (engine.rows.refine), stage by stage: every stage is one
+    `generate` call (one processor, one engine) over all rows that need it, and the driver decides
+    between stages with the loop's own functions."""
+    rows = {str(i): ChainRow(r) for i, r in enumerate(requests)}
+    stages: list[dict] = []
+
+    def run(name: str, batch: list[dict]) -> dict[str, dict]:
+        answers, timing = generate(batch)
+        stages.append({"stage": name, "requests": len(batch), **timing, "generated_tokens": sum(a["completion_tokens"] for a in answers)})
+        return {answer["key"]: answer for answer in answers}
+
+    def accept_version(key: str, answer: dict, phase: str) -> bool:
+        """Recipe.check on the answer, as draft_until_valid does with one attempt."""
+        row = rows[key]
+        row.tokens[phase] += answer["completion_tokens"]
+        reason, _, output = recipe.check(row.request, answer["text"])
+        if reason is not None:
+            row.reason = reason
+            return False
+        row.current = Draft(answer["text"], output)
+        return True
+
+    drafts = run("translate", [raydata_row(k, r.request.messages, r.request.params) for k, r in rows.items()])
+    active = []
+    for key, row in rows.items():
+        if accept_version(key, drafts[key], "draft"):
+            active.append(key)
+        else:
+            row.status = REJECTED
+    round_no = 0
+    while active:
+        asks = {key: judge_requests(recipe, rows[key].request, rows[key].current) for key in active}
+        judged = run(f"judge {round_no}", [raydata_row(f"{key}|{j}", messages, recipe.judge_params)
+                                           for key, conversations in asks.items() for j, messages in enumerate(conversations)])
+        to_rewrite = []
+        for key in active:
+            row = rows[key]
+            # A processor's answer is always readable text (no finish reason): judge_reply's "stop" or "length".
+            replies = [judged[f"{key}|{j}"] for j in range(len(asks[key]))]
+            row.tokens["judge"] += sum(reply["completion_tokens"] for reply in replies)
+            row.judgement = read_judgement(recipe, [reply["text"] for reply in replies], round_no)
+            row.versions.append(Version(row.judgement.value, round_no, row.current))
+            if should_rewrite(row.judgement, round_no, rounds):
+                to_rewrite.append(key)
+        if not to_rewrite:
+            break
+        rewrites = [raydata_row(key, rewrite_request(recipe, rows[key].request, rows[key].current, rows[key].judgement), rows[key].request.params)
+                    for key in to_rewrite]
+        rewritten = run(f"rewrite {round_no + 1}", rewrites)
+        round_no += 1
+        active = []
+        for key in to_rewrite:
+            rows[key].rounds = round_no
+            if accept_version(key, rewritten[key], "rewrite"):
+                active.append(key)  # an invalid rewrite ends the row's rounds; its versions stand
+    for row in rows.values():
+        if row.status != REJECTED:
+            row.reason = final_verdict(recipe, best_version(row.versions))
+            row.status = ACCEPTED if row.reason is None else REJECTED
+    return list(rows.values()), stages
+
+
+def case_refine_chain(spec: dict) -> dict:
+    import ray
+
+    config = spec_config(spec)
+    simulated = is_simulated(config)
+    recipe = driver_recipe(config)
+    requests = driver_requests(config, recipe, load_tasks(config, spec["seeds"]))
+    ray_init_s = init_ray(spec)
+    if simulated:
+        generate = lambda batch: simulated_generate(config, batch, spec["latency_s"])  # noqa: E731
+    else:
+        generate = lambda batch: raydata_generate(config, batch)  # noqa: E731
+    started = time.perf_counter()
+    try:
+        rows, stages = refine_chain(recipe, config.refine.rounds, requests, generate)
+    finally:
+        seconds = time.perf_counter() - started
+        ray.shutdown()
+    phases = {phase: sum(row.tokens[phase] for row in rows) for phase in ("draft", "judge", "rewrite")}
+    generated = sum(phases.values())
+    return {
+        "case": "ray_data_llm_chain", "simulated": simulated, "rows": len(rows), "ray_init_s": ray_init_s,
+        "end_to_end_s": round(seconds, 2), "stages": stages, "engine_starts": 0 if simulated else len(stages),
+        "generated_tokens": generated, "phase_tokens": phases,
+        "tokens_per_s_end_to_end": rate(generated, seconds), "rows_per_s_end_to_end": rate(len(rows), seconds),
+        "accepted": sum(1 for row in rows if row.status == ACCEPTED),
+        "judged_rows": sum(1 for row in rows if row.versions),
+        "rewritten_rows": sum(1 for row in rows if row.rounds > 0),
+        "per_row": [{"seed_id": row.request.task["seed_id"], "status": row.status, "reason": row.reason, "rounds": row.rounds,
+                     "completion_tokens": sum(row.tokens.values())} for row in rows],
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+CASES = {"refine_chain": case_refine_chain}
+
+
+def refinement_suite(sizes: dict, simulated: bool, runner) -> dict:
+    spec = {**base_spec(sizes, simulated), "seeds": sizes["refine_seeds"], "rounds": 2}
+    cases = {
+        "babelforge": runner.case("benchmarks.translation", "babelforge", spec),
+        "ray_data_llm_chain": runner.case("benchmarks.refinement_chain", "refine_chain", spec),
+    }
+    b, c = cases["babelforge"], cases["ray_data_llm_chain"]
+    return {
+        "workload": {"language": spec["lang"], "seeds": spec["seeds"], "rounds": 2, "max_attempts": 1, "simulated": simulated},
+        "cases": cases,
+        "ratios": {
+            "chain_time_over_babelforge_time": ratio(c.get("end_to_end_s"), b.get("end_to_end_s")),
+            "babelforge_over_chain_rows_per_s": ratio(b.get("rows_per_s_end_to_end"), c.get("rows_per_s_end_to_end")),
+            "babelforge_over_chain_tokens_per_s": ratio(b.get("tokens_per_s_end_to_end"), c.get("tokens_per_s_end_to_end")),
+        },
+        "agreement": agreement(cases),
+        "notes": [
+            "both: validation.max_attempts 1, refine.rounds 2, the same judge and rewrite prompts, thresholds and choice of the best version",
+            "the chain judges the last rewrite as babelforge does (to pick the best version): up to 6 processors, "
+            "run one after another with an engine each, since two engines at once do not fit this machine",
+            "end to end excludes Ray init and includes every engine start",
+        ],
+    }
+
+
+if __name__ == "__main__":
+    case_main(CASES)

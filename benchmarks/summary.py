@@ -1,0 +1,215 @@
+"""The written report of a `python -m benchmarks.run`: one Markdown table per suite, PNG bar and
+line charts, and the JSON beside them (write_report)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def fmt(value, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(fmt(cell) if not isinstance(cell, str) else cell for cell in row) + " |" for row in rows]
+
+
+def error_lines(name: str, suite: dict) -> list[str]:
+    return [f"**{name} failed:** `{suite['error'][:1500]}`", ""] if "error" in suite else []
+
+
+CASE_LABELS = {"raw_vllm": "(a) raw vLLM `LLM.generate`", "babelforge": "(b) babelforge translation stage",
+               "ray_data_llm": "(c) `ray.data.llm` processor", "ray_data_llm_chain": "`ray.data.llm` processor chain"}
+
+
+def cases_md(suite: dict, header: list[str], cells) -> list[str]:
+    """A table of the suite's cases (a row each: CASE_LABELS, then `cells(case)`; a failed case
+    reads "error"), its ratios, the agreement line and each failed case's error."""
+    rows = [[CASE_LABELS[name], "error"] + [""] * (len(header) - 2) if "error" in case else [CASE_LABELS[name], *cells(case)]
+            for name, case in suite["cases"].items()]
+    lines = table(header, rows)
+    lines += ["", "Ratios: " + ", ".join(f"{k} = {fmt(v, 3)}" for k, v in suite["ratios"].items()), "", agreement_md(suite["agreement"]), ""]
+    for name, case in suite["cases"].items():
+        lines += error_lines(CASE_LABELS[name], case)
+    return lines
+
+
+def translation_md(suite: dict) -> list[str]:
+    work = suite["workload"]
+
+    def cells(case: dict) -> list:
+        return [case["rows"], case["generated_tokens"], case.get("engine_start_s"), case.get("generation_s"),
+                case["end_to_end_s"], case.get("tokens_per_s_generation"), case["tokens_per_s_end_to_end"], case["accepted"]]
+
+    return [f"### Translation, one pass ({fmt(work['seeds'] or 'all')} seeds into {work['language']}, greedy, structured output)", ""] + cases_md(
+        suite, ["case", "rows", "generated tokens", "engine start s", "generation s", "end to end s",
+                "tokens/s generation", "tokens/s end to end", "accepted"], cells)
+
+
+def agreement_md(pairs: dict) -> str:
+    """One line: how often two cases generated as many tokens and reached the same status."""
+    parts = []
+    for pair, v in pairs.items():
+        part = f"{pair}: same token count {v['same_token_count']:.0%}, same status {v['same_status']:.0%}"
+        if "same_prompt_tokens" in v:
+            part += f", same prompt tokens {v['same_prompt_tokens']:.0%}"
+        parts.append(part)
+    return "Agreement per row: " + "; ".join(parts) if parts else ""
+
+
+def refinement_md(suite: dict) -> list[str]:
+    work = suite["workload"]
+
+    def cells(case: dict) -> list:
+        phases = case.get("phase_tokens", {})
+        return [case["rows"], f"{case['judged_rows']} / {case['rewritten_rows']}", case["generated_tokens"],
+                f"{phases.get('draft', 0)} / {phases.get('judge', 0)} / {phases.get('rewrite', 0)}",
+                case.get("engine_starts", 1), case["end_to_end_s"], case["tokens_per_s_end_to_end"], case["rows_per_s_end_to_end"], case["accepted"]]
+
+    return [f"### Refinement, 2 judge → rewrite rounds ({work['seeds']} seeds into {work['language']})", ""] + cases_md(
+        suite, ["case", "rows", "judged / rewritten rows", "generated tokens", "draft / judge / rewrite tokens", "engine starts",
+                "end to end s", "tokens/s", "rows/s", "accepted"], cells)
+
+
+def tokens_md(suite: dict) -> list[str]:
+    work = suite["workload"]
+    lines = [f"### Tokens per accepted example ({work['seeds']} seeds, budget {work['budget']}, {work['clusters']} clusters)", ""]
+    rows = [[label, s["translated"], s["generated_tokens"], s["accepted"], s["kept"], s["tokens_per_kept"], s["clusters_covered"]]
+            for label, s in (("translate all, then filter", suite["translate_then_filter"]), ("select, then translate", suite["select_then_translate"]))]
+    lines += table(["strategy", "translated", "generated tokens", "accepted", "kept", "tokens per kept row", "clusters covered"], rows)
+    return lines + ["", f"Ratio of tokens per kept row, filter / select: {fmt(suite['ratio_tokens_per_kept_filter_over_select'], 2)}", ""]
+
+
+def scaling_md(suite: dict) -> list[str]:
+    lines = [f"### Scaling: {suite['label']}; {suite['latency_s']} s per request", ""]
+    scale = suite["scaling"]
+    lines += error_lines("scaling", scale)
+    if "cases" in scale:
+        lines += table(["actors", "rows", "peak batches per actor", "ideal rows/s", "rows/s after all ready", "efficiency",
+                        "rows/s end to end", "driver CPU share"],
+                       [[c["actors"], c["rows"], c.get("peak_batches_per_actor"), c["ideal_rows_per_s"], c["rows_per_s_after_all_ready"],
+                         c["efficiency_vs_ideal"], c["rows_per_s_end_to_end"], c["driver_cpu_share"]] for c in scale["cases"]])
+    lines.append("")
+    mem_rows = []
+    for label, case in suite["memory"].items():
+        if "error" in case:
+            lines += error_lines(f"memory {label}", case)
+            continue
+        mem_rows.append([label, case["rows"], case["plan_s"], case["rss_before_plan_mib"], case["peak_rss_after_plan_mib"],
+                         case.get("stream_rows_per_s"), case.get("peak_rss_after_stream_mib")])
+    lines += table(["driver memory", "planned rows", "plan s", "RSS before MiB", "peak RSS after plan MiB", "stream rows/s", "peak RSS after stream MiB"], mem_rows)
+    return lines + [""]
+
+
+def cheap_md(suite: dict) -> list[str]:
+    lines = ["### Cheap stages: actor pools vs direct calls", ""]
+    rows = []
+    langid = suite["langid"]
+    lines += error_lines("language ID", langid)
+    for entry in langid.get("direct", []) + langid.get("pool", []):
+        rows.append(["fastText lid.176", entry["shape"], entry["texts"], entry["seconds"], entry["texts_per_s"]])
+    embedding = suite["embedding"]
+    lines += error_lines("embedding", embedding) + ([f"(embeddings: {embedding['skipped']})", ""] if "skipped" in embedding else [])
+    for entry in [embedding["direct"]] + embedding["pool"] if "direct" in embedding else []:
+        rows.append(["MiniLM-L6 embeddings", entry["shape"], embedding["sentences"], entry["end_to_end_s"], entry["sentences_per_s"]])
+    lines += table(["stage", "shape", "texts", "seconds", "texts/s"], rows)
+    return lines + ["", "(embedding direct: texts/s of encode alone, seconds end to end with the model load; pools: end to end)", ""]
+
+
+SHORT_LABELS = {"raw_vllm": "(a) raw vLLM", "babelforge": "(b) babelforge",
+                "ray_data_llm": "(c) ray.data.llm", "ray_data_llm_chain": "ray.data.llm chain"}
+
+RENDER = {"translation": translation_md, "refinement": refinement_md, "tokens": tokens_md, "scaling": scaling_md, "cheap": cheap_md}
+
+
+def render_markdown(report: dict) -> str:
+    m = report["machine"]
+    lines = [
+        f"## Benchmarks {report['date']} ({report['size']}"
+        + (f"; SIMULATED generator in {', '.join(report['simulated'])}" if report["simulated"] else "") + ")", "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, no GPU; Python {m['python']}; "
+        + ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v) + ".",
+        f"Command: `{report['command']}`; {report['seconds']:.0f} s. Load average at start "
+        f"{report['quiet_wait']['load_average']} (waited {report['quiet_wait']['waited_s']} s); "
+        "1-minute load at each suite's start and end: "
+        + ", ".join(f"{k} {v[0]} → {report['suites'].get(k, {}).get('load_average_at_end', ['?'])[0]}" for k, v in report["load_average_at_suite_start"].items())
+        + ".", "",
+    ]
+    for name, suite in report["suites"].items():
+        try:
+            lines += error_lines(name, suite) or RENDER[name](suite)
+        except (KeyError, TypeError) as error:  # a partial result still gets the other tables
+            lines += [f"**{name}:** incomplete result ({type(error).__name__}: {error})", ""]
+    return "\n".join(lines) + "\n"
+
+
+def bars(title: str, ylabel: str, labels: list[str], values: list[float]) -> bytes:
+    from engine.report.charts import figure, to_png
+
+    fig, ax = figure()
+    ax.bar(labels, values, color="#3a6ea5")
+    for x, value in enumerate(values):
+        ax.annotate(fmt(value), (x, value), ha="center", va="bottom", fontsize="small")
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.tick_params(axis="x", labelsize="small")
+    return to_png(fig)
+
+
+def plots(report: dict) -> dict[str, bytes]:
+    out, suites = {}, report["suites"]
+    cases = suites.get("translation", {}).get("cases", {})
+    ok = {k: v for k, v in cases.items() if "error" not in v}
+    if ok:
+        out["translation"] = bars("Translation, one pass: generated tokens/s end to end", "tokens/s",
+                                  [SHORT_LABELS[k] for k in ok], [v["tokens_per_s_end_to_end"] for v in ok.values()])
+    cases = {k: v for k, v in suites.get("refinement", {}).get("cases", {}).items() if "error" not in v}
+    if cases:
+        out["refinement"] = bars("Refinement, 2 rounds: seconds end to end", "seconds", [SHORT_LABELS[k] for k in cases],
+                                 [v["end_to_end_s"] for v in cases.values()])
+    tokens = suites.get("tokens", {})
+    if "translate_then_filter" in tokens:
+        out["tokens"] = bars("Generated tokens per kept row", "tokens", ["translate, then filter", "select, then translate"],
+                             [tokens["translate_then_filter"]["tokens_per_kept"] or 0, tokens["select_then_translate"]["tokens_per_kept"] or 0])
+    scale = suites.get("scaling", {}).get("scaling", {}).get("cases")
+    if scale:
+        from engine.report.charts import figure, to_png
+
+        fig, ax = figure()
+        actors = [c["actors"] for c in scale]
+        ax.plot(actors, [c["ideal_rows_per_s"] for c in scale], "--", color="grey", label="ideal (latency-bound)")
+        ax.plot(actors, [c["rows_per_s_after_all_ready"] or 0 for c in scale], "o-", label="measured, after all actors ready")
+        ax.plot(actors, [c["rows_per_s_end_to_end"] for c in scale], "s:", label="measured, end to end")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(actors, [str(a) for a in actors])
+        ax.set_xlabel("actors")
+        ax.set_ylabel("rows/s")
+        ax.set_title("Scaling (SIMULATED fixed-latency generator)")
+        ax.legend(fontsize="small", frameon=False)
+        out["scaling"] = to_png(fig)
+    langid = suites.get("cheap", {}).get("langid", {})
+    if "direct" in langid:
+        entries = langid["direct"][:1] + langid["pool"]
+        out["cheap"] = bars("fastText lid.176, texts/s (pools: end to end)", "texts/s",
+                            [e["shape"].replace(", in this process", "").replace(" actor(s)", " actors") for e in entries],
+                            [e["texts_per_s"] for e in entries])
+    return out
+
+
+def write_report(report: dict, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    stem = report["date"]
+    paths = [out / f"{stem}.json", out / f"{stem}.md"]
+    paths[0].write_text(json.dumps(report, indent=1, default=str))
+    paths[1].write_text(render_markdown(report), encoding="utf-8")
+    for name, png in plots(report).items():
+        path = out / f"{stem}-{name}.png"
+        path.write_bytes(png)
+        paths.append(path)
+    return paths

@@ -1,0 +1,135 @@
+"""What the benchmarks run: configs/demo.yaml narrowed to one pass over one language, the tasks
+planned from the project's seeds, and the job's own translation stage
+(jobs.synthesize.translate_dataset) with an actor that timestamps its batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import pyarrow as pa
+import yaml
+
+from actors.translate import TranslateActor
+from benchmarks.harness import ROOT, SEEDS, rate
+from engine.config import Config, parse_config
+from engine.inputs.plan import build_plan
+from engine.inputs.seeds import load_seeds
+from engine.languages import get_language
+from engine.recipes import prompt_version
+from engine.rows.prompts import FIELDS
+
+
+def base_spec(sizes: dict, simulated: bool) -> dict:
+    """The settings every translation-shaped case shares; latency_s set: the simulated generator."""
+    return {
+        "lang": sizes.get("lang", "fr"), "batch_size": 16, "batches_in_flight": 4, "num_cpus": 2,
+        "latency_s": sizes["latency_s"] if simulated else None,
+    }
+
+
+def bench_config(
+    spec: dict, *, rounds: int | None = None, model_name: str | None = None, actors: int = 1,
+    num_cpus_per_actor: float | None = None, seeds_path: str | None = None, languages=None, run_dir: str | None = None,
+) -> Config:
+    """configs/demo.yaml narrowed to one pass over one language: mode all, one attempt, no build."""
+    demo = yaml.safe_load((ROOT / "configs/demo.yaml").read_text())
+    demo["run"] = {"name": "bench", "output_dir": run_dir or "/tmp/babelforge-bench"}
+    demo["seeds"] = {"paths": [seeds_path or str(SEEDS)]}
+    demo["languages"] = {"targets": languages or [spec["lang"]]}
+    demo["plan"] = {**demo.get("plan", {}), "mode": "all"}
+    demo["refine"] = {"rounds": spec.get("rounds", 0) if rounds is None else rounds}
+    demo["validation"] = {**demo.get("validation", {}), "max_attempts": 1}
+    demo["compute"] = {
+        **demo.get("compute", {}), "actors": actors, "batch_size": spec["batch_size"], "batches_in_flight": spec["batches_in_flight"],
+        **({"num_cpus_per_actor": num_cpus_per_actor} if num_cpus_per_actor is not None else {}),
+    }
+    demo["ray"] = {"num_cpus": spec["num_cpus"]}
+    demo["build"] = {"enabled": False}
+    for section in ("select", "dedup"):
+        demo.pop(section, None)  # selection is the tokens suite's subject, not this one's
+    if model_name is not None:
+        demo["model"] = {**demo["model"], "name": model_name}
+    return parse_config(demo, "benchmarks (configs/demo.yaml narrowed)")
+
+
+def load_tasks(config: Config, seeds: int | None) -> list[dict]:
+    """The first `seeds` seeds of the config's seed file, each into the config's one language."""
+    loaded, _ = load_seeds(list(config.seeds.paths), limit=seeds)
+    languages = [get_language(code) for code in config.languages.targets]
+    return build_plan(loaded, languages, "all", config.plan.quotas, config.plan.seed, config.recipe, prompt_version(config))
+
+
+def synthetic_tasks(rows: int, lang: str) -> list[dict]:
+    """`rows` distinct tasks cycled from the project's seeds (ids carry a counter)."""
+    seeds, _ = load_seeds([str(SEEDS)])
+    tasks = []
+    for i in range(rows):
+        seed = seeds[i % len(seeds)]
+        tasks.append({
+            "id": f"sim-{i:08d}", "seed_id": f"{seed.id}-{i}", "recipe": "sphinx", "lang": lang,
+            "src_instruction": seed.instruction, "src_input": seed.input, "src_output": seed.output, "source": seed.source,
+        })
+    return tasks
+
+
+def accepted_digest(row: dict) -> str | None:
+    """A short digest of a row's translated fields (those with a source), to compare outputs between cases."""
+    fields = {k: row[k] for k in FIELDS if row[f"src_{k}"]}
+    return hashlib.sha1(json.dumps(fields, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12] if fields else None
+
+
+class TimedTranslateActor(TranslateActor):
+    """TranslateActor plus, on every output batch, when this actor became ready, when the batch
+    finished (wall clock) and how many batches this actor had running at most so far, so a
+    benchmark can tell engine start from generation and see the pool's concurrency."""
+
+    ready_at = 0.0
+    running = peak_running = 0  # every call runs on the actor's one UDF event loop: no lock needed
+
+    def __init__(self, config_data: dict):
+        super().__init__(config_data)
+        self.ready_at = time.time()
+
+    async def __call__(self, batch: pa.Table):
+        self.running += 1
+        self.peak_running = max(self.peak_running, self.running)
+        try:
+            async for table in super().__call__(batch):
+                rows = table.num_rows
+                table = table.append_column("bench_ready_at", pa.array([self.ready_at] * rows, pa.float64()))
+                table = table.append_column("bench_peak_batches", pa.array([self.peak_running] * rows, pa.int32()))
+                yield table.append_column("bench_done_at", pa.array([time.time()] * rows, pa.float64()))
+        finally:
+            self.running -= 1
+
+
+def run_translation_stage(config: Config, tasks: list[dict], actor_cls) -> tuple[dict, pa.Table]:
+    """jobs.synthesize.translate_dataset with `actor_cls` (a TimedTranslateActor) as the
+    pool's actor class; timed from the dataset's start to its last row."""
+    from jobs.synthesize import translate_dataset
+
+    started = time.time()
+    dataset = translate_dataset(config, pa.Table.from_pylist(tasks), actor_cls)
+    tables, arrivals = [], []
+    for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        arrivals.append(time.time())
+        tables.append(table)
+    table = pa.concat_tables(tables)
+    ready = table.column("bench_ready_at").to_pylist()
+    done_at = table.column("bench_done_at").to_pylist()
+    first_ready, all_ready, last = min(ready), max(ready), arrivals[-1]
+    after_all_ready = sum(1 for t in done_at if t >= all_ready)
+    window = max(done_at) - all_ready
+    timing = {
+        "first_ready_s": round(first_ready - started, 2), "all_ready_s": round(all_ready - started, 2),
+        "first_row_s": round(arrivals[0] - started, 2), "end_to_end_s": round(last - started, 2),
+        "generation_s": round(last - first_ready, 2),
+        "rows_per_s_end_to_end": rate(table.num_rows, last - started),
+        "rows_per_s_after_ready": rate(table.num_rows, last - first_ready),
+        "rows_per_s_after_all_ready": rate(after_all_ready, window) if window > 0 else None,
+        "peak_batches_per_actor": max(table.column("bench_peak_batches").to_pylist()),
+    }
+    return timing, table.drop_columns(["bench_ready_at", "bench_done_at", "bench_peak_batches"])
