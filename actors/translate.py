@@ -11,7 +11,7 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from engine.config import Config
 from engine.records import to_table
-from engine.recipes import row_machine
+from engine.recipes import quality_checks, row_machine
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,19 @@ def _build_generator(config: Config):
     return VLLMGenerator(config.model.name, config.model.engine_kwargs, config.compute.engine_threads)
 
 
+def load_encoder(config: Config):
+    """The adequacy gate's multilingual encoder (quality.encoder), or None with the gate off.
+
+    Its checks run inside the rows' coroutines on the actor's event loop: the bundled encoder
+    takes about 10 ms a text on one core, a few texts a draft, while the engine computes on."""
+    if not config.quality.adequacy:
+        return None
+    from actors.embed import load_embedder
+
+    quality = config.quality
+    return load_embedder(quality.encoder, device=quality.encoder_device, threads=quality.encoder_threads)
+
+
 class TranslateActor:
     """Reads task columns (engine.records.TASK_COLUMNS); writes every column of engine.records.SCHEMA.
 
@@ -55,13 +68,15 @@ class TranslateActor:
         config = Config.model_validate(config_data)
         started = time.monotonic()
         self.generator = build_generator(config)
-        self.translator = row_machine(config, self.generator, FastTextLangId(config.validation.langid_model))
+        self.checks = quality_checks(config, load_encoder(config))
+        self.translator = row_machine(config, self.generator, FastTextLangId(config.validation.langid_model), self.checks)
         log.info("translate actor ready in %.1fs", time.monotonic() - started)
 
     async def __call__(self, batch: pa.Table):
-        started = time.monotonic()
+        started, gate = time.monotonic(), sum(check.seconds for check in self.checks)
         rows = await asyncio.gather(*(self.translator(task) for task in batch.to_pylist()))
         table = to_table(rows)
         tokens = pa.compute.sum(table.column("completion_tokens")).as_py() or 0
-        log.info("batch of %d rows in %.1fs, %d generated tokens", len(rows), time.monotonic() - started, tokens)
+        gate = sum(check.seconds for check in self.checks) - gate  # other batches' checks overlap this one's
+        log.info("batch of %d rows in %.1fs, %d generated tokens, adequacy gate %.2fs", len(rows), time.monotonic() - started, tokens, gate)
         yield table

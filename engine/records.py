@@ -36,6 +36,9 @@ SCHEMA = pa.schema(
         ("lid_label", pa.string()),
         ("lid_confidence", pa.float32()),
         ("lid_method", pa.string()),
+        # Adequacy (engine/text/adequacy.py): the weakest field's cosine to its source in the
+        # multilingual encoder (xinstruction: instruction-to-text); None when nothing was scored.
+        ("adequacy", pa.float32()),
         ("attempts", pa.int32()),
         ("attempt_reasons", pa.list_(pa.string())),
         ("scores", pa.list_(SCORE_TYPE)),

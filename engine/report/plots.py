@@ -14,6 +14,7 @@ TITLES = {
     "rows_per_language": "Rows per language",
     "reject_reasons": "Reject reasons per language",
     "lid_confidence": "Language-ID confidence",
+    "adequacy": "Adequacy (cosine to the source) per language",
     "judge_scores": "Judge scores per round",
     "cluster_coverage": "Cluster coverage",
     "tokens_per_accepted": "Generated tokens per accepted example",
@@ -49,6 +50,31 @@ def plot_lid_confidence(rows: list[dict]) -> bytes | None:
     ax.hist([by_status[ACCEPTED], by_status[REJECTED]], bins=[i / 20 for i in range(21)], stacked=True,
             color=[COLOURS[ACCEPTED], COLOURS[REJECTED]], label=[ACCEPTED, REJECTED])
     ax.set(title=TITLES["lid_confidence"], xlabel="confidence of the weakest field", ylabel="rows", xlim=(0, 1))
+    ax.legend(fontsize="small", frameon=False)
+    return to_png(fig)
+
+
+def plot_adequacy(rows: list[dict]) -> bytes | None:
+    """One pair of boxes per language (accepted, rejected) of the weakest field's cosine to its
+    source: where accepted rows sit against the threshold, and what the gate turned away."""
+    values: dict[str, dict[str, list[float]]] = defaultdict(lambda: {ACCEPTED: [], REJECTED: []})
+    for row in rows:
+        if row.get("adequacy") is not None and row.get("status") in COLOURS:
+            values[lang_of(row)][row["status"]].append(row["adequacy"])
+    if not values:
+        return None
+    fig, ax = figure()
+    langs = sorted(values)
+    for offset, status in ((-0.18, ACCEPTED), (0.18, REJECTED)):
+        present = [(i, values[lang][status]) for i, lang in enumerate(langs) if values[lang][status]]
+        if present:
+            boxes = ax.boxplot([v for _, v in present], positions=[i + offset for i, _ in present], widths=0.3,
+                               patch_artist=True, manage_ticks=False)
+            for box in boxes["boxes"]:
+                box.set(facecolor=COLOURS[status], alpha=0.6)
+        ax.plot([], [], color=COLOURS[status], linewidth=6, alpha=0.6, label=f"{status} ({sum(len(values[l][status]) for l in langs)})")
+    ax.set_xticks(range(len(langs)), langs)
+    ax.set(title=TITLES["adequacy"], ylabel="cosine of the weakest field")
     ax.legend(fontsize="small", frameon=False)
     return to_png(fig)
 
@@ -113,6 +139,7 @@ PLOTS = {
     "rows_per_language": plot_rows_per_language,
     "reject_reasons": plot_reject_reasons,
     "lid_confidence": plot_lid_confidence,
+    "adequacy": plot_adequacy,
     "judge_scores": plot_judge_scores,
     "cluster_coverage": plot_cluster_coverage,
     "tokens_per_accepted": plot_tokens_per_accepted,

@@ -72,6 +72,8 @@ def render_fate(label: str, row: dict | None) -> str:
     lid = ""
     if row.get("lid_label"):
         lid = f" · language ID {escape(row['lid_label'])} {row.get('lid_confidence') or 0:.2f} ({escape(row.get('lid_method') or '')})"
+    if row.get("adequacy") is not None:
+        lid += f" · adequacy {row['adequacy']:.3f}"
     drafts = ", ".join(row.get("attempt_reasons") or [])
     drafts = f" · reasons per draft: {escape(drafts)}" if drafts else ""
     return (

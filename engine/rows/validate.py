@@ -35,7 +35,10 @@ class Verdict:
 def language_check(text: str, language: Language, langid: LanguageIdentifier, cfg: ValidationConfig) -> tuple[str | None, str, float, str]:
     """(reason, label, confidence, method): does the text read as `language`? fastText where it
     knows the language and the text is long enough, else the share of letters in its script."""
-    if language.lid_label and langid.has_label(language.lid_label) and len(text) >= cfg.langid_min_chars:
+    # Letters, not characters: "Trouvez x : 3x + 7 = 22." is 24 characters but 9 letters, and
+    # lid.176 reads such a formula-heavy line as Italian as readily as French.
+    letters = sum(1 for ch in text if ch.isalpha())
+    if language.lid_label and langid.has_label(language.lid_label) and letters >= cfg.langid_min_chars:
         label, confidence = langid.predict(text)
         return check_language(label, confidence, language.lid_label, cfg.langid_threshold), label, confidence, "fasttext"
     reason = check_script(text, language.script, cfg.script_min_share)

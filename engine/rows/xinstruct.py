@@ -106,7 +106,8 @@ class InstructionRecipe:
         return None
 
     def output(self, request: Request, draft: Draft) -> dict:
-        return {"instruction": with_directive(draft.output["instruction"], request.language.name), "input": ""}
+        # The added checks' columns (the adequacy score) come along with the instruction.
+        return {**draft.output, "instruction": with_directive(draft.output["instruction"], request.language.name), "input": ""}
 
 
 class InstructionWriter(RefinementLoop):

@@ -27,7 +27,7 @@ def row(row_id: str, lang: str = "fr", status: str = ACCEPTED, **extra) -> dict:
     base = {"id": row_id, "seed_id": f"seed-{row_id}", "recipe": "sphinx", "lang": lang, "status": status,
             "src_instruction": "Explain `ls`.", "instruction": "Expliquez `ls`.", "output": "Bonjour",
             "protected_spans": ["`ls`"], "lid_label": lang, "lid_confidence": 0.9, "lid_method": "fasttext",
-            "attempts": 1, "completion_tokens": 40, "prompt_tokens": 100}
+            "adequacy": 0.93, "attempts": 1, "completion_tokens": 40, "prompt_tokens": 100}
     if status == REJECTED:
         base["reason"] = "wrong_language:en"
     return {**base, **extra}
@@ -112,11 +112,17 @@ def test_missing_scores_and_clusters_are_skipped_not_fatal():
     rows = make_rows(row("a"), row("b", status=REJECTED), row("c", lang="es"))
     plots = build_plots(rows)
     assert plots["judge_scores"] is None and plots["cluster_coverage"] is None
-    for name in ("rows_per_language", "reject_reasons", "lid_confidence", "tokens_per_accepted"):
+    for name in ("rows_per_language", "reject_reasons", "lid_confidence", "adequacy", "tokens_per_accepted"):
         assert plots[name].startswith(PNG), name
     text = page_for(rows, real_plots=True)
     assert "Nothing to plot in this run for: judge scores per round, cluster coverage." in text
-    assert text.count("<img") == 4 and "no judge scores" in text
+    assert text.count("<img") == 5 and "no judge scores" in text
+    assert "adequacy 0.930" in text  # the sample browser shows each row's score
+
+
+def test_adequacy_plot_skipped_without_scores():
+    rows = make_rows(row("a", adequacy=None), row("b", status=REJECTED, adequacy=None))
+    assert build_plots(rows)["adequacy"] is None
 
 
 def test_scores_and_clusters_are_plotted_and_shown():
@@ -163,8 +169,9 @@ def test_report_job_regenerates_page_and_plots(tmp_path, capsys):
     write_run(tmp_path / "one", [row("a"), row("b", status=REJECTED)])
     write_run(tmp_path / "two", [row("a", output="autre")])
     assert report_main([str(tmp_path / "one")]) == 0
-    assert (tmp_path / "one/report.html").read_text().count("<img") == 4
+    assert (tmp_path / "one/report.html").read_text().count("<img") == 5  # rows per language, reasons, language ID, adequacy, tokens
     assert (tmp_path / "one/plot-rows_per_language.png").read_bytes().startswith(PNG)
+    assert (tmp_path / "one/plot-adequacy.png").read_bytes().startswith(PNG)
     assert report_main([str(tmp_path / "one"), "--compare", str(tmp_path / "two")]) == 0
     assert "autre" in (tmp_path / "one/compare-two.html").read_text()
     assert report_main([str(tmp_path / "one"), "--out", str(tmp_path / "x.html"), "--samples-per-language", "1"]) == 0

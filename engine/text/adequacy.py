@@ -1,0 +1,225 @@
+"""Does a translation say what its source says? Pure scoring and checks, no model inside.
+
+Form checks (language ID, length, repetition) pass fluent nonsense in the right language; these
+ask about meaning:
+- similarity: cosine between the source field and its translation in a multilingual embedding
+  space (the encoder is passed in: engine.protocols.TextEncoder), on the text with protected spans
+  (code, math, URLs, placeholders) removed from both sides: they are restored verbatim anyway and
+  would only pull the two vectors together;
+- numbers: the digit sequences of the prose are the same on both sides (a recipe for 4 people
+  stays one for 4 people), read through decimal and thousands separators and non-ASCII digits;
+- sentences: a translation keeps roughly the source's sentence count (a dropped or invented
+  sentence changes it).
+Each returns None or a stable reason string, like engine.text.checks.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from engine.reasons import make_reason
+from engine.text.spans import protect, strip_sentinels
+
+# Digits with separators inside: "1,000.50", "1.000,50", "3,5", "10 000" (no-break or thin space
+# before a group of exactly three, as French and Russian write thousands), "٣٠٠", "३००".
+_NUMBER = re.compile(r"\d+(?:(?:[.,]|[ \u00a0\u202f\u2009](?=\d{3}(?!\d)))\d+)*")
+# Sentence ends: . ! ? … and their CJK, Arabic and Devanagari forms, or a line break (list items).
+_SENTENCE_END = re.compile(r"(?:[.!?…]+[\"'”’»)\]]*(?=\s|$)|[。！？؟۔।॥]+|\n+)")
+# A period right after a digit may end a sentence ("... thế kỷ 16. Bức tranh ...") or not (German
+# ordinals: "im 16. Jahrhundert"), so a text's count is a range.
+_DIGIT_PERIOD = re.compile(r"(?<=\d)\.(?=\s+\w)")
+# English number words of a source: a translation may well write them as digits ("six" → "6").
+_NUMBER_WORDS = {
+    word: str(value)
+    for value, words in enumerate(
+        ("zero", "one first once single", "two second twice both double pair", "three third", "four fourth quarter",
+         "five fifth", "six sixth", "seven seventh", "eight eighth", "nine ninth", "ten tenth", "eleven eleventh",
+         "twelve twelfth dozen")
+    )
+    for word in words.split()
+}
+_WORD = re.compile(r"[A-Za-z]+")
+
+
+def visible_text(text: str) -> str:
+    """The text a reader sees as prose: protected spans removed, whitespace collapsed."""
+    return strip_sentinels(protect(text or "").text)
+
+
+def letter_count(text: str) -> int:
+    return sum(1 for ch in text if unicodedata.category(ch).startswith("L"))
+
+
+def numbers(text: str) -> Counter[str]:
+    """The numbers of a text as digit strings, separators dropped: "1,000" == "1.000" == "1000",
+    "3.5" == "3,5"; Arabic-Indic, Devanagari and fullwidth digits read as ASCII."""
+    found: Counter[str] = Counter()
+    for match in _NUMBER.finditer(text):
+        digits = "".join(str(unicodedata.digit(ch)) for ch in match.group() if ch.isdigit())
+        found[digits.lstrip("0") or "0"] += 1
+    return found
+
+
+def check_numbers(source: str, translation: str) -> str | None:
+    """'numbers_changed' when the translation's prose holds a number the source's lacks: a changed
+    or invented number (both read with protected spans removed).
+
+    One-way on purpose: a source number may legitimately vanish into words or numerals of the
+    target ("16th century" → "XVIe siècle", "القرن السادس عشر"), while a digit the source never
+    had, as digits or as an English number word ("six people" → "6人分"), is almost always wrong.
+    Sets, not counts: a translation may repeat "2" where English says "both of them"."""
+    src = set(numbers(visible_text(source)))
+    src |= {_NUMBER_WORDS[word] for word in _WORD.findall(visible_text(source).lower()) if word in _NUMBER_WORDS}
+    extra = set(numbers(visible_text(translation))) - src
+    return make_reason("numbers_changed") if extra else None
+
+
+def count_sentences(text: str) -> int:
+    """Sentences and list lines of a text: segments between sentence ends that hold a letter."""
+    return sum(1 for segment in _SENTENCE_END.split(text) if letter_count(segment) > 0)
+
+
+def sentence_range(text: str) -> tuple[int, int]:
+    """(fewest, most) sentences: a period after a digit read as an ordinal's, then as an end."""
+    return count_sentences(_DIGIT_PERIOD.sub("\u2024", text)), count_sentences(text)
+
+
+def check_sentence_count(source: str, translation: str, slack: int) -> str | None:
+    """'sentence_count:<src>-><out>' when the counts differ by more than `slack` (plus one per eight
+    source sentences: long texts are split and joined more freely). Where a period after a digit
+    makes a count uncertain, any reading that matches passes."""
+    (src_low, src_high), (out_low, out_high) = sentence_range(visible_text(source)), sentence_range(visible_text(translation))
+    allowed = slack + src_high // 8
+    if out_low - allowed <= src_high and src_low <= out_high + allowed:
+        return None
+    return make_reason("sentence_count", f"{src_high}->{out_high}")
+
+
+@dataclass(frozen=True)
+class FieldPair:
+    """One field of one example to score: its name, English source and translation (restored)."""
+
+    field: str
+    source: str
+    translation: str
+
+
+def scorable(pair: FieldPair, min_letters: int) -> bool:
+    """A field is scored by similarity when both sides have prose left once spans are removed."""
+    return min(letter_count(visible_text(pair.source)), letter_count(visible_text(pair.translation))) >= min_letters
+
+
+def similarities(encoder, sources: Sequence[str], translations: Sequence[str]) -> list[float]:
+    """Row-wise cosine of source i and translation i (both embedded as passages: one meaning,
+    two languages, a symmetric comparison), spans removed."""
+    if not sources:
+        return []
+    texts = [visible_text(text) for text in (*sources, *translations)]
+    vectors = encoder.encode_passages(texts)
+    n = len(sources)
+    return [float(vectors[i] @ vectors[n + i]) for i in range(n)]
+
+
+def check_similarity(field: str, score: float, threshold: float) -> str | None:
+    """'low_similarity:<field>:<score>' below the threshold."""
+    return None if score >= threshold else make_reason("low_similarity", f"{field}:{score:.2f}")
+
+
+@dataclass(frozen=True)
+class AdequacyVerdict:
+    reason: str | None  # None: every field passed
+    field: str | None  # the field that failed
+    score: float | None  # the weakest scored field's cosine (None: no field had prose to score)
+
+
+def field_pairs(source: dict[str, str], translated: dict[str, str], may_stay_unchanged: frozenset[str]) -> list[FieldPair]:
+    """The fields the gate looks at: every translated field, except one that may stay as it is
+    (the text a task operates on) and did."""
+    return [
+        FieldPair(field, source[field], text)
+        for field, text in translated.items()
+        if source.get(field) and not (field in may_stay_unchanged and text == source[field])
+    ]
+
+
+def thresholds_for(cfg, latin: bool):
+    """The QualityConfig thresholds of a target's script group."""
+    return cfg.min_similarity if latin else cfg.min_similarity_non_latin
+
+
+def judge_pairs(pairs: Sequence[FieldPair], scores: dict[str, float], cfg, latin: bool) -> AdequacyVerdict:
+    """The verdict from the scored fields (`scores`, by field) and the deterministic checks.
+
+    Meaning first: a low similarity is the reason when there is one, then changed numbers, then
+    the sentence count, each for the first field in order that fails it."""
+    weakest = min(scores.values()) if scores else None
+    if cfg.adequacy:
+        limits = thresholds_for(cfg, latin)
+        for pair in pairs:
+            if pair.field in scores:
+                reason = check_similarity(pair.field, scores[pair.field], getattr(limits, pair.field))
+                if reason:
+                    return AdequacyVerdict(reason, pair.field, weakest)
+    for pair in pairs if cfg.check_numbers else ():
+        if check_numbers(pair.source, pair.translation):
+            return AdequacyVerdict(make_reason("numbers_changed", pair.field), pair.field, weakest)
+    for pair in pairs if cfg.check_sentences else ():
+        detail = check_sentence_count(pair.source, pair.translation, cfg.sentence_slack)
+        if detail:
+            return AdequacyVerdict(make_reason("sentence_count", f"{pair.field}:{detail.partition(':')[2]}"), pair.field, weakest)
+    return AdequacyVerdict(None, None, weakest)
+
+
+def assess(encoder, pairs: Sequence[FieldPair], cfg, latin: bool) -> AdequacyVerdict:
+    """Score and judge one example's fields (synchronously: calibration, benchmarks, tests)."""
+    scored = [pair for pair in pairs if scorable(pair, cfg.min_letters)] if encoder is not None else []
+    values = similarities(encoder, [p.source for p in scored], [p.translation for p in scored])
+    return judge_pairs(pairs, {pair.field: value for pair, value in zip(scored, values)}, cfg, latin)
+
+
+class AdequacyCheck:
+    """Translation's adequacy gate as an engine.rows.refine.ExtraCheck: similarity (when an
+    encoder is given and quality.adequacy is on), numbers and sentence count, field by field.
+    Writes the row's `adequacy` column (the weakest field's cosine)."""
+
+    def __init__(self, encoder, cfg, may_stay_unchanged: frozenset[str]):
+        self.encoder = encoder if cfg.adequacy else None
+        self.cfg, self.may_stay_unchanged = cfg, may_stay_unchanged
+        self.seconds = 0.0  # time spent here, for the actor's batch log line
+
+    def __call__(self, source: dict[str, str], drafted: dict[str, str], language) -> tuple[str | None, str | None, dict]:
+        started = time.perf_counter()
+        pairs = field_pairs(source, drafted, self.may_stay_unchanged)
+        verdict = assess(self.encoder, pairs, self.cfg, language.script == "Latin")
+        self.seconds += time.perf_counter() - started
+        return verdict.reason, verdict.field, {"adequacy": verdict.score}
+
+
+class InstructionFitCheck:
+    """X-Instruction's gate as an ExtraCheck: is the English instruction one that the
+    target-language text answers? query(instruction) · passage(text), the retrieval direction
+    E5 was trained for. The text's vector is kept per text: every draft of a row reuses it."""
+
+    def __init__(self, encoder, cfg):
+        self.encoder, self.cfg = encoder, cfg
+        self._passages: dict[str, object] = {}
+        self.seconds = 0.0
+
+    def score(self, instruction: str, text: str) -> float:
+        if text not in self._passages:
+            if len(self._passages) > 4096:
+                self._passages.clear()
+            self._passages[text] = self.encoder.encode_passages([visible_text(text)])[0]
+        return float(self.encoder.encode_queries([instruction])[0] @ self._passages[text])
+
+    def __call__(self, source: dict[str, str], drafted: dict[str, str], language) -> tuple[str | None, str | None, dict]:
+        started = time.perf_counter()
+        value = self.score(drafted["instruction"], source["output"])
+        self.seconds += time.perf_counter() - started
+        reason = check_similarity("instruction", value, self.cfg.xinstruct_min_similarity)
+        return reason, "instruction" if reason else None, {"adequacy": value}
