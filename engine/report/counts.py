@@ -8,8 +8,7 @@ import pyarrow as pa
 
 from engine.reasons import meaning, reason_kind  # noqa: F401  (reason_kind: read here by jobs and plots)
 from engine.records import ACCEPTED, REJECTED
-
-NO_LANGUAGE = "(input)"  # rows decided before a language was assigned (unreadable input records)
+from engine.report.aggregate import NO_LANGUAGE, PHASES, RunFigures, most_common  # noqa: F401  (NO_LANGUAGE: read by jobs)
 
 
 def lang_of(row: dict) -> str:
@@ -17,19 +16,25 @@ def lang_of(row: dict) -> str:
 
 
 def build_report(table: pa.Table, planned: int, bad_records: int, seconds: float, config: dict) -> dict:
-    rows = table.select(["lang", "status", "reason", "prompt_tokens", "completion_tokens", "attempts", "lid_method"]).to_pylist()
+    """The report of a whole (small) table; a large run merges RunFigures group by group and
+    calls report_from_figures."""
+    return report_from_figures(RunFigures.of(table), planned, bad_records, seconds, config)
+
+
+def report_from_figures(figures: RunFigures, planned: int, bad_records: int, seconds: float, config: dict) -> dict:
     by_lang: dict[str, dict] = defaultdict(lambda: {"planned": 0, "accepted": 0, "rejected": 0, "reasons": Counter(), "completion_tokens": 0})
-    for row in rows:
-        entry = by_lang[lang_of(row)]
-        entry["planned"] += 1
-        entry[row["status"]] += 1
-        entry["completion_tokens"] += row["completion_tokens"] or 0
-        if row["status"] == REJECTED:
-            entry["reasons"][reason_kind(row["reason"])] += 1
-    accepted = sum(1 for row in rows if row["status"] == ACCEPTED)
-    rejected = sum(1 for row in rows if row["status"] == REJECTED)
-    prompt_tokens = sum(row["prompt_tokens"] or 0 for row in rows)
-    completion_tokens = sum(row["completion_tokens"] or 0 for row in rows)
+    for (lang, status), count in figures.rows.items():
+        entry = by_lang[lang]
+        entry["planned"] += count
+        entry[status] = entry.get(status, 0) + count
+        entry["completion_tokens"] += figures.completion.get((lang, status), 0)
+    all_reasons: Counter = Counter()
+    for (lang, kind), count in figures.reasons.items():
+        by_lang[lang]["reasons"][kind] += count
+        all_reasons[kind] += count
+    accepted, rejected = figures.status_count(ACCEPTED), figures.status_count(REJECTED)
+    completion_tokens = sum(figures.completion.values())
+    total = figures.total_rows
     return {
         "run": config["run"]["name"],
         "recipe": config["recipe"],
@@ -39,75 +44,64 @@ def build_report(table: pa.Table, planned: int, bad_records: int, seconds: float
         "rejected": rejected,
         "adds_up": planned == accepted + rejected,
         "bad_records": bad_records,
-        "reject_reasons": dict(Counter(reason_kind(r["reason"]) for r in rows if r["status"] == REJECTED).most_common()),
+        "reject_reasons": most_common(all_reasons),
         "languages": {
-            lang: {**entry, "reasons": dict(entry["reasons"].most_common())} for lang, entry in sorted(by_lang.items())
+            lang: {**entry, "reasons": most_common(entry["reasons"])} for lang, entry in sorted(by_lang.items())
         },
         "tokens": {
-            "prompt": prompt_tokens,
+            "prompt": figures.prompt_tokens,
             "completion": completion_tokens,
             "completion_per_accepted": round(completion_tokens / accepted, 1) if accepted else None,
         },
-        "attempts_histogram": dict(sorted(Counter(row["attempts"] for row in rows).items())),
-        "refinement": refinement_figures(table),
-        "lid_methods": dict(Counter(row["lid_method"] for row in rows if row["lid_method"])),
+        "attempts_histogram": dict(sorted(figures.attempts.items())),
+        "refinement": refinement_from_figures(figures),
+        "lid_methods": dict(figures.lid_methods),
         "seconds": round(seconds, 1),
-        "rows_per_second": round(len(rows) / seconds, 3) if seconds > 0 else None,
+        "rows_per_second": round(total / seconds, 3) if seconds > 0 else None,
         "completion_tokens_per_second": round(completion_tokens / seconds, 1) if seconds > 0 else None,
     }
 
 
 def refinement_figures(table: pa.Table) -> dict:
+    return refinement_from_figures(RunFigures.of(table))
+
+
+def refinement_from_figures(figures: RunFigures) -> dict:
     """Judge/rewrite figures: acceptance by round per language, score distributions per round,
     generated tokens per accepted row by phase. Empty when no row was judged."""
-    rows = table.select(["lang", "status", "scores", "rounds", "tokens_draft", "tokens_judge", "tokens_rewrite"]).to_pylist()
-    judged = [row for row in rows if row["scores"]]
-    accepted = [row for row in rows if row["status"] == ACCEPTED]
-    phases = ("draft", "judge", "rewrite")
-    per_accepted = {
-        phase: round(sum(row[f"tokens_{phase}"] or 0 for row in rows) / len(accepted), 1) if accepted else None
-        for phase in phases
-    }
-    if not judged:
+    accepted = figures.status_count(ACCEPTED)
+    per_accepted = {phase: round(figures.phase_tokens.get(phase, 0) / accepted, 1) if accepted else None for phase in PHASES}
+    if not figures.judged_rows:
         return {"judged_rows": 0, "tokens_per_accepted": per_accepted}
-    by_round: dict[str, dict[str, int]] = defaultdict(Counter)
-    for row in accepted:
-        by_round[row["lang"]][str(row["rounds"] or 0)] += 1
-    scores: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for row in judged:
-        for item in row["scores"]:
-            scores[str(item["round"])][item["criterion"]].append(item["score"])
-    distributions = {
-        rnd: {crit: dict(sorted(Counter("unread" if v is None else f"{v:g}" for v in values).items())) for crit, values in crits.items()}
-        for rnd, crits in sorted(scores.items())
-    }
+    by_round: dict[str, dict[str, int]] = defaultdict(dict)
+    for (lang, rounds), count in figures.accepted_rounds.items():
+        by_round[lang][rounds] = count
+    distributions: dict[str, dict[str, dict]] = defaultdict(lambda: defaultdict(dict))
+    for (rnd, criterion, label), count in figures.scores.items():  # criteria in order of first appearance
+        distributions[rnd][criterion][label] = count
     return {
-        "judged_rows": len(judged),
+        "judged_rows": figures.judged_rows,
         "accepted_after_rounds": {lang: dict(sorted(counts.items())) for lang, counts in sorted(by_round.items())},
-        "score_distributions": distributions,
+        "score_distributions": {rnd: {crit: dict(sorted(values.items())) for crit, values in crits.items()} for rnd, crits in sorted(distributions.items())},
         "tokens_per_accepted": per_accepted,
     }
 
 
 def cluster_figures(table: pa.Table, seed_clusters: dict[str, int], k: int) -> dict:
+    return cluster_figures_from(RunFigures.of(table, seed_clusters), seed_clusters, k)
+
+
+def cluster_figures_from(figures: RunFigures, seed_clusters: dict[str, int], k: int) -> dict:
     """Cluster sizes over the kept seeds, and per language how many of the k clusters its planned
     and its accepted rows cover: the diversity the selection bought and what survived of it."""
     sizes = Counter(seed_clusters.values())
-    planned: dict[str, set] = defaultdict(set)
-    accepted: dict[str, set] = defaultdict(set)
-    for row in table.select(["seed_id", "lang", "status"]).to_pylist():
-        cluster = seed_clusters.get(row["seed_id"])
-        if cluster is None or not row["lang"]:
-            continue  # rows decided before planning (duplicates, bad records) belong to no language
-        planned[row["lang"]].add(cluster)
-        if row["status"] == ACCEPTED:
-            accepted[row["lang"]].add(cluster)
+    planned, accepted = figures.seed_clusters_planned, figures.seed_clusters_accepted
     return {
         "k": k,
         "seeds": len(seed_clusters),
         "sizes": [sizes.get(cluster, 0) for cluster in range(k)],
         "languages": {
-            lang: {"planned": len(planned[lang]), "accepted": len(accepted[lang]), "planned_share": round(len(planned[lang]) / k, 3) if k else 0.0}
+            lang: {"planned": len(planned[lang]), "accepted": len(accepted.get(lang, ())), "planned_share": round(len(planned[lang]) / k, 3) if k else 0.0}
             for lang in sorted(planned)
         },
     }
