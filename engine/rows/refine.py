@@ -7,7 +7,8 @@ A recipe (engine/rows/translate.py, engine/rows/xinstruct.py) brings what differ
 its checks and its judge rubric (the `Recipe` protocol below). Everything else is here, once, as
 small public functions, so a caller that batches the stages itself (the benchmarks' Ray Data
 chain) applies the same rules: `Recipe.prepare`, `Recipe.check`, `judge_requests`,
-`read_judgement`, `should_rewrite`, `rewrite_request`, `best_version`, `final_verdict`.
+`read_judgement`, `should_rewrite`, `rewrite_request`, `best_version`, `final_verdict`. A check
+beyond a recipe's own (the adequacy gate) is an `ExtraCheck` in the list `row_machine` takes.
 
 Rows run as independent coroutines, so an engine with continuous batching sees every in-flight
 request of every row at once: while some rows are being judged, others are drafting.
