@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
 from engine.config import Config
-from engine.selection.dedup import exact_duplicates
-from engine.selection.dedup_rows import seed_key
-from engine.inputs.seeds import Seed
+from engine.runfolder import RunFolder
+from engine.selection.dedup import exact_duplicates, text_key
+from engine.selection.dedup_rows import duplicate_rows
+from engine.inputs.seeds import Seed, seeds_table
 from actors.clustering import cluster_texts
 
 log = logging.getLogger("babelforge.select")
@@ -32,11 +33,18 @@ CACHE_NAME = "selection.parquet"
 
 @dataclass(frozen=True)
 class SeedSelection:
-    kept: list[Seed]  # seeds left to plan, in input order
+    kept: pa.Table  # seeds left to plan (engine.inputs.seeds.SEED_SCHEMA), in input order
     duplicates: dict[str, str]  # dropped seed id → id of the seed it repeats
     clusters: dict[str, int] | None  # kept seed id → cluster; None when nothing needed embeddings
     k: int  # clusters actually fitted (k is capped by the number of seeds)
     stratify: bool  # plan stratified over clusters (select.by: clusters)
+    dropped: pa.Table | None = None  # the duplicate seeds' rows, for duplicate_rows
+
+    def duplicate_rows(self, recipe: str) -> list[dict]:
+        """One rejected row per dropped seed, in input order (engine.selection.dedup_rows)."""
+        if not self.duplicates or self.dropped is None:
+            return []
+        return duplicate_rows(self.duplicates, [Seed(**row) for row in self.dropped.to_pylist()], recipe)
 
 
 def seed_text(seed: Seed) -> str:
@@ -44,8 +52,20 @@ def seed_text(seed: Seed) -> str:
     return f"{seed.instruction}\n{seed.input}".strip()
 
 
+def _texts(seeds: pa.Table) -> list[str]:
+    return [f"{i}\n{x}".strip() for i, x in zip(seeds.column("instruction").to_pylist(), seeds.column("input").to_pylist())]
+
+
+def _keys(seeds: pa.Table) -> list[str]:
+    return [text_key(i, x) for i, x in zip(seeds.column("instruction").to_pylist(), seeds.column("input").to_pylist())]
+
+
+def _not_in(seeds: pa.Table, ids) -> pa.Table:
+    return seeds.filter(pc.invert(pc.is_in(seeds.column("id"), value_set=pa.array(list(ids), pa.string()))))
+
+
 class SeedSelector:
-    """Callable seeds → SeedSelection, for engine.recipes.plan_tasks; `save` caches the clusters."""
+    """Callable seed table → SeedSelection, for engine.recipes.plan_run; `save` caches the clusters."""
 
     def __init__(self, config: Config, start_ray: Callable[[], None]):
         self.config = config
@@ -53,49 +73,59 @@ class SeedSelector:
         self.pending: pa.Table | None = None
         self.selection: SeedSelection | None = None
 
-    def __call__(self, seeds: list[Seed]) -> SeedSelection:
+    def __call__(self, seeds: pa.Table) -> SeedSelection:
+        if not isinstance(seeds, pa.Table):
+            seeds = seeds_table(seeds)
         select, dedup = self.config.select, self.config.dedup
-        duplicates = exact_duplicates([s.id for s in seeds], [seed_key(s) for s in seeds]) if dedup.exact else {}
-        rest = [seed for seed in seeds if seed.id not in duplicates]
+        ids = seeds.column("id").to_pylist()
+        duplicates = exact_duplicates(ids, _keys(seeds)) if dedup.exact else {}
+        del ids
+        rest = _not_in(seeds, duplicates) if duplicates else seeds
         if select.by != "clusters" and dedup.near_threshold is None:
-            self.selection = SeedSelection(rest, duplicates, None, 0, False)
+            self.selection = SeedSelection(rest, duplicates, None, 0, False, _only(seeds, duplicates))
             return self.selection
         table, k = self._clusters(rest)
         ids, labels, of = (table.column(name).to_pylist() for name in ("id", "cluster", "duplicate_of"))
         near = {row_id: kept for row_id, kept in zip(ids, of) if kept}
-        kept = [seed for seed in rest if seed.id not in near]
+        kept = _not_in(rest, near) if near else rest
         clusters = {row_id: label for row_id, label, dup in zip(ids, labels, of) if not dup}
-        log.info("selection: %d seeds, %d exact and %d near duplicates, %d clusters", len(seeds), len(duplicates), len(near), k)
-        self.selection = SeedSelection(kept, {**duplicates, **near}, clusters, k, select.by == "clusters")
+        log.info("selection: %d seeds, %d exact and %d near duplicates, %d clusters", seeds.num_rows, len(duplicates), len(near), k)
+        dropped = {**duplicates, **near}
+        self.selection = SeedSelection(kept, dropped, clusters, k, select.by == "clusters", _only(seeds, dropped))
         return self.selection
 
-    def cache_key(self, seeds: list[Seed]) -> str:
+    def cache_key(self, seeds: pa.Table) -> str:
         settings = {"select": self.config.select.model_dump(), "near": self.config.dedup.near_threshold}
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-        for seed in seeds:
-            digest.update(f"{seed.id}\x1f{seed_key(seed)}\n".encode())
+        for seed_id, key in zip(seeds.column("id").to_pylist(), _keys(seeds)):
+            digest.update(f"{seed_id}\x1f{key}\n".encode())
         return digest.hexdigest()
 
-    def _clusters(self, seeds: list[Seed]) -> tuple[pa.Table, int]:
+    def _clusters(self, seeds: pa.Table) -> tuple[pa.Table, int]:
         key = self.cache_key(seeds)
-        path = Path(self.config.run.output_dir) / CACHE_NAME
-        if path.exists():
-            cached = pq.read_table(path)
+        folder = RunFolder(self.config.run.output_dir)
+        if folder.exists(CACHE_NAME):
+            cached = folder.read_parquet(CACHE_NAME)
             meta = cached.schema.metadata or {}
             if meta.get(b"key", b"").decode() == key:
-                log.info("clusters from %s (same seeds and settings)", path)
+                log.info("clusters from %s (same seeds and settings)", folder.child(CACHE_NAME))
                 return cached, int(meta[b"k"])
-            log.info("%s was made for other seeds or settings: clustering again", path)
+            log.info("%s was made for other seeds or settings: clustering again", folder.child(CACHE_NAME))
         self.start_ray()
-        table, k = cluster_texts([s.id for s in seeds], [seed_text(s) for s in seeds], self.config.select, self.config.dedup.near_threshold)
+        table, k = cluster_texts(seeds.column("id").to_pylist(), _texts(seeds), self.config.select, self.config.dedup.near_threshold)
         self.pending = table.replace_schema_metadata({"key": key, "k": str(k)})
         return table, k
 
-    def save(self, run_dir: Path) -> None:
+    def save(self, run_dir: RunFolder | str | Path) -> None:
         """Write the clusters computed by this run; call it once the run folder accepted the plan."""
         if self.pending is None:
             return
-        staging = run_dir / f".{CACHE_NAME}.tmp"
-        pq.write_table(self.pending, staging)
-        staging.rename(run_dir / CACHE_NAME)
+        folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+        folder.write_parquet(CACHE_NAME, self.pending)  # whole or not at all
         self.pending = None
+
+
+def _only(seeds: pa.Table, ids) -> pa.Table | None:
+    if not ids:
+        return None
+    return seeds.filter(pc.is_in(seeds.column("id"), value_set=pa.array(list(ids), pa.string())))

@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
 
 from engine.config import Config
-from engine.selection.dedup_rows import duplicate_rows
 from engine.protocols import Generator, LanguageIdentifier
 from engine.languages import resolve_languages
-from engine.inputs.plan import build_plan, build_text_plan
+from engine.inputs.plan import TaskPlan, build_task_plan, build_text_task_plan
 from engine.records import REJECTED, row_id
-from engine.inputs.seeds import BadRecord, load_seeds, load_texts
+from engine.inputs.seeds import BadRecord, load_seed_table, load_texts
 from engine.rows.validate import seed_language_reason
 from engine.rows.refine import ExtraCheck, recipe_version
 from engine.rows.translate import SelectiveTranslator, TranslationRecipe
@@ -50,40 +53,63 @@ def quality_checks(config: Config, encoder=None) -> list[ExtraCheck]:
     return [AdequacyCheck(encoder, quality, MAY_STAY_UNCHANGED)]
 
 
-def plan_tasks(config: Config, select_seeds=None, langid: LanguageIdentifier | None = None) -> tuple[list[dict], list[dict], int]:
-    """(tasks for the model, rows already decided without it, inputs read).
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run does: `tasks` for the model (ids and a columnar seed table, no per-language
+    text), `decided` rows already rejected without it, and how many input records were read."""
 
-    select_seeds (jobs.seed_selection.SeedSelector, sphinx only): seeds → dedup and clusters,
-    applied before planning so no LLM call is spent on a duplicate. langid (sphinx only): seeds
-    whose instruction clearly is not English are rejected before planning."""
+    tasks: TaskPlan
+    decided: list[dict]
+    read: int
+
+    def planned_ids(self) -> pa.ChunkedArray:
+        """Every id the run must end with: the tasks' and the decided rows'."""
+        decided = pa.array([row["id"] for row in self.decided], pa.string())
+        return pa.chunked_array([*self.tasks.ids.chunks, decided], pa.string())
+
+
+def plan_run(config: Config, select_seeds=None, langid: LanguageIdentifier | None = None) -> RunPlan:
+    """The run's plan. select_seeds (actors.seed_selection.SeedSelector, sphinx only): seed table →
+    dedup and clusters, applied before planning so no LLM call is spent on a duplicate. langid
+    (sphinx only): seeds whose instruction clearly is not English are rejected before planning."""
     languages = resolve_languages(config.languages.targets)
     version = prompt_version(config)
     seeds_cfg, plan_cfg = config.seeds, config.plan
     if config.recipe == "xinstruction":
         texts, bad = load_texts(seeds_cfg.paths, seeds_cfg.on_bad_record, seeds_cfg.limit)
-        tasks, untargeted = build_text_plan(texts, languages, plan_cfg.quotas, plan_cfg.seed, config.recipe, version)
+        tasks, untargeted = build_text_task_plan(texts, languages, plan_cfg.quotas, plan_cfg.seed, config.recipe, version)
         decided = [{**row, "status": REJECTED} for row in untargeted] + bad_rows(bad, config.recipe)
-        return tasks, decided, len(texts) + len(bad)
-    seeds, bad = load_seeds(seeds_cfg.paths, seeds_cfg.on_bad_record, seeds_cfg.limit)
-    read = len(seeds) + len(bad)
+        return RunPlan(tasks, decided, len(texts) + len(bad))
+    seeds, bad = load_seed_table(seeds_cfg.paths, seeds_cfg.on_bad_record, seeds_cfg.limit)
+    read = seeds.num_rows + len(bad)
     not_english = []
     if langid is not None:
-        reasons = {seed.id: seed_language_reason(seed.instruction, langid) for seed in seeds}
+        reasons = [seed_language_reason(text, langid) for text in seeds.column("instruction").to_pylist()]
+        rejected = [i for i, reason in enumerate(reasons) if reason]
         not_english = [
-            {"id": row_id(seed.id, "en", config.recipe, version), "seed_id": seed.id, "recipe": config.recipe,
-             "status": REJECTED, "reason": reasons[seed.id], "source": seed.source, "src_instruction": seed.instruction,
-             "src_input": seed.input, "src_output": seed.output}
-            for seed in seeds if reasons[seed.id]
+            {"id": row_id(row["id"], "en", config.recipe, version), "seed_id": row["id"], "recipe": config.recipe,
+             "status": REJECTED, "reason": reasons[i], "source": row["source"], "src_instruction": row["instruction"],
+             "src_input": row["input"], "src_output": row["output"]}
+            for i, row in zip(rejected, seeds.take(pa.array(rejected, pa.int64())).to_pylist())
         ]
-        seeds = [seed for seed in seeds if not reasons[seed.id]]
+        seeds = seeds.filter(pa.array([not reason for reason in reasons], pa.bool_()))
     selection = select_seeds(seeds) if select_seeds else None
-    kept, clusters = (selection.kept, selection.clusters) if selection else (seeds, None)
-    stratified_by = clusters if selection and selection.stratify else None
-    tasks = build_plan(kept, languages, plan_cfg.mode, plan_cfg.quotas, plan_cfg.seed, config.recipe, version, stratified_by)
-    for task in tasks if clusters else []:
-        task["cluster"] = clusters[task["seed_id"]]  # the row machines carry it into the row
-    duplicates = duplicate_rows(selection.duplicates, seeds, config.recipe) if selection else []
-    return tasks, bad_rows(bad, config.recipe) + not_english + duplicates, read
+    kept = selection.kept if selection else seeds
+    labels = None
+    if selection and selection.clusters:
+        labels = np.array([selection.clusters[seed_id] for seed_id in kept.column("id").to_pylist()], dtype=np.int64)
+        kept = kept.append_column("cluster", pa.array(labels, pa.int64()))  # the row machines carry it into the row
+    stratify = labels if selection and selection.stratify else None
+    tasks = build_task_plan(kept, languages, plan_cfg.mode, plan_cfg.quotas, plan_cfg.seed, config.recipe, version, stratify)
+    duplicates = selection.duplicate_rows(config.recipe) if selection else []
+    return RunPlan(tasks, bad_rows(bad, config.recipe) + not_english + duplicates, read)
+
+
+def plan_tasks(config: Config, select_seeds=None, langid: LanguageIdentifier | None = None) -> tuple[list[dict], list[dict], int]:
+    """plan_run with the tasks as Python rows (tasks for the model, rows already decided, inputs
+    read), for small callers; the job itself keeps the plan columnar."""
+    plan = plan_run(config, select_seeds, langid)
+    return plan.tasks.to_pylist(), plan.decided, plan.read
 
 
 def bad_rows(bad: list[BadRecord], recipe: str) -> list[dict]:

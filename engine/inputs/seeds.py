@@ -9,11 +9,13 @@ on_bad_record=skip) a rejected row with the same words as its reason.
 from __future__ import annotations
 
 import codecs
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -29,6 +31,16 @@ class Seed:
     source: str  # "file:line", for messages that point a person at the record
 
 
+SEED_SCHEMA = pa.schema([(name, pa.string()) for name in ("id", "instruction", "input", "output", "source")])
+COLUMN_BATCH = 1 << 15  # seeds turned into Arrow columns at a time while reading
+READ_BUFFER = 1 << 20
+
+
+def seeds_table(seeds) -> pa.Table:
+    """Seeds as one columnar table (SEED_SCHEMA): the text once, a few bytes of overhead a seed."""
+    return pa.table({name: [getattr(seed, name) for seed in seeds] for name in SEED_SCHEMA.names}, schema=SEED_SCHEMA)
+
+
 @dataclass(frozen=True)
 class BadRecord:
     id: str
@@ -40,8 +52,12 @@ class SeedError(ValueError):
     """A seed record that cannot be used; the message names the file, line and field."""
 
 
+def _resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    return pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), str(Path(uri).resolve()))
+
+
 def _read_bytes(uri: str) -> bytes:
-    fs, path = pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), str(Path(uri).resolve()))
+    fs, path = _resolve(uri)
     try:
         with fs.open_input_stream(path) as stream:
             raw = stream.read()
@@ -49,6 +65,20 @@ def _read_bytes(uri: str) -> bytes:
         raise SeedError(f"{uri}: seed file not found") from None
     # Editors on Windows write a byte-order mark; json.loads would call line 1 malformed.
     return raw.removeprefix(codecs.BOM_UTF8)
+
+
+def _lines(uri: str) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw bytes without the newline), streamed: a seed file is never read whole."""
+    fs, path = _resolve(uri)
+    try:
+        stream = fs.open_input_stream(path)
+    except FileNotFoundError:
+        raise SeedError(f"{uri}: seed file not found") from None
+    with stream, io.BufferedReader(stream, READ_BUFFER) as reader:
+        for number, raw_line in enumerate(reader, start=1):
+            if number == 1:
+                raw_line = raw_line.removeprefix(codecs.BOM_UTF8)
+            yield number, raw_line.removesuffix(b"\n")
 
 
 def _decode(raw: bytes, uri: str, first_line: int = 1) -> str:
@@ -67,10 +97,11 @@ def _records(uri: str) -> Iterator[tuple[str, Any]]:
     """(location, record) pairs; location is file:line for JSONL, file:#index otherwise."""
     lower = uri.lower().rstrip("/")
     if lower.endswith(".jsonl"):
-        # split("\n"), not splitlines(): JSON strings may hold raw U+2028, U+0085, \x0c, which
-        # splitlines() would break a record at; "\r" of CRLF files is JSON whitespace.
+        # Binary lines end at b"\n" only, unlike str.splitlines(): JSON strings may hold raw
+        # U+2028, U+0085, \x0c, which splitlines() would break a record at; "\r" of CRLF files is
+        # JSON whitespace. Streamed, so a large seed file is never in memory whole.
         # Decoded line by line, so one line of bad bytes is one bad record, not a lost file.
-        for number, raw_line in enumerate(_read_bytes(uri).split(b"\n"), start=1):
+        for number, raw_line in _lines(uri):
             try:
                 line = _decode(raw_line, uri, number)
             except SeedError as error:
@@ -94,8 +125,13 @@ def _records(uri: str) -> Iterator[tuple[str, Any]]:
     elif lower.endswith(".parquet"):
         if "://" not in uri and not Path(uri).exists():
             raise SeedError(f"{uri}: seed file not found")
-        for index, record in enumerate(pq.read_table(uri).to_pylist()):
-            yield f"{uri}:#{index}", record
+        fs, path = _resolve(uri)
+        index = 0
+        with fs.open_input_file(path) as handle:  # row groups in batches, never the whole file at once
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=COLUMN_BATCH):
+                for record in batch.to_pylist():
+                    yield f"{uri}:#{index}", record
+                    index += 1
     elif Path(uri).is_dir() and any((Path(uri) / name).exists() for name in ("dataset_info.json", "dataset_dict.json")):
         from datasets import load_from_disk  # heavy: only for this format
 
@@ -156,10 +192,28 @@ def load_seeds(paths: tuple[str, ...] | list[str], on_bad_record: str = "error",
     return _load(paths, _normalise, "seed", on_bad_record, limit)
 
 
-def _load(paths, normalise, kind: str, on_bad_record: str, limit: int | None) -> tuple[list, list[BadRecord]]:
-    """Records of every path through `normalise`, with ids unique across all files."""
+def load_seed_table(paths: tuple[str, ...] | list[str], on_bad_record: str = "error", limit: int | None = None) -> tuple[pa.Table, list[BadRecord]]:
+    """load_seeds as one columnar table (SEED_SCHEMA), built while reading: no Seed objects kept."""
+    batches: list[pa.Table] = []
+    pending: list[Seed] = []
+
+    def keep(seed: Seed) -> None:
+        pending.append(seed)
+        if len(pending) >= COLUMN_BATCH:
+            batches.append(seeds_table(pending))
+            pending.clear()
+
+    _, bad = _load(paths, _normalise, "seed", on_bad_record, limit, keep)
+    batches.append(seeds_table(pending))
+    return pa.concat_tables(batches).combine_chunks(), bad
+
+
+def _load(paths, normalise, kind: str, on_bad_record: str, limit: int | None, keep=None) -> tuple[list, list[BadRecord]]:
+    """Records of every path through `normalise`, with ids unique across all files; `keep` (if
+    given) receives each good item instead of the returned list."""
     items: list = []
     bad: list[BadRecord] = []
+    count = 0
     seen: dict[str, str] = {}
     bad_ids: set[str] = set()
     for uri in paths:
@@ -179,10 +233,14 @@ def _load(paths, normalise, kind: str, on_bad_record: str, limit: int | None) ->
                 bad.append(BadRecord(bad_id, where, make_reason("bad_record", f" {str(error).removeprefix(where + ': ')}")))
                 continue
             seen[item.id] = where
-            items.append(item)
-            if limit is not None and len(items) >= limit:
+            count += 1
+            if keep is None:
+                items.append(item)
+            else:
+                keep(item)
+            if limit is not None and count >= limit:
                 return items, bad
-    if not items and not bad:
+    if not count and not bad:
         raise SeedError(f"no {kind} records found in {list(paths)}")
     return items, bad
 
