@@ -25,7 +25,12 @@ class RunConfig(Section):
     name: str = "run"
     """Human name of the run, shown in reports."""
     output_dir: str = "runs/run"
-    """The run folder: shards, report, resolved config. A rerun with the same config resumes here."""
+    """The run folder: shards, report, resolved config. A local path or a pyarrow filesystem URI
+    (s3://bucket/prefix; S3 settings from the AWS_* environment). A rerun with the same config resumes here."""
+    shard_rows: int = Field(default=5000, ge=1)
+    """Finished rows coalesced into one shard before it is written (or shard_seconds, whichever first)."""
+    shard_seconds: float = Field(default=60.0, gt=0)
+    """Longest a finished row waits in the driver before its shard is written: a kill loses at most this much work."""
 
 
 class SeedsConfig(Section):

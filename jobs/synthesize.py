@@ -9,7 +9,6 @@ the cluster) and locally (it starts an embedded Ray).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sys
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
@@ -27,8 +27,10 @@ from engine.records import ACCEPTED, REJECTED, to_table
 from engine.report.cluster_plot import plot_clusters
 from engine.selection.dedup_rows import reject_duplicate_outputs
 from engine.report.counts import build_report, cluster_figures, reason_kind, render_markdown, render_summary
-from engine.recipes import plan_tasks
+from engine.recipes import plan_run
+from engine.inputs.plan import TaskPlan, assemble_tasks, plan_fingerprint
 from engine.inputs.seeds import SeedError
+from engine.runfolder import RunFolder
 from engine.store import RowStore
 from jobs.build import build_run
 from jobs.report import write_report_page
@@ -45,28 +47,24 @@ class StageFailed(RuntimeError):
     """The generation stage died (its engines could not start or kept dying)."""
 
 
-def plan_fingerprint(ids: list[str]) -> str:
-    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
-
-
-def prepare_run_dir(config: Config, planned_ids: list[str]) -> Path:
-    """Create the run folder, or check that an existing one was made for the same plan."""
-    run_dir = Path(config.run.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    marker = run_dir / "plan.json"
-    fingerprint = plan_fingerprint(planned_ids)
-    if marker.exists():
-        previous = json.loads(marker.read_text())
+def prepare_run_dir(config: Config, planned_ids) -> RunFolder:
+    """Create the run folder (a local path or a filesystem URI), or check that an existing one was
+    made for the same plan. `planned_ids`: every id the run must end with (list or Arrow array)."""
+    folder = RunFolder(config.run.output_dir)
+    folder.makedirs()
+    fingerprint, rows = plan_fingerprint(planned_ids), len(planned_ids)
+    if folder.exists("plan.json"):
+        previous = json.loads(folder.read_text("plan.json"))
         if previous["fingerprint"] != fingerprint:
             raise PlanChanged(
-                f"{run_dir} holds a run of a different plan ({previous['rows']} rows, now {len(planned_ids)}): "
+                f"{folder} holds a run of a different plan ({previous['rows']} rows, now {rows}): "
                 "the seeds, languages, quotas or prompt version changed. Resume with the original config, "
                 "or give a new folder with --set run.output_dir=<new folder>."
             )
     else:
-        marker.write_text(json.dumps({"fingerprint": fingerprint, "rows": len(planned_ids)}))
-    (run_dir / "config.resolved.yaml").write_text(yaml.safe_dump(redacted(config), sort_keys=False, allow_unicode=True))
-    return run_dir
+        folder.write_text("plan.json", json.dumps({"fingerprint": fingerprint, "rows": rows}))
+    folder.write_text("config.resolved.yaml", yaml.safe_dump(redacted(config), sort_keys=False, allow_unicode=True))
+    return folder
 
 
 def init_ray(config: Config) -> None:
@@ -86,9 +84,29 @@ def actor_pool(actors: int, batches_in_flight: int):
                              max_concurrent_calls_per_actor=batches_in_flight)
 
 
-def translate_dataset(config: Config, tasks: pa.Table, actor_cls=None):
-    """The generation stage over `tasks`: an actor pool of `actor_cls` (TranslateActor unless a
-    benchmark passes a simulated or instrumented one built on it)."""
+def task_dataset(plan: TaskPlan, size: int):
+    """The plan's task rows as a Ray dataset, assembled inside the pipeline: the driver sends only
+    the index (row id, seed index, language code) and the seed table once, through the object store."""
+    import ray
+
+    blocks = [plan.index.slice(start, size) for start in range(0, plan.num_rows, size)]
+    seeds = ray.put(plan.seeds)  # once, in the object store: each worker maps it zero-copy
+    return ray.data.from_arrow(blocks).map_batches(
+        assemble_on_worker, fn_kwargs={"seeds": seeds, "recipe": plan.recipe}, batch_size=None, batch_format="pyarrow"
+    )
+
+
+def assemble_on_worker(index: pa.Table, seeds, recipe: str) -> pa.Table:
+    """engine.inputs.plan.assemble_tasks on a Ray worker; `seeds` may arrive as its ObjectRef."""
+    import ray
+
+    return assemble_tasks(index, ray.get(seeds) if isinstance(seeds, ray.ObjectRef) else seeds, recipe)
+
+
+def translate_dataset(config: Config, tasks: pa.Table | TaskPlan, actor_cls=None):
+    """The generation stage over `tasks` (a table of task rows, or a TaskPlan assembled on Ray):
+    an actor pool of `actor_cls` (TranslateActor unless a benchmark passes a simulated or
+    instrumented one built on it)."""
     import ray
 
     from actors.translate import TranslateActor
@@ -96,12 +114,15 @@ def translate_dataset(config: Config, tasks: pa.Table, actor_cls=None):
     actor_cls = actor_cls or TranslateActor
 
     size = config.compute.batch_size
-    blocks = [tasks.slice(start, size) for start in range(0, tasks.num_rows, size)]
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = sys.stderr.isatty()
     # An engine that cannot start (bad model path, out of memory) must fail the job, not retry forever.
     ctx.max_consecutive_actor_init_deaths = config.compute.actor_start_attempts
-    return ray.data.from_arrow(blocks).map_batches(
+    if isinstance(tasks, TaskPlan):
+        dataset = task_dataset(tasks, size)
+    else:
+        dataset = ray.data.from_arrow([tasks.slice(start, size) for start in range(0, tasks.num_rows, size)])
+    return dataset.map_batches(
         actor_cls,
         fn_constructor_kwargs={"config_data": json.loads(config.model_dump_json())},
         batch_size=size,
@@ -114,7 +135,7 @@ def translate_dataset(config: Config, tasks: pa.Table, actor_cls=None):
 
 
 class Progress:
-    """One line (rows done / planned, accepted, tokens/s, ETA) per finished shard, and every
+    """One line (rows done / planned, accepted, tokens/s, ETA) per shard written, and every
     `every_s` seconds in between, so a long first batch does not look like a hang."""
 
     def __init__(self, total: int, already: int, every_s: float = 30.0):
@@ -131,12 +152,13 @@ class Progress:
     def close(self) -> None:
         self.stopped.set()
 
-    def update(self, table: pa.Table) -> None:
+    def update(self, table: pa.Table, log_now: bool = True) -> None:
         self.done += table.num_rows
         self.new += table.num_rows
-        self.accepted += table.column("status").to_pylist().count(ACCEPTED)
-        self.tokens += pa.compute.sum(table.column("completion_tokens")).as_py() or 0
-        self.log_line()
+        self.accepted += pc.sum(pc.equal(table.column("status"), ACCEPTED)).as_py() or 0
+        self.tokens += pc.sum(table.column("completion_tokens")).as_py() or 0
+        if log_now:
+            self.log_line()
 
     def log_line(self) -> None:
         elapsed = time.monotonic() - self.started
@@ -205,47 +227,53 @@ def run(config: Config) -> dict:
         from actors.langid import FastTextLangId  # 1 MB model: cheap enough for the driver
 
         langid = FastTextLangId(config.validation.langid_model)
-    tasks, decided, read = plan_tasks(config, selector, langid)
-    log.info("read %d %s records from %s", read, "text" if config.recipe == "xinstruction" else "seed", ", ".join(config.seeds.paths))
-    planned_ids = [task["id"] for task in tasks] + [row["id"] for row in decided]
-    run_dir = prepare_run_dir(config, planned_ids)
+    plan = plan_run(config, selector, langid)
+    log.info("read %d %s records from %s", plan.read, "text" if config.recipe == "xinstruction" else "seed", ", ".join(config.seeds.paths))
+    planned_ids = plan.planned_ids()  # Arrow: the driver holds ids and seed indices, never per-language text
+    folder = prepare_run_dir(config, planned_ids)
     if selector:
-        selector.save(run_dir)  # a rerun plans the same rows from these clusters, without embedding
-    store = RowStore(run_dir)
+        selector.save(folder)  # a rerun plans the same rows from these clusters, without embedding
+    store = RowStore(folder, config.run.shard_rows, config.run.shard_seconds)
     if store.clean_partial():
         log.info("removed partial shards left by an interrupted run")
-    done = store.done_ids()
-    todo = [task for task in tasks if task["id"] not in done]
-    pending_bad = [row for row in decided if row["id"] not in done]
+    done = store.done_id_array()
+    todo = plan.tasks.without(done)  # an Arrow anti-join of the plan's ids against the shards' ids
+    decided_ids = pa.array([row["id"] for row in plan.decided], pa.string())
+    pending_bad = [row for row, seen in zip(plan.decided, pc.is_in(decided_ids, value_set=done.combine_chunks()).to_pylist()) if not seen] if len(done) else plan.decided
     if pending_bad:
         store.write(to_table(pending_bad))
     log.info(
         "plan: %d rows over %d languages; %d already in %s, %d to generate",
-        len(planned_ids), len(config.languages.targets), len(done), run_dir, len(todo),
+        len(planned_ids), len(config.languages.targets), len(done), folder, todo.num_rows,
     )
-    if todo:
+    if todo.num_rows:
         init_ray(config)
-        progress = Progress(len(planned_ids), len(planned_ids) - len(todo))
-        dataset = translate_dataset(config, pa.Table.from_pylist(todo))
+        progress = Progress(len(planned_ids), len(planned_ids) - todo.num_rows)
+        dataset = translate_dataset(config, todo)
         try:
             for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-                store.write(table)
-                progress.update(table)
+                shard = store.add(table)
+                progress.update(table, log_now=shard is not None)
+            store.flush()
+            progress.log_line()  # the last line says the whole plan is done
         except Exception as error:  # Ray wraps the actor's exception; say what it means
+            store.flush()
             raise StageFailed(
                 f"the generation stage failed: {root_cause(error)}\n"
-                f"{progress.done} of {len(planned_ids)} rows are saved in {run_dir}; fix the cause "
+                f"{progress.done} of {len(planned_ids)} rows are saved in {folder}; fix the cause "
                 "(model.name, model.engine_kwargs, memory) and rerun the same command to resume."
             ) from error
         finally:
+            store.flush()  # finished rows are kept, whatever stopped the loop (Ctrl-C included)
             progress.close()
     selection = selector.selection if selector else None
-    bad_records = sum(1 for row in decided if reason_kind(row["reason"]) == "bad_record")  # not duplicates
-    report = finalise(run_dir, store, config, planned_ids, bad_records, time.monotonic() - started, selection)
+    bad_records = sum(1 for row in plan.decided if reason_kind(row["reason"]) == "bad_record")  # not duplicates
+    run_dir = folder.local_path() or folder
+    report = finalise(run_dir, store, config, planned_ids.to_pylist(), bad_records, time.monotonic() - started, selection)
     if config.build.enabled:
         build_run(run_dir, config)  # training sets from the accepted rows; counts go into report.json
-        report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
-    print(render_summary(report, str(run_dir)), flush=True)
+        report = json.loads(folder.read_text("report.json"))
+    print(render_summary(report, str(folder)), flush=True)
     return report
 
 

@@ -59,8 +59,8 @@ def all_ids(run_dir: Path) -> list[str]:
 
 
 def small_config(run_dir: Path) -> dict:
-    # Batches of 4: several shards, so a kill can land between them.
-    return tiny_config(run_dir, plan={"quotas": {"high": 8, "mid": 4, "low": 2}}, compute={"batch_size": 4, "batches_in_flight": 2})
+    # Batches and shards of 4: several shards, so a kill can land between them.
+    return tiny_config(run_dir, run={"shard_rows": 4}, plan={"quotas": {"high": 8, "mid": 4, "low": 2}}, compute={"batch_size": 4, "batches_in_flight": 2})
 
 
 def test_sigkill_mid_run_then_rerun_finishes_every_row_exactly_once(tmp_path):
