@@ -19,8 +19,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from benchmarks.harness import SEEDS, case_main, cpu_seconds, init_ray, peak_rss_mib
-from benchmarks.simulated import SimulatedTranslateActor, simulated_model_name
-from benchmarks.workload import bench_config, run_translation_stage, synthetic_tasks
+from benchmarks.simulated import SimulatedTranslateActor, simulated_config
+from benchmarks.workload import run_translation_stage, synthetic_tasks
 from engine.config import Config
 
 
@@ -33,8 +33,8 @@ def case_scaling(spec: dict) -> dict:
     cases = []
     try:
         for actors in spec["actors"]:
-            config = bench_config(
-                spec, model_name=simulated_model_name(spec["latency_s"]), actors=actors,
+            config = simulated_config(
+                spec, spec["latency_s"], actors=actors,
                 # Every count fits the same 2-CPU cluster: what an actor reserves is scheduling only.
                 num_cpus_per_actor=min(1.0, spec["num_cpus"] / max(spec["actors"])),
             )
@@ -77,8 +77,8 @@ def plan_config(spec: dict, work_dir: Path, rows: int) -> Config:
 
     seeds = -(-rows // len(DEFAULT_TARGETS))
     path = write_synthetic_seeds(work_dir / "seeds.jsonl", seeds)
-    return bench_config(
-        {**spec, "lang": "fr", "batch_size": spec["stream_batch_size"]}, model_name=simulated_model_name(spec["stream_latency_s"]), actors=spec["stream_actors"],
+    return simulated_config(
+        {**spec, "lang": "fr", "batch_size": spec["stream_batch_size"]}, spec["stream_latency_s"], actors=spec["stream_actors"],
         num_cpus_per_actor=1.0, seeds_path=str(path), languages="default50", run_dir=str(work_dir / "run"),
     )
 

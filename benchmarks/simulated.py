@@ -109,10 +109,17 @@ class FixedLatencyGenerator:
         return len(text.split())
 
 
+def simulated_config(spec: dict, latency_s: float, **kwargs) -> Config:
+    """bench_config over the simulated generator. The adequacy gate's similarity is off: the
+    simulated text is French words, not a translation, and the gate would reject every row; its
+    number and sentence checks still run."""
+    return bench_config(spec, model_name=simulated_model_name(latency_s), adequacy=False, **kwargs)
+
+
 def spec_config(spec: dict, **kwargs) -> Config:
-    """bench_config for `spec`; with spec['latency_s'] set, its model is the simulated generator."""
+    """bench_config for `spec`; with spec['latency_s'] set, over the simulated generator."""
     latency_s = spec.get("latency_s")
-    return bench_config(spec, model_name=None if latency_s is None else simulated_model_name(latency_s), **kwargs)
+    return bench_config(spec, **kwargs) if latency_s is None else simulated_config(spec, latency_s, **kwargs)
 
 
 def is_simulated(config: Config) -> bool:
@@ -121,16 +128,12 @@ def is_simulated(config: Config) -> bool:
 
 class SimulatedTranslateActor(TimedTranslateActor):
     """TimedTranslateActor over a FixedLatencyGenerator: the latency comes from model.name
-    (simulated_model_name), so it travels in the config like any model choice."""
+    (simulated_model_name), so it travels in the config like any model choice. Everything else
+    (language ID, the checks, the row machine) is the actor's own construction."""
 
-    def __init__(self, config_data: dict):
-        from actors.langid import FastTextLangId
-        from engine.recipes import row_machine
-
-        config = Config.model_validate(config_data)
-        self.generator = FixedLatencyGenerator(simulated_latency(config.model.name), config.model.name)
-        self.translator = row_machine(config, self.generator, FastTextLangId(config.validation.langid_model))
-        self.ready_at = time.time()
+    @staticmethod
+    def make_generator(config: Config):
+        return FixedLatencyGenerator(simulated_latency(config.model.name), config.model.name)
 
 
 class SimulatedStage:

@@ -27,7 +27,7 @@ from benchmarks.raydata import raydata_generate, raydata_row
 from benchmarks.simulated import FixedLatencyGenerator, SimulatedTranslateActor, is_simulated, spec_config
 from benchmarks.workload import TimedTranslateActor, accepted_digest, base_spec, bench_config, load_tasks, run_translation_stage
 from engine.config import Config
-from engine.recipes import recipe_class
+from engine.recipes import quality_checks, recipe_class
 from engine.records import ACCEPTED, REJECTED
 from engine.rows.refine import Recipe, Request
 
@@ -39,10 +39,12 @@ def tokenizer_functions(tokenizer) -> tuple:
 
 
 def driver_recipe(config: Config) -> Recipe:
-    """The config's recipe as the row machines build it, with lid.176 (or the configured model)."""
+    """The config's recipe with the language ID and added checks (the adequacy gate) that
+    TranslateActor gives its row machines."""
     from actors.langid import FastTextLangId
+    from actors.translate import load_encoder
 
-    return recipe_class(config)(config, FastTextLangId(config.validation.langid_model))
+    return recipe_class(config)(config, FastTextLangId(config.validation.langid_model), quality_checks(config, load_encoder(config)))
 
 
 def driver_requests(config: Config, recipe: Recipe, tasks: list[dict]) -> list[Request]:

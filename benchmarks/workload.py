@@ -33,8 +33,10 @@ def base_spec(sizes: dict, simulated: bool) -> dict:
 def bench_config(
     spec: dict, *, rounds: int | None = None, model_name: str | None = None, actors: int = 1,
     num_cpus_per_actor: float | None = None, seeds_path: str | None = None, languages=None, run_dir: str | None = None,
+    adequacy: bool | None = None,
 ) -> Config:
-    """configs/demo.yaml narrowed to one pass over one language: mode all, one attempt, no build."""
+    """configs/demo.yaml narrowed to one pass over one language: mode all, one attempt, no build;
+    the demo's validation and adequacy gate unless `adequacy` says otherwise."""
     demo = yaml.safe_load((ROOT / "configs/demo.yaml").read_text())
     demo["run"] = {"name": "bench", "output_dir": run_dir or "/tmp/babelforge-bench"}
     demo["seeds"] = {"paths": [seeds_path or str(SEEDS)]}
@@ -52,6 +54,8 @@ def bench_config(
         demo.pop(section, None)  # selection is the tokens suite's subject, not this one's
     if model_name is not None:
         demo["model"] = {**demo["model"], "name": model_name}
+    if adequacy is not None:
+        demo["quality"] = {**demo.get("quality", {}), "adequacy": adequacy}
     return parse_config(demo, "benchmarks (configs/demo.yaml narrowed)")
 
 
