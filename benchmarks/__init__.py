@@ -3,5 +3,3 @@
 harness (cases in processes, Ray, machine, measures, result files) and simulated (the
 fixed-latency generator) are shared; workload is what the translation-shaped cases run.
 """
-
-from benchmarks.harness import save_json  # noqa: F401  (the older import path of the result-file writer)

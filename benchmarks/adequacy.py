@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from benchmarks.harness import RESULTS, ROOT, save_json
 from engine.config import QualityConfig, ValidationConfig
 from engine.languages import get_language
 from engine.reasons import make_reason
 from engine.text.adequacy import FieldPair, judge_pairs, scorable, similarities
 from engine.text.spans import protect
 
-ROOT = Path(__file__).resolve().parents[1]
 PAIRS = ROOT / "tests/data/adequacy_pairs.jsonl"
 # X-Instruction: {id, lang, text_id, instruction, kind}; kind correct (an instruction the text
 # answers, written here), other_text (another text's instruction), junk (the shapes SmolLM2 wrote
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", default=str(PAIRS))
     parser.add_argument("--encoder", default=QualityConfig().encoder)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results"))
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     from actors.embed import load_embedder
     from actors.langid import FastTextLangId
@@ -151,8 +151,6 @@ def main(argv: list[str] | None = None) -> None:
         "curve": curve(outcomes, quality), "xinstruction_at_default": instruction_rates(encoder, quality),
         "speed_one_thread": speed(encoder, pairs),
     }
-    from benchmarks import save_json
-
     save_json(report, args.out, f"adequacy-{report['date']}")
 
 
