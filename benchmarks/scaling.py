@@ -16,8 +16,6 @@ import json
 import time
 from pathlib import Path
 
-import pyarrow as pa
-
 from benchmarks.harness import SEEDS, case_main, cpu_seconds, init_ray, peak_rss_mib
 from benchmarks.simulated import SimulatedTranslateActor, simulated_config
 from benchmarks.workload import run_translation_stage, synthetic_tasks
@@ -84,26 +82,26 @@ def plan_config(spec: dict, work_dir: Path, rows: int) -> Config:
 
 
 def case_plan_memory(spec: dict) -> dict:
-    """Driver peak RSS while planning `rows` rows the way jobs.synthesize.run does, up to the Arrow
-    table it hands to Ray; with spec['stream'], also a full pass through the simulated pool, every
-    shard written to a RowStore, nothing kept in the driver."""
-    from engine.recipes import plan_tasks
+    """Driver peak RSS while planning `rows` rows the way jobs.synthesize.run does (plan_run: ids
+    and seed indices over one columnar seed table, then the planned ids and their fingerprint);
+    with spec['stream'], also a full pass of that plan through the simulated pool (its task rows
+    assembled on Ray, as in the job), every shard written to a RowStore, nothing kept in the driver."""
+    from engine.inputs.plan import plan_fingerprint
+    from engine.recipes import plan_run
     from engine.store import RowStore
-    from jobs.synthesize import plan_fingerprint
 
     work_dir = Path(spec["work_dir"])
     work_dir.mkdir(parents=True, exist_ok=True)
     config = plan_config(spec, work_dir, spec["rows"])
     baseline = peak_rss_mib()
     started = time.perf_counter()
-    tasks, _, _ = plan_tasks(config)
-    fingerprint = plan_fingerprint([task["id"] for task in tasks])
-    table = pa.Table.from_pylist(tasks)
+    plan = plan_run(config)
+    fingerprint = plan_fingerprint(plan.planned_ids())
     planned_s = time.perf_counter() - started
     result = {
-        "rows": len(tasks), "languages": len(config.languages.targets), "plan_s": round(planned_s, 2),
+        "rows": plan.tasks.num_rows, "languages": len(config.languages.targets), "plan_s": round(planned_s, 2),
         "rss_before_plan_mib": baseline, "peak_rss_after_plan_mib": peak_rss_mib(),
-        "plan_table_mib": round(table.nbytes / 2**20, 1), "fingerprint": fingerprint[:12],
+        "plan_arrow_mib": round((plan.tasks.index.nbytes + plan.tasks.seeds.nbytes) / 2**20, 1), "fingerprint": fingerprint[:12],
     }
     if not spec.get("stream"):
         return result
@@ -111,18 +109,18 @@ def case_plan_memory(spec: dict) -> dict:
 
     from jobs.synthesize import translate_dataset
 
-    del tasks  # the job keeps only the table from here on
-    store = RowStore(work_dir / "run")
+    store = RowStore(work_dir / "run", config.run.shard_rows, config.run.shard_seconds)
     init_ray(spec)
     try:
         cpu_before = cpu_seconds()
         started = time.perf_counter()
-        dataset = translate_dataset(config, table, SimulatedTranslateActor)
+        dataset = translate_dataset(config, plan.tasks, SimulatedTranslateActor)
         done = accepted = 0
         for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-            store.write(batch)
+            store.add(batch)
             done += batch.num_rows
             accepted += batch.column("status").to_pylist().count("accepted")
+        store.flush()
         seconds = time.perf_counter() - started
         driver_cpu = cpu_seconds() - cpu_before
     finally:
@@ -169,6 +167,7 @@ def suite(sizes: dict, simulated: bool, runner) -> dict:
             "every actor reserves num_cpus / max(actors) CPUs so all counts fit the same cluster; the row machines, "
             "fastText and Ray Data share the machine's cores",
             "peak RSS is the driver process's ru_maxrss (the object store and workers are other processes)",
+            "plan_arrow_mib: the plan the driver holds as the job does (index of ids and seed indices, one seed table)",
         ],
     }
 
