@@ -1,4 +1,6 @@
 """(Re)build a run's report page: report.html plus the plots as PNG files in the run folder.
+The run is read one language at a time: its figures are counted group by group and the page
+shows a bounded sample per language, so a run of any size fits.
 
     python -m jobs.report <run folder> [--compare <other run folder>] [--out file.html]
 
@@ -14,13 +16,14 @@ import logging
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from engine.cli import job_parser, run_main
-from engine.report.page import build_compare_html, build_html
-from engine.report.samples import DEFAULT_SAMPLES_PER_LANGUAGE
-from engine.report.plots import build_plots
 from engine.records import ACCEPTED, REJECTED
+from engine.report.aggregate import RunFigures
+from engine.report.page import build_compare_html, build_html
+from engine.report.plots import build_plots, plots_from_figures
+from engine.report.samples import DEFAULT_SAMPLES_PER_LANGUAGE
+from engine.run_outputs import Sample, read_language_groups
+from engine.runfolder import RunFolder
 
 log = logging.getLogger("babelforge.report")
 
@@ -29,32 +32,59 @@ class NotARunFolder(ValueError):
     pass
 
 
-def load_run(run_dir: Path) -> tuple[dict, list[dict]]:
-    """report.json and every row, accepted then rejected, as the synthesis job wrote them."""
-    needed = [run_dir / "report.json"] + [run_dir / f"{status}.parquet" for status in (ACCEPTED, REJECTED)]
-    missing = [path.name for path in needed if not path.exists()]
+def as_folder(run_dir: RunFolder | str | Path) -> RunFolder:
+    return run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+
+
+def check_run(folder: RunFolder) -> dict:
+    """report.json of a finished run folder, or NotARunFolder saying what is missing."""
+    needed = ["report.json"] + [f"{status}.parquet" for status in (ACCEPTED, REJECTED)]
+    missing = [name for name in needed if not folder.exists(name)]
     if missing:
-        raise NotARunFolder(f"{run_dir} is not a finished run folder (missing {', '.join(missing)}): run jobs.synthesize on it first")
-    report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
-    rows = [row for status in (ACCEPTED, REJECTED) for row in pq.read_table(run_dir / f"{status}.parquet").to_pylist()]
-    return report, rows
+        raise NotARunFolder(f"{folder} is not a finished run folder (missing {', '.join(missing)}): run jobs.synthesize on it first")
+    return json.loads(folder.read_text("report.json"))
 
 
-def write_report_page(run_dir: Path, report: dict, rows: list[dict], samples_per_language: int = DEFAULT_SAMPLES_PER_LANGUAGE, out: Path | None = None) -> Path:
-    """Write plot-<name>.png for each plot the run has, and the page; returns the page's path."""
-    plots = build_plots(rows)
+def load_run(run_dir: RunFolder | str | Path, samples_per_language: int = DEFAULT_SAMPLES_PER_LANGUAGE) -> tuple[dict, RunFigures, list[dict]]:
+    """report.json, the run's figures and the page's sample, read one language at a time."""
+    folder = as_folder(run_dir)
+    report = check_run(folder)
+    figures, sample = RunFigures(), Sample(samples_per_language)
+    for _, table in read_language_groups(folder):
+        figures = figures + RunFigures.of(table)
+        sample.add(table)
+    return report, figures, sample.rows
+
+
+def load_rows(run_dir: RunFolder | str | Path) -> tuple[dict, list[dict]]:
+    """report.json and every row (the comparison page joins two runs row by row: small runs)."""
+    folder = as_folder(run_dir)
+    report = check_run(folder)
+    return report, [row for _, table in read_language_groups(folder) for row in table.to_pylist()]
+
+
+def write_report_page(run_dir: RunFolder | str | Path, report: dict, figures: RunFigures, sample: list[dict],
+                      samples_per_language: int = DEFAULT_SAMPLES_PER_LANGUAGE, out: Path | None = None) -> str:
+    """Write plot-<name>.png for each plot the run has, and the page; returns the page's location.
+    `figures`: the whole run's; `sample`: the rows the page may show (Sample's first rows of each
+    language and status, or every row of a small run)."""
+    folder = as_folder(run_dir)
+    plots = plots_from_figures(figures)
     for name, png in plots.items():
         if png is not None:
-            (run_dir / f"plot-{name}.png").write_bytes(png)
-    out = out or run_dir / "report.html"
-    out.write_text(build_html(report, rows, plots, samples_per_language), encoding="utf-8")
-    return out
+            folder.write_bytes(f"plot-{name}.png", png)
+    html = build_html(report, sample, plots, samples_per_language, figures.total_rows)
+    if out is not None:
+        Path(out).write_text(html, encoding="utf-8")
+        return str(out)
+    folder.write_text("report.html", html)
+    return f"{folder}/report.html"
 
 
 def write_compare_page(run_dirs: list[Path], out: Path | None, samples_per_language: int) -> Path:
     runs = []
     for run_dir in run_dirs:
-        report, rows = load_run(run_dir)
+        report, rows = load_rows(run_dir)
         label = f"{report.get('run') or run_dir.name} ({run_dir.name})"
         runs.append((label, report, rows, build_plots(rows)))
     out = out or run_dirs[0] / f"compare-{run_dirs[1].name}.html"
@@ -67,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.compare:
             out = write_compare_page([args.run_dir, args.compare], args.out, args.samples_per_language)
         else:
-            report, rows = load_run(args.run_dir)
-            out = write_report_page(args.run_dir, report, rows, args.samples_per_language, args.out)
+            report, figures, sample = load_run(args.run_dir, args.samples_per_language)
+            out = write_report_page(args.run_dir, report, figures, sample, args.samples_per_language, args.out)
         print(f"report page: {out}")
         return 0
 

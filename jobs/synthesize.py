@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import yaml
 
 from engine.cli import job_parser, run_main
@@ -26,7 +25,9 @@ from engine.config import Config, ConfigError, load_config, redacted
 from engine.records import ACCEPTED, REJECTED, to_table
 from engine.report.cluster_plot import plot_clusters
 from engine.selection.dedup_rows import reject_duplicate_outputs
-from engine.report.counts import build_report, cluster_figures, reason_kind, render_markdown, render_summary
+from engine.report.counts import cluster_figures_from, reason_kind, render_markdown, render_summary, report_from_figures
+from engine.report.samples import DEFAULT_SAMPLES_PER_LANGUAGE
+from engine.run_outputs import PlanMismatch, finalise_outputs
 from engine.recipes import plan_run
 from engine.inputs.plan import TaskPlan, assemble_tasks, plan_fingerprint
 from engine.inputs.seeds import SeedError
@@ -170,51 +171,49 @@ class Progress:
         )
 
 
-def diversify_pairs(table: pa.Table, config: Config) -> pa.Table:
+def diversify_pairs(table: pa.Table, config: Config, embedder: list | None = None) -> pa.Table:
     """X-Instruction's diversification: a language over select.budget_per_language keeps the pairs
-    nearest each centroid first, across clusters of its English instructions."""
-    from engine.selection.budget import apply_budget
+    nearest each centroid first, across clusters of its English instructions. `embedder`: a
+    one-item cache, so a run with many languages over budget loads the model once."""
+    from engine.selection.budget import apply_budget_table
 
     select = config.select
+    embedder = [] if embedder is None else embedder
 
     def embed(texts: list[str]):
-        from actors.embed import Embedder  # loaded only when a language is over budget
+        if not embedder:
+            from actors.embed import Embedder  # loaded only when a language is over budget
 
-        return Embedder(select.embed_model, select.batch_size, select.device, select.threads).encode(texts)
+            embedder.append(Embedder(select.embed_model, select.batch_size, select.device, select.threads))
+        return embedder[0].encode(texts)
 
-    rows = apply_budget(table.to_pylist(), select.budget_per_language, embed, select.clusters, select.sample_size, select.seed)
-    return to_table(rows)
+    return apply_budget_table(table, select.budget_per_language, embed, select.clusters, select.sample_size, select.seed)
 
 
 def finalise(
-    run_dir: Path, store: RowStore, config: Config, planned_ids: list[str], bad_records: int, seconds: float, selection: SeedSelection | None = None
+    run_dir: RunFolder | Path, store: RowStore, config: Config, planned_ids, bad_records: int, seconds: float, selection: SeedSelection | None = None
 ) -> dict:
-    table = store.read_all()
-    ids = table.column("id").to_pylist()
-    expected = set(planned_ids)
-    missing, extra = expected - set(ids), set(ids) - expected
-    if len(ids) != len(set(ids)) or missing or extra:
-        raise RuntimeError(
-            f"run folder {run_dir} does not match its plan: {len(missing)} missing, {len(extra)} unexpected, "
-            f"{len(ids) - len(set(ids))} duplicated ids"
-        )
+    """Check the shards against the plan and write the outputs, the report and its page, one
+    language at a time (engine/run_outputs.py): the driver never holds the run's rows."""
+    folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+    steps = []
     if config.dedup.exact:
-        table = reject_duplicate_outputs(table)  # the same output twice in a language: before building
+        steps.append(reject_duplicate_outputs)  # the same output twice in a language: before building
     if config.recipe == "xinstruction":
-        table = diversify_pairs(table, config)
-    for status in (ACCEPTED, REJECTED):
-        part = table.filter(pa.compute.equal(table.column("status"), status))
-        pq.write_table(part, run_dir / f"{status}.parquet")
-        with open(run_dir / f"{status}.jsonl", "w", encoding="utf-8") as handle:
-            for row in part.to_pylist():
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    report = build_report(table, len(planned_ids), bad_records, seconds, redacted(config))
-    if selection and selection.clusters:
-        report["clusters"] = cluster_figures(table, selection.clusters, selection.k)
-        (run_dir / "plot-clusters.png").write_bytes(plot_clusters(report["clusters"]))
-    (run_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    (run_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
-    log.info("report page: %s", write_report_page(run_dir, report, table.to_pylist()))
+        embedder: list = []
+        steps.append(lambda table: diversify_pairs(table, config, embedder))
+    seed_clusters = selection.clusters if selection and selection.clusters else None
+    try:
+        done = finalise_outputs(folder, planned_ids, steps, seed_clusters, DEFAULT_SAMPLES_PER_LANGUAGE)
+    except PlanMismatch as error:
+        raise RuntimeError(f"run folder {folder} does not match its plan: {error}") from error
+    report = report_from_figures(done.figures, len(planned_ids), bad_records, seconds, redacted(config))
+    if seed_clusters:
+        report["clusters"] = cluster_figures_from(done.figures, selection.clusters, selection.k)
+        folder.write_bytes("plot-clusters.png", plot_clusters(report["clusters"]))
+    folder.write_text("report.json", json.dumps(report, indent=2, ensure_ascii=False))
+    folder.write_text("report.md", render_markdown(report))
+    log.info("report page: %s", write_report_page(folder, report, done.figures, done.sample.rows))
     return report
 
 

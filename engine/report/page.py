@@ -109,15 +109,17 @@ def render_reason_legend(reject_reasons: dict) -> str:
     return f'<details class="reasons"><summary>What the reject reasons mean</summary><dl>{items}</dl></details>'
 
 
-def build_html(report: dict, rows: list[dict], plots: dict[str, bytes | None], samples_per_language: int = DEFAULT_SAMPLES_PER_LANGUAGE) -> str:
-    """One run's page."""
+def build_html(report: dict, rows: list[dict], plots: dict[str, bytes | None], samples_per_language: int = DEFAULT_SAMPLES_PER_LANGUAGE,
+               total_rows: int | None = None) -> str:
+    """One run's page. `rows` may be a sample (engine/report/samples.py's first rows of each
+    language and status): `total_rows` then says how many the run has."""
     name = str(report.get("run") or "run")
     skipped = ", ".join(escape(TITLES.get(k, k)).lower() for k, v in plots.items() if v is None)
     body = (
         f"<h1>babelforge run: {escape(name)}</h1>{render_summary(report)}"
         f'<h2>Plots</h2><div class="plots">{"".join(render_plot(k, v) for k, v in plots.items() if v is not None)}</div>'
         + (f'<p class="muted">Nothing to plot in this run for: {skipped}.</p>' if skipped else "")
-        + render_browser([[row] for row in rows], ["output"], samples_per_language)
+        + render_browser([[row] for row in rows], ["output"], samples_per_language, total_rows)
     )
     return page(f"babelforge run {name}", body)
 

@@ -1,5 +1,6 @@
-"""The run report's plots, each a pure function of the rows that returns PNG bytes, or None when
-the run has nothing to plot (no judge scores, no clusters, no rows).
+"""The run report's plots, each a pure function of a run's figures (engine/report/aggregate.py)
+that returns PNG bytes, or None when the run has nothing to plot (no judge scores, no clusters,
+no rows). Counts are exact; box plots are drawn over a bounded sample of values.
 """
 
 from __future__ import annotations
@@ -7,8 +8,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from engine.report.charts import figure, stacked_bars, to_png
-from engine.records import ACCEPTED, REJECTED
-from engine.report.counts import lang_of, reason_kind
+from engine.records import ACCEPTED, REJECTED, to_table
+from engine.report.aggregate import LID_BINS, RunFigures
 
 TITLES = {
     "rows_per_language": "Rows per language",
@@ -22,45 +23,48 @@ TITLES = {
 COLOURS = {ACCEPTED: "#3a8f5c", REJECTED: "#c8553d"}
 
 
-def plot_rows_per_language(rows: list[dict]) -> bytes | None:
+def plot_rows_per_language(figures: RunFigures) -> bytes | None:
     counts: dict[str, Counter] = defaultdict(Counter)
-    for row in rows:
-        counts[lang_of(row)][row["status"]] += 1
+    for (lang, status), rows in figures.rows.items():
+        counts[lang][status] += rows
     if not counts:
         return None
     return stacked_bars(counts, [ACCEPTED, REJECTED], TITLES["rows_per_language"], "rows", COLOURS)
 
 
-def plot_reject_reasons(rows: list[dict]) -> bytes | None:
+def plot_reject_reasons(figures: RunFigures) -> bytes | None:
     counts: dict[str, Counter] = defaultdict(Counter)
-    for row in rows:
-        if row["status"] == REJECTED:
-            counts[lang_of(row)][reason_kind(row.get("reason"))] += 1
+    for (lang, reason), rows in figures.reasons.items():
+        counts[lang][reason] += rows
     if not counts:
         return None
     reasons = [reason for reason, _ in sum(counts.values(), Counter()).most_common()]
     return stacked_bars(counts, reasons, TITLES["reject_reasons"], "rejected rows")
 
 
-def plot_lid_confidence(rows: list[dict]) -> bytes | None:
-    by_status = {status: [r["lid_confidence"] for r in rows if r["status"] == status and r.get("lid_confidence") is not None] for status in COLOURS}
-    if not any(by_status.values()):
+def plot_lid_confidence(figures: RunFigures) -> bytes | None:
+    """A histogram drawn from its bin counts (exact at any size): each bin's centre weighted by its rows."""
+    if not figures.lid_hist:
         return None
+    edges = [i / LID_BINS for i in range(LID_BINS + 1)]
+    centres = [(edges[i] + edges[i + 1]) / 2 for i in range(LID_BINS)]
+    weights = [[figures.lid_hist.get((status, i), 0) for i in range(LID_BINS)] for status in (ACCEPTED, REJECTED)]
     fig, ax = figure()
-    ax.hist([by_status[ACCEPTED], by_status[REJECTED]], bins=[i / 20 for i in range(21)], stacked=True,
+    ax.hist([centres, centres], bins=edges, weights=weights, stacked=True,
             color=[COLOURS[ACCEPTED], COLOURS[REJECTED]], label=[ACCEPTED, REJECTED])
     ax.set(title=TITLES["lid_confidence"], xlabel="confidence of the weakest field", ylabel="rows", xlim=(0, 1))
     ax.legend(fontsize="small", frameon=False)
     return to_png(fig)
 
 
-def plot_adequacy(rows: list[dict]) -> bytes | None:
+def plot_adequacy(figures: RunFigures) -> bytes | None:
     """One pair of boxes per language (accepted, rejected) of the weakest field's cosine to its
-    source: where accepted rows sit against the threshold, and what the gate turned away."""
+    source: where accepted rows sit against the threshold, and what the gate turned away.
+    Boxes are drawn over at most SAMPLE_CAP values per language and status."""
     values: dict[str, dict[str, list[float]]] = defaultdict(lambda: {ACCEPTED: [], REJECTED: []})
-    for row in rows:
-        if row.get("adequacy") is not None and row.get("status") in COLOURS:
-            values[lang_of(row)][row["status"]].append(row["adequacy"])
+    for (lang, status), sample in figures.adequacy.items():
+        if sample and status in COLOURS:
+            values[lang][status] = sample
     if not values:
         return None
     fig, ax = figure()
@@ -75,39 +79,33 @@ def plot_adequacy(rows: list[dict]) -> bytes | None:
         ax.plot([], [], color=COLOURS[status], linewidth=6, alpha=0.6, label=f"{status} ({sum(len(values[l][status]) for l in langs)})")
     ax.set_xticks(range(len(langs)), langs)
     ax.set(title=TITLES["adequacy"], ylabel="cosine of the weakest field")
-    ax.legend(fontsize="small", frameon=False)
+    ax.legend(fontsize="small", frameon=False, loc="lower left")  # "best" scans every drawn point: slow on big runs
     return to_png(fig)
 
 
-def plot_judge_scores(rows: list[dict]) -> bytes | None:
-    """One box per round, all criteria pooled; the mean per criterion drawn over it."""
-    by_round: dict[int, list[float]] = defaultdict(list)
-    by_criterion: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for row in rows:
-        for score in row.get("scores") or []:
-            if score.get("score") is None:
-                continue
-            by_round[score["round"]].append(score["score"])
-            by_criterion[score.get("criterion") or "score"][score["round"]].append(score["score"])
+def plot_judge_scores(figures: RunFigures) -> bytes | None:
+    """One box per round, all criteria pooled (over at most SAMPLE_CAP scores a round); the exact
+    mean per criterion drawn over it."""
+    by_round = {rnd: values for rnd, values in figures.score_sample.items() if values}
     if not by_round:
         return None
     fig, ax = figure()
     rounds = sorted(by_round)
     ax.boxplot([by_round[r] for r in rounds], positions=rounds, widths=0.5)
-    for criterion, values in sorted(by_criterion.items()):
+    means: dict[str, dict[int, float]] = defaultdict(dict)
+    for (criterion, rnd), total in figures.score_sums.items():
+        means[criterion or "score"][rnd] = total / figures.score_counts[(criterion, rnd)]
+    for criterion, values in sorted(means.items()):
         xs = sorted(values)
-        ax.plot(xs, [sum(values[x]) / len(values[x]) for x in xs], marker="o", label=f"mean {criterion}")
+        ax.plot(xs, [values[x] for x in xs], marker="o", label=f"mean {criterion}")
     ax.set(title=TITLES["judge_scores"], xlabel="round", ylabel="score")
     ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
     return to_png(fig)
 
 
-def plot_cluster_coverage(rows: list[dict]) -> bytes | None:
+def plot_cluster_coverage(figures: RunFigures) -> bytes | None:
     """How many distinct clusters each language's accepted rows cover, out of all seen."""
-    clusters: dict[str, set] = defaultdict(set)
-    for row in rows:
-        if row.get("cluster") is not None and row["status"] == ACCEPTED:
-            clusters[lang_of(row)].add(row["cluster"])
+    clusters = {lang: found for lang, found in figures.row_clusters.items() if found}
     if not clusters:
         return None
     total = len(set().union(*clusters.values()))
@@ -120,14 +118,13 @@ def plot_cluster_coverage(rows: list[dict]) -> bytes | None:
     return to_png(fig)
 
 
-def plot_tokens_per_accepted(rows: list[dict]) -> bytes | None:
+def plot_tokens_per_accepted(figures: RunFigures) -> bytes | None:
     """Generated tokens per accepted row, split into tokens the accepted rows took and tokens
     spent on rows that were rejected: the real price of a kept example."""
     spent: dict[str, Counter] = defaultdict(Counter)
-    accepted: Counter = Counter()
-    for row in rows:
-        spent[lang_of(row)][f"on {row['status']} rows"] += row.get("completion_tokens") or 0
-        accepted[lang_of(row)] += row["status"] == ACCEPTED
+    for (lang, status), tokens in figures.completion.items():
+        spent[lang][f"on {status} rows"] += tokens
+    accepted = {lang: figures.rows.get((lang, ACCEPTED), 0) for lang in spent}
     per_accepted = {lang: Counter({k: v / accepted[lang] for k, v in spent[lang].items()}) for lang in spent if accepted[lang]}
     if not per_accepted:
         return None
@@ -147,5 +144,10 @@ PLOTS = {
 
 
 def build_plots(rows: list[dict]) -> dict[str, bytes | None]:
-    """Every plot by name, in page order; None where the run has nothing to show."""
-    return {name: plot(rows) for name, plot in PLOTS.items()}
+    """Every plot of a small run's rows, by name, in page order; None where there is nothing to show."""
+    return plots_from_figures(RunFigures.of(to_table(rows)))
+
+
+def plots_from_figures(figures: RunFigures) -> dict[str, bytes | None]:
+    """Every plot from a run's merged figures (a run of any size, counted group by group)."""
+    return {name: plot(figures) for name, plot in PLOTS.items()}

@@ -104,13 +104,14 @@ def render_sample(group: list[dict | None], labels: list[str]) -> str:
     )
 
 
-def render_browser(groups: list[list[dict | None]], labels: list[str], cap: int = DEFAULT_SAMPLES_PER_LANGUAGE) -> str:
-    """The filter bar and the capped samples; `groups` holds one row per label (None: absent)."""
+def render_browser(groups: list[list[dict | None]], labels: list[str], cap: int = DEFAULT_SAMPLES_PER_LANGUAGE, total: int | None = None) -> str:
+    """The filter bar and the capped samples; `groups` holds one row per label (None: absent).
+    `total`: how many rows the run has when `groups` is already a sample of them."""
     picked = pick_samples(groups, cap)
     langs = sorted({lang_of(next(row for row in group if row)) for group in groups})
     options = "".join(f'<option value="{escape(lang)}">{escape(lang)}</option>' for lang in langs)
     return (
-        f"<h2>Samples</h2><p>{len(picked)} of {len(groups)} rows on this page (at most {cap} per language).</p>"
+        f"<h2>Samples</h2><p>{len(picked)} of {len(groups) if total is None else total} rows on this page (at most {cap} per language).</p>"
         '<div class="filters">language <select id="f-lang"><option value="">all</option>'
         f"{options}</select> status <select id=\"f-status\"><option value=\"\">all</option>"
         f'<option value="{ACCEPTED}">{ACCEPTED}</option><option value="{REJECTED}">{REJECTED}</option></select>'

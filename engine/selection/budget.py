@@ -7,10 +7,12 @@ tests), so this runs the same on the driver, inside a Ray task, or in a unit tes
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 from engine.reasons import make_reason
 from engine.rows.prompts import without_directive
@@ -70,21 +72,31 @@ def diversify_instructions(
     return diversify_embeddings(embeddings, langs, budget, clusters, sample_size, seed)
 
 
+def diversify_over_budget(instructions: Sequence[str | None], langs: Sequence[str | None], statuses: Sequence[str], budget: int,
+                          embed: Callable[[list[str]], np.ndarray], clusters: int, sample_size: int, seed: int) -> tuple[list[int], Diversified | None]:
+    """The accepted rows of languages over `budget` (their positions) and what diversification
+    decided for them; ([], None) when every language is within budget (nothing is embedded)."""
+    accepted = [i for i, status in enumerate(statuses) if status == "accepted"]
+    counts: dict[str, int] = {}
+    for i in accepted:
+        counts[langs[i]] = counts.get(langs[i], 0) + 1
+    over = {lang for lang, count in counts.items() if count > budget}
+    chosen = [i for i in accepted if langs[i] in over]
+    if not chosen:
+        return [], None
+    # The English instruction without its "Answer in X." directive: that is what varies.
+    texts = [without_directive(instructions[i]) for i in chosen]
+    return chosen, diversify_instructions(texts, [langs[i] for i in chosen], embed, budget, clusters, sample_size, seed)
+
+
 def apply_budget(rows: list[dict], budget: int, embed: Callable[[list[str]], np.ndarray], clusters: int, sample_size: int, seed: int) -> list[dict]:
     """X-Instruction after generation: where a language has more accepted pairs than `budget`, keep
     the most diverse ones and reject the rest (reason diversity_budget), so nothing is lost.
     Languages within budget are left as they are, and nothing is embedded for them."""
-    accepted = [i for i, row in enumerate(rows) if row["status"] == "accepted"]
-    counts: dict[str, int] = {}
-    for i in accepted:
-        counts[rows[i]["lang"]] = counts.get(rows[i]["lang"], 0) + 1
-    over = {lang for lang, count in counts.items() if count > budget}
-    chosen = [i for i in accepted if rows[i]["lang"] in over]
-    if not chosen:
+    chosen, result = diversify_over_budget([r["instruction"] for r in rows], [r["lang"] for r in rows], [r["status"] for r in rows],
+                                           budget, embed, clusters, sample_size, seed)
+    if result is None:
         return rows
-    # The English instruction without its "Answer in X." directive: that is what varies.
-    texts = [without_directive(rows[i]["instruction"]) for i in chosen]
-    result = diversify_instructions(texts, [rows[i]["lang"] for i in chosen], embed, budget, clusters, sample_size, seed)
     out = list(rows)
     for position, i in enumerate(chosen):
         reason = result.reason(position)
@@ -92,3 +104,25 @@ def apply_budget(rows: list[dict], budget: int, embed: Callable[[list[str]], np.
         if reason is not None:
             out[i].update(status="rejected", reason=reason)
     return out
+
+
+def apply_budget_table(table: pa.Table, budget: int, embed: Callable[[list[str]], np.ndarray], clusters: int, sample_size: int, seed: int) -> pa.Table:
+    """apply_budget on an Arrow table (one language's rows, or any group of whole languages)."""
+    statuses = table.column("status").to_pylist()
+    langs = table.column("lang").to_pylist()
+    if max(Counter(lang for lang, status in zip(langs, statuses) if status == "accepted").values(), default=0) <= budget:
+        return table  # the common case: nothing over budget, no text read into Python
+    chosen, result = diversify_over_budget(table.column("instruction").to_pylist(), langs, statuses, budget, embed, clusters, sample_size, seed)
+    if result is None:
+        return table
+    cluster = table.column("cluster").to_pylist()
+    reasons = table.column("reason").to_pylist()
+    for position, i in enumerate(chosen):
+        cluster[i] = int(result.cluster[position])
+        reason = result.reason(position)
+        if reason is not None:
+            statuses[i], reasons[i] = "rejected", reason
+    for name, values in (("status", statuses), ("reason", reasons), ("cluster", cluster)):
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, table.schema.field(index), pa.array(values, table.schema.field(index).type))
+    return table

@@ -1,0 +1,226 @@
+"""The streaming finalise (engine/run_outputs.py via jobs.synthesize.finalise) on fabricated run
+folders: the outputs by language, the report equal to the one-table report, results that do not
+depend on how the rows were sharded, the plan check, jobs.report on new and old layouts, and a
+driver whose memory does not grow with the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from engine.config import load_config
+from engine.records import ACCEPTED, REJECTED, row_id, to_table
+from engine.report.counts import build_report
+from engine.store import RowStore
+from jobs.report import main as report_main
+from jobs.synthesize import finalise
+
+ROOT = Path(__file__).resolve().parents[2]
+LANGS = ("fr", "es", "ja", "sw")
+WORDS = ("alpha", "beta", "gamma", "delta", "épsilon", "zeta", "`ls -la`", "eta", "theta", "iota")
+
+
+def fabricated_rows(n: int, seed: int = 0, words: int = 6, langs: tuple[str, ...] = LANGS) -> list[dict]:
+    """Rows over LANGS (every 31st an unreadable input record with no language), some judged,
+    every 11th accepted row repeating an output of its language (an exact duplicate)."""
+    rng = random.Random(seed)
+
+    def text(count: int) -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(count))
+
+    rows = []
+    for i in range(n):
+        lang = None if i % 31 == 30 else langs[i % len(langs)]
+        status = ACCEPTED if lang and rng.random() < 0.6 else REJECTED
+        rows.append({
+            "id": row_id(f"s{i // len(langs)}", lang or "", "sphinx", "translate.v1"), "seed_id": f"s{i // len(langs)}",
+            "recipe": "sphinx", "lang": lang, "status": status,
+            "reason": None if status == ACCEPTED else rng.choice(["length_ratio:4.1", "span_missing", "bad_record:seeds.jsonl:3"]),
+            "src_instruction": text(words), "src_input": text(words), "src_output": text(4 * words),
+            "instruction": "the same question" if i % 11 == 0 else text(words), "input": "" if i % 11 == 0 else text(words),
+            "output": text(4 * words), "lid_confidence": rng.random(), "lid_method": "fasttext", "adequacy": rng.random(),
+            "attempts": rng.randint(1, 3), "rounds": rng.randint(0, 2), "cluster": rng.randint(0, 5),
+            "scores": [{"round": 0, "criterion": "fidelity", "score": float(rng.randint(0, 2))}] if i % 3 else [],
+            "prompt_tokens": rng.randint(50, 300), "completion_tokens": rng.randint(50, 300), "tokens_draft": 40,
+            "model": "m", "prompt_version": "translate.v1", "source": f"seeds.jsonl:{i}",
+        })
+    return rows
+
+
+def write_run(run_dir: Path, rows: list[dict], shard_rows: int, shuffle: int | None = None) -> tuple[RowStore, list[str]]:
+    store = RowStore(run_dir)
+    ordered = list(rows)
+    if shuffle is not None:
+        random.Random(shuffle).shuffle(ordered)
+    for start in range(0, len(ordered), shard_rows):
+        store.write(to_table(ordered[start:start + shard_rows]))
+    return store, [row["id"] for row in rows]
+
+
+def config_for(run_dir: Path):
+    return load_config(ROOT / "configs/demo.yaml", [f"run.output_dir={run_dir}", "dedup.exact=true"])
+
+
+def run_finalise(run_dir: Path, rows: list[dict], shard_rows: int = 50, shuffle: int | None = None) -> dict:
+    store, planned = write_run(run_dir, rows, shard_rows, shuffle)
+    return finalise(run_dir, store, config_for(run_dir), planned, 0, 2.0)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("final") / "run"
+    rows = fabricated_rows(400)
+    return run_dir, rows, run_finalise(run_dir, rows)
+
+
+def test_rows_are_written_by_language_and_add_up_to_the_plan(finished):
+    run_dir, rows, report = finished
+    assert sorted(p.name for p in (run_dir / "accepted.parquet").iterdir()) == sorted(LANGS)
+    assert sorted(p.name for p in (run_dir / "rejected.parquet").iterdir()) == sorted((*LANGS, "no-language"))
+    for lang in LANGS:
+        part = pq.read_table(run_dir / f"accepted.parquet/{lang}/part-00000.parquet")
+        assert set(part.column("lang").to_pylist()) == {lang} and set(part.column("status").to_pylist()) == {ACCEPTED}
+    accepted, rejected = pq.read_table(run_dir / "accepted.parquet"), pq.read_table(run_dir / "rejected.parquet")
+    assert accepted.num_rows == report["accepted"] and rejected.num_rows == report["rejected"]
+    assert report["planned"] == len(rows) == accepted.num_rows + rejected.num_rows and report["adds_up"]
+    ids = accepted.column("id").to_pylist() + rejected.column("id").to_pylist()
+    assert sorted(ids) == sorted(row["id"] for row in rows)
+    jsonl = read_jsonl(run_dir / "accepted.jsonl"), read_jsonl(run_dir / "rejected.jsonl")
+    assert [len(part) for part in jsonl] == [accepted.num_rows, rejected.num_rows]
+    assert jsonl[0] == accepted.to_pylist(), "the JSONL and the dataset hold the same rows in the same order"
+    assert not (run_dir / ".by-language").exists(), "the staging folder is removed"
+
+
+def test_the_report_equals_the_one_table_report_of_the_written_rows(finished):
+    run_dir, rows, report = finished
+    table = pa.concat_tables([pq.read_table(run_dir / "accepted.parquet"), pq.read_table(run_dir / "rejected.parquet")])
+    config = {"run": {"name": report["run"]}, "recipe": report["recipe"], "model": {"name": report["model"]}}
+    whole = build_report(table, len(rows), 0, 2.0, config)
+    assert report == whole
+    assert (run_dir / "report.json").read_text() == json.dumps(whole, indent=2, ensure_ascii=False), "the same keys, numbers and order"
+
+
+def test_exact_duplicates_are_rejected_per_language_first_by_seed_wins(finished):
+    run_dir, rows, report = finished
+    rejected = pq.read_table(run_dir / "rejected.parquet").to_pylist()
+    duplicates = [row for row in rejected if (row["reason"] or "").startswith("duplicate_of:")]
+    assert duplicates and report["reject_reasons"]["duplicate_of"] == len(duplicates)
+    accepted = {row["id"]: row for row in pq.read_table(run_dir / "accepted.parquet").to_pylist()}
+    for row in duplicates:
+        first = accepted[row["reason"].split(":", 1)[1]]
+        assert first["lang"] == row["lang"] and first["instruction"] == row["instruction"] == "the same question"
+        assert (first["seed_id"], first["id"]) < (row["seed_id"], row["id"])
+
+
+def test_outputs_do_not_depend_on_shard_boundaries_or_order(tmp_path):
+    rows = fabricated_rows(300, seed=3)
+    one, many = tmp_path / "one", tmp_path / "many"
+    first, second = run_finalise(one, rows, shard_rows=300), run_finalise(many, rows, shard_rows=17, shuffle=5)
+    assert first == second
+    for name in ("accepted.jsonl", "rejected.jsonl", "report.md"):
+        assert (one / name).read_bytes() == (many / name).read_bytes(), name
+    for status in (ACCEPTED, REJECTED):
+        assert pq.read_table(one / f"{status}.parquet").equals(pq.read_table(many / f"{status}.parquet")), status
+
+
+def test_a_run_folder_that_does_not_match_its_plan_is_an_error(tmp_path):
+    rows = fabricated_rows(60)
+    store, _ = write_run(tmp_path / "run", rows[:-1] + [rows[0]], shard_rows=20)
+    planned = [row["id"] for row in rows]
+    with pytest.raises(RuntimeError, match="1 missing, 0 unexpected, 1 duplicated ids"):
+        finalise(tmp_path / "run", store, config_for(tmp_path / "run"), planned, 0, 1.0)
+
+
+def test_a_second_finalise_replaces_the_first_outputs(finished, tmp_path):
+    rows = fabricated_rows(120, seed=9)
+    run_dir = tmp_path / "run"
+    report = run_finalise(run_dir, rows)
+    pq.write_table(to_table(rows[:3]), run_dir / "accepted.parquet/fr/part-00007.parquet")  # a stale file
+    store = RowStore(run_dir)
+    again = finalise(run_dir, store, config_for(run_dir), [row["id"] for row in rows], 0, 2.0)
+    assert again == report and pq.read_table(run_dir / "accepted.parquet").num_rows == report["accepted"]
+
+
+def test_jobs_report_reads_the_language_datasets_and_an_old_single_file_folder(finished, tmp_path):
+    run_dir, rows, report = finished
+    page = tmp_path / "page.html"
+    assert report_main([str(run_dir), "--out", str(page), "--samples-per-language", "4"]) == 0
+    html = page.read_text(encoding="utf-8")
+    assert html.count('class="sample"') == 4 * (len(LANGS) + 1)  # + the no-language rows
+    assert f"of {len(rows)} rows on this page" in html
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "report.json").write_text((run_dir / "report.json").read_text())
+    for status in (ACCEPTED, REJECTED):
+        pq.write_table(pq.read_table(run_dir / f"{status}.parquet"), old / f"{status}.parquet")
+    assert report_main([str(old), "--samples-per-language", "4"]) == 0
+    assert (old / "report.html").read_text(encoding="utf-8").count('class="sample"') == 4 * (len(LANGS) + 1)
+    assert (old / "plot-rows_per_language.png").stat().st_size > 5_000
+
+
+MEASURE = """
+import json, re, sys
+from pathlib import Path
+import pyarrow.parquet as pq
+import matplotlib.pyplot  # noqa: F401  (imports are not the finalise's memory)
+from engine.config import load_config
+from engine.store import RowStore
+from jobs.synthesize import finalise
+
+def status(field):  # KiB. VmHWM is this process's own peak (ru_maxrss would include the parent's at exec)
+    return int(re.search(field + r":\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1))
+
+run_dir = Path(sys.argv[1])
+planned = json.loads((run_dir / "planned.json").read_text())
+store = RowStore(run_dir)
+pq.read_table(store.shards()[0]).slice(0, 1)  # Arrow's one-time start-up memory (~130 MiB), not the finalise's
+config = load_config(sys.argv[2], [f"run.output_dir={run_dir}"])
+Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the resident size now
+before = status("VmRSS")
+report = finalise(run_dir, store, config, planned, 0, 1.0)
+print(json.dumps({"rss_growth": (status("VmHWM") - before) * 1024, "rows": report["planned"]}))
+"""
+
+
+def measure_finalise(run_dir: Path, rows: int) -> tuple[dict, int]:
+    """Finalise a fabricated run of `rows` rows (16 languages, ~7 KB of text a row) in a fresh
+    process; returns its memory figures and the rows' size in Arrow."""
+    data = fabricated_rows(rows, words=90, langs=tuple(f"l{n:02d}" for n in range(16)))
+    store, planned = write_run(run_dir, data, shard_rows=1_000)
+    size = sum(pq.read_table(path).nbytes for path in store.shards())
+    del data
+    (run_dir / "planned.json").write_text(json.dumps(planned))
+    # Arrow's default allocator (mimalloc) returns freed pages late, more so on a busy machine: the
+    # system allocator makes the peak a measure of what was held.
+    env = {**os.environ, "ARROW_DEFAULT_MEMORY_POOL": "system"}
+    result = subprocess.run([sys.executable, "-c", MEASURE, str(run_dir), str(ROOT / "configs/demo.yaml")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["rows"] == rows
+    return measured, size
+
+
+def test_finalise_memory_does_not_grow_with_the_run(tmp_path):
+    """4,000 then 16,000 rows of realistic size (~27 MB, then ~107 MB in Arrow): the finalise's
+    peak memory grows by well under the data's growth. The former finalise held every row twice
+    (one concatenated table, then every row as a Python dict): its RSS grew by several times
+    the data's growth."""
+    small, small_size = measure_finalise(tmp_path / "small", 4_000)
+    large, large_size = measure_finalise(tmp_path / "large", 16_000)
+    assert large_size > 100 * 2**20 and large_size > 3.5 * small_size
+    assert large["rss_growth"] < large_size, (large, large_size)
+    assert large["rss_growth"] - small["rss_growth"] < (large_size - small_size) / 2, (small, large, small_size, large_size)
