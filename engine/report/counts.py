@@ -192,8 +192,8 @@ def render_summary(report: dict, run_dir: str) -> str:
         f"  tokens: {tokens['prompt']} prompt, {tokens['completion']} generated ({report['completion_tokens_per_second']}/s)",
         "",
         f"  run folder   {run_dir}",
-        f"  accepted     {run_dir}/accepted.parquet (+ .jsonl)",
-        f"  rejected     {run_dir}/rejected.parquet (+ .jsonl)",
+        f"  accepted     {run_dir}/accepted.parquet/<language>/ (+ accepted.jsonl)",
+        f"  rejected     {run_dir}/rejected.parquet/<language>/ (+ rejected.jsonl)",
         f"  report       {run_dir}/report.html (open in a browser), report.md, report.json",
         "",
     ]
