@@ -65,6 +65,7 @@ REASONS: dict[str, Reason] = {
         Reason("sentence_count", "a field has more or fewer sentences than its source (detail: field:source->translation)", True,
                "The {field} has a different number of sentences than the source. Translate every sentence, adding none."),
         Reason("instruction_length", "an X-Instruction instruction outside 10-400 characters (detail: its length)", True),
+        Reason("instruction_placeholder", "an X-Instruction instruction holding a template slot such as [insert instruction] or {location} (detail: the slot)", True),
         # The generator (engine/rows/drafting.py).
         Reason("too_long", "the prompt plus the answer budget does not fit the model's context", False),
         Reason("generation_error", "the request failed after the backend's retries (detail: the cause)", True),

@@ -68,3 +68,12 @@ def test_xinstruction_pair_must_fit_the_text(encoder):
     row, _ = run(config("xinstruction"), [junk, fits], encoder, task)
     assert row["status"] == "accepted" and row["attempt_reasons"][0].startswith("low_similarity:instruction:")
     assert row["adequacy"] >= 0.80 and row["instruction"].startswith("Why does bread rise?")
+
+
+@pytest.mark.parametrize("instruction", ["[insert instruction]", "{location}: tell me more.", "Describe <topic> in detail."])
+def test_xinstruction_template_slots_are_rejected_before_any_cosine(instruction):
+    from engine.config import QualityConfig
+    from engine.text.adequacy import InstructionFitCheck
+
+    reason, field, _ = InstructionFitCheck(None, QualityConfig())({"output": FRENCH_TEXT}, {"instruction": instruction}, None)
+    assert reason.startswith("instruction_placeholder:") and field == "instruction"
