@@ -13,102 +13,21 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
+from tests.cluster.ray_nodes import BIN, LocalNode, actor_error_lines, free_port, node_args, ray_cli, submit_job
 from tests.integration.conftest import ROOT, read_report, tiny_config, write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
-BIN = Path(sys.executable).parent
 RUNTIME_ENV = ROOT / "cluster" / "runtime_env.yaml"
 TRANSLATE_ACTOR = "TranslateActor"  # Ray Data names the pool's actors MapWorker(MapBatches(TranslateActor))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def node_args() -> list[str]:
-    """One CPU and a small object store per node (two nodes share 2 cores), and every port a node
-    opens chosen free: two nodes share this host, and so may other test runs' clusters."""
-    return [
-        "--node-ip-address=127.0.0.1",
-        "--num-cpus=1",
-        "--object-store-memory=400000000",
-        f"--node-manager-port={free_port()}",
-        f"--object-manager-port={free_port()}",
-        f"--dashboard-agent-listen-port={free_port()}",
-        f"--dashboard-agent-grpc-port={free_port()}",
-        f"--metrics-export-port={free_port()}",
-        f"--runtime-env-agent-port={free_port()}",
-    ]
-
-
-class LocalNode:
-    """One `ray start` node, its processes kept in the process group of the `ray start` call."""
-
-    def __init__(self, name: str, args: list[str], env: dict, temp_dir: Path):
-        self.name, self.env, self.temp_dir = name, env, temp_dir
-        self.log = temp_dir.parent / f"{name}-start.log"
-        self.args = [str(BIN / "ray"), "start", *args, f"--temp-dir={temp_dir}", "--disable-usage-stats"]
-        self.pgid: int | None = None
-
-    def start(self, timeout: int = 240) -> None:
-        with open(self.log, "w") as log:
-            process = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.pgid = process.pid
-        returncode = process.wait(timeout=timeout)
-        assert returncode == 0, f"ray start ({self.name}) failed:\n{self.log.read_text()[-3000:]}"
-
-    def processes(self) -> list[psutil.Process]:
-        """The group's processes and their descendants (workers may get process groups of their own)."""
-        if self.pgid is None:
-            return []
-        found: dict[int, psutil.Process] = {}
-        for process in psutil.process_iter():
-            try:
-                if process.status() == psutil.STATUS_ZOMBIE:
-                    continue  # already dead, waiting for init to reap it
-                if os.getpgid(process.pid) == self.pgid:
-                    found[process.pid] = process
-                    for child in process.children(recursive=True):
-                        found[child.pid] = child
-            except (psutil.Error, ProcessLookupError):
-                continue
-        return list(found.values())
-
-    def stop(self, grace_s: float = 15) -> None:
-        processes = self.processes()
-        for process in processes:
-            try:
-                process.send_signal(signal.SIGTERM)
-            except psutil.Error:
-                pass
-        _, alive = psutil.wait_procs(processes, timeout=grace_s)
-        for process in alive:
-            try:
-                process.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(alive, timeout=5)
-
-
-def ray_cli(*args: str, env: dict, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "ray"), *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
 def state(kind: str, address: str, env: dict) -> list[dict]:
@@ -163,21 +82,10 @@ def two_nodes():
 
 
 def submit(address: str, env: dict, config_path: Path) -> tuple[str, str]:
-    # The head's job agent comes up a little after `ray start` returns; until then the dashboard
-    # answers "No available agent to submit job". Retry that answer alone, for a bounded time.
-    deadline = time.monotonic() + 120
-    while True:
-        submitted = ray_cli(
-            "job", "submit", f"--address={address}", "--runtime-env", str(RUNTIME_ENV), "--",
-            "python", "-m", "jobs.synthesize", "--config", str(config_path),
-            env=env, timeout=1500,  # a few minutes alone; 13 minutes was seen with other test runs sharing the 2 cores
-        )
-        output = submitted.stdout + submitted.stderr
-        if "No available agent" not in output or time.monotonic() > deadline:
-            break
-        time.sleep(3)
-    assert submitted.returncode == 0, output[-5000:]
-    return re.search(r"raysubmit_\w+", output).group(), output
+    argv = [str(BIN / "ray"), "job", "submit", f"--address={address}", "--runtime-env", str(RUNTIME_ENV), "--",
+            "python", "-m", "jobs.synthesize", "--config", str(config_path)]
+    # a few minutes alone; 13 minutes was seen with other test runs sharing the 2 cores
+    return submit_job(argv, env, timeout=1500)
 
 
 def test_the_cluster_refuses_a_wrong_token(two_nodes):
@@ -197,14 +105,16 @@ def test_job_runs_its_driver_on_the_head_and_its_generators_on_the_worker(two_no
         plan={"quotas": {"high": 3, "mid": 3, "low": 3}},
         compute={"actors": 1, "num_cpus_per_actor": 1, "engine_threads": 2, "batch_size": 3, "batches_in_flight": 1,
                  "resources": {"worker_node": 1}},
-        ray={"num_cpus": None},
     )
+    assert config["ray"]["num_cpus"], "a local-mode setting, as the demo configs have: joining must ignore it"
     config_path = write_config(tmp_path / "config.yaml", config)  # absolute paths: the job runs on this machine
     job_id, output = submit(address, env, config_path)
 
     status = ray_cli("job", "status", f"--address={address}", job_id, env=env)
     assert f"Job '{job_id}' succeeded" in status.stdout + status.stderr, status.stdout + status.stderr
     assert "babelforge run" in output, "the job's summary reaches the submitter's terminal"
+    assert "ignoring local-mode settings ray.num_cpus=2" in output, output[-3000:]
+    assert not actor_error_lines(output), "\n".join(actor_error_lines(output)[:20])
     report = read_report(run_dir)
     assert report["planned"] == 3
     assert report["planned"] == report["accepted"] + report["rejected"]
