@@ -2,7 +2,8 @@
 
     python -m jobs.build --run runs/demo [--config configs/demo.yaml] [--set build.sphinx.shots=3 ...] [--output DIR]
 
-Reads `<run>/accepted.parquet`, runs the builders of `build:` in the config (the run's own
+Reads `<run>/accepted.parquet` (a dataset by language, or an older run's single file; the run
+folder may be a filesystem URI such as s3://bucket/runs/demo), runs the builders of `build:` in the config (the run's own
 `config.resolved.yaml` unless --config names another), and writes `<run>/datasets/` (or --output):
 one folder per dataset with train/validation Parquet and JSONL, a dataset card and build.json.
 `jobs.synthesize` calls `build_run` at its end when `build.enabled` is true.
@@ -13,9 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import tempfile
 from pathlib import Path
-
-import pyarrow.parquet as pq
 
 from engine.builders import build_datasets
 from engine.builders.output import write_build
@@ -23,15 +23,19 @@ from engine.builders.retrieval import Embed
 from engine.builders.summary import summarise
 from engine.cli import job_parser, run_main
 from engine.config import Config, ConfigError, load_config, redacted
+from engine.records import ACCEPTED
+from engine.runfolder import RunFolder
 
 log = logging.getLogger("babelforge.build")
 
 
-def load_accepted(run_dir: Path) -> list[dict]:
-    path = run_dir / "accepted.parquet"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: build from a run folder that jobs.synthesize has finished")
-    return pq.read_table(path).to_pylist()
+def load_accepted(run_dir: RunFolder) -> list[dict]:
+    """The accepted rows: the accepted.parquet dataset (a folder by language), or the single file
+    of an older run folder."""
+    name = f"{ACCEPTED}.parquet"
+    if not run_dir.exists(name):
+        raise FileNotFoundError(f"{run_dir}/{name} not found: build from a run folder that jobs.synthesize has finished")
+    return run_dir.read_parquet(name).to_pylist()
 
 
 def make_embed(config: Config) -> Embed | None:
@@ -44,24 +48,27 @@ def make_embed(config: Config) -> Embed | None:
     return Embedder(sphinx.embedder)
 
 
-def record_in_report(run_dir: Path, summary: dict) -> None:
+def record_in_report(run_dir: RunFolder, summary: dict) -> None:
     """Put the dataset counts into report.json, so the run's report and its datasets agree."""
-    path = run_dir / "report.json"
-    if not path.exists():
+    if not run_dir.exists("report.json"):
         return
-    report = json.loads(path.read_text(encoding="utf-8"))
+    report = json.loads(run_dir.read_text("report.json"))
     report["datasets"] = {"seeds": summary["seeds"], **summary["datasets"]}
-    path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    run_dir.write_text("report.json", json.dumps(report, indent=2, ensure_ascii=False))
 
 
-def build_run(run_dir: str | Path, config: Config, output: str | Path | None = None, embed: Embed | None = None) -> dict:
-    run_dir = Path(run_dir)
+def build_run(run_dir: str | Path | RunFolder, config: Config, output: str | Path | RunFolder | None = None, embed: Embed | None = None) -> dict:
+    """Build from a run folder (a local path or a filesystem URI such as s3://…); the datasets go
+    to <run>/datasets/ (counts recorded in report.json) or to `output`."""
+    run_dir = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
     accepted = load_accepted(run_dir)
     built = build_datasets(accepted, config.build, embed or make_embed(config))
+    del accepted
     summary = summarise(built, redacted(config)["build"], config.model.license)
-    out_dir = Path(output) if output else run_dir / "datasets"
+    own = run_dir.child("datasets")
+    out_dir = (output if isinstance(output, RunFolder) else RunFolder(output)) if output else own
     write_build(built, summary, out_dir, config.build.formats, config.run.name)
-    if out_dir.resolve() == (run_dir / "datasets").resolve():
+    if (out_dir.fs.type_name, out_dir.root) == (own.fs.type_name, own.root):
         record_in_report(run_dir, summary)
     for name, entry in summary["datasets"].items():
         log.info("dataset %-16s train %6d  validation %5d  languages %s", name, entry["train"], entry["validation"], ",".join(entry["languages"]))
@@ -69,10 +76,21 @@ def build_run(run_dir: str | Path, config: Config, output: str | Path | None = N
     return summary
 
 
+def write_local_copy(folder: RunFolder, name: str) -> Path:
+    """A file of a remote run folder copied to a local temporary (load_config reads local files)."""
+    handle = tempfile.NamedTemporaryFile("w", suffix=f"-{name}", delete=False, encoding="utf-8")
+    with handle:
+        handle.write(folder.read_text(name))
+    return Path(handle.name)
+
+
 def main(argv: list[str] | None = None) -> int:
     def body(args) -> int:
-        run_dir = Path(args.run)
-        build_run(run_dir, load_config(args.config or run_dir / "config.resolved.yaml", args.overrides), args.output)
+        run_dir = RunFolder(args.run)
+        config_path = args.config or run_dir.local_path("config.resolved.yaml")
+        if config_path is None:  # an object-store run folder: its resolved config, read through the folder
+            config_path = write_local_copy(run_dir, "config.resolved.yaml")
+        build_run(run_dir, load_config(config_path, args.overrides), args.output)
         return 0
 
     parser = job_parser("jobs.build", __doc__, config="optional", set_example="build.sphinx.shots=3",

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from engine.config import load_config
 from engine.records import ACCEPTED, REJECTED, row_id, to_table
@@ -224,3 +225,40 @@ def test_finalise_memory_does_not_grow_with_the_run(tmp_path):
     assert large_size > 100 * 2**20 and large_size > 3.5 * small_size
     assert large["rss_growth"] < large_size, (large, large_size)
     assert large["rss_growth"] - small["rss_growth"] < (large_size - small_size) / 2, (small, large, small_size, large_size)
+
+
+def test_finalise_report_and_build_on_an_s3_run_folder(s3_env):
+    """The whole end of a run on a real S3-compatible server (moto on 127.0.0.1): shards in,
+    datasets by language, JSONL, report and page, jobs.report's reader and jobs.build out."""
+    from engine.runfolder import RunFolder
+    from jobs.build import build_run
+    from jobs.report import load_run
+
+    location = f"s3://{s3_env['BUCKET']}/runs/final"
+    folder = RunFolder(location)
+    rows = fabricated_rows(240, seed=4)
+    for number, start in enumerate(range(0, len(rows), 70)):
+        folder.write_parquet(f"shards/part-{number:04d}.parquet", to_table(rows[start:start + 70]))
+    config = load_config(ROOT / "configs/demo.yaml", [f"run.output_dir={location}", "dedup.exact=true"])
+    report = finalise(folder, None, config, [row["id"] for row in rows], 0, 2.0)
+    assert report["planned"] == 240 and report["adds_up"]
+    assert folder.read_parquet("accepted.parquet").num_rows == report["accepted"]
+    assert folder.list("accepted.parquet", recursive=True) == [f"accepted.parquet/{lang}/part-00000.parquet" for lang in sorted(LANGS)]
+    assert len(folder.read_text("rejected.jsonl").splitlines()) == report["rejected"]
+    assert json.loads(folder.read_text("report.json")) == json.loads(json.dumps(report))
+    assert "<h1>babelforge run: demo</h1>" in folder.read_text("report.html") and folder.exists("plot-rows_per_language.png")
+    assert not folder.exists(".by-language"), "the staging folder is removed"
+    again, figures, sample = load_run(folder)
+    assert again == json.loads(json.dumps(report)) and figures.total_rows == 240 and sample
+    summary = build_run(folder, config)
+    assert json.loads(folder.read_text("datasets/build.json")) == json.loads(json.dumps(summary))
+    assert pq.read_table(folder.path("datasets/sphinx/train.parquet"), filesystem=folder.fs).num_rows == summary["datasets"]["sphinx"]["train"]
+    assert json.loads(folder.read_text("report.json"))["datasets"]["sphinx"] == summary["datasets"]["sphinx"]
+    # jobs.build's command line on the same folder, reading the run's own resolved config from S3.
+    from engine.config import redacted
+    from jobs.build import main as build_main
+
+    folder.write_text("config.resolved.yaml", yaml.safe_dump(redacted(config), sort_keys=False))
+    assert build_main(["--run", location, "--set", "build.builders=[transllm]", "--output", f"{location}/rebuilt"]) == 0
+    rebuilt = json.loads(folder.read_text("rebuilt/build.json"))
+    assert set(rebuilt["datasets"]) == {"transllm", "mix"} and rebuilt["accepted_rows"] == report["accepted"]
