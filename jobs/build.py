@@ -19,6 +19,7 @@ from pathlib import Path
 
 from engine.builders import build_datasets
 from engine.builders.output import write_build
+from engine.builders.pool import ROW_COLUMNS
 from engine.builders.retrieval import Embed
 from engine.builders.summary import summarise
 from engine.cli import job_parser, run_main
@@ -35,7 +36,7 @@ def load_accepted(run_dir: RunFolder) -> list[dict]:
     name = f"{ACCEPTED}.parquet"
     if not run_dir.exists(name):
         raise FileNotFoundError(f"{run_dir}/{name} not found: build from a run folder that jobs.synthesize has finished")
-    return run_dir.read_parquet(name).to_pylist()
+    return run_dir.read_parquet(name, columns=list(ROW_COLUMNS)).to_pylist()
 
 
 def make_embed(config: Config) -> Embed | None:

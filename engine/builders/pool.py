@@ -15,6 +15,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 ENGLISH = "en"
+# The row columns the builders read (engine.records.SCHEMA has more): jobs.build loads only these.
+ROW_COLUMNS = ("id", "seed_id", "lang", "instruction", "input", "output", "src_instruction", "src_input", "src_output",
+               "model", "prompt_version", "source")
 
 
 @dataclass(frozen=True)
