@@ -37,6 +37,7 @@ log = logging.getLogger("babelforge.outputs")
 
 STATUSES = (ACCEPTED, REJECTED)
 NO_LANGUAGE_DIR = "no-language"  # rows decided before a language was assigned
+NO_ROWS = "_no-rows.parquet"  # a dataset with no rows: one empty file ('_' names are skipped by readers)
 STAGING = ".by-language"  # hidden: RunFolder.list and pyarrow's dataset discovery skip it
 ROWS_PER_FILE = 50_000  # rows per Parquet file of an output dataset
 ROWS_PER_GROUP = 5_000  # rows per Parquet row group (what one reader batch holds)
@@ -155,12 +156,12 @@ class OutputWriter:
         self.folder = folder
         self.stack = contextlib.ExitStack()
         self.jsonl = {status: self.stack.enter_context(folder.open_output(f"{status}.jsonl")) for status in STATUSES} if jsonl else {}
-        for status in STATUSES:
-            folder.makedirs(dataset_name(status))  # present (maybe empty) even when no row has this status
+        self.rows = {status: 0 for status in STATUSES}
 
     def write(self, table: pa.Table, lang: str | None) -> None:
         for status in STATUSES:
             part = table.filter(pc.equal(table.column("status"), status))
+            self.rows[status] += part.num_rows
             for number, start in enumerate(range(0, part.num_rows, ROWS_PER_FILE)):
                 name = f"{dataset_name(status)}/{language_dir(lang)}/part-{number:05d}.parquet"
                 self.folder.write_parquet(name, part.slice(start, ROWS_PER_FILE), row_group_size=ROWS_PER_GROUP)
@@ -170,6 +171,9 @@ class OutputWriter:
                     self.jsonl[status].write(lines.encode("utf-8"))
 
     def close(self) -> None:
+        for status, rows in self.rows.items():
+            if not rows:  # the dataset exists (an object store has no empty folders) and holds the schema
+                self.folder.write_parquet(f"{dataset_name(status)}/{NO_ROWS}", SCHEMA.empty_table())
         self.stack.close()
 
 
@@ -214,7 +218,8 @@ def finalise_outputs(folder: RunFolder, planned, steps: list[LanguageStep],
             del table
     finally:
         writer.close()
-    folder.fs.delete_dir(folder.path(STAGING))
+    with contextlib.suppress(FileNotFoundError):  # absent when the run has no rows
+        folder.fs.delete_dir(folder.path(STAGING))
     return Finalised(figures, sample, languages)
 
 

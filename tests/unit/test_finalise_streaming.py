@@ -262,3 +262,12 @@ def test_finalise_report_and_build_on_an_s3_run_folder(s3_env):
     assert build_main(["--run", location, "--set", "build.builders=[transllm]", "--output", f"{location}/rebuilt"]) == 0
     rebuilt = json.loads(folder.read_text("rebuilt/build.json"))
     assert set(rebuilt["datasets"]) == {"transllm", "mix"} and rebuilt["accepted_rows"] == report["accepted"]
+
+
+def test_a_run_without_rejected_rows_still_has_a_readable_rejected_dataset(tmp_path):
+    rows = [row for row in fabricated_rows(90, seed=2) if row["status"] == ACCEPTED and row["instruction"] != "the same question"]
+    report = run_finalise(tmp_path / "run", rows, shard_rows=25)
+    assert report["rejected"] == 0 and report["accepted"] == len(rows)
+    assert pq.read_table(tmp_path / "run/rejected.parquet").num_rows == 0
+    assert (tmp_path / "run/rejected.jsonl").read_text() == ""
+    assert report_main([str(tmp_path / "run")]) == 0
