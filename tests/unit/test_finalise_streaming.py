@@ -271,3 +271,24 @@ def test_a_run_without_rejected_rows_still_has_a_readable_rejected_dataset(tmp_p
     assert pq.read_table(tmp_path / "run/rejected.parquet").num_rows == 0
     assert (tmp_path / "run/rejected.jsonl").read_text() == ""
     assert report_main([str(tmp_path / "run")]) == 0
+
+
+def test_the_budget_on_a_language_table_decides_as_on_rows():
+    """apply_budget_table (what finalise runs per language) keeps, rejects and labels the same
+    rows as apply_budget on the same rows as dicts, and leaves a table within budget untouched."""
+    import numpy as np
+
+    from engine.selection.budget import apply_budget, apply_budget_table
+
+    def embed(texts):  # three topics: bread, rivers, anything else
+        return np.array([[1.0, 0.0] if "bread" in t else [0.0, 1.0] if "river" in t else [0.6, 0.8] for t in texts], dtype=np.float32)
+
+    topics = ["Why does bread rise", "Where do rivers go", "What is a cloud", "Why is bread brown", "Where do rivers start"]
+    rows = [{"id": f"fr{i}", "seed_id": f"s{i}", "lang": "fr", "status": ACCEPTED, "instruction": f"{topics[i % 5]} ({i})? Answer in French."}
+            for i in range(12)] + [{"id": "fr-rej", "seed_id": "s99", "lang": "fr", "status": REJECTED, "reason": "judge_bad", "instruction": "x"}]
+    table = to_table(rows)
+    out = apply_budget_table(table, 4, embed, 3, 100, 0)
+    expected = apply_budget(table.to_pylist(), 4, embed, 3, 100, 0)
+    assert out.to_pylist() == expected
+    assert pc.sum(pc.equal(out.column("status"), ACCEPTED)).as_py() == 4
+    assert apply_budget_table(table, 50, embed, 3, 100, 0) is table
