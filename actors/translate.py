@@ -85,3 +85,11 @@ class TranslateActor:
         gate = sum(check.seconds for check in self.checks) - gate  # other batches' checks overlap this one's
         log.info("batch of %d rows in %.1fs, %d generated tokens, adequacy gate %.2fs", len(rows), time.monotonic() - started, tokens, gate)
         yield table
+
+    def __del__(self):
+        # Ray Data's teardown hook for a map_batches class: when the pool lets an actor go,
+        # MapWorker.__ray_shutdown__ drops the UDF and this stops the engine cleanly (failing
+        # that, VLLMGenerator's atexit hook does; see ENGINE_ACTOR_RUNTIME_ENV).
+        shutdown = getattr(getattr(self, "generator", None), "shutdown", None)
+        if shutdown is not None:
+            shutdown()

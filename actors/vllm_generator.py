@@ -35,6 +35,16 @@ def engine_env(engine_threads: int | None, environ: dict[str, str] | None = None
     return env
 
 
+# The runtime env of an actor that owns an engine. Ray kills a worker's child processes as the
+# worker exits, before any Python hook of the actor runs (CoreWorkerShutdownExecutor: children
+# first, then the task loop ends, then __ray_shutdown__ and atexit): vLLM's engine core dies
+# under a live AsyncLLM, whose output handler logs `ERROR ... AsyncLLM output_handler failed`, and
+# the killed multiprocessing resource_tracker is relaunched and prints KeyError tracebacks. So the
+# actor stops its engine itself (VLLMGenerator.shutdown, at the latest at exit); if the actor dies
+# without that (SIGKILL, ray.kill), actors.reaper kills the orphaned engine processes.
+ENGINE_ACTOR_RUNTIME_ENV = {"env_vars": {"RAY_kill_child_processes_on_worker_exit": "0"}}
+
+
 class VLLMGenerator:
     backend = "vllm"
 
@@ -49,6 +59,10 @@ class VLLMGenerator:
         from actors.reaper import watch_children
 
         self._reaper = watch_children()  # the engine core must not outlive this process
+        self._stopped = False
+        import atexit
+
+        atexit.register(self.shutdown)  # runs before vLLM's own exit-time teardown (atexit is LIFO)
         self.tokenizer = self.engine.get_tokenizer()
         self.max_model_len = self.engine.model_config.max_model_len
 
@@ -94,5 +108,33 @@ class VLLMGenerator:
         choice = final.outputs[0]
         return Completion(choice.text, len(ids), len(choice.token_ids), choice.finish_reason or "stop")
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_s: float = 30.0) -> None:
+        """Stop the engine, its output handler first. AsyncLLM.shutdown stops the engine core and
+        only then cancels the handler; called from a thread other than the engine's event loop
+        (Ray Data drops a UDF on the actor's main thread, its async loop runs in another) the
+        handler sees the core die first and logs `ERROR ... AsyncLLM output_handler failed`."""
+        import asyncio
+        import concurrent.futures
+
+        if getattr(self, "_stopped", False):
+            return
+        self._stopped = True
+        handler = getattr(self.engine, "output_handler", None)
+        if handler is not None and not handler.done():
+            loop = handler.get_loop()
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                handler.cancel()  # cancelled before this loop runs again: the core stops first below
+            elif loop.is_running():
+                async def cancel() -> None:
+                    handler.cancel()
+                    await asyncio.wait([handler])
+
+                try:
+                    asyncio.run_coroutine_threadsafe(cancel(), loop).result(timeout_s)
+                except (concurrent.futures.TimeoutError, RuntimeError) as error:
+                    log.warning("engine output handler did not stop in %.0fs: %s", timeout_s, error)
         self.engine.shutdown()

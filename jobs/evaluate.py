@@ -97,7 +97,9 @@ def answer_and_judge(cfg: EvaluateConfig, items: list[dict]) -> None:
     engine then judges both answers (unless judge.model names another model)."""
     import ray
 
-    remote = ray.remote(num_cpus=cfg.compute.num_cpus, num_gpus=cfg.compute.num_gpus or None)(ModelActor)
+    from actors.vllm_generator import ENGINE_ACTOR_RUNTIME_ENV
+
+    remote = ray.remote(num_cpus=cfg.compute.num_cpus, num_gpus=cfg.compute.num_gpus or None, runtime_env=ENGINE_ACTOR_RUNTIME_ENV)(ModelActor)
     gen = cfg.generation
     params = {"max_tokens": gen.max_tokens, "temperature": gen.temperature, "repetition_penalty": gen.repetition_penalty}
     requests = [[{"role": "user", "content": item["prompt"]}] for item in items]

@@ -111,6 +111,7 @@ def translate_dataset(config: Config, tasks: pa.Table | TaskPlan, actor_cls=None
     import ray
 
     from actors.translate import TranslateActor
+    from actors.vllm_generator import ENGINE_ACTOR_RUNTIME_ENV
 
     actor_cls = actor_cls or TranslateActor
 
@@ -132,6 +133,7 @@ def translate_dataset(config: Config, tasks: pa.Table | TaskPlan, actor_cls=None
         num_cpus=config.compute.num_cpus_per_actor,
         num_gpus=config.compute.num_gpus_per_actor or None,
         resources=config.compute.resources or None,
+        runtime_env=ENGINE_ACTOR_RUNTIME_ENV,  # the actor stops its engine itself (see there)
     )
 
 
