@@ -269,10 +269,9 @@ def run(config: Config) -> dict:
             progress.close()
     selection = selector.selection if selector else None
     bad_records = sum(1 for row in plan.decided if reason_kind(row["reason"]) == "bad_record")  # not duplicates
-    run_dir = folder.local_path() or folder
-    report = finalise(run_dir, store, config, planned_ids.to_pylist(), bad_records, time.monotonic() - started, selection)
+    report = finalise(folder, store, config, planned_ids, bad_records, time.monotonic() - started, selection)
     if config.build.enabled:
-        build_run(run_dir, config)  # training sets from the accepted rows; counts go into report.json
+        build_run(folder, config)  # training sets from the accepted rows; counts go into report.json
         report = json.loads(folder.read_text("report.json"))
     print(render_summary(report, str(folder)), flush=True)
     return report
