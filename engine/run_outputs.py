@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from engine.records import ACCEPTED, REJECTED, SCHEMA
 from engine.report.aggregate import RunFigures
@@ -83,14 +84,18 @@ def stage_by_language(folder: RunFolder, shard_names: list[str]) -> pa.ChunkedAr
         folder.fs.delete_dir(folder.path(STAGING))
     ids: list[pa.Array] = []
     pending: list[pa.Table] = []
-    flushes = 0
+    flushes, made = 0, set()
 
     def flush() -> None:
         nonlocal pending, flushes
         parts = [_language_dirs(table) for table in pending]
         for directory in sorted(set().union(*(pc.unique(part).to_pylist() for part in parts))):
             pieces = [table.filter(pc.equal(part, directory)) for table, part in zip(pending, parts)]
-            folder.write_parquet(f"{STAGING}/{directory}/{flushes:06d}.parquet", pa.concat_tables(pieces))
+            if directory not in made:
+                folder.makedirs(f"{STAGING}/{directory}")
+                made.add(directory)
+            # Written plainly, not through the atomic, fsync'd path: a killed finalise restages from the shards.
+            pq.write_table(pa.concat_tables(pieces), folder.path(f"{STAGING}/{directory}/{flushes:06d}.parquet"), filesystem=folder.fs)
         pending, flushes = [], flushes + 1
 
     for name in shard_names:
