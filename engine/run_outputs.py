@@ -125,8 +125,10 @@ def list_dirs(folder: RunFolder, name: str) -> list[str]:
     return sorted(info.base_name for info in folder.fs.get_file_info(selector) if info.type == pafs.FileType.Directory)
 
 
-def read_dataset(folder: RunFolder, name: str) -> pa.Table:
-    return ds.dataset(folder.path(name), schema=SCHEMA, format="parquet", filesystem=folder.fs).to_table()
+def read_dataset(folder: RunFolder, name: str, columns: list[str] | None = None) -> pa.Table:
+    """A dataset folder (or a single file) read with the row schema: a dataset with no rows, or a
+    file of an older run missing a newer column, still gives every column."""
+    return ds.dataset(folder.path(name), schema=SCHEMA, format="parquet", filesystem=folder.fs).to_table(columns=columns)
 
 
 def remove_outputs(folder: RunFolder) -> None:

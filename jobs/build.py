@@ -25,6 +25,7 @@ from engine.builders.summary import summarise
 from engine.cli import job_parser, run_main
 from engine.config import Config, ConfigError, load_config, redacted
 from engine.records import ACCEPTED
+from engine.run_outputs import read_dataset
 from engine.runfolder import RunFolder
 
 log = logging.getLogger("babelforge.build")
@@ -36,7 +37,7 @@ def load_accepted(run_dir: RunFolder) -> list[dict]:
     name = f"{ACCEPTED}.parquet"
     if not run_dir.exists(name):
         raise FileNotFoundError(f"{run_dir}/{name} not found: build from a run folder that jobs.synthesize has finished")
-    return run_dir.read_parquet(name, columns=list(ROW_COLUMNS)).to_pylist()
+    return read_dataset(run_dir, name, list(ROW_COLUMNS)).to_pylist()
 
 
 def make_embed(config: Config) -> Embed | None:

@@ -273,6 +273,18 @@ def test_a_run_without_rejected_rows_still_has_a_readable_rejected_dataset(tmp_p
     assert report_main([str(tmp_path / "run")]) == 0
 
 
+def test_a_run_without_accepted_rows_builds_empty_datasets(tmp_path):
+    """The demo with the adequacy gate on accepts nothing: jobs.build still runs on it."""
+    from jobs.build import build_run
+
+    rows = [{**row, "status": REJECTED, "reason": row["reason"] or "low_similarity"} for row in fabricated_rows(40, seed=6)]
+    run_dir = tmp_path / "run"
+    report = run_finalise(run_dir, rows, shard_rows=15)
+    assert report["accepted"] == 0 and pq.read_table(run_dir / "accepted.parquet").num_rows == 0
+    summary = build_run(run_dir, config_for(run_dir))
+    assert summary["accepted_rows"] == 0 and all(entry["train"] == 0 for entry in summary["datasets"].values())
+
+
 def test_the_budget_on_a_language_table_decides_as_on_rows():
     """apply_budget_table (what finalise runs per language) keeps, rejects and labels the same
     rows as apply_budget on the same rows as dicts, and leaves a table within budget untouched."""
