@@ -6,7 +6,7 @@ import pytest
 
 from engine.languages import get_language
 from engine.records import ACCEPTED
-from tests.integration.conftest import ROOT, read_report, read_rows, run_job, tiny_config, write_config
+from tests.integration.conftest import GATE_OFF, ROOT, read_report, read_rows, run_job, tiny_config, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -19,6 +19,7 @@ def refined(tmp_path_factory):
         languages={"targets": ["fr"]},
         plan={"quotas": {"high": 8, "mid": 4, "low": 2}},
         refine={"rounds": 2},
+        quality=GATE_OFF,  # rows must pass validation to reach the judge (conftest.GATE_OFF)
     )
     result = run_job(write_config(run_dir.parent / "config.yaml", config))
     assert result.returncode == 0, result.stderr[-4000:]

@@ -10,7 +10,7 @@ from engine.text.checks import check_language, check_script
 from engine.languages import get_language
 from engine.text.spans import SENTINEL_RE, protect_many, strip_sentinels
 from tests.integration.browser import RenderedPage, dump_dom, png_size, screenshot
-from tests.integration.conftest import read_report, read_rows, run_job, tiny_config, write_config
+from tests.integration.conftest import GATE_OFF, read_report, read_rows, run_job, tiny_config, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +20,7 @@ FIELDS = ("instruction", "input", "output")
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("synth") / "run"
-    config = tiny_config(run_dir)
+    config = tiny_config(run_dir, quality=GATE_OFF)  # these tests check what follows acceptance
     path = write_config(run_dir.parent / "config.yaml", config)
     result = run_job(path)
     assert result.returncode == 0, result.stderr[-4000:]
