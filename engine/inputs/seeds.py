@@ -170,12 +170,18 @@ def _from_messages(record: dict, where: str) -> tuple[str, str]:
     return user, assistant
 
 
-def _normalise(record: Any, where: str, index: int) -> Seed:
+def _record_id(record: Any, where: str, index: int):
+    """The record's id (or `<file>#<index>` where it has none), after checking it is an object;
+    a record the reader could not decode arrives as its SeedError and is raised here."""
     if isinstance(record, SeedError):
         raise record
     if not isinstance(record, dict):
         raise SeedError(f"{where}: a record must be an object, got {type(record).__name__}")
-    seed_id = record.get("id", f"{Path(where.rsplit(':', 1)[0]).name}#{index}")
+    return record.get("id", f"{Path(where.rsplit(':', 1)[0]).name}#{index}")
+
+
+def _normalise(record: Any, where: str, index: int) -> Seed:
+    seed_id = _record_id(record, where, index)
     if not isinstance(seed_id, (str, int)) or isinstance(seed_id, bool) or str(seed_id).strip() == "":
         raise SeedError(f"{where}: field 'id' must be a non-empty string or integer")
     if "messages" in record:
@@ -258,11 +264,7 @@ class Text:
 def _normalise_text(record: Any, where: str, index: int) -> Text:
     from engine.languages import get_language
 
-    if isinstance(record, SeedError):
-        raise record
-    if not isinstance(record, dict):
-        raise SeedError(f"{where}: a record must be an object, got {type(record).__name__}")
-    text_id = record.get("id", f"{Path(where.rsplit(':', 1)[0]).name}#{index}")
+    text_id = _record_id(record, where, index)
     text = _text_field(record, "text", where, required=True)
     lang = _text_field(record, "lang", where, required=True).strip()
     try:
