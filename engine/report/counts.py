@@ -62,10 +62,6 @@ def report_from_figures(figures: RunFigures, planned: int, bad_records: int, sec
     }
 
 
-def refinement_figures(table: pa.Table) -> dict:
-    return refinement_from_figures(RunFigures.of(table))
-
-
 def refinement_from_figures(figures: RunFigures) -> dict:
     """Judge/rewrite figures: acceptance by round per language, score distributions per round,
     generated tokens per accepted row by phase. Empty when no row was judged."""
@@ -85,10 +81,6 @@ def refinement_from_figures(figures: RunFigures) -> dict:
         "score_distributions": {rnd: {crit: dict(sorted(values.items())) for crit, values in crits.items()} for rnd, crits in sorted(distributions.items())},
         "tokens_per_accepted": per_accepted,
     }
-
-
-def cluster_figures(table: pa.Table, seed_clusters: dict[str, int], k: int) -> dict:
-    return cluster_figures_from(RunFigures.of(table, seed_clusters), seed_clusters, k)
 
 
 def cluster_figures_from(figures: RunFigures, seed_clusters: dict[str, int], k: int) -> dict:

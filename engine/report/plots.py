@@ -23,19 +23,23 @@ TITLES = {
 COLOURS = {ACCEPTED: "#3a8f5c", REJECTED: "#c8553d"}
 
 
+def per_language(counts: dict[tuple[str, str], int], label=str) -> dict[str, Counter]:
+    """{(lang, key): n} → {lang: Counter({label(key): n})}: the shape the stacked bars draw."""
+    grouped: dict[str, Counter] = defaultdict(Counter)
+    for (lang, key), n in counts.items():
+        grouped[lang][label(key)] += n
+    return grouped
+
+
 def plot_rows_per_language(figures: RunFigures) -> bytes | None:
-    counts: dict[str, Counter] = defaultdict(Counter)
-    for (lang, status), rows in figures.rows.items():
-        counts[lang][status] += rows
+    counts = per_language(figures.rows)
     if not counts:
         return None
     return stacked_bars(counts, [ACCEPTED, REJECTED], TITLES["rows_per_language"], "rows", COLOURS)
 
 
 def plot_reject_reasons(figures: RunFigures) -> bytes | None:
-    counts: dict[str, Counter] = defaultdict(Counter)
-    for (lang, reason), rows in figures.reasons.items():
-        counts[lang][reason] += rows
+    counts = per_language(figures.reasons)
     if not counts:
         return None
     reasons = [reason for reason, _ in sum(counts.values(), Counter()).most_common()]
@@ -121,9 +125,7 @@ def plot_cluster_coverage(figures: RunFigures) -> bytes | None:
 def plot_tokens_per_accepted(figures: RunFigures) -> bytes | None:
     """Generated tokens per accepted row, split into tokens the accepted rows took and tokens
     spent on rows that were rejected: the real price of a kept example."""
-    spent: dict[str, Counter] = defaultdict(Counter)
-    for (lang, status), tokens in figures.completion.items():
-        spent[lang][f"on {status} rows"] += tokens
+    spent = per_language(figures.completion, lambda status: f"on {status} rows")
     accepted = {lang: figures.rows.get((lang, ACCEPTED), 0) for lang in spent}
     per_accepted = {lang: Counter({k: v / accepted[lang] for k, v in spent[lang].items()}) for lang in spent if accepted[lang]}
     if not per_accepted:
