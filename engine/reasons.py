@@ -82,6 +82,7 @@ REASONS: dict[str, Reason] = {
         Reason("not_a_target_language", "an X-Instruction text in a language the config does not target", False),
         # Selection (engine/selection).
         Reason("duplicate_of", "an exact or near duplicate of an earlier seed or output (detail: its id)", False),
+        Reason("near_duplicate_of", "an accepted output whose embedding is as close as dedup.output_near_threshold to an earlier accepted output of its language (detail: kept id:cosine)", False),
         Reason("diversity_budget", "left out by X-Instruction's per-language diversity budget", False),
     )
 }

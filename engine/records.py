@@ -39,6 +39,10 @@ SCHEMA = pa.schema(
         # Adequacy (engine/text/adequacy.py): the weakest field's cosine to its source in the
         # multilingual encoder (xinstruction: instruction-to-text); None when nothing was scored.
         ("adequacy", pa.float32()),
+        # The accepted example as one L2-normalised vector of the same encoder (instruction, input
+        # and output embedded together, spans kept; xinstruction: the text), float16 to stay small;
+        # finalise's near-duplicate step reads it (engine/selection/dedup_rows.py). None: gate off.
+        ("output_embedding", pa.list_(pa.float16())),
         ("attempts", pa.int32()),
         ("attempt_reasons", pa.list_(pa.string())),
         ("scores", pa.list_(SCORE_TYPE)),

@@ -3,8 +3,10 @@
     python -m jobs.evaluate --config configs/evaluate-demo.yaml [--set prompts.per_language=20 ...]
 
 Held-out prompts (files, plus the validation split of a built dataset) → answers from both models
-through vLLM (one Ray actor per model, one after the other) → language fidelity by fastText, judge
-scores, per-language held-out loss → report.json, report.md, answers.jsonl and PNG bars.
+through vLLM (one Ray actor per model, one after the other), to each prompt and to its English
+version → language fidelity by fastText, cross-lingual consistency (multilingual cosine of the two
+answers, encoded in the driver), judge scores, per-language held-out loss → report.json, report.md,
+answers.jsonl and PNG bars.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def held_out_loss(model: str, rows: list[dict], max_length: int, threads: int | 
 
 
 def collect_prompts(cfg: EvaluateConfig) -> tuple[list[dict], list[dict]]:
-    """(prompts to answer, held-out examples for the loss)."""
+    """(prompts to answer, each with `en_prompt` where it has an English version; held-out examples for the loss)."""
     import pyarrow.parquet as pq
 
     langs = set(cfg.prompts.languages) if cfg.prompts.languages else None
@@ -79,22 +81,27 @@ def collect_prompts(cfg: EvaluateConfig) -> tuple[list[dict], list[dict]]:
     for path in cfg.prompts.files:
         rows = E.parse_prompt_lines(Path(path).read_text(encoding="utf-8").splitlines(), path)
         prompts += [row for row in rows if langs is None or row["lang"] in langs]
-    held_out = []
+    held_out, english = [], {}
     if cfg.prompts.dataset:
         path = Path(cfg.prompts.dataset) / f"{cfg.prompts.split}.parquet"
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: point prompts.dataset at a folder written by jobs.build")
-        rows = pq.read_table(path, columns=["id", "lang", "prompt", "completion"]).to_pylist()
+        columns = ["id", "lang", "prompt", "completion"]
+        columns += ["seed_id"] if "seed_id" in pq.read_schema(path).names else []  # jobs.build writes it; other folders may not
+        rows = pq.read_table(path, columns=columns).to_pylist()
+        english = E.english_by_seed(rows)  # every English row, whichever languages are evaluated
         held_out = E.sample_per_language(rows, max(cfg.prompts.per_language, cfg.loss.max_examples_per_language), cfg.prompts.seed, langs)
         prompts += E.validation_prompts(E.sample_per_language(held_out, cfg.prompts.per_language, cfg.prompts.seed))
     if not prompts:
         raise ValueError("no prompts to evaluate: check prompts.files, prompts.dataset and prompts.languages")
-    return prompts, E.sample_per_language(held_out, cfg.loss.max_examples_per_language, cfg.prompts.seed)
+    return E.pair_with_english(prompts, english), E.sample_per_language(held_out, cfg.loss.max_examples_per_language, cfg.prompts.seed)
 
 
 def answer_and_judge(cfg: EvaluateConfig, items: list[dict]) -> None:
-    """Fill `<model>_answer` and `<model>_judge` of every item: fine-tuned first, then base, whose
-    engine then judges both answers (unless judge.model names another model)."""
+    """Fill `<model>_answer` and `<model>_judge` of every item, and `<model>_en_answer` (the answer to
+    its English version, each distinct English question asked once) when consistency is on:
+    fine-tuned first, then base, whose engine then judges both answers (unless judge.model names
+    another model). The English questions are not judged: they are the reference, not the test."""
     import ray
 
     from actors.vllm_generator import ENGINE_ACTOR_RUNTIME_ENV
@@ -102,16 +109,22 @@ def answer_and_judge(cfg: EvaluateConfig, items: list[dict]) -> None:
     remote = ray.remote(num_cpus=cfg.compute.num_cpus, num_gpus=cfg.compute.num_gpus or None, runtime_env=ENGINE_ACTOR_RUNTIME_ENV)(ModelActor)
     gen = cfg.generation
     params = {"max_tokens": gen.max_tokens, "temperature": gen.temperature, "repetition_penalty": gen.repetition_penalty}
-    requests = [[{"role": "user", "content": item["prompt"]}] for item in items]
+    questions = E.english_questions(items) if cfg.consistency.enabled else []
+    requests = [[{"role": "user", "content": text}] for text in [item["prompt"] for item in items] + questions]
     actor = None
     for model in ("finetuned", "base"):
         started = time.monotonic()
         if actor is not None:
             stop(actor)
         actor = remote.remote(getattr(cfg.models, model), gen.engine_kwargs, cfg.compute.engine_threads)
-        for item, out in zip(items, ray.get(actor.generate.remote(requests, params))):
+        outs = ray.get(actor.generate.remote(requests, params))
+        for item, out in zip(items, outs):
             item[f"{model}_answer"], item[f"{model}_finish"] = out["text"], out["finish"]
-        log.info("%s: %d answers in %.0fs", model, len(items), time.monotonic() - started)
+        english = {question: out["text"] for question, out in zip(questions, outs[len(items):])}
+        for item in items:
+            if item.get("en_prompt") in english:
+                item[f"{model}_en_answer"] = english[item["en_prompt"]]
+        log.info("%s: %d answers and %d to English questions in %.0fs", model, len(items), len(questions), time.monotonic() - started)
     judge_model = cfg.judge.model or cfg.models.base
     if cfg.judge.enabled and judge_model != cfg.models.base:
         stop(actor)
@@ -121,6 +134,30 @@ def answer_and_judge(cfg: EvaluateConfig, items: list[dict]) -> None:
         judge(actor, items, cfg.judge.criteria)
         log.info("judged %d answers on %d criteria in %.0fs", 2 * len(items), len(cfg.judge.criteria), time.monotonic() - started)
     stop(actor)
+
+
+def score_consistency(cfg: EvaluateConfig, items: list[dict]) -> None:
+    """Fill `<model>_consistency` of every item paired with English: the cosine between the model's
+    answer and its answer to the English version. Encoded here in the driver, once the engines have
+    stopped: a few hundred short answers take seconds on one core, not worth an actor."""
+    from actors.embed import load_embedder
+
+    paired = [item for item in items if item.get("en_prompt")]
+    if not paired:
+        log.warning("consistency: no prompt has an English version (an `en` field, or a seed with an English row in the dataset)")
+        return
+    c = cfg.consistency
+    started = time.monotonic()
+    embedder = load_embedder(c.encoder, device=c.encoder_device, threads=c.encoder_threads)
+    for model in E.MODELS:
+        answers, english = [item[f"{model}_answer"] for item in paired], [item[f"{model}_en_answer"] for item in paired]
+        texts = sorted(set(answers) | set(english))  # an English answer is shared by every language asking it
+        vectors = embedder.encode(texts)  # the same (query) side for both answers: a symmetric comparison
+        row = {text: i for i, text in enumerate(texts)}
+        scores = E.cosines(vectors[[row[t] for t in answers]], vectors[[row[t] for t in english]])
+        for item, score in zip(paired, scores):
+            item[f"{model}_consistency"] = score
+    log.info("consistency: %d prompts paired with English, encoded with %s in %.1fs", len(paired), c.encoder, time.monotonic() - started)
 
 
 def stop(actor) -> None:
@@ -160,13 +197,16 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     answer_and_judge(cfg, items)
     if cfg.loss.enabled and held_out:
         losses = {model: E.mean_loss(ray.get(ref)) for model, ref in refs.items()}
+    if cfg.consistency.enabled:
+        score_consistency(cfg, items)
     langid = FastTextLangId(cfg.langid_model)
     for item in items:
         for model in E.MODELS:
             item[f"{model}_lid"], item[f"{model}_lid_conf"] = langid.predict(item[f"{model}_answer"])
     models = {"base": cfg.models.base, "finetuned": cfg.models.finetuned}
     criteria = cfg.judge.criteria if cfg.judge.enabled else ()
-    report = E.build_report(cfg.run.name, models, items, losses, criteria, time.monotonic() - started)
+    encoder = cfg.consistency.encoder if cfg.consistency.enabled else None
+    report = E.build_report(cfg.run.name, models, items, losses, criteria, time.monotonic() - started, encoder)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     (out_dir / "report.md").write_text(E.render_markdown(report), encoding="utf-8")
     with open(out_dir / "answers.jsonl", "w", encoding="utf-8") as handle:
@@ -183,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         report = evaluate(cfg)
         print(f"\nlanguage fidelity (share of answers in the prompt's language), {report['name']}:")
         print("\n".join(E.fidelity_lines(report)))
+        if lines := E.consistency_lines(report):
+            print("\ncross-lingual consistency (cosine of the answer and the answer to the English question):")
+            print("\n".join(lines))
         print(f"report: {Path(cfg.run.output_dir) / 'report.md'}")
         return 0
 

