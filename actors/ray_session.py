@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger("babelforge.ray")
 
-LOCAL_SETTINGS = ("num_cpus",)  # ray.<name> settings that only a Ray the job starts itself can take
+LOCAL_SETTINGS = ("num_cpus",)  # ray.<name> settings that only a Ray the job starts itself can take, passed to ray.init as they are
+
+
+def local_defaults(dashboard: str = "auto") -> dict:
+    """ray.init kwargs for a Ray the job starts itself, never for one it joins (a cluster keeps its
+    dashboard, which `ray job submit` needs). A local Ray lives as long as the job: its dashboard
+    (a head process of its own, measured by benchmarks/translation.py's CPU table) has nobody to
+    serve unless the user asks for it with ray.dashboard: on."""
+    return {"include_dashboard": dashboard == "on"}
 
 
 @dataclass(frozen=True)
@@ -34,7 +42,7 @@ class RaySession:
 
     def describe(self) -> str:
         if not self.joins:
-            settings = ", ".join(f"ray.{k}={v}" for k, v in self.kwargs.items() if k != "address") or "defaults"
+            settings = ", ".join(f"ray.{k}={v}" if k in LOCAL_SETTINGS else f"{k}={v}" for k, v in self.kwargs.items() if k != "address") or "defaults"
             return f"starting a local Ray ({settings})"
         line = f"joining the Ray cluster at {self.kwargs['address']} (from {self.source})"
         if self.ignored:
@@ -42,9 +50,11 @@ class RaySession:
         return line
 
 
-def decide_session(address: str | None, local_settings: dict, ray_address_env: str | None, running_cluster: str | None) -> RaySession:
+def decide_session(address: str | None, local_settings: dict, ray_address_env: str | None, running_cluster: str | None,
+                   defaults: dict | None = None) -> RaySession:
     """Pure: the ray.init call for a config's `ray.address` and local-mode settings, given
-    RAY_ADDRESS and the address of a cluster `ray start` left on this machine (or None).
+    RAY_ADDRESS and the address of a cluster `ray start` left on this machine (or None);
+    `defaults` (local_defaults) are ray.init kwargs for a local Ray only, never reported as ignored.
 
     Follows Ray 2.60's own resolution (ray.init, services.get_ray_address_from_environment): a
     concrete address wins; None or "auto" take RAY_ADDRESS, then the running cluster; "auto"
@@ -62,7 +72,8 @@ def decide_session(address: str | None, local_settings: dict, ray_address_env: s
             return RaySession({"address": "auto"}, f"running cluster {running_cluster}", set_locally)
         if address == "auto":
             return RaySession({"address": "auto"}, "ray.address", set_locally)
-    return RaySession({"address": "local", **set_locally}, "local")
+    passed = {k: v for k, v in set_locally.items() if k in LOCAL_SETTINGS}  # the others arrive through `defaults`
+    return RaySession({"address": "local", **(defaults or {}), **passed}, "local")
 
 
 def running_cluster_address() -> str | None:
@@ -81,7 +92,11 @@ def init_ray(ray_config) -> RaySession | None:
     if ray.is_initialized():
         return None
     local = {name: getattr(ray_config, name, None) for name in LOCAL_SETTINGS}
-    session = decide_session(ray_config.address, local, os.environ.get("RAY_ADDRESS"), running_cluster_address())
+    # "auto" is no request: a joined cluster keeps its dashboard and is not told it was ignored.
+    dashboard = getattr(ray_config, "dashboard", "auto")
+    if dashboard != "auto":
+        local["dashboard"] = dashboard
+    session = decide_session(ray_config.address, local, os.environ.get("RAY_ADDRESS"), running_cluster_address(), local_defaults(dashboard))
     log.info(session.describe())
     ray.init(**session.kwargs)
     log.info("ray cluster resources: %s", ray.cluster_resources())

@@ -300,6 +300,9 @@ class RayConfig(Section):
     """Ray cluster to join; None joins RAY_ADDRESS or the running cluster, else starts a local one."""
     num_cpus: int | None = None
     """CPUs of a locally started cluster (None: all)."""
+    dashboard: Literal["auto", "on", "off"] = "auto"
+    """Ray's dashboard process: auto leaves a joined cluster's as it is and starts none for a local
+    Ray (a job's local Ray ends with the job: nothing to submit to or browse); on starts one locally."""
 
 
 # Datasets each builder writes (qalign's two stages are two datasets); mix ratios name datasets.

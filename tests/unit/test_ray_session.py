@@ -89,3 +89,38 @@ def test_running_cluster_discovery_uses_rays_address_file(tmp_path, monkeypatch)
     (tmp_path / "ray").mkdir()
     (tmp_path / "ray" / "ray_current_cluster").write_text("10.0.0.2:6379\n")
     assert ray_session.running_cluster_address() == "10.0.0.2:6379"
+
+
+def test_a_local_ray_starts_without_a_dashboard_unless_asked_and_a_joined_cluster_keeps_its_own():
+    from actors.ray_session import local_defaults
+
+    local = decide_session(None, NUM_CPUS, None, None, local_defaults("auto"))
+    assert local.kwargs == {"address": "local", "include_dashboard": False, "num_cpus": 2}
+    assert "include_dashboard=False" in local.describe()
+    asked = decide_session(None, {**NUM_CPUS, "dashboard": "on"}, None, None, local_defaults("on"))
+    assert asked.kwargs == {"address": "local", "include_dashboard": True, "num_cpus": 2}  # "dashboard" is no ray.init kwarg
+    # ray job submit: the driver joins the cluster it was submitted to; its dashboard is the cluster's business.
+    for dashboard in ("auto", "off", "on"):
+        joined = decide_session(None, NUM_CPUS, "10.0.0.1:6379", None, local_defaults(dashboard))
+        assert joined.kwargs == {"address": "10.0.0.1:6379"}
+
+
+def test_init_ray_reports_an_explicit_dashboard_choice_as_ignored_when_joining(monkeypatch):
+    import actors.ray_session as session_module
+    from engine.config import RayConfig
+
+    calls = []
+    fake_ray = type(sys)("ray")
+    fake_ray.is_initialized = lambda: False
+    fake_ray.init = lambda **kwargs: calls.append(kwargs)
+    fake_ray.cluster_resources = lambda: {"CPU": 2.0}
+    monkeypatch.setitem(sys.modules, "ray", fake_ray)
+    monkeypatch.setattr(session_module, "running_cluster_address", lambda: None)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert session_module.init_ray(RayConfig(num_cpus=2)).kwargs == {"address": "local", "include_dashboard": False, "num_cpus": 2}
+    assert calls[-1] == {"address": "local", "include_dashboard": False, "num_cpus": 2}
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    joined = session_module.init_ray(RayConfig(dashboard="off"))
+    assert calls[-1] == {"address": "10.0.0.1:6379"}
+    assert joined.ignored == {"dashboard": "off"}
+    assert session_module.init_ray(RayConfig()).ignored == {}  # auto: no request to ignore
