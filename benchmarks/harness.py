@@ -191,6 +191,121 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+# ---------------------------------------------------------------- where the CPU goes
+
+# A process's class from its command line (Ray and vLLM set process titles: "ray::IDLE",
+# "ray::MapWorker(MapBatches(TimedTranslateActor))", "VLLM::EngineCore"); first match wins.
+PROCESS_CLASSES = (
+    ("vLLM engine core", ("VLLM::EngineCore", "EngineCore_")),
+    ("raylet", ("raylet/raylet", "/raylet ")),
+    ("gcs_server", ("gcs/gcs_server", "gcs_server ")),
+    ("dashboard agent", ("dashboard/agent.py",)),
+    ("runtime env agent", ("runtime_env/agent/main.py",)),
+    ("dashboard", ("dashboard/dashboard.py",)),
+    ("log monitor", ("log_monitor.py",)),
+    ("autoscaler monitor", ("autoscaler/_private/monitor.py", "autoscaler/v2/monitor.py")),
+    ("translate actor", ("TranslateActor",)),
+    ("Ray Data stats actor", ("_StatsActor",)),
+    ("Ray Data autoscaling actor", ("AutoscalingRequester",)),
+    ("idle worker", ("ray::IDLE", "default_worker.py")),
+)
+
+
+def classify_process(name: str, cmdline: str, is_driver: bool = False) -> str:
+    """The class of one process for the CPU table, from its name and command line (pure)."""
+    if is_driver:
+        return "driver"
+    text = f"{cmdline} {name}".strip()
+    for label, needles in PROCESS_CLASSES:
+        if any(needle in text for needle in needles):
+            return label
+    if text.startswith("ray::"):
+        return "other Ray worker"  # plan-assembly tasks, other actors
+    return "other"
+
+
+class CpuSampler:
+    """CPU seconds of a process (the driver: this one by default) and of every process it starts,
+    directly or not (Ray's services are its children, workers the raylet's, vLLM's engine core a
+    worker's), by process class, sampled in a thread every `interval_s`; and the whole machine's,
+    so another session's load shows. A process's CPU between two samples counts for the class it
+    has at the later one (an idle worker that becomes the actor counts as idle until then); a
+    process that ends loses at most its last interval."""
+
+    def __init__(self, interval_s: float = 0.5, root_pid: int | None = None):
+        import threading
+
+        self.interval_s, self.root_pid = interval_s, root_pid or os.getpid()
+        self.samples: list[tuple[float, float, dict]] = []  # (time.time(), machine CPU s, {pid: (class, CPU s)})
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
+
+    def start(self) -> "CpuSampler":
+        self.sample()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def __enter__(self) -> "CpuSampler":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def sample(self) -> None:
+        import psutil
+
+        seen = {}
+        try:
+            root = psutil.Process(self.root_pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            procs = []
+        for proc in procs:
+            try:
+                with proc.oneshot():
+                    times = proc.cpu_times()
+                    label = classify_process(proc.name(), " ".join(proc.cmdline()), proc.pid == self.root_pid)
+                seen[proc.pid] = (label, times.user + times.system)
+            except psutil.Error:
+                continue
+        machine_times = psutil.cpu_times()
+        self.samples.append((time.time(), machine_times.user + machine_times.system + machine_times.nice, seen))
+
+    def table(self, start: float | None = None, end: float | None = None) -> dict:
+        """CPU seconds per class between wall-clock times `start` and `end` (None: the first and
+        last sample), with the wall seconds, the sum over the case's processes and the machine's."""
+        start = self.samples[0][0] if start is None else start
+        end = self.samples[-1][0] if end is None else end
+        classes: dict[str, dict] = {}
+        pids: dict[str, set] = {}
+        machine = 0.0
+        for (_, machine_before, before), (at, machine_after, after) in zip(self.samples, self.samples[1:]):
+            if not start < at <= end:
+                continue
+            machine += machine_after - machine_before
+            for pid, (label, cpu) in after.items():
+                delta = cpu - before.get(pid, (label, 0.0))[1]
+                entry = classes.setdefault(label, {"cpu_s": 0.0, "processes": 0})
+                entry["cpu_s"] += max(delta, 0.0)
+                pids.setdefault(label, set()).add(pid)
+        wall = end - start
+        rows = {label: {"cpu_s": round(entry["cpu_s"], 2), "processes": len(pids[label]),
+                        "cores": round(entry["cpu_s"] / wall, 3) if wall > 0 else None}
+                for label, entry in sorted(classes.items(), key=lambda kv: -kv[1]["cpu_s"])}
+        case = sum(entry["cpu_s"] for entry in classes.values())
+        return {"wall_s": round(wall, 2), "case_cpu_s": round(case, 2), "machine_cpu_s": round(machine, 2),
+                "other_sessions_cpu_s": round(max(machine - case, 0.0), 2), "classes": rows}
+
+
 # ---------------------------------------------------------------- measures and comparisons
 
 

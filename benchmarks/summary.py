@@ -49,7 +49,33 @@ def translation_md(suite: dict) -> list[str]:
 
     return [f"### Translation, one pass ({fmt(work['seeds'] or 'all')} seeds into {work['language']}, greedy, structured output)", ""] + cases_md(
         suite, ["case", "rows", "generated tokens", "engine start s", "generation s", "end to end s",
-                "tokens/s generation", "tokens/s end to end", "accepted"], cells)
+                "tokens/s generation", "tokens/s end to end", "accepted"], cells) + cpu_md(suite["cases"]) + gate_md(suite["cases"].get("babelforge", {}))
+
+
+def cpu_md(cases: dict) -> list[str]:
+    """Where the CPU went: seconds per process class in (a) and (b), generation phase and whole case."""
+    a, b = (cases.get(name, {}).get("cpu_by_process") for name in ("raw_vllm", "babelforge"))
+    if not b:
+        return []
+    phases = [(label, phase, table) for label, cpu in (("(a)", a), ("(b)", b)) if cpu for phase, table in cpu.items()]
+    classes = list(dict.fromkeys(name for _, _, table in phases for name in table["classes"]))
+    header = ["process class"] + [f"{label} {phase.replace('_', ' ')} CPU s" for label, phase, _ in phases] + ["(b) processes"]
+    rows = [[name] + [table["classes"].get(name, {}).get("cpu_s", "–") for _, _, table in phases]
+            + [b["whole_case"]["classes"].get(name, {}).get("processes", "–")] for name in classes]
+    rows += [["**all of the case's processes**"] + [table["case_cpu_s"] for _, _, table in phases] + [""],
+             ["other sessions on the machine"] + [table["other_sessions_cpu_s"] for _, _, table in phases] + [""],
+             ["wall seconds (x cores = CPU available)"] + [table["wall_s"] for _, _, table in phases] + [""]]
+    return ["Where the CPU went (CPU seconds per process class, psutil samples every 0.5 s; generation: (a) the generate "
+            "call, (b) from the actor's engine being ready to the last row):", ""] + table(header, rows) + [""]
+
+
+def gate_md(case: dict) -> list[str]:
+    gate = case.get("adequacy_gate")
+    if not gate:
+        return []
+    return [f"Adequacy gate in (b): {fmt(gate['seconds'], 2)} s over {fmt(gate['texts'])} texts "
+            f"({fmt(gate['texts_per_s'])} texts/s in the stage), {fmt(gate['share_of_generation'] or 0.0, 3)} of the generation "
+            f"phase's wall time, {fmt(gate['share_of_end_to_end'] or 0.0, 3)} of end to end.", ""]
 
 
 def agreement_md(pairs: dict) -> str:

@@ -22,7 +22,7 @@ import time
 from types import SimpleNamespace
 
 from actors.vllm_generator import VLLMGenerator, engine_env
-from benchmarks.harness import agreement, case_main, init_ray, peak_rss_mib, rate, ratio
+from benchmarks.harness import CpuSampler, agreement, case_main, init_ray, peak_rss_mib, rate, ratio
 from benchmarks.raydata import raydata_generate, raydata_row
 from benchmarks.simulated import FixedLatencyGenerator, SimulatedTranslateActor, is_simulated, spec_config
 from benchmarks.workload import TimedTranslateActor, accepted_digest, base_spec, bench_config, load_tasks, run_translation_stage
@@ -88,15 +88,24 @@ def case_babelforge(spec: dict) -> dict:
     config = spec_config(spec)
     simulated = is_simulated(config)
     tasks = load_tasks(config, spec["seeds"])
-    ray_init_s = init_ray(spec)
-    try:
-        timing, table = run_translation_stage(config, tasks, SimulatedTranslateActor if simulated else TimedTranslateActor)
-    finally:
-        ray.shutdown()
+    with CpuSampler() as sampler:
+        ray_init_s = init_ray(spec)
+        try:
+            stage_started = time.time()
+            timing, table = run_translation_stage(config, tasks, SimulatedTranslateActor if simulated else TimedTranslateActor)
+        finally:
+            ray.shutdown()
     rows = table.to_pylist()
     generated = sum(row["completion_tokens"] for row in rows)
+    gate = timing.pop("adequacy_gate")
+    cpu = {"generation": sampler.table(stage_started + timing["first_ready_s"], stage_started + timing["end_to_end_s"]),
+           "whole_case": sampler.table()}
     return {
         "case": "babelforge", "simulated": simulated, "rows": len(rows), "ray_init_s": ray_init_s, **timing,
+        "cpu_by_process": cpu, "adequacy_gate": {
+            **gate, "share_of_generation": ratio(gate["seconds"], timing["generation_s"]),
+            "share_of_end_to_end": ratio(gate["seconds"], timing["end_to_end_s"]),
+        },
         "engine_start_s": timing["first_ready_s"],
         "generated_tokens": generated, "prompt_tokens": sum(row["prompt_tokens"] for row in rows),
         "tokens_per_s_end_to_end": rate(generated, timing["end_to_end_s"]),
@@ -133,6 +142,7 @@ def case_raw(spec: dict) -> dict:
 
     tasks = load_tasks(config, spec["seeds"])
     recipe = driver_recipe(config)  # loads lid.176 before the clock starts
+    sampler = CpuSampler().start()  # this process and the engine core it spawns
     started = time.perf_counter()
     llm = LLM(model=resolve_model(config.model.name), **{"disable_log_stats": True, **config.model.engine_kwargs})
     ready = time.perf_counter()
@@ -147,11 +157,12 @@ def case_raw(spec: dict) -> dict:
         )
         for r in requests
     ]
-    prepared = time.perf_counter()
+    prepared, prepared_at = time.perf_counter(), time.time()
     outputs = llm.generate(prompts, params, use_tqdm=False)
-    done = time.perf_counter()
+    done, done_at = time.perf_counter(), time.time()
     del llm
     gc.collect()
+    sampler.stop()
     result = totals([
         checked_row(recipe, request, output.outputs[0].text, len(output.prompt_token_ids), len(output.outputs[0].token_ids))
         for request, output in zip(requests, outputs)
@@ -162,6 +173,7 @@ def case_raw(spec: dict) -> dict:
         "prepare_s": round(prepared - ready, 2), "generation_s": round(generation_s, 2), "end_to_end_s": round(done - started, 2),
         "tokens_per_s_generation": rate(result["generated_tokens"], generation_s), "rows_per_s_generation": rate(result["rows"], generation_s),
         "tokens_per_s_end_to_end": rate(result["generated_tokens"], done - started), "rows_per_s_end_to_end": rate(result["rows"], done - started),
+        "cpu_by_process": {"generation": sampler.table(prepared_at, done_at), "whole_case": sampler.table()},
         "peak_rss_mib": peak_rss_mib(),
     }
 

@@ -85,16 +85,37 @@ def accepted_digest(row: dict) -> str | None:
     return hashlib.sha1(json.dumps(fields, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12] if fields else None
 
 
+class CountingEncoder:
+    """An encoder (engine.protocols.TextEncoder) that counts the texts it encodes."""
+
+    def __init__(self, encoder):
+        self.encoder, self.texts = encoder, 0
+
+    def encode_queries(self, texts):
+        self.texts += len(texts)
+        return self.encoder.encode_queries(texts)
+
+    def encode_passages(self, texts):
+        self.texts += len(texts)
+        return self.encoder.encode_passages(texts)
+
+
 class TimedTranslateActor(TranslateActor):
     """TranslateActor plus, on every output batch, when this actor became ready, when the batch
-    finished (wall clock) and how many batches this actor had running at most so far, so a
-    benchmark can tell engine start from generation and see the pool's concurrency."""
+    finished (wall clock), how many batches this actor had running at most so far, and the
+    seconds and texts its adequacy gate has spent so far, so a benchmark can tell engine start
+    from generation, see the pool's concurrency and the gate's cost."""
 
     ready_at = 0.0
     running = peak_running = 0  # every call runs on the actor's one UDF event loop: no lock needed
 
     def __init__(self, config_data: dict):
         super().__init__(config_data)
+        self.counters = []
+        for check in self.checks:  # the gate's checks keep their encoder as .encoder (None with the gate off)
+            if getattr(check, "encoder", None) is not None:
+                check.encoder = CountingEncoder(check.encoder)
+                self.counters.append(check.encoder)
         self.ready_at = time.time()
 
     async def __call__(self, batch: pa.Table):
@@ -105,6 +126,8 @@ class TimedTranslateActor(TranslateActor):
                 rows = table.num_rows
                 table = table.append_column("bench_ready_at", pa.array([self.ready_at] * rows, pa.float64()))
                 table = table.append_column("bench_peak_batches", pa.array([self.peak_running] * rows, pa.int32()))
+                table = table.append_column("bench_gate_s", pa.array([sum(c.seconds for c in self.checks)] * rows, pa.float64()))
+                table = table.append_column("bench_gate_texts", pa.array([sum(c.texts for c in self.counters)] * rows, pa.int64()))
                 yield table.append_column("bench_done_at", pa.array([time.time()] * rows, pa.float64()))
         finally:
             self.running -= 1
@@ -112,7 +135,8 @@ class TimedTranslateActor(TranslateActor):
 
 def run_translation_stage(config: Config, tasks: list[dict], actor_cls) -> tuple[dict, pa.Table]:
     """jobs.synthesize.translate_dataset with `actor_cls` (a TimedTranslateActor) as the
-    pool's actor class; timed from the dataset's start to its last row."""
+    pool's actor class; timed from the dataset's start to its last row. The timing's
+    adequacy_gate holds the gate's seconds and texts summed over the pool's actors."""
     from jobs.synthesize import translate_dataset
 
     started = time.time()
@@ -135,5 +159,18 @@ def run_translation_stage(config: Config, tasks: list[dict], actor_cls) -> tuple
         "rows_per_s_after_ready": rate(table.num_rows, last - first_ready),
         "rows_per_s_after_all_ready": rate(after_all_ready, window) if window > 0 else None,
         "peak_batches_per_actor": max(table.column("bench_peak_batches").to_pylist()),
+        "adequacy_gate": gate_totals(ready, table.column("bench_gate_s").to_pylist(), table.column("bench_gate_texts").to_pylist()),
     }
-    return timing, table.drop_columns(["bench_ready_at", "bench_done_at", "bench_peak_batches"])
+    return timing, table.drop_columns(["bench_ready_at", "bench_done_at", "bench_peak_batches", "bench_gate_s", "bench_gate_texts"])
+
+
+def gate_totals(ready_at: list[float], seconds: list[float], texts: list[int]) -> dict:
+    """The gate's seconds and texts over the pool: per actor (told apart by when it became ready)
+    the largest of its running totals, summed; texts/s while the gate ran."""
+    per_actor: dict[float, tuple[float, int]] = {}
+    for actor, s, n in zip(ready_at, seconds, texts):
+        best = per_actor.get(actor, (0.0, 0))
+        per_actor[actor] = (max(best[0], s), max(best[1], n))
+    total_s = sum(s for s, _ in per_actor.values())
+    total_texts = sum(n for _, n in per_actor.values())
+    return {"seconds": round(total_s, 3), "texts": total_texts, "texts_per_s": rate(total_texts, total_s)}
