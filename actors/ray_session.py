@@ -19,12 +19,24 @@ log = logging.getLogger("babelforge.ray")
 LOCAL_SETTINGS = ("num_cpus",)  # ray.<name> settings that only a Ray the job starts itself can take, passed to ray.init as they are
 
 
+# Ray's own bookkeeping that feeds only the dashboard, its metrics and the state API: a local Ray
+# without a dashboard has no reader for it. Measured by benchmarks/translation.py (its CPU table
+# and the "Ray's defaults" case). Keys of Ray 2.60's RayConfig (ray_config_def.h).
+LOCAL_SYSTEM_CONFIG = {
+    "enable_metrics_collection": False,  # core workers, raylet and GCS stop recording and exporting metrics
+    "event_stats": False,  # per-handler timing of every event loop, only printed into Ray's logs
+    "enable_task_events": False,  # task state events sent to the GCS for the dashboard and `ray list tasks`
+}
+
+
 def local_defaults(dashboard: str = "auto") -> dict:
     """ray.init kwargs for a Ray the job starts itself, never for one it joins (a cluster keeps its
-    dashboard, which `ray job submit` needs). A local Ray lives as long as the job: its dashboard
-    (a head process of its own, measured by benchmarks/translation.py's CPU table) has nobody to
-    serve unless the user asks for it with ray.dashboard: on."""
-    return {"include_dashboard": dashboard == "on"}
+    dashboard, which `ray job submit` needs, and its own system config). A local Ray lives as long
+    as the job: its dashboard (a head process of its own) and what feeds it have nobody to serve
+    unless the user asks for them with ray.dashboard: on."""
+    if dashboard == "on":
+        return {"include_dashboard": True}
+    return {"include_dashboard": False, "_system_config": dict(LOCAL_SYSTEM_CONFIG)}
 
 
 @dataclass(frozen=True)

@@ -92,11 +92,14 @@ def test_running_cluster_discovery_uses_rays_address_file(tmp_path, monkeypatch)
 
 
 def test_a_local_ray_starts_without_a_dashboard_unless_asked_and_a_joined_cluster_keeps_its_own():
-    from actors.ray_session import local_defaults
+    from actors.ray_session import LOCAL_SYSTEM_CONFIG, local_defaults
 
     local = decide_session(None, NUM_CPUS, None, None, local_defaults("auto"))
-    assert local.kwargs == {"address": "local", "include_dashboard": False, "num_cpus": 2}
+    assert local.kwargs == {"address": "local", "include_dashboard": False, "_system_config": LOCAL_SYSTEM_CONFIG, "num_cpus": 2}
+    assert LOCAL_SYSTEM_CONFIG == {"enable_metrics_collection": False, "event_stats": False, "enable_task_events": False}
     assert "include_dashboard=False" in local.describe()
+    assert local_defaults("off") == local_defaults("auto")
+    # Asked for, the dashboard comes with what feeds it (Ray's own system config).
     asked = decide_session(None, {**NUM_CPUS, "dashboard": "on"}, None, None, local_defaults("on"))
     assert asked.kwargs == {"address": "local", "include_dashboard": True, "num_cpus": 2}  # "dashboard" is no ray.init kwarg
     # ray job submit: the driver joins the cluster it was submitted to; its dashboard is the cluster's business.
@@ -117,8 +120,9 @@ def test_init_ray_reports_an_explicit_dashboard_choice_as_ignored_when_joining(m
     monkeypatch.setitem(sys.modules, "ray", fake_ray)
     monkeypatch.setattr(session_module, "running_cluster_address", lambda: None)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    assert session_module.init_ray(RayConfig(num_cpus=2)).kwargs == {"address": "local", "include_dashboard": False, "num_cpus": 2}
-    assert calls[-1] == {"address": "local", "include_dashboard": False, "num_cpus": 2}
+    local = {"address": "local", "include_dashboard": False, "_system_config": session_module.LOCAL_SYSTEM_CONFIG, "num_cpus": 2}
+    assert session_module.init_ray(RayConfig(num_cpus=2)).kwargs == local
+    assert calls[-1] == local
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
     joined = session_module.init_ray(RayConfig(dashboard="off"))
     assert calls[-1] == {"address": "10.0.0.1:6379"}
