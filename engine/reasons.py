@@ -64,6 +64,9 @@ REASONS: dict[str, Reason] = {
                "The {field} changed, dropped or added a number. Keep every number of the source exactly."),
         Reason("sentence_count", "a field has more or fewer sentences than its source (detail: field:source->translation)", True,
                "The {field} has a different number of sentences than the source. Translate every sentence, adding none."),
+        # The optional round trip (engine/rows/round_trip.py), once the loop has kept a version.
+        Reason("round_trip", "the kept version, translated back to English, was under quality.round_trip_min_chrf (detail: field:chrF)", False),
+        Reason("round_trip_failed", "a back-translation request failed or did not fit, so the round trip could not be scored (detail: the field)", False),
         Reason("instruction_length", "an X-Instruction instruction outside 10-400 characters (detail: its length)", True),
         Reason("instruction_placeholder", "an X-Instruction instruction holding a template slot such as [insert instruction] or {location} (detail: the slot)", True),
         # The generator (engine/rows/drafting.py).

@@ -30,7 +30,7 @@ def recipe_class(config: Config) -> type:
 
 def prompt_version(config: Config) -> str:
     """Goes into every row's id and provenance: a changed prompt or judge means new rows."""
-    return recipe_version(recipe_class(config), config.refine.rounds)
+    return recipe_version(recipe_class(config), config.refine.rounds, config.quality.round_trip)
 
 
 def row_machine(config: Config, generator: Generator, langid: LanguageIdentifier, checks: Sequence[ExtraCheck] = ()):

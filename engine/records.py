@@ -43,6 +43,9 @@ SCHEMA = pa.schema(
         # and output embedded together, spans kept; xinstruction: the text), float16 to stay small;
         # finalise's near-duplicate step reads it (engine/selection/dedup_rows.py). None: gate off.
         ("output_embedding", pa.list_(pa.float16())),
+        # Round trip (engine/rows/round_trip.py, quality.round_trip): the weakest field's chrF (0-100)
+        # of its back-translation against the English source; None when the check was off or scored nothing.
+        ("round_trip_chrf", pa.float32()),
         ("attempts", pa.int32()),
         ("attempt_reasons", pa.list_(pa.string())),
         ("scores", pa.list_(SCORE_TYPE)),
@@ -50,10 +53,11 @@ SCHEMA = pa.schema(
         ("best_round", pa.int32()),  # which version was kept: 0 = the first valid draft
         ("prompt_tokens", pa.int64()),
         ("completion_tokens", pa.int64()),
-        # Generated tokens by phase: first drafts (with their retries), judging, rewriting.
+        # Generated tokens by phase: first drafts (with their retries), judging, rewriting, back-translating.
         ("tokens_draft", pa.int64()),
         ("tokens_judge", pa.int64()),
         ("tokens_rewrite", pa.int64()),
+        ("tokens_round_trip", pa.int64()),
         ("cluster", pa.int32()),
         # Provenance.
         ("model", pa.string()),
@@ -75,7 +79,7 @@ def row_id(seed_id: str, lang: str, recipe: str, prompt_version: str) -> str:
 def empty_row() -> dict:
     """Every column present with a neutral value, so partial rows always fit SCHEMA."""
     row: dict = {name: None for name in SCHEMA.names}
-    row.update(protected_spans=[], attempt_reasons=[], scores=[], attempts=0, rounds=0, prompt_tokens=0, completion_tokens=0, tokens_draft=0, tokens_judge=0, tokens_rewrite=0)
+    row.update(protected_spans=[], attempt_reasons=[], scores=[], attempts=0, rounds=0, prompt_tokens=0, completion_tokens=0, tokens_draft=0, tokens_judge=0, tokens_rewrite=0, tokens_round_trip=0)
     return row
 
 

@@ -22,7 +22,7 @@ from engine.records import ACCEPTED, REJECTED
 NO_LANGUAGE = "(input)"  # rows decided before a language was assigned (unreadable input records)
 SAMPLE_CAP = 5_000  # values kept per box (language × status, or judge round) for the box plots
 LID_BINS = 20  # language-ID confidence histogram: 20 bins over [0, 1]
-PHASES = ("draft", "judge", "rewrite")
+PHASES = ("draft", "judge", "rewrite", "round_trip")  # the ledger's phases: tokens_<phase> columns
 
 
 def _counter(table: pa.Table, keys: list[str], value: str | None = None) -> Counter:
@@ -56,6 +56,8 @@ class RunFigures:
     lid_methods: Counter = field(default_factory=Counter)
     phase_tokens: Counter = field(default_factory=Counter)  # phase -> generated tokens
     judged_rows: int = 0
+    round_trip_rows: int = 0  # rows whose round trip scored a field (round_trip_chrf set)
+    round_trip_rejected: int = 0  # rows the round trip rejected (round_trip, round_trip_failed)
     accepted_rounds: Counter = field(default_factory=Counter)  # (lang, str(rounds)) -> accepted rows
     scores: Counter = field(default_factory=Counter)  # (str(round), criterion, value label) -> scores
     score_sums: Counter = field(default_factory=Counter)  # (criterion, round) -> sum of read scores
@@ -81,6 +83,8 @@ class RunFigures:
             setattr(out, name, getattr(self, name) + getattr(other, name))
         out.prompt_tokens = self.prompt_tokens + other.prompt_tokens
         out.judged_rows = self.judged_rows + other.judged_rows
+        out.round_trip_rows = self.round_trip_rows + other.round_trip_rows
+        out.round_trip_rejected = self.round_trip_rejected + other.round_trip_rejected
         for name in ("score_sample", "adequacy"):
             merged = getattr(out, name)
             for part in (getattr(self, name), getattr(other, name)):
@@ -114,6 +118,9 @@ class RunFigures:
         methods = pa.table({"method": table.column("lid_method")}).filter(pc.is_valid(table.column("lid_method")))
         figures.lid_methods = Counter({k: v for k, v in _counter(methods, ["method"]).items() if k})
         figures.phase_tokens = Counter({phase: int(pc.sum(_int_column(table, f"tokens_{phase}")).as_py() or 0) for phase in PHASES})
+        if "round_trip_chrf" in table.column_names:
+            figures.round_trip_rows = int(pc.sum(pc.is_valid(table.column("round_trip_chrf"))).as_py() or 0)
+        figures.round_trip_rejected = sum(n for (_, kind), n in figures.reasons.items() if kind in ("round_trip", "round_trip_failed"))
         figures._judge(table, accepted)
         figures._distributions(table, label, status, accepted)
         if seed_clusters:

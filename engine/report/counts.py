@@ -55,6 +55,7 @@ def report_from_figures(figures: RunFigures, planned: int, bad_records: int, sec
         },
         "attempts_histogram": dict(sorted(figures.attempts.items())),
         "refinement": refinement_from_figures(figures),
+        "round_trip": round_trip_from_figures(figures),
         "lid_methods": dict(figures.lid_methods),
         "seconds": round(seconds, 1),
         "rows_per_second": round(total / seconds, 3) if seconds > 0 else None,
@@ -80,6 +81,21 @@ def refinement_from_figures(figures: RunFigures) -> dict:
         "accepted_after_rounds": {lang: dict(sorted(counts.items())) for lang, counts in sorted(by_round.items())},
         "score_distributions": {rnd: {crit: dict(sorted(values.items())) for crit, values in crits.items()} for rnd, crits in sorted(distributions.items())},
         "tokens_per_accepted": per_accepted,
+    }
+
+
+def round_trip_from_figures(figures: RunFigures) -> dict:
+    """The optional round trip (quality.round_trip): rows scored and rejected, and what it cost
+    in generated tokens per accepted row, as judging's cost is shown. Empty when it did not run."""
+    tokens = figures.phase_tokens.get("round_trip", 0)
+    if not (tokens or figures.round_trip_rows or figures.round_trip_rejected):
+        return {}
+    accepted = figures.status_count(ACCEPTED)
+    return {
+        "scored_rows": figures.round_trip_rows,
+        "rejected_rows": figures.round_trip_rejected,
+        "tokens": tokens,
+        "tokens_per_accepted": round(tokens / accepted, 1) if accepted else None,
     }
 
 
@@ -151,7 +167,8 @@ def render_markdown(report: dict) -> str:
             "## Refinement",
             "",
             f"- judged rows: {refinement['judged_rows']}",
-            f"- generated tokens per accepted row: drafting {per['draft']}, judging {per['judge']}, rewriting {per['rewrite']}",
+            f"- generated tokens per accepted row: drafting {per['draft']}, judging {per['judge']}, rewriting {per['rewrite']}"
+            + (f", round trip {per['round_trip']}" if per.get("round_trip") else ""),
             "",
             "| language | accepted after rounds (rewrites: rows) |",
             "|---|---|",
@@ -160,6 +177,16 @@ def render_markdown(report: dict) -> str:
         lines += ["", "| round | score distribution per criterion |", "|---|---|"]
         lines += [f"| {rnd} | {dist} |" for rnd, dist in refinement["score_distributions"].items()]
         lines.append("")
+    round_trip = report.get("round_trip") or {}
+    if round_trip:
+        lines += [
+            "## Round trip",
+            "",
+            f"- rows scored: {round_trip['scored_rows']}; rejected by it: {round_trip['rejected_rows']}",
+            f"- generated tokens: {round_trip['tokens']}"
+            + (f" ({round_trip['tokens_per_accepted']} per accepted row)" if round_trip["tokens_per_accepted"] is not None else ""),
+            "",
+        ]
     if report.get("clusters"):
         lines += render_clusters(report["clusters"])
     return "\n".join(lines)

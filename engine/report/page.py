@@ -93,9 +93,24 @@ def render_summary(report: dict) -> str:
         '<div class="scroll"><table class="summary"><tr><th>language</th><th>planned</th><th>accepted</th><th>rejected</th>'
         f"<th>acceptance</th><th>top reject reasons</th><th>tokens out</th></tr>{rows}</table></div>"
         f"<p>Generated tokens per accepted row: {text(tokens.get('completion_per_accepted'))}.</p>"
+        f"{render_costs(report)}"
         f"{render_reason_legend(report.get('reject_reasons') or {})}"
         f"<details><summary>report.json</summary><pre>{escape(json.dumps(report, indent=2, ensure_ascii=False))}</pre></details>"
     )
+
+
+def render_costs(report: dict) -> str:
+    """What judging and the round trip cost, in generated tokens per accepted row (where they ran)."""
+    parts = []
+    refinement = report.get("refinement") or {}
+    per = refinement.get("tokens_per_accepted") or {}
+    if refinement.get("judged_rows"):
+        parts.append(f"judging {text(per.get('judge'))}, rewriting {text(per.get('rewrite'))} ({text(refinement['judged_rows'])} rows judged)")
+    round_trip = report.get("round_trip") or {}
+    if round_trip:
+        parts.append(f"round trip {text(round_trip.get('tokens_per_accepted'))} ({text(round_trip.get('scored_rows'))} rows scored, "
+                     f"{text(round_trip.get('rejected_rows'))} rejected by it)")
+    return f"<p>Of those: {'; '.join(parts)}.</p>" if parts else ""
 
 
 def render_reason_legend(reject_reasons: dict) -> str:

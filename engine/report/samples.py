@@ -74,6 +74,8 @@ def render_fate(label: str, row: dict | None) -> str:
         lid = f" · language ID {escape(row['lid_label'])} {row.get('lid_confidence') or 0:.2f} ({escape(row.get('lid_method') or '')})"
     if row.get("adequacy") is not None:
         lid += f" · adequacy {row['adequacy']:.3f}"
+    if row.get("round_trip_chrf") is not None:
+        lid += f" · round-trip chrF {row['round_trip_chrf']:.1f}"
     drafts = ", ".join(row.get("attempt_reasons") or [])
     drafts = f" · reasons per draft: {escape(drafts)}" if drafts else ""
     return (

@@ -1,8 +1,8 @@
 """Drafting with retries, shared by every row state machine.
 
 A draft is generated, checked, and on failure retried with the failure as feedback, up to a
-number of attempts. Token use is booked per phase (draft, judge, rewrite) so the report can show
-what refinement costs.
+number of attempts. Token use is booked per phase (draft, judge, rewrite, round_trip) so the
+report can show what refinement and the round-trip check cost.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class Ledger:
     """Everything a row spent and every reason a draft failed, in order."""
 
     prompt_tokens: int = 0
-    tokens: dict[str, int] = field(default_factory=lambda: {"draft": 0, "judge": 0, "rewrite": 0})
+    tokens: dict[str, int] = field(default_factory=lambda: {"draft": 0, "judge": 0, "rewrite": 0, "round_trip": 0})
     attempts: int = 0  # draft and rewrite requests
     reasons: list[str] = field(default_factory=list)
     last_output: dict = field(default_factory=dict)  # the last readable draft, kept on rejected rows
@@ -47,6 +47,7 @@ class Ledger:
             "tokens_draft": self.tokens["draft"],
             "tokens_judge": self.tokens["judge"],
             "tokens_rewrite": self.tokens["rewrite"],
+            "tokens_round_trip": self.tokens["round_trip"],
         }
 
 

@@ -9,6 +9,8 @@ small public functions, so a caller that batches the stages itself (the benchmar
 chain) applies the same rules: `Recipe.prepare`, `Recipe.check`, `judge_requests`,
 `read_judgement`, `should_rewrite`, `rewrite_request`, `best_version`, `final_verdict`. A check
 beyond a recipe's own (the adequacy gate) is an `ExtraCheck` in the list `row_machine` takes.
+A recipe that offers `round_trip_fields` (translation) may have its accepted version checked once
+more by the optional round trip (quality.round_trip, engine/rows/round_trip.py).
 
 Rows run as independent coroutines, so an engine with continuous batching sees every in-flight
 request of every row at once: while some rows are being judged, others are drafting.
@@ -28,6 +30,7 @@ from engine.reasons import make_reason
 from engine.records import ACCEPTED, REJECTED
 from engine.rows.drafting import Check, Draft, Ledger, draft_until_valid
 from engine.rows.prompts import prompt_version
+from engine.rows.round_trip import RoundTrip
 
 
 # A check added to a recipe's own (the validation step's extension point): it sees a draft that
@@ -108,9 +111,15 @@ class Recipe(Protocol):
     def output(self, request: Request, draft: Draft) -> dict:
         """The row's output columns for a kept version."""
 
+    # Optional (translation has them; the loop skips the round trip for a recipe without):
+    # round_trip_version: str, the back-translation prompt's version, and
+    # round_trip_fields(request, draft) -> list[engine.rows.round_trip.RoundTripField].
 
-def recipe_version(recipe: type | Recipe, rounds: int) -> str:
-    return prompt_version(recipe.draft_version, recipe.judge_version, rounds)
+
+def recipe_version(recipe: type | Recipe, rounds: int, round_trip: bool = False) -> str:
+    """The rows' prompt version; the round trip counts only for a recipe that has one."""
+    back = getattr(recipe, "round_trip_version", None) if round_trip else None
+    return prompt_version(recipe.draft_version, recipe.judge_version, rounds, back)
 
 
 def bind_check(recipe: Recipe, request: Request) -> Check:
@@ -174,7 +183,9 @@ class RefinementLoop:
 
     def __init__(self, recipe: Recipe, config: Config, generator: Generator):
         self.recipe, self.config, self.generator = recipe, config, generator
-        self.prompt_version = recipe_version(recipe, config.refine.rounds)
+        wanted = config.quality.round_trip and getattr(recipe, "round_trip_version", None) is not None
+        self.round_trip = RoundTrip(config, generator) if wanted else None
+        self.prompt_version = recipe_version(recipe, config.refine.rounds, self.round_trip is not None)
 
     async def __call__(self, task: dict) -> dict:
         recipe, refine, attempts = self.recipe, self.config.refine, self.config.validation.max_attempts
@@ -191,7 +202,7 @@ class RefinementLoop:
             return {**row, **ledger.last_output, **ledger.columns(), "status": REJECTED, "reason": ledger.reasons[-1],
                     "reason_field": ledger.last_field}
         if refine.rounds == 0:
-            return {**row, **recipe.output(request, current), **ledger.columns(), "status": ACCEPTED, "reason": None}
+            return await self.settle({**row, **recipe.output(request, current)}, request, current, None, ledger)
 
         versions: list[Version] = []
         scores: list[dict] = []
@@ -209,7 +220,15 @@ class RefinementLoop:
                 break  # an invalid rewrite never replaces a valid version
             current = rewritten
         best = best_version(versions)
-        done = {**row, **recipe.output(request, best.draft), **ledger.columns(), "scores": scores, "rounds": round_no,
-                "best_round": best.round}
-        reason = final_verdict(recipe, best)
-        return {**done, "status": ACCEPTED if reason is None else REJECTED, "reason": reason}
+        done = {**row, **recipe.output(request, best.draft), "scores": scores, "rounds": round_no, "best_round": best.round}
+        return await self.settle(done, request, best.draft, final_verdict(recipe, best), ledger)
+
+    async def settle(self, done: dict, request: Request, kept: Draft, reason: str | None, ledger: Ledger) -> dict:
+        """The row with its fate: the loop's verdict, then, for a version it accepted, the round trip
+        (when on), whose tokens the ledger books before its columns are read."""
+        failed_field, columns = None, {}
+        if reason is None and self.round_trip is not None:
+            fields = self.recipe.round_trip_fields(request, kept)
+            reason, failed_field, columns = await self.round_trip(fields, request.language.name, ledger)
+        status = ACCEPTED if reason is None else REJECTED
+        return {**done, **columns, **ledger.columns(), "status": status, "reason": reason, "reason_field": failed_field}

@@ -20,6 +20,7 @@ from engine.rows.drafting import Draft
 from engine.rows.judge import JUDGE_VERSION, judge_messages, judge_params, judge_schema, mean_score, parse_score, rewrite_message
 from engine.rows.prompts import FIELDS, TRANSLATE_VERSION, answer_schema, feedback_message, translate_messages
 from engine.rows.refine import ExtraCheck, Judgement, RefinementLoop, Request, run_checks
+from engine.rows.round_trip import BACKTRANSLATE_VERSION, RoundTripField
 from engine.rows.validate import validate_translation
 from engine.text.parse import parse_fields
 from engine.text.spans import SENTINEL_RE, protect_many, restore
@@ -30,6 +31,7 @@ class TranslationRecipe:
 
     draft_version = TRANSLATE_VERSION
     judge_version = JUDGE_VERSION
+    round_trip_version = BACKTRANSLATE_VERSION  # quality.round_trip
 
     def __init__(self, config: Config, langid: LanguageIdentifier, checks: Sequence[ExtraCheck] = ()):
         self.config, self.langid, self.checks = config, langid, tuple(checks)
@@ -105,6 +107,13 @@ class TranslationRecipe:
 
     def output(self, request: Request, draft: Draft) -> dict:
         return draft.output
+
+    def round_trip_fields(self, request: Request, draft: Draft) -> list[RoundTripField]:
+        """Each translated field as the model wrote it, span markers and all (engine/rows/round_trip.py
+        says why), next to its English source. The kept version passed the parse, so it parses again."""
+        keys, source = request.facts["keys"], request.facts["source"]
+        fields, _ = parse_fields(draft.text, keys)
+        return [RoundTripField(field, source[field], fields[field]) for field in keys] if fields else []
 
 
 class SelectiveTranslator(RefinementLoop):

@@ -51,7 +51,7 @@ def test_refined_rows_carry_every_round_and_keep_the_best(refined):
             assert best >= 1.0
     refinement = report["refinement"]
     assert refinement["judged_rows"] == len(judged)
-    assert set(refinement["tokens_per_accepted"]) == {"draft", "judge", "rewrite"}
+    assert set(refinement["tokens_per_accepted"]) == {"draft", "judge", "rewrite", "round_trip"}
     assert all(row["prompt_version"] == "translate.v1+judge.v1" for row in rows)
 
 
