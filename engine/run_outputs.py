@@ -14,6 +14,10 @@ checked against the plan with Arrow set operations; then each language is read a
 duplicates and X-Instruction budget decided, its rows written, its figures (report counts, plot
 inputs) and a bounded sample (the report page's) kept. The largest thing held is one language's
 rows, never the run's.
+
+The rows' `output_embedding` (one float16 vector per row, for the near-duplicate step) stays in
+the Parquet datasets, where a reader that does not want it skips the column for free and a
+later stage may reuse it; the JSONL files and the page's sample leave it out (384 numbers a line).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ STAGING = ".by-language"  # hidden: RunFolder.list and pyarrow's dataset discove
 ROWS_PER_FILE = 50_000  # rows per Parquet file of an output dataset
 ROWS_PER_GROUP = 5_000  # rows per Parquet row group (what one reader batch holds)
 JSONL_CHUNK = 500  # rows turned into Python dicts at a time for the JSONL files
+NOT_IN_JSONL = ("output_embedding",)  # in the Parquet datasets only (see the module docstring)
 STAGE_BYTES = 16 * 2**20  # rows buffered by the staging pass before they are written out by language
 
 
@@ -153,7 +158,11 @@ class Sample:
     def add(self, table: pa.Table) -> None:
         for status in STATUSES:
             part = table.filter(pc.equal(table.column("status"), status)).slice(0, self.cap)
-            self.rows += part.to_pylist()
+            self.rows += without_vectors(part).to_pylist()
+
+
+def without_vectors(table: pa.Table) -> pa.Table:
+    return table.drop_columns([name for name in NOT_IN_JSONL if name in table.column_names])
 
 
 class OutputWriter:
@@ -174,7 +183,8 @@ class OutputWriter:
                 self.folder.write_parquet(name, part.slice(start, ROWS_PER_FILE), row_group_size=ROWS_PER_GROUP)
             if status in self.jsonl:
                 for start in range(0, part.num_rows, JSONL_CHUNK):
-                    lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in part.slice(start, JSONL_CHUNK).to_pylist())
+                    rows = without_vectors(part.slice(start, JSONL_CHUNK)).to_pylist()
+                    lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
                     self.jsonl[status].write(lines.encode("utf-8"))
 
     def close(self) -> None:

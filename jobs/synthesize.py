@@ -24,7 +24,7 @@ from engine.cli import job_parser, run_main
 from engine.config import Config, ConfigError, load_config, redacted
 from engine.records import ACCEPTED, REJECTED, to_table
 from engine.report.cluster_plot import plot_clusters
-from engine.selection.dedup_rows import reject_duplicate_outputs
+from engine.selection.dedup_rows import NearDuplicateOutputs, reject_duplicate_outputs
 from engine.report.counts import cluster_figures_from, reason_kind, render_markdown, render_summary, report_from_figures
 from engine.report.samples import DEFAULT_SAMPLES_PER_LANGUAGE
 from engine.run_outputs import PlanMismatch, finalise_outputs
@@ -201,6 +201,13 @@ def finalise(
     steps = []
     if config.dedup.exact:
         steps.append(reject_duplicate_outputs)  # the same output twice in a language: before building
+    near = None
+    if config.dedup.output_near_threshold is not None:  # the same output in other words (the gate's vectors)
+        if config.quality.adequacy:
+            near = NearDuplicateOutputs(config.dedup.output_near_threshold)
+            steps.append(near)
+        else:
+            log.info("near-duplicate outputs not checked: quality.adequacy is off, so rows carry no output_embedding")
     if config.recipe == "xinstruction":
         embedder: list = []
         steps.append(lambda table: diversify_pairs(table, config, embedder))
@@ -209,6 +216,8 @@ def finalise(
         done = finalise_outputs(folder, planned_ids, steps, seed_clusters, DEFAULT_SAMPLES_PER_LANGUAGE)
     except PlanMismatch as error:
         raise RuntimeError(f"run folder {folder} does not match its plan: {error}") from error
+    if near is not None:
+        log.info("near-duplicate outputs: %d of %d accepted rows with a vector rejected (cosine >= %.3f)", near.rejected, near.compared, near.threshold)
     report = report_from_figures(done.figures, len(planned_ids), bad_records, seconds, redacted(config))
     if seed_clusters:
         report["clusters"] = cluster_figures_from(done.figures, selection.clusters, selection.k)

@@ -59,21 +59,40 @@ def near_duplicates(ids: Sequence[str], embeddings: np.ndarray, threshold: float
     vectors = normalise_rows(embeddings)
     if len(ids) != len(vectors):
         raise ValueError(f"{len(ids)} ids but {len(vectors)} embeddings: they must be row-aligned")
-    kept: list[int] = []
-    duplicates: dict[str, str] = {}
+    return {ids[row]: ids[kept] for row, kept, _ in near_duplicate_matches(vectors, threshold)}
+
+
+def near_duplicate_matches(vectors: np.ndarray, threshold: float) -> list[tuple[int, int, float]]:
+    """(row, earlier kept row, cosine) for every row whose best cosine to an earlier kept row is
+    >= threshold; `vectors` are unit rows in the order that decides which copy is kept.
+
+    Blockwise: BLOCK rows at a time against the earlier rows in slices of BLOCK (dropped rows
+    masked out), so memory stays at BLOCK² floats whatever the number of rows; within a block,
+    row by row. Ties go to the earliest kept row."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    kept = np.zeros(len(vectors), dtype=bool)
+    matches: list[tuple[int, int, float]] = []
     for start in range(0, len(vectors), BLOCK):
         block = vectors[start : start + BLOCK]
-        # Against rows kept in earlier blocks in one matmul; within the block, row by row.
-        earlier = block @ vectors[kept].T if kept else np.zeros((len(block), 0), dtype=np.float32)
+        best = np.full(len(block), -np.inf, dtype=np.float32)
+        best_row = np.full(len(block), -1, dtype=np.int64)
+        for earlier in range(0, start, BLOCK):  # earlier blocks are settled: kept[] is final there
+            sims = block @ vectors[earlier : earlier + BLOCK].T
+            sims[:, ~kept[earlier : earlier + BLOCK]] = -np.inf
+            column = sims.argmax(axis=1)
+            value = sims[np.arange(len(block)), column]
+            better = value > best
+            best[better], best_row[better] = value[better], earlier + column[better]
         inside = block @ block.T
-        block_kept: list[int] = []
         for offset in range(len(block)):
-            candidates = np.concatenate([earlier[offset], inside[offset, block_kept]])
-            best = int(candidates.argmax()) if len(candidates) else -1
-            if best >= 0 and candidates[best] >= threshold:
-                match = kept[best] if best < len(kept) else start + block_kept[best - len(kept)]
-                duplicates[ids[start + offset]] = ids[match]
+            row = start + offset
+            inner = np.flatnonzero(kept[start:row])
+            if len(inner):
+                j = int(inner[inside[offset, inner].argmax()])
+                if inside[offset, j] > best[offset]:
+                    best[offset], best_row[offset] = inside[offset, j], start + j
+            if best_row[offset] >= 0 and best[offset] >= threshold:
+                matches.append((row, int(best_row[offset]), float(best[offset])))
             else:
-                block_kept.append(offset)
-        kept.extend(start + offset for offset in block_kept)
-    return duplicates
+                kept[row] = True
+    return matches

@@ -11,6 +11,10 @@ ask about meaning:
 - sentences: a translation keeps roughly the source's sentence count (a dropped or invented
   sentence changes it).
 Each returns None or a stable reason string, like engine.text.checks.
+
+A draft that passes also gets its `output_embedding`: the whole example (its translated fields,
+spans kept) as one float16 unit vector of the same encoder, which finalise compares within a
+language for near-duplicates (engine/selection/dedup_rows.py) without encoding anything again.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from engine.reasons import make_reason
 from engine.text.spans import protect, strip_sentinels
@@ -184,10 +190,28 @@ def assess(encoder, pairs: Sequence[FieldPair], cfg, latin: bool) -> AdequacyVer
     return judge_pairs(pairs, {pair.field: value for pair, value in zip(scored, values)}, cfg, latin)
 
 
+EXAMPLE_FIELDS = ("instruction", "input", "output")
+
+
+def example_text(fields: dict[str, str]) -> str:
+    """What defines a duplicate example: its instruction, input and output together, spans kept
+    (two tasks that differ only in a formula or a command are different tasks)."""
+    return "\n".join(fields[name] for name in EXAMPLE_FIELDS if fields.get(name))
+
+
+def embedding_column(vector) -> np.ndarray:
+    """One vector as the row's output_embedding value: unit length, float16 (half the bytes of
+    float32, a cosine error under 1e-3)."""
+    vector = np.asarray(vector, dtype=np.float32)
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm if norm > 0 else vector).astype(np.float16)
+
+
 class AdequacyCheck:
     """Translation's adequacy gate as an engine.rows.refine.ExtraCheck: similarity (when an
     encoder is given and quality.adequacy is on), numbers and sentence count, field by field.
-    Writes the row's `adequacy` column (the weakest field's cosine)."""
+    Writes the row's `adequacy` column (the weakest field's cosine) and, for a draft that passes
+    with an encoder, `output_embedding` (one more passage: the example's text)."""
 
     def __init__(self, encoder, cfg, may_stay_unchanged: frozenset[str]):
         self.encoder = encoder if cfg.adequacy else None
@@ -198,14 +222,19 @@ class AdequacyCheck:
         started = time.perf_counter()
         pairs = field_pairs(source, drafted, self.may_stay_unchanged)
         verdict = assess(self.encoder, pairs, self.cfg, language.script == "Latin")
+        columns: dict = {"adequacy": verdict.score}
+        text = example_text(drafted)
+        if verdict.reason is None and self.encoder is not None and text:
+            columns["output_embedding"] = embedding_column(self.encoder.encode_passages([text])[0])
         self.seconds += time.perf_counter() - started
-        return verdict.reason, verdict.field, {"adequacy": verdict.score}
+        return verdict.reason, verdict.field, columns
 
 
 class InstructionFitCheck:
     """X-Instruction's gate as an ExtraCheck: is the English instruction one that the
     target-language text answers? query(instruction) · passage(text), the retrieval direction
-    E5 was trained for. The text's vector is kept per text: every draft of a row reuses it."""
+    E5 was trained for. The text's vector is kept per text: every draft of a row reuses it, and a
+    pair that passes carries it as `output_embedding` (the text is what repeats across pairs)."""
 
     def __init__(self, encoder, cfg):
         self.encoder, self.cfg = encoder, cfg
@@ -227,4 +256,7 @@ class InstructionFitCheck:
         value = self.score(drafted["instruction"], source["output"])
         self.seconds += time.perf_counter() - started
         reason = check_similarity("instruction", value, self.cfg.xinstruct_min_similarity)
-        return reason, "instruction" if reason else None, {"adequacy": value}
+        columns: dict = {"adequacy": value}
+        if reason is None:
+            columns["output_embedding"] = embedding_column(self._passages[source["output"]])
+        return reason, "instruction" if reason else None, columns
