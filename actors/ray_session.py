@@ -19,13 +19,13 @@ log = logging.getLogger("babelforge.ray")
 LOCAL_SETTINGS = ("num_cpus",)  # ray.<name> settings that only a Ray the job starts itself can take, passed to ray.init as they are
 
 
-# Ray's own bookkeeping that feeds only the dashboard, its metrics and the state API: a local Ray
-# without a dashboard has no reader for it. Measured by benchmarks/translation.py (its CPU table
-# and the "Ray's defaults" case). Keys of Ray 2.60's RayConfig (ray_config_def.h).
+# Ray's own bookkeeping that feeds only the dashboard's metrics and Ray's logs: a local Ray without
+# a dashboard has no reader for it. Measured by benchmarks/translation.py (its CPU table and the
+# "Ray's defaults" case). Keys of Ray 2.60's RayConfig: an unknown key stops gcs_server at start
+# ("Received unexpected config parameter"), as enable_task_events did (a task option, not a key).
 LOCAL_SYSTEM_CONFIG = {
     "enable_metrics_collection": False,  # core workers, raylet and GCS stop recording and exporting metrics
     "event_stats": False,  # per-handler timing of every event loop, only printed into Ray's logs
-    "enable_task_events": False,  # task state events sent to the GCS for the dashboard and `ray list tasks`
 }
 
 

@@ -96,7 +96,7 @@ def test_a_local_ray_starts_without_a_dashboard_unless_asked_and_a_joined_cluste
 
     local = decide_session(None, NUM_CPUS, None, None, local_defaults("auto"))
     assert local.kwargs == {"address": "local", "include_dashboard": False, "_system_config": LOCAL_SYSTEM_CONFIG, "num_cpus": 2}
-    assert LOCAL_SYSTEM_CONFIG == {"enable_metrics_collection": False, "event_stats": False, "enable_task_events": False}
+    assert LOCAL_SYSTEM_CONFIG == {"enable_metrics_collection": False, "event_stats": False}
     assert "include_dashboard=False" in local.describe()
     assert local_defaults("off") == local_defaults("auto")
     # Asked for, the dashboard comes with what feeds it (Ray's own system config).
