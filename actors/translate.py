@@ -55,11 +55,34 @@ def load_encoder(config: Config):
     return load_embedder(quality.encoder, device=quality.encoder_device, threads=quality.encoder_threads)
 
 
+class RowSlots:
+    """At most `limit` rows in flight across every batch an actor holds: a row takes a slot when
+    it starts and gives it back when its row machine returns, so a new row (of this batch or the
+    next one waiting) starts as soon as any row finishes, not when a whole batch is done. Waiting
+    rows start in arrival order (asyncio.Semaphore is first come, first served), so the oldest
+    batch is finished first. Every caller must share one event loop (Ray Data runs an actor's
+    async calls on one)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.semaphore = asyncio.Semaphore(limit)
+
+    async def row(self, row_machine, task: dict) -> dict:
+        async with self.semaphore:
+            return await row_machine(task)
+
+    async def batch(self, row_machine, tasks: list[dict]) -> list[dict]:
+        """Every task's row, in order; they are returned together, as one output block."""
+        return list(await asyncio.gather(*(self.row(row_machine, task) for task in tasks)))
+
+
 class TranslateActor:
     """Reads task columns (engine.records.TASK_COLUMNS); writes every column of engine.records.SCHEMA.
 
-    `__call__` is an async generator on the actor's one event loop: with the pool jobs.synthesize
-    builds (actor_pool), `batches_in_flight` calls run at once and all their rows share the engine.
+    `__call__` is an async generator on the actor's one event loop. With the pool jobs.synthesize
+    builds (actor_pool), Ray Data hands each actor up to compute.batches_per_actor batches at
+    once; RowSlots keeps compute.rows_in_flight of their rows running (the engine sees all of
+    their requests), and the batches beyond that wait with their rows queued for a slot.
     """
 
     def __init__(self, config_data: dict):
@@ -70,6 +93,7 @@ class TranslateActor:
         self.generator = self.make_generator(config)
         self.checks = quality_checks(config, load_encoder(config))
         self.translator = row_machine(config, self.generator, FastTextLangId(config.validation.langid_model), self.checks)
+        self.slots = RowSlots(config.compute.in_flight_rows)
         log.info("translate actor ready in %.1fs", time.monotonic() - started)
 
     @staticmethod
@@ -79,10 +103,11 @@ class TranslateActor:
 
     async def __call__(self, batch: pa.Table):
         started, gate = time.monotonic(), sum(check.seconds for check in self.checks)
-        rows = await asyncio.gather(*(self.translator(task) for task in batch.to_pylist()))
+        rows = await self.slots.batch(self.translator, batch.to_pylist())
         table = to_table(rows)
         tokens = pa.compute.sum(table.column("completion_tokens")).as_py() or 0
         gate = sum(check.seconds for check in self.checks) - gate  # other batches' checks overlap this one's
+        # The seconds include the wait for row slots while earlier batches' rows ran.
         log.info("batch of %d rows in %.1fs, %d generated tokens, adequacy gate %.2fs", len(rows), time.monotonic() - started, tokens, gate)
         yield table
 

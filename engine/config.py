@@ -304,11 +304,30 @@ class ComputeConfig(Section):
     batch_size: int = Field(default=16, ge=1)
     """Rows per Ray Data batch handed to an actor."""
     batches_in_flight: int = Field(default=4, ge=1)
-    """Batches one actor works on at once; their rows share the engine's continuous batching."""
+    """Batches' worth of rows one actor keeps in flight: rows_in_flight defaults to batch_size × this."""
+    rows_in_flight: int | None = Field(default=None, ge=1)
+    """Rows one actor works on at once (each with its requests to the engine); a new row starts as
+    soon as one finishes, whichever batch it belongs to. None: batch_size × batches_in_flight. On
+    vLLM, requests beyond the engine's max_num_seqs wait in the engine's own queue."""
+    batches_per_actor: int | None = Field(default=None, ge=1)
+    """Batches Ray Data hands one actor at once: those with rows in flight, those waiting for a
+    row slot, and those whose last rows are still running (a batch is returned whole). None:
+    8 × batches_in_flight: with long-tailed request times many batches wait on one slow row each,
+    and the engine must still find rows to start (the simulated long tail needs about that many)."""
     resources: dict[str, float] = Field(default_factory=dict)
     """Custom Ray resources each generator actor needs (pins actors to node types)."""
     actor_start_attempts: int = Field(default=2, ge=1)
     """Consecutive failed actor starts (engine cannot load) before the job fails instead of retrying."""
+
+    @property
+    def in_flight_rows(self) -> int:
+        """The rows_in_flight limit, resolved."""
+        return self.rows_in_flight or self.batch_size * self.batches_in_flight
+
+    @property
+    def actor_batches(self) -> int:
+        """The batches_per_actor limit, resolved (never fewer than batches_in_flight)."""
+        return max(self.batches_per_actor or 8 * self.batches_in_flight, self.batches_in_flight)
 
 
 class RayConfig(Section):

@@ -74,15 +74,17 @@ def init_ray(config: Config) -> None:
     start_or_join(config.ray)
 
 
-def actor_pool(actors: int, batches_in_flight: int):
-    """A fixed pool whose actors each run `batches_in_flight` batches at once. Ray Data's actors
-    take one call at a time unless max_concurrent_calls_per_actor says otherwise, whatever
-    max_tasks_in_flight_per_actor queues up: with one batch running, the engine sees only
-    batch_size sequences and decodes well below its limit."""
+def actor_pool(actors: int, batches_per_actor: int):
+    """A fixed pool whose actors each hold up to `batches_per_actor` batches (calls) at once. Ray
+    Data's actors take one call at a time unless max_concurrent_calls_per_actor says otherwise,
+    whatever max_tasks_in_flight_per_actor queues up. TranslateActor limits the rows running
+    (compute.rows_in_flight); the pool gives it more batches than those rows fill, so that rows
+    are always waiting for a slot: a finished row's slot goes to the next row at once, with no
+    round trip through Ray Data, and a batch held by its slowest row holds no other slot."""
     from ray.data import ActorPoolStrategy
 
-    return ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=batches_in_flight,
-                             max_concurrent_calls_per_actor=batches_in_flight)
+    return ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=batches_per_actor,
+                             max_concurrent_calls_per_actor=batches_per_actor)
 
 
 def task_dataset(plan: TaskPlan, size: int):
@@ -129,7 +131,7 @@ def translate_dataset(config: Config, tasks: pa.Table | TaskPlan, actor_cls=None
         fn_constructor_kwargs={"config_data": json.loads(config.model_dump_json())},
         batch_size=size,
         batch_format="pyarrow",
-        compute=actor_pool(config.compute.actors, config.compute.batches_in_flight),
+        compute=actor_pool(config.compute.actors, config.compute.actor_batches),
         num_cpus=config.compute.num_cpus_per_actor,
         num_gpus=config.compute.num_gpus_per_actor or None,
         resources=config.compute.resources or None,

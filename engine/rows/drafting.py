@@ -7,8 +7,11 @@ report can show what refinement and the round-trip check cost.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 
 from engine.protocols import ERROR, TOO_LONG, Completion, GenParams, Generator
 from engine.reasons import make_reason, retry_makes_sense
@@ -16,6 +19,15 @@ from engine.reasons import make_reason, retry_makes_sense
 # check(model text) → (reason or None, failing field or None, output columns)
 Check = Callable[[str], tuple[str | None, str | None, dict]]
 Feedback = Callable[[str, str | None], dict]
+
+
+@cache
+def checks_thread() -> ThreadPoolExecutor:
+    """The one thread a process runs its drafts' checks on. A check can take a while (the
+    adequacy gate encodes every field: 10-200 ms on one core); off the event loop, the other
+    rows keep submitting requests meanwhile. One thread: checks run one at a time, as on the
+    loop, so a check's model and counters need no locks."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="draft-checks")
 
 
 @dataclass
@@ -78,7 +90,7 @@ async def draft_until_valid(
         elif completion.finish_reason == ERROR:
             reason = make_reason("generation_error", completion.text)[:200]
         else:
-            reason, failed_field, output = check(completion.text)
+            reason, failed_field, output = await asyncio.get_running_loop().run_in_executor(checks_thread(), check, completion.text)
             if reason is None:
                 return Draft(completion.text, output)
         ledger.fail(reason, failed_field, output)
