@@ -30,10 +30,22 @@ def _raydata_request(row: dict) -> dict:
 
 
 def _raydata_answer(row: dict) -> dict:
+    """Ours, plus when the answer left the engine stage and how long the engine had it (the
+    stage's time_taken_llm: from the request's submission to its last token)."""
     return {
         "key": row["key"], "text": row["generated_text"],
         "prompt_tokens": int(row["num_input_tokens"]), "completion_tokens": int(row["num_generated_tokens"]),
+        "done_at": time.time(), "llm_s": float(row.get("time_taken_llm") or 0.0),
     }
+
+
+def engine_phases(answers: list[dict], started: float, end_to_end_s: float) -> dict:
+    """A processor's engine start told apart from its steady state: the first request reached
+    the engine when the earliest (done_at - llm_s) says, so everything before it (processor
+    build, CPU stages' and engine actor's start, model load) is start, and the rest steady state."""
+    first_request = min(answer["done_at"] - answer["llm_s"] for answer in answers)
+    engine_start = max(0.0, first_request - started)
+    return {"engine_start_s": round(engine_start, 2), "steady_s": round(max(0.0, end_to_end_s - engine_start), 2)}
 
 
 def raydata_generate(config: Config, rows: list[dict]) -> tuple[list[dict], dict]:
@@ -67,6 +79,7 @@ def raydata_generate(config: Config, rows: list[dict]) -> tuple[list[dict], dict
     )
     built = time.time()
     answers, timing = collect(processor(ray.data.from_items(rows)), started)
+    timing.update(engine_phases(answers, started, timing["end_to_end_s"]))
     released = time.time()
     left = wait_for_engines_gone()
     return answers, {"build_s": round(built - started, 2), **timing, "release_s": round(time.time() - released, 2), "engines_killed": left}

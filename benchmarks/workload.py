@@ -36,10 +36,12 @@ def bench_config(
     adequacy: bool | None = None,
 ) -> Config:
     """configs/demo.yaml narrowed to one pass over one language: mode all, one attempt, no build;
-    the demo's validation and adequacy gate unless `adequacy` says otherwise."""
+    the demo's validation and adequacy gate unless `adequacy` says otherwise. spec['seeds_path']
+    replaces the seed file; spec['overrides'] ({section: {key: value}}) is applied last, so every
+    case of a suite given the same spec runs the same settings."""
     demo = yaml.safe_load((ROOT / "configs/demo.yaml").read_text())
     demo["run"] = {"name": "bench", "output_dir": run_dir or "/tmp/babelforge-bench"}
-    demo["seeds"] = {"paths": [seeds_path or str(SEEDS)]}
+    demo["seeds"] = {"paths": [seeds_path or spec.get("seeds_path") or str(SEEDS)]}
     demo["languages"] = {"targets": languages or [spec["lang"]]}
     demo["plan"] = {**demo.get("plan", {}), "mode": "all"}
     demo["refine"] = {"rounds": spec.get("rounds", 0) if rounds is None else rounds}
@@ -56,6 +58,8 @@ def bench_config(
         demo["model"] = {**demo["model"], "name": model_name}
     if adequacy is not None:
         demo["quality"] = {**demo.get("quality", {}), "adequacy": adequacy}
+    for section, values in spec.get("overrides", {}).items():
+        demo[section] = {**demo.get(section, {}), **values}
     return parse_config(demo, "benchmarks (configs/demo.yaml narrowed)")
 
 
