@@ -3,10 +3,11 @@
     .venv/bin/python -m benchmarks.run [--suite translation,refinement,tokens,scaling,cheap] [--quick]
 
   translation  (a) raw vLLM LLM.generate, (b) babelforge's translation stage, (c) a ray.data.llm processor
-  refinement   2 judge → rewrite rounds: babelforge vs a chain of ray.data.llm processors
+  refinement   judge → rewrite rounds, most rows judged and rewritten: babelforge vs a chain of ray.data.llm processors
   tokens       generated tokens per accepted example: translate-then-filter vs select-then-translate
   scaling      rows/s with 1, 2, 4, 8 actors (a SIMULATED fixed-latency generator) and driver memory on a big plan
   cheap        fastText language ID and MiniLM embeddings: actor pools vs direct calls
+  training     direct DeepSpeed and Ray Train alternated (ABAB...): tokens/s median and spread, load per run
 
 Writes benchmarks/results/<date>.json, <date>.md (the tables) and <date>-<suite>.png. Every case runs
 in its own process, one at a time: only one engine ever exists on the machine, and a case's engine
@@ -27,21 +28,21 @@ from pathlib import Path
 from benchmarks.harness import RESULTS, Runner, load_average, machine, wait_for_quiet
 from benchmarks.summary import write_report
 
-SUITES = ("translation", "refinement", "tokens", "scaling", "cheap")
+SUITES = ("translation", "refinement", "tokens", "scaling", "cheap", "training")
 
 # What each size measures. quick must finish in under 15 minutes on 2 cores; tiny is for tests.
 SIZES = {
     "tiny": {
-        "seeds": 3, "refine_seeds": 3, "latency_s": 0.05, "budget": 2, "clusters": 2, "actors": [1, 2], "waves": 2,
+        "seeds": 3, "refine_seeds": 3, "refine_rounds": 2, "training_pairs": 1, "training_steps": 3, "training_max_length": 128, "latency_s": 0.05, "budget": 2, "clusters": 2, "actors": [1, 2], "waves": 2,
         "plan_rows": 2_000, "stream_rows": 500, "lid_texts": 2_000, "lid_actors": [1], "embed_sentences": None,
     },
     "quick": {
-        "seeds": 48, "refine_seeds": 12, "latency_s": 0.5, "budget": 16, "clusters": 8,
+        "seeds": 48, "refine_seeds": 64, "refine_rounds": 1, "training_pairs": 3, "training_steps": 4, "training_max_length": 128, "latency_s": 0.5, "budget": 16, "clusters": 8,
         "actors": [1, 2, 4, 8], "waves": 8, "plan_rows": 1_000_000, "stream_rows": 20_000, "lid_texts": 50_000,
         "lid_actors": [1, 2], "embed_sentences": 500,
     },
     "full": {
-        "seeds": None, "refine_seeds": 32, "latency_s": 0.5, "budget": 32, "clusters": 16,
+        "seeds": None, "refine_seeds": None, "refine_rounds": 2, "training_pairs": 5, "training_steps": 10, "training_max_length": 256, "latency_s": 0.5, "budget": 32, "clusters": 16,
         "actors": [1, 2, 4, 8], "waves": 16, "plan_rows": 1_000_000, "stream_rows": 1_000_000, "lid_texts": 1_000_000,
         "lid_actors": [1, 2], "embed_sentences": 3000,
     },
@@ -49,7 +50,7 @@ SIZES = {
 
 
 def run_suite(name: str, sizes: dict, simulated: bool, runner: Runner, results: dict) -> dict:
-    from benchmarks import cheap_stages, refinement_chain, scaling, tokens, translation
+    from benchmarks import cheap_stages, refinement_chain, scaling, tokens, training, translation
 
     if name == "translation":
         return translation.translation_suite(sizes, simulated, runner)
@@ -59,6 +60,8 @@ def run_suite(name: str, sizes: dict, simulated: bool, runner: Runner, results: 
         return tokens.suite(sizes, simulated, runner, results.get("translation"))
     if name == "scaling":
         return scaling.suite(sizes, simulated, runner)
+    if name == "training":
+        return training.suite(sizes, runner)
     return cheap_stages.suite(sizes, simulated, runner)
 
 

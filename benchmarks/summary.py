@@ -94,13 +94,41 @@ def refinement_md(suite: dict) -> list[str]:
 
     def cells(case: dict) -> list:
         phases = case.get("phase_tokens", {})
-        return [case["rows"], f"{case['judged_rows']} / {case['rewritten_rows']}", case["generated_tokens"],
+        return [case["rows"], f"{case['judged_rows']} / {case['rewritten_rows']}",
+                f"{fmt(case.get('judged_share'), 2)} / {fmt(case.get('rewritten_share'), 2)}", case["generated_tokens"],
                 f"{phases.get('draft', 0)} / {phases.get('judge', 0)} / {phases.get('rewrite', 0)}",
-                case.get("engine_starts", 1), case["end_to_end_s"], case["tokens_per_s_end_to_end"], case["rows_per_s_end_to_end"], case["accepted"]]
+                case.get("engine_starts", 1), case.get("engine_start_s"), case.get("steady_state_s"), case["end_to_end_s"],
+                case.get("tokens_per_s_steady_state"), case["tokens_per_s_end_to_end"], case["accepted"]]
 
-    return [f"### Refinement, 2 judge → rewrite rounds ({work['seeds']} seeds into {work['language']})", ""] + cases_md(
-        suite, ["case", "rows", "judged / rewritten rows", "generated tokens", "draft / judge / rewrite tokens", "engine starts",
-                "end to end s", "tokens/s", "rows/s", "accepted"], cells)
+    criteria = ", ".join(work.get("criteria", []))
+    return [f"### Refinement, {work['rounds']} judge → rewrite round(s) ({work['seeds']} seeds into {work['language']}"
+            + (f"; judge criteria: {criteria}" if criteria else "") + ")", ""] + cases_md(
+        suite, ["case", "rows", "judged / rewritten rows", "judged / rewritten share", "generated tokens", "draft / judge / rewrite tokens",
+                "engine starts", "engine start s", "steady state s", "end to end s", "tokens/s steady state", "tokens/s end to end", "accepted"],
+        cells) + [f"Settings (both arms): {note}" for note in suite.get("notes", [])[:3]] + [""]
+
+
+def training_md(suite: dict) -> list[str]:
+    work = suite["workload"]
+    lines = [f"### Training: direct DeepSpeed and Ray Train alternated ({work['workers']} workers, ZeRO-{work['stage']}, "
+             f"{work['steps']} steps, first {work['warmup']} left out)", "", f"Order: {work['order']}.", ""]
+    rows = []
+    for arm, label in (("deepspeed_direct", "direct DeepSpeed"), ("ray_train", "Ray Train")):
+        a = suite["arms"][arm]
+        t, w, load = a["tokens_per_s"], a["wall_seconds"], a["load_average_1m_before"]
+        rows.append([label, a["launches"], t["median"], f"{fmt(t['min'])} – {fmt(t['max'])}",
+                     "–" if t["iqr"] is None else f"{fmt(t['iqr'][0])} – {fmt(t['iqr'][1])}", w["median"],
+                     f"{fmt(load['min'])} – {fmt(load['max'])}"])
+    lines += table(["arm", "launches", "median tokens/s", "tokens/s min – max", "tokens/s IQR", "median wall s", "1-min load before, min – max"], rows)
+    lines += [""] + table(["launch", "arm", "tokens/s", "s per step", "wall s", "1-min load before → after"],
+                        [[run["order"] + 1, run["arm"], "error" if "error" in run else run["tokens_per_s"], run.get("seconds_per_step"),
+                          run.get("wall_seconds"), " → ".join(fmt(x) for x in run.get("load_average_1m", []))] for run in suite["runs"]])
+    per_pair = suite["ratios"]["ray_train_over_direct_per_pair"]
+    lines += ["", f"Ray Train / direct, median tokens/s: {fmt(suite['ratios']['ray_train_over_direct_median_tokens_per_s'], 3)}; "
+              f"per pair: median {fmt(per_pair['median'], 3)}, min {fmt(per_pair['min'], 3)}, max {fmt(per_pair['max'], 3)}", ""]
+    for run in suite["runs"]:
+        lines += error_lines(f"training launch {run['order'] + 1} ({run['arm']})", run)
+    return lines
 
 
 def tokens_md(suite: dict) -> list[str]:
@@ -151,7 +179,8 @@ def cheap_md(suite: dict) -> list[str]:
 SHORT_LABELS = {"raw_vllm": "(a) raw vLLM", "babelforge": "(b) babelforge",
                 "ray_data_llm": "(c) ray.data.llm", "ray_data_llm_chain": "ray.data.llm chain"}
 
-RENDER = {"translation": translation_md, "refinement": refinement_md, "tokens": tokens_md, "scaling": scaling_md, "cheap": cheap_md}
+RENDER = {"translation": translation_md, "refinement": refinement_md, "tokens": tokens_md, "scaling": scaling_md, "cheap": cheap_md,
+          "training": training_md}
 
 
 def render_markdown(report: dict) -> str:
@@ -197,8 +226,10 @@ def plots(report: dict) -> dict[str, bytes]:
                                   [SHORT_LABELS[k] for k in ok], [v["tokens_per_s_end_to_end"] for v in ok.values()])
     cases = {k: v for k, v in suites.get("refinement", {}).get("cases", {}).items() if "error" not in v}
     if cases:
-        out["refinement"] = bars("Refinement, 2 rounds: seconds end to end", "seconds", [SHORT_LABELS[k] for k in cases],
-                                 [v["end_to_end_s"] for v in cases.values()])
+        out["refinement"] = refinement_plot(cases)
+    training = suites.get("training", {})
+    if training.get("runs"):
+        out["training"] = training_plot(training["runs"])
     tokens = suites.get("tokens", {})
     if "translate_then_filter" in tokens:
         out["tokens"] = bars("Generated tokens per kept row", "tokens", ["translate, then filter", "select, then translate"],
@@ -226,6 +257,43 @@ def plots(report: dict) -> dict[str, bytes]:
                             [e["shape"].replace(", in this process", "").replace(" actor(s)", " actors") for e in entries],
                             [e["texts_per_s"] for e in entries])
     return out
+
+
+def refinement_plot(cases: dict) -> bytes:
+    """Seconds per arm, stacked: engine start(s), then steady state."""
+    from engine.report.charts import figure, to_png
+
+    fig, ax = figure()
+    labels = [SHORT_LABELS[k] for k in cases]
+    start = [v.get("engine_start_s") or 0.0 for v in cases.values()]
+    steady = [v.get("steady_state_s") or 0.0 for v in cases.values()]
+    ax.bar(labels, start, color="#b0b0b0", label="engine start(s)")
+    ax.bar(labels, steady, bottom=start, color="#3a6ea5", label="steady state")
+    for x, (a, b) in enumerate(zip(start, steady)):
+        ax.annotate(f"{fmt(b)} s steady", (x, a + b), ha="center", va="bottom", fontsize="small")
+    ax.set_title("Refinement: seconds, engine start apart from steady state")
+    ax.set_ylabel("seconds")
+    ax.legend(fontsize="small", frameon=False)
+    return to_png(fig)
+
+
+def training_plot(runs: list[dict]) -> bytes:
+    """Tokens/s of every launch in the order they ran, one marker per arm, the load beside it."""
+    from engine.report.charts import figure, to_png
+
+    fig, ax = figure()
+    for arm, marker in (("deepspeed_direct", "o"), ("ray_train", "s")):
+        mine = [run for run in runs if run["arm"] == arm and "error" not in run]
+        ax.plot([run["order"] + 1 for run in mine], [run["tokens_per_s"] or 0 for run in mine], marker, label=arm.replace("_", " "))
+    ax.set_xlabel("launch (in the order they ran)")
+    ax.set_ylabel("training tokens/s (steady steps)")
+    ax.set_title("Training, arms alternated")
+    load = ax.twinx()
+    ok = [run for run in runs if "error" not in run]
+    load.plot([run["order"] + 1 for run in ok], [run["load_average_1m"][0] for run in ok], ":", color="grey", label="1-min load before")
+    load.set_ylabel("1-min load", color="grey")
+    ax.legend(fontsize="small", frameon=False, loc="lower left")
+    return to_png(fig)
 
 
 def write_report(report: dict, out: Path) -> list[Path]:

