@@ -285,14 +285,17 @@ def training_plot(runs: list[dict]) -> bytes:
     for arm, marker in (("deepspeed_direct", "o"), ("ray_train", "s")):
         mine = [run for run in runs if run["arm"] == arm and "error" not in run]
         ax.plot([run["order"] + 1 for run in mine], [run["tokens_per_s"] or 0 for run in mine], marker, label=arm.replace("_", " "))
+    ax.set_xticks([run["order"] + 1 for run in runs])
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("launch (in the order they ran)")
     ax.set_ylabel("training tokens/s (steady steps)")
     ax.set_title("Training, arms alternated")
     load = ax.twinx()
     ok = [run for run in runs if "error" not in run]
     load.plot([run["order"] + 1 for run in ok], [run["load_average_1m"][0] for run in ok], ":", color="grey", label="1-min load before")
-    load.set_ylabel("1-min load", color="grey")
-    ax.legend(fontsize="small", frameon=False, loc="lower left")
+    load.set_ylim(bottom=0)
+    load.set_ylabel("1-min load before the launch (dotted)", color="grey")
+    ax.legend(fontsize="small", frameon=False, loc="lower center")
     return to_png(fig)
 
 
