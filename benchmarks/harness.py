@@ -132,14 +132,18 @@ def end_processes(find, grace_s: float) -> list[str]:
 
 
 def init_ray(spec: dict) -> float:
-    """A fresh local Ray of spec['num_cpus'] CPUs (never a cluster someone else started); returns
-    the seconds it took."""
+    """A fresh local Ray of spec['num_cpus'] CPUs (never a cluster someone else started) with the
+    settings a job's local Ray gets (actors.ray_session.local_defaults), or Ray's own defaults
+    (dashboard and all) when spec['ray_init'] is "ray_defaults"; returns the seconds it took."""
     import ray
 
+    from actors.ray_session import local_defaults
+
+    settings = {} if spec.get("ray_init") == "ray_defaults" else local_defaults()
     started = time.perf_counter()
     for attempt in (1, 2):
         try:
-            ray.init(address="local", num_cpus=spec["num_cpus"], include_dashboard=False, log_to_driver=False, configure_logging=False)
+            ray.init(address="local", num_cpus=spec["num_cpus"], log_to_driver=False, configure_logging=False, **settings)
             break
         except Exception as error:  # "node timed out during startup": seen on an overloaded machine
             if attempt == 2:
@@ -194,11 +198,13 @@ def cpu_seconds() -> float:
 # ---------------------------------------------------------------- where the CPU goes
 
 # A process's class from its command line (Ray and vLLM set process titles: "ray::IDLE",
-# "ray::MapWorker(MapBatches(TimedTranslateActor))", "VLLM::EngineCore"); first match wins.
+# "ray::MapWorker(MapBatches(TimedTranslateActor))", "VLLM::EngineCore", "VLLM::Worker"; on CPU
+# the engine core runs the model in a worker process of its own); first match wins. Ray's binaries
+# are matched by the program alone: a worker's arguments name the raylet's socket.
+PROGRAMS = (("raylet", "raylet"), ("gcs_server", "gcs_server"))
 PROCESS_CLASSES = (
-    ("vLLM engine core", ("VLLM::EngineCore", "EngineCore_")),
-    ("raylet", ("raylet/raylet", "/raylet ")),
-    ("gcs_server", ("gcs/gcs_server", "gcs_server ")),
+    ("vLLM engine core", ("VLLM::EngineCore",)),
+    ("vLLM model worker", ("VLLM::Worker",)),
     ("dashboard agent", ("dashboard/agent.py",)),
     ("runtime env agent", ("runtime_env/agent/main.py",)),
     ("dashboard", ("dashboard/dashboard.py",)),
@@ -215,13 +221,19 @@ def classify_process(name: str, cmdline: str, is_driver: bool = False) -> str:
     """The class of one process for the CPU table, from its name and command line (pure)."""
     if is_driver:
         return "driver"
+    program = cmdline.split(" ", 1)[0].rsplit("/", 1)[-1]
+    for label, binary in PROGRAMS:
+        if program == binary:
+            return label
     text = f"{cmdline} {name}".strip()
     for label, needles in PROCESS_CLASSES:
         if any(needle in text for needle in needles):
             return label
     if text.startswith("ray::"):
         return "other Ray worker"  # plan-assembly tasks, other actors
-    return "other"
+    if "multiprocessing" in text:
+        return "Python multiprocessing helper"  # resource tracker, spawn bootstrap
+    return f"other: {program[:40]}" if program else "other"
 
 
 class CpuSampler:

@@ -27,8 +27,13 @@ VENV = "/work/main/.venv/lib/python3.11/site-packages/ray"
         ("ray::_StatsActo", "ray::_StatsActor", "Ray Data stats actor"),
         ("ray::Autoscalin", "ray::AutoscalingRequester.request_resources", "Ray Data autoscaling actor"),
         ("VLLM::EngineCor", "VLLM::EngineCore", "vLLM engine core"),
+        ("VLLM::Worker", "VLLM::Worker", "vLLM model worker"),
         ("ray::assemble_o", "ray::assemble_on_worker", "other Ray worker"),
-        ("bash", "/bin/bash -c sleep 1", "other"),
+        # A worker's arguments name the raylet's socket: it is not the raylet.
+        ("python", f"/work/main/.venv/bin/python {VENV}/_private/workers/default_worker.py --raylet-name=/tmp/ray/s/sockets/raylet "
+                   "--gcs-address=10.0.0.1:6379", "idle worker"),
+        ("python", "/work/main/.venv/bin/python -c from multiprocessing.resource_tracker import main;main(5)", "Python multiprocessing helper"),
+        ("bash", "/bin/bash -c sleep 1", "other: bash"),
         ("", "", "other"),  # a process that ended between listing and reading
     ],
 )
@@ -38,7 +43,7 @@ def test_processes_are_classified_by_their_titles_and_command_lines(name, cmdlin
 
 def test_the_driver_is_the_driver_whatever_its_command_line():
     assert classify_process("python", "python -m benchmarks.translation --case babelforge", is_driver=True) == "driver"
-    assert classify_process("python", "python -m benchmarks.translation --case babelforge") == "other"
+    assert classify_process("python", "python -m benchmarks.translation --case babelforge") == "other: python"
 
 
 def test_cpu_between_samples_counts_for_the_class_a_process_has_at_the_later_sample():
@@ -68,5 +73,6 @@ def test_the_sampler_sees_the_processes_it_starts():
     with CpuSampler(interval_s=0.05) as sampler:
         subprocess.run([sys.executable, "-c", "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass\ntime.sleep(0.2)"], check=True)
     table = sampler.table()
-    assert table["classes"]["other"]["cpu_s"] > 0.2 and table["classes"]["other"]["processes"] == 1
+    child = table["classes"][f"other: {sys.executable.rsplit('/', 1)[-1]}"]
+    assert child["cpu_s"] > 0.2 and child["processes"] == 1
     assert "driver" in table["classes"]
