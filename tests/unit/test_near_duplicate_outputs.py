@@ -201,3 +201,18 @@ def test_the_gate_writes_a_unit_float16_vector_only_for_a_draft_that_passes():
     assert table.column("output_embedding").null_count == 1
     off, _ = run(config(adequacy=False), [GOOD], None)
     assert off["status"] == ACCEPTED and off.get("output_embedding") is None
+
+
+def test_an_xinstruction_pair_that_fits_carries_its_texts_vector():
+    from actors.embed import load_embedder
+    from engine.text.adequacy import visible_text
+    from tests.unit.test_adequacy_gate_in_loop import FRENCH_TEXT, config, run
+
+    encoder = load_embedder("multilingual-e5-small", threads=1)
+    task = {"id": "t1", "seed_id": "txt-1", "recipe": "xinstruction", "lang": "fr", "src_instruction": "", "src_input": "",
+            "src_output": FRENCH_TEXT, "source": "t.jsonl:1"}
+    fits = json.dumps({"instruction": "Why does bread rise?"})
+    row, _ = run(config("xinstruction"), [fits], encoder, task)
+    assert row["status"] == ACCEPTED
+    vector = np.asarray(row["output_embedding"], dtype=np.float32)
+    assert float(vector @ encoder.encode_passages([visible_text(FRENCH_TEXT)])[0]) > 0.999, "the text is what repeats across pairs"
