@@ -122,12 +122,39 @@ def instruction_rates(encoder, quality: QualityConfig = QualityConfig(), path: s
                    "min": round(min(values), 3), "max": round(max(values), 3)} for kind, values in sorted(by_kind.items())}
 
 
-def speed(encoder, pairs: list[dict]) -> dict:
+def speed(encoder, pairs: list[dict], limit: int = 100) -> dict:
+    """texts/s of encode_passages over both sides of the first `limit` pairs: the figure settles
+    within a few hundred texts, and benchmarks.run's adequacy suite stays under a minute."""
+    pairs = pairs[:limit]
     texts = [p["source"] for p in pairs] + [p["candidate"] for p in pairs]
     started = time.perf_counter()
     encoder.encode_passages(texts)
     seconds = time.perf_counter() - started
     return {"texts": len(texts), "seconds": round(seconds, 2), "texts_per_s": round(len(texts) / seconds, 1)}
+
+
+def suite(sizes: dict, runner, out: Path) -> dict:
+    """benchmarks.run's adequacy suite: this module's main in a process of its own (the encoder
+    loads there); its JSON (adequacy-<date>.json) goes to `out` beside the run's, and its headline
+    figures into the run's. sizes['adequacy_pairs'] takes every k-th pair only (tests)."""
+    argv = []
+    subset = sizes.get("adequacy_pairs")
+    if subset:
+        pairs = load_pairs()
+        scratch = Path(runner.scratch("adequacy"))
+        (scratch / "pairs.jsonl").write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs[:: max(1, len(pairs) // subset)][:subset]),
+                                             encoding="utf-8")
+        argv, out = ["--pairs", str(scratch / "pairs.jsonl")], scratch  # a test's folder gets the run's JSON alone
+    error = runner.module("benchmarks.adequacy", [*argv, "--out", str(out)])
+    if error:
+        raise RuntimeError(error)
+    path = max(Path(out).glob("adequacy-*.json"), key=lambda p: p.stat().st_mtime)
+    report = json.loads(path.read_text())
+    return {
+        "file": path.name if not subset else None, "encoder": report["encoder"], "pairs": report["pairs"],
+        "speed_one_thread": report["speed_one_thread"],
+        "at_defaults": {kind: row for kind, row in report["at_defaults"].items() if "/" not in kind},
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -207,6 +207,8 @@ PROCESS_CLASSES = (
     ("vLLM model worker", ("VLLM::Worker",)),
     ("dashboard agent", ("dashboard/agent.py",)),
     ("runtime env agent", ("runtime_env/agent/main.py",)),
+    # ray.init(include_dashboard=False) still starts the dashboard's head process, with its usage-stats module alone.
+    ("dashboard head, usage stats only", ("--modules-to-load=UsageStatsHead",)),
     ("dashboard", ("dashboard/dashboard.py",)),
     ("log monitor", ("log_monitor.py",)),
     ("autoscaler monitor", ("autoscaler/_private/monitor.py", "autoscaler/v2/monitor.py")),
@@ -232,7 +234,7 @@ def classify_process(name: str, cmdline: str, is_driver: bool = False) -> str:
     if text.startswith("ray::"):
         return "other Ray worker"  # plan-assembly tasks, other actors
     if "multiprocessing" in text:
-        return "Python multiprocessing helper"  # resource tracker, spawn bootstrap
+        return "multiprocessing (spawning, resource tracker)"  # vLLM's processes until they set their titles
     return f"other: {program[:40]}" if program else "other"
 
 

@@ -8,6 +8,7 @@
   scaling      rows/s with 1, 2, 4, 8 actors (a SIMULATED fixed-latency generator) and driver memory on a big plan
   cheap        fastText language ID and MiniLM embeddings: actor pools vs direct calls
   training     direct DeepSpeed and Ray Train alternated (ABAB...): tokens/s median and spread, load per run
+  adequacy     the adequacy gate on the labelled pairs (benchmarks/adequacy.py): accepted per kind, encoder texts/s
 
 Writes benchmarks/results/<date>.json, <date>.md (the tables) and <date>-<suite>.png. Every case runs
 in its own process, one at a time: only one engine ever exists on the machine, and a case's engine
@@ -28,13 +29,13 @@ from pathlib import Path
 from benchmarks.harness import RESULTS, Runner, load_average, machine, wait_for_quiet
 from benchmarks.summary import write_report
 
-SUITES = ("translation", "refinement", "tokens", "scaling", "cheap", "training")
+SUITES = ("translation", "refinement", "tokens", "scaling", "cheap", "adequacy", "training")
 
 # What each size measures. quick must finish in under 15 minutes on 2 cores; tiny is for tests.
 SIZES = {
     "tiny": {
         "seeds": 3, "refine_seeds": 3, "refine_rounds": 2, "training_pairs": 1, "training_steps": 3, "training_max_length": 128, "latency_s": 0.05, "budget": 2, "clusters": 2, "actors": [1, 2], "waves": 2,
-        "plan_rows": 2_000, "stream_rows": 500, "lid_texts": 2_000, "lid_actors": [1], "embed_sentences": None,
+        "plan_rows": 2_000, "stream_rows": 500, "lid_texts": 2_000, "lid_actors": [1], "embed_sentences": None, "adequacy_pairs": 40,
     },
     "quick": {
         "seeds": 48, "refine_seeds": 64, "refine_rounds": 1, "training_pairs": 3, "training_steps": 4, "training_max_length": 128, "latency_s": 0.5, "budget": 16, "clusters": 8,
@@ -49,8 +50,8 @@ SIZES = {
 }
 
 
-def run_suite(name: str, sizes: dict, simulated: bool, runner: Runner, results: dict) -> dict:
-    from benchmarks import cheap_stages, refinement_chain, scaling, tokens, training, translation
+def run_suite(name: str, sizes: dict, simulated: bool, runner: Runner, results: dict, out: Path = RESULTS) -> dict:
+    from benchmarks import adequacy, cheap_stages, refinement_chain, scaling, tokens, training, translation
 
     if name == "translation":
         return translation.translation_suite(sizes, simulated, runner)
@@ -60,6 +61,8 @@ def run_suite(name: str, sizes: dict, simulated: bool, runner: Runner, results: 
         return tokens.suite(sizes, simulated, runner, results.get("translation"))
     if name == "scaling":
         return scaling.suite(sizes, simulated, runner)
+    if name == "adequacy":
+        return adequacy.suite(sizes, runner, out)
     if name == "training":
         return training.suite(sizes, runner)
     return cheap_stages.suite(sizes, simulated, runner)
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name} (load average {loads[name][0]:.1f})", flush=True)
         suite_started = time.perf_counter()
         try:
-            results[name] = run_suite(name, sizes, name in simulate, runner, results)
+            results[name] = run_suite(name, sizes, name in simulate, runner, results, Path(args.out))
         except Exception as error:  # one suite's failure must not lose the others' numbers
             results[name] = {"error": f"{type(error).__name__}: {error}"}
         results[name]["seconds"] = round(time.perf_counter() - suite_started, 1)

@@ -25,6 +25,7 @@ def error_lines(name: str, suite: dict) -> list[str]:
 
 
 CASE_LABELS = {"raw_vllm": "(a) raw vLLM `LLM.generate`", "babelforge": "(b) babelforge translation stage",
+               "babelforge_ray_defaults": "(b) on a local Ray with Ray's defaults",
                "ray_data_llm": "(c) `ray.data.llm` processor", "ray_data_llm_chain": "`ray.data.llm` processor chain"}
 
 
@@ -54,10 +55,10 @@ def translation_md(suite: dict) -> list[str]:
 
 def cpu_md(cases: dict) -> list[str]:
     """Where the CPU went: seconds per process class in (a) and (b), generation phase and whole case."""
-    a, b = (cases.get(name, {}).get("cpu_by_process") for name in ("raw_vllm", "babelforge"))
+    a, b0, b = (cases.get(name, {}).get("cpu_by_process") for name in ("raw_vllm", "babelforge_ray_defaults", "babelforge"))
     if not b:
         return []
-    phases = [(label, phase, table) for label, cpu in (("(a)", a), ("(b)", b)) if cpu for phase, table in cpu.items()]
+    phases = [(label, phase, table) for label, cpu in (("(a)", a), ("(b) Ray's defaults", b0), ("(b)", b)) if cpu for phase, table in cpu.items()]
     classes = list(dict.fromkeys(name for _, _, table in phases for name in table["classes"]))
     header = ["process class"] + [f"{label} {phase.replace('_', ' ')} CPU s" for label, phase, _ in phases] + ["(b) processes"]
     rows = [[name] + [table["classes"].get(name, {}).get("cpu_s", "–") for _, _, table in phases]
@@ -176,10 +177,20 @@ def cheap_md(suite: dict) -> list[str]:
     return lines + ["", "(embedding direct: texts/s of encode alone, seconds end to end with the model load; pools: end to end)", ""]
 
 
-SHORT_LABELS = {"raw_vllm": "(a) raw vLLM", "babelforge": "(b) babelforge",
+def adequacy_md(suite: dict) -> list[str]:
+    speed, kinds = suite["speed_one_thread"], suite["at_defaults"]
+    lines = [f"### Adequacy gate on the labelled pairs ({suite['pairs']} pairs, encoder {suite['encoder']})", "",
+             f"Encoder speed, one thread: {fmt(speed['texts_per_s'])} texts/s ({speed['texts']} texts in {fmt(speed['seconds'], 2)} s)"
+             + (f"; every figure in {suite['file']}." if suite.get("file") else "."), ""]
+    rows = [[kind, row["n"], f"{row['accepted'] if kind == 'correct' else 1 - row['accepted']:.3f}",
+             "accepted" if kind == "correct" else "rejected"] for kind, row in kinds.items()]
+    return lines + table(["kind of pair", "pairs", "share", "of them"], rows) + [""]
+
+
+SHORT_LABELS = {"raw_vllm": "(a) raw vLLM", "babelforge": "(b) babelforge", "babelforge_ray_defaults": "(b), Ray's defaults",
                 "ray_data_llm": "(c) ray.data.llm", "ray_data_llm_chain": "ray.data.llm chain"}
 
-RENDER = {"translation": translation_md, "refinement": refinement_md, "tokens": tokens_md, "scaling": scaling_md, "cheap": cheap_md,
+RENDER = {"translation": translation_md, "refinement": refinement_md, "tokens": tokens_md, "scaling": scaling_md, "cheap": cheap_md, "adequacy": adequacy_md,
           "training": training_md}
 
 

@@ -215,14 +215,19 @@ def translation_suite(sizes: dict, simulated: bool, runner) -> dict:
     cases = {}
     if not simulated:
         cases["raw_vllm"] = runner.case("benchmarks.translation", "raw", spec)
+    # The same stage on a local Ray with Ray's own defaults (dashboard, metrics, task events), as
+    # jobs started it before actors.ray_session.local_defaults: what those settings cost.
+    cases["babelforge_ray_defaults"] = runner.case("benchmarks.translation", "babelforge", {**spec, "ray_init": "ray_defaults"})
     cases["babelforge"] = runner.case("benchmarks.translation", "babelforge", spec)
     if not simulated:
         cases["ray_data_llm"] = runner.case("benchmarks.translation", "raydata", spec)
-    a, b, c = (cases.get(name, {}) for name in ("raw_vllm", "babelforge", "ray_data_llm"))
+    a, b, c, b0 = (cases.get(name, {}) for name in ("raw_vllm", "babelforge", "ray_data_llm", "babelforge_ray_defaults"))
     ratios = {f"b_over_{x}_{measure}": ratio(b.get(measure), other.get(measure)) for x, other, measure in (
         ("a", a, "tokens_per_s_generation"), ("a", a, "tokens_per_s_end_to_end"), ("c", c, "tokens_per_s_end_to_end"),
         ("a", a, "rows_per_s_generation"), ("c", c, "rows_per_s_end_to_end"),
+        ("ray_defaults", b0, "tokens_per_s_generation"), ("ray_defaults", b0, "tokens_per_s_end_to_end"),
     )}
+    ratios["ray_defaults_over_a_tokens_per_s_generation"] = ratio(b0.get("tokens_per_s_generation"), a.get("tokens_per_s_generation"))
     return {
         "workload": {"language": spec["lang"], "seeds": sizes["seeds"], "rounds": 0, "max_attempts": 1, "simulated": simulated,
                      "batch_size": spec["batch_size"], "batches_in_flight": spec["batches_in_flight"], "ray_num_cpus": spec["num_cpus"]},
@@ -237,6 +242,8 @@ def translation_suite(sizes: dict, simulated: bool, runner) -> dict:
             "validation of its answers runs after the clock stops",
             "same engine arguments and engine environment in all three (actors.vllm_generator.engine_env: "
             "with engine_threads set, the engine is pinned to that many cores)",
+            "(b) with Ray's defaults: the same stage on a local Ray started with Ray's own defaults (dashboard, metrics, "
+            "task events); (b) starts it as a job does (actors.ray_session.local_defaults)",
             "(b) runs batches_in_flight batches at once per actor (max_concurrent_calls_per_actor): the engine "
             "sees batch_size x batches_in_flight rows, as (a) sees all of them",
         ],

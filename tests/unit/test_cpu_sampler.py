@@ -16,6 +16,8 @@ VENV = "/work/main/.venv/lib/python3.11/site-packages/ray"
         ("raylet", f"{VENV}/core/src/ray/raylet/raylet --raylet_socket_name=/tmp/ray/session_x/sockets/raylet", "raylet"),
         ("gcs_server", f"{VENV}/core/src/ray/gcs/gcs_server --log_dir=/tmp/ray/session_x/logs", "gcs_server"),
         ("python", f"/work/main/.venv/bin/python -u {VENV}/dashboard/dashboard.py --host=127.0.0.1", "dashboard"),
+        ("python", f"/work/main/.venv/bin/python -u {VENV}/dashboard/dashboard.py --host=127.0.0.1 --modules-to-load=UsageStatsHead "
+                   "--disable-frontend", "dashboard head, usage stats only"),
         ("python", f"/work/main/.venv/bin/python -u {VENV}/dashboard/agent.py --node-ip-address=10.0.0.1", "dashboard agent"),
         ("python", f"/work/main/.venv/bin/python -u {VENV}/_private/runtime_env/agent/main.py --node-ip-address=10.0.0.1", "runtime env agent"),
         ("python", f"/work/main/.venv/bin/python -u {VENV}/_private/log_monitor.py --session-dir=/tmp/ray/s", "log monitor"),
@@ -32,7 +34,7 @@ VENV = "/work/main/.venv/lib/python3.11/site-packages/ray"
         # A worker's arguments name the raylet's socket: it is not the raylet.
         ("python", f"/work/main/.venv/bin/python {VENV}/_private/workers/default_worker.py --raylet-name=/tmp/ray/s/sockets/raylet "
                    "--gcs-address=10.0.0.1:6379", "idle worker"),
-        ("python", "/work/main/.venv/bin/python -c from multiprocessing.resource_tracker import main;main(5)", "Python multiprocessing helper"),
+        ("python", "/work/main/.venv/bin/python -c from multiprocessing.resource_tracker import main;main(5)", "multiprocessing (spawning, resource tracker)"),
         ("bash", "/bin/bash -c sleep 1", "other: bash"),
         ("", "", "other"),  # a process that ended between listing and reading
     ],
