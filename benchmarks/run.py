@@ -5,7 +5,7 @@
   translation  (a) raw vLLM LLM.generate, (b) babelforge's translation stage, (c) a ray.data.llm processor
   refinement   judge → rewrite rounds, most rows judged and rewritten: babelforge vs a chain of ray.data.llm processors
   tokens       generated tokens per accepted example: translate-then-filter vs select-then-translate
-  scaling      rows/s with 1, 2, 4, 8 actors (a SIMULATED fixed-latency generator) and driver memory on a big plan
+  scaling      rows/s with 1, 2, 4, 8 actors (a SIMULATED generator, fixed and long-tailed latency) and driver memory on a big plan
   cheap        fastText language ID and MiniLM embeddings: actor pools vs direct calls
   training     direct DeepSpeed and Ray Train alternated (ABAB...): tokens/s median and spread, load per run
   adequacy     the adequacy gate on the labelled pairs (benchmarks/adequacy.py): accepted per kind, encoder texts/s
@@ -34,17 +34,17 @@ SUITES = ("translation", "refinement", "tokens", "scaling", "cheap", "adequacy",
 # What each size measures. quick must finish in under 15 minutes on 2 cores; tiny is for tests.
 SIZES = {
     "tiny": {
-        "seeds": 3, "refine_seeds": 3, "refine_rounds": 2, "training_pairs": 1, "training_steps": 3, "training_max_length": 128, "latency_s": 0.05, "budget": 2, "clusters": 2, "actors": [1, 2], "waves": 2,
+        "seeds": 3, "refine_seeds": 3, "refine_rounds": 2, "training_pairs": 1, "training_steps": 3, "training_max_length": 128, "latency_s": 0.05, "budget": 2, "clusters": 2, "actors": [1, 2], "waves": 2, "tail_waves": 2,
         "plan_rows": 2_000, "stream_rows": 500, "lid_texts": 2_000, "lid_actors": [1], "embed_sentences": None, "adequacy_pairs": 40,
     },
     "quick": {
         "seeds": 48, "refine_seeds": 64, "refine_rounds": 1, "training_pairs": 3, "training_steps": 4, "training_max_length": 128, "latency_s": 0.5, "budget": 16, "clusters": 8,
-        "actors": [1, 2, 4, 8], "waves": 8, "plan_rows": 1_000_000, "stream_rows": 20_000, "lid_texts": 50_000,
+        "actors": [1, 2, 4, 8], "waves": 8, "tail_waves": 24, "plan_rows": 1_000_000, "stream_rows": 20_000, "lid_texts": 50_000,
         "lid_actors": [1, 2], "embed_sentences": 500,
     },
     "full": {
         "seeds": None, "refine_seeds": None, "refine_rounds": 2, "training_pairs": 5, "training_steps": 10, "training_max_length": 256, "latency_s": 0.5, "budget": 32, "clusters": 16,
-        "actors": [1, 2, 4, 8], "waves": 16, "plan_rows": 1_000_000, "stream_rows": 1_000_000, "lid_texts": 1_000_000,
+        "actors": [1, 2, 4, 8], "waves": 16, "tail_waves": 48, "plan_rows": 1_000_000, "stream_rows": 1_000_000, "lid_texts": 1_000_000,
         "lid_actors": [1, 2], "embed_sentences": 3000,
     },
 }

@@ -1,8 +1,8 @@
 """Scaling and overhead of the orchestration: rows/s of the translation stage with 1, 2, 4, 8 actors,
 and the driver's peak memory on a large plan.
 
-SIMULATION OF THE ORCHESTRATION, NOT OF A MODEL. Here the LLM is replaced by the fixed-latency
-generator of benchmarks.simulated, so every row still goes through the real row state machine
+SIMULATION OF THE ORCHESTRATION, NOT OF A MODEL. Here the LLM is replaced by the simulated
+generator of benchmarks.simulated (a fixed latency, or a long-tailed one of the same mean), so every row still goes through the real row state machine
 (spans, parsing, fastText validation), the real TranslateActor batching and the real Ray Data pool
 of jobs.synthesize.translate_dataset. What it shows: whether the driver and the data path keep up
 as actors are added; nothing about how fast any model is.
@@ -17,43 +17,108 @@ import time
 from pathlib import Path
 
 from benchmarks.harness import SEEDS, case_main, cpu_seconds, init_ray, peak_rss_mib
-from benchmarks.simulated import SimulatedTranslateActor, simulated_config
+from benchmarks.simulated import LONG_RATIO, LONG_SHARE, TAIL_SEED, SimulatedTranslateActor, simulated_config
 from benchmarks.workload import run_translation_stage, synthetic_tasks
 from engine.config import Config
 
 
+def in_flight_figures(reports: list[str | None], limit: int, rows: int, points: int = 240) -> dict:
+    """What the simulated generators saw (SimulatedTranslateActor's bench_inflight reports): the
+    realised mean latency and requests per row, the mean requests in flight per actor while every
+    actor still had rows to start (from the last actor's first request to the first actor's last
+    one), completions per second in that window, and the in-flight count per actor over time
+    (mean over actors, on a grid of `points` for the plot)."""
+    actors: dict[str, dict] = {}
+    for text in filter(None, reports):
+        report = json.loads(text)
+        entry = actors.setdefault(report["actor"], {"samples": [], "requests": 0, "latency_total_s": 0.0, "observed_total_s": 0.0})
+        if report["samples"]:
+            entry["samples"].append(report["samples"])  # in order within a report; reports in any order
+        entry["requests"] = max(entry["requests"], report["requests"])
+        entry["latency_total_s"] = max(entry["latency_total_s"], report["latency_total_s"])
+        entry["observed_total_s"] = max(entry["observed_total_s"], report["observed_total_s"])
+    requests = sum(a["requests"] for a in actors.values())
+    latency = sum(a["latency_total_s"] for a in actors.values()) / requests
+    observed = sum(a["observed_total_s"] for a in actors.values()) / requests
+    series = [[tuple(sample) for chunk in sorted(a["samples"], key=lambda chunk: chunk[0][0]) for sample in chunk] for a in actors.values()]
+    starts = [[t for (t, n), (_, before) in zip(s[1:], s[:-1]) if n > before] + [s[0][0]] for s in series]
+    fed_from, fed_until = max(min(t) for t in starts), min(max(t) for t in starts)
+    window = fed_until - fed_from
+
+    def mean_in_flight(samples: list[tuple]) -> float:
+        area, level, last = 0.0, 0, fed_from
+        for t, n in samples:
+            if t > fed_from:
+                area += level * (min(t, fed_until) - last)
+                last = min(t, fed_until)
+            level = n
+            if t >= fed_until:
+                break
+        return area / window if window > 0 else float("nan")
+
+    finishes = sum(1 for s in series for (t, n), (_, before) in zip(s[1:], s[:-1]) if n < before and fed_from <= t <= fed_until)
+    per_actor = sum(mean_in_flight(s) for s in series) / len(series)
+    # The mean over actors of the count in flight on a grid, from the first request to the last finish.
+    events = sorted((t, delta) for s in series for (t, delta) in ((t, n - before) for (t, n), (_, before) in zip(s, [(0, 0)] + s[:-1])))
+    begin, end = events[0][0], events[-1][0]
+    grid, level, i = [], 0, 0
+    for k in range(points + 1):
+        at = begin + (end - begin) * k / points
+        while i < len(events) and events[i][0] <= at:
+            level += events[i][1]
+            i += 1
+        grid.append([round(at - begin, 3), round(level / len(series), 2)])
+    return {
+        "realised_mean_latency_s": round(latency, 4), "observed_mean_request_s": round(observed, 4),
+        "peak_in_flight_per_actor": max(n for s in series for _, n in s), "requests_per_row": round(requests / rows, 3),
+        "rows_in_flight_limit": limit, "fed_window_s": round(window, 2),
+        "mean_in_flight_per_actor_while_fed": round(per_actor, 1),
+        "in_flight_fill": round(per_actor / limit, 3),
+        "rows_per_s_while_fed": round(finishes / window / (requests / rows), 1) if window > 0 else None,
+        "in_flight_series": grid,
+    }
+
+
 def case_scaling(spec: dict) -> dict:
-    """Rows/s of the real pool with a simulated generator, for each actor count, on one Ray."""
+    """Rows/s of the real pool with a simulated generator, for each actor count, on one Ray; with
+    spec['long_tail'], from the heavy-tailed latency of the same mean (benchmarks.simulated)."""
     import ray
 
-    per_actor_in_flight = spec["batch_size"] * spec["batches_in_flight"]
     init_s = init_ray(spec)
     cases = []
     try:
         for actors in spec["actors"]:
             config = simulated_config(
-                spec, spec["latency_s"], actors=actors,
+                spec, spec["latency_s"], spec.get("long_tail", False), actors=actors,
                 # Every count fits the same 2-CPU cluster: what an actor reserves is scheduling only.
                 num_cpus_per_actor=min(1.0, spec["num_cpus"] / max(spec["actors"])),
             )
+            per_actor_in_flight = config.compute.in_flight_rows
             rows = spec["waves"] * actors * per_actor_in_flight
             tasks = synthetic_tasks(rows, spec["lang"])
             cpu_before = cpu_seconds()
             timing, table = run_translation_stage(config, tasks, SimulatedTranslateActor)
             driver_cpu = cpu_seconds() - cpu_before
-            ideal = actors * per_actor_in_flight / spec["latency_s"]
+            seen = in_flight_figures(table.column("bench_inflight").to_pylist(), per_actor_in_flight, table.num_rows)
+            table = table.drop_columns(["bench_inflight"])
+            # Ideal: every actor keeps its limit of rows in flight all the time, at the latencies
+            # the requests really had, with as many requests per row as they really made.
+            ideal = actors * per_actor_in_flight / seen["realised_mean_latency_s"] / seen["requests_per_row"]
             steady = timing["rows_per_s_after_all_ready"]
+            fed = seen["rows_per_s_while_fed"]
             cases.append({
                 "actors": actors, "rows": table.num_rows, **timing,
                 "ideal_rows_per_s": round(ideal, 1),
                 "efficiency_vs_ideal": round(steady / ideal, 3) if steady else None,
+                "efficiency_while_fed": round(fed / ideal, 3) if fed else None,
                 "driver_cpu_s": round(driver_cpu, 2),
                 "driver_cpu_share": round(driver_cpu / timing["end_to_end_s"], 3),
                 "accepted": table.column("status").to_pylist().count("accepted"),
+                **seen,
             })
     finally:
         ray.shutdown()
-    return {"ray_init_s": init_s, "cases": cases, "peak_rss_mib": peak_rss_mib()}
+    return {"ray_init_s": init_s, "long_tail": spec.get("long_tail", False), "cases": cases, "peak_rss_mib": peak_rss_mib()}
 
 
 def write_synthetic_seeds(path: Path, count: int) -> Path:
@@ -150,6 +215,9 @@ def suite(sizes: dict, simulated: bool, runner) -> dict:
         "stream_actors": 2, "stream_latency_s": 0.01, "stream_batch_size": 64,
     }
     scaling = runner.case("benchmarks.scaling", "scaling", spec)
+    # The same pool and mean latency with the heavy tail real generation lengths have; more waves,
+    # so that the end of a run (its last long requests) is not most of it.
+    long_tail = runner.case("benchmarks.scaling", "scaling", {**spec, "long_tail": True, "waves": sizes["tail_waves"]})
     memory = {
         "plan_only": runner.case(
             "benchmarks.scaling", "plan_memory", {**spec, "rows": sizes["plan_rows"], "stream": False, "work_dir": runner.scratch("plan")}
@@ -162,10 +230,17 @@ def suite(sizes: dict, simulated: bool, runner) -> dict:
         "label": "SIMULATION of the orchestration (fixed-latency generator), not of a model",
         "latency_s": sizes["latency_s"],
         "batch_size": spec["batch_size"], "batches_in_flight": spec["batches_in_flight"],
-        "scaling": scaling, "memory": memory,
+        "scaling": scaling, "long_tail": long_tail, "memory": memory,
+        "long_tail_shape": {"long_share": LONG_SHARE, "long_ratio": LONG_RATIO, "seed": TAIL_SEED},
         "notes": [
-            "ideal rows/s = actors x batch_size x batches_in_flight / latency (one request per row: rounds 0, one attempt)",
-            "peak batches per actor: the most batches one actor ran at once (jobs.synthesize.actor_pool allows batches_in_flight)",
+            "ideal rows/s = actors x rows_in_flight (batch_size x batches_in_flight) / the requests' mean latency / requests "
+            "per row: every actor's limit of rows in flight all the time, at the latencies the requests were given",
+            f"long tail: {LONG_SHARE:.0%} of requests take {LONG_RATIO:g}x the others (seeded, fixed per request), "
+            "the mean the fixed case's latency",
+            "peak batches per actor: the most batches one actor held at once (jobs.synthesize.actor_pool allows "
+            "compute.batches_per_actor: running rows, waiting for a row slot, or held by their last rows)",
+            "in flight: requests in the simulated generator per actor, sampled at every start and finish; 'while fed' is "
+            "from the last actor's first request to the first actor's last one (every actor had rows to start)",
             "rows/s after all ready: rows finished between the last actor becoming ready and the last batch",
             "every actor reserves num_cpus / max(actors) CPUs so all counts fit the same cluster; the row machines, "
             "fastText and Ray Data share the machine's cores",

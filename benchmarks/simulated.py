@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import time
 import zlib
@@ -46,15 +47,36 @@ _SENTINEL = re.compile(r"(\[\[\d+\]\])")
 _WORD = re.compile(r"[A-Za-z]+")
 
 
-def simulated_model_name(latency_s: float) -> str:
-    """The model name that tells a SimulatedTranslateActor its latency; it lands in every row's provenance."""
-    return f"{SIMULATED_PREFIX}{latency_s:g}s"
+LONG_TAIL = "-longtail"
+# The long-tail latency: a seeded mixture, deterministic per request (a hash of its messages).
+# Most requests are short; LONG_SHARE of them take LONG_RATIO times as long; the mean is the
+# latency the model name gives, so fixed and long-tail cases of one latency do the same work.
+LONG_SHARE, LONG_RATIO, TAIL_SEED = 0.05, 20.0, 17
+
+
+def simulated_model_name(latency_s: float, long_tail: bool = False) -> str:
+    """The model name that tells a SimulatedTranslateActor its (mean) latency and its shape; it
+    lands in every row's provenance."""
+    return f"{SIMULATED_PREFIX}{latency_s:g}s" + (LONG_TAIL if long_tail else "")
 
 
 def simulated_latency(model_name: str) -> float:
     if not model_name.startswith(SIMULATED_PREFIX):
         raise ValueError(f"not a simulated model name: {model_name!r} (expected {SIMULATED_PREFIX}<seconds>s)")
-    return float(model_name.removeprefix(SIMULATED_PREFIX).removesuffix("s"))
+    return float(model_name.removeprefix(SIMULATED_PREFIX).removesuffix(LONG_TAIL).removesuffix("s"))
+
+
+def is_long_tail(model_name: str) -> bool:
+    return model_name.startswith(SIMULATED_PREFIX) and model_name.endswith(LONG_TAIL)
+
+
+def long_tail_latency(mean_s: float, messages: list[dict]) -> float:
+    """A request's latency from the heavy-tailed mixture of mean `mean_s`: seeded, and the same
+    for the same request in every run."""
+    key = json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()
+    draw = zlib.crc32(key, TAIL_SEED) / 2**32
+    short = mean_s / (1 - LONG_SHARE + LONG_SHARE * LONG_RATIO)
+    return short * LONG_RATIO if draw < LONG_SHARE else short
 
 
 def simulated_text(text: str) -> str:
@@ -89,31 +111,61 @@ def simulated_answer(messages: list[dict], params: GenParams) -> str:
 
 
 class FixedLatencyGenerator:
-    """engine.protocols.Generator that sleeps `latency_s` per request, then answers with
-    `simulated_answer`. A SIMULATION of the orchestration, not of a model. Token counts are
-    whitespace words, labelled as simulated wherever they are reported."""
+    """engine.protocols.Generator that sleeps `latency_s` per request (or, with `long_tail`, a
+    per-request latency of that mean: long_tail_latency), then answers with `simulated_answer`.
+    A SIMULATION of the orchestration, not of a model. Token counts are whitespace words,
+    labelled as simulated wherever they are reported.
+
+    It counts what the engine would see: requests in flight, sampled as (wall time, count) at
+    every start and finish (`samples`, drained by whoever reports them), requests made and the
+    seconds of latency they were given."""
 
     backend = "simulated"
 
-    def __init__(self, latency_s: float, model_name: str | None = None):
-        self.latency_s = latency_s
-        self.model_name = model_name or simulated_model_name(latency_s)
+    def __init__(self, latency_s: float, model_name: str | None = None, long_tail: bool = False):
+        self.latency_s, self.long_tail = latency_s, long_tail
+        self.model_name = model_name or simulated_model_name(latency_s, long_tail)
+        self.in_flight = self.requests = 0
+        self.latency_total_s = self.observed_total_s = 0.0
+        self.samples: list[tuple[float, int]] = []  # one event loop: no lock needed
+
+    def latency_of(self, messages: list[dict]) -> float:
+        return long_tail_latency(self.latency_s, messages) if self.long_tail else self.latency_s
 
     async def generate(self, messages: list[dict], params: GenParams) -> Completion:
-        await asyncio.sleep(self.latency_s)
+        latency = self.latency_of(messages)
+        self.in_flight += 1
+        self.requests += 1
+        self.latency_total_s += latency
+        started = time.time()
+        self.samples.append((started, self.in_flight))
+        try:
+            await asyncio.sleep(latency)
+        finally:
+            self.in_flight -= 1
+            finished = time.time()
+            self.observed_total_s += finished - started  # more than latency when the event loop is late
+            self.samples.append((finished, self.in_flight))
         text = simulated_answer(messages, params)
         prompt = sum(len(m["content"].split()) for m in messages)
         return Completion(text, prompt, len(text.split()), "stop")
+
+    def drain(self) -> dict:
+        """What happened since the last drain: the samples; requests, latency seconds given and
+        seconds observed (start to finish) so far."""
+        samples, self.samples = self.samples, []
+        return {"samples": samples, "requests": self.requests, "latency_total_s": self.latency_total_s,
+                "observed_total_s": self.observed_total_s}
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
 
-def simulated_config(spec: dict, latency_s: float, **kwargs) -> Config:
+def simulated_config(spec: dict, latency_s: float, long_tail: bool = False, **kwargs) -> Config:
     """bench_config over the simulated generator. The adequacy gate's similarity is off: the
     simulated text is French words, not a translation, and the gate would reject every row; its
     number and sentence checks still run."""
-    return bench_config(spec, model_name=simulated_model_name(latency_s), adequacy=False, **kwargs)
+    return bench_config(spec, model_name=simulated_model_name(latency_s, long_tail), adequacy=False, **kwargs)
 
 
 def spec_config(spec: dict, **kwargs) -> Config:
@@ -129,11 +181,20 @@ def is_simulated(config: Config) -> bool:
 class SimulatedTranslateActor(TimedTranslateActor):
     """TimedTranslateActor over a FixedLatencyGenerator: the latency comes from model.name
     (simulated_model_name), so it travels in the config like any model choice. Everything else
-    (language ID, the checks, the row machine) is the actor's own construction."""
+    (language ID, the checks, the row machine) is the actor's own construction.
+
+    Each output batch brings back, in its first row's `bench_inflight` (JSON), this actor's
+    in-flight samples since its previous batch (FixedLatencyGenerator.drain) and an actor id."""
 
     @staticmethod
     def make_generator(config: Config):
-        return FixedLatencyGenerator(simulated_latency(config.model.name), config.model.name)
+        name = config.model.name
+        return FixedLatencyGenerator(simulated_latency(name), name, is_long_tail(name))
+
+    async def __call__(self, batch: pa.Table):
+        async for table in super().__call__(batch):
+            report = json.dumps({"actor": f"{os.getpid()}-{id(self)}", **self.generator.drain()})
+            yield table.append_column("bench_inflight", pa.array([report] + [None] * (table.num_rows - 1), pa.string()))
 
 
 class SimulatedStage:

@@ -141,15 +141,30 @@ def tokens_md(suite: dict) -> list[str]:
     return lines + ["", f"Ratio of tokens per kept row, filter / select: {fmt(suite['ratio_tokens_per_kept_filter_over_select'], 2)}", ""]
 
 
+def scaling_rows(cases: list[dict]) -> list[list]:
+    return [[c["actors"], c["rows"], c.get("peak_batches_per_actor"), c.get("peak_in_flight_per_actor"),
+             c.get("mean_in_flight_per_actor_while_fed"), fmt(c.get("in_flight_fill"), 3), fmt(c.get("observed_mean_request_s"), 3),
+             c["ideal_rows_per_s"], c["rows_per_s_after_all_ready"], fmt(c["efficiency_vs_ideal"], 3), c.get("rows_per_s_while_fed"),
+             fmt(c.get("efficiency_while_fed"), 3), c["rows_per_s_end_to_end"], fmt(c["driver_cpu_share"], 2)] for c in cases]
+
+
+SCALING_HEADER = ["actors", "rows", "peak batches per actor", "peak in flight per actor", "mean in flight while fed", "fill",
+                  "observed s per request", "ideal rows/s", "rows/s after all ready", "efficiency", "rows/s while fed",
+                  "efficiency while fed", "rows/s end to end", "driver CPU share"]
+
+
 def scaling_md(suite: dict) -> list[str]:
-    lines = [f"### Scaling: {suite['label']}; {suite['latency_s']} s per request", ""]
+    lines = [f"### Scaling: {suite['label']}; {suite['latency_s']} s per request (mean)", ""]
     scale = suite["scaling"]
     lines += error_lines("scaling", scale)
     if "cases" in scale:
-        lines += table(["actors", "rows", "peak batches per actor", "ideal rows/s", "rows/s after all ready", "efficiency",
-                        "rows/s end to end", "driver CPU share"],
-                       [[c["actors"], c["rows"], c.get("peak_batches_per_actor"), c["ideal_rows_per_s"], c["rows_per_s_after_all_ready"],
-                         c["efficiency_vs_ideal"], c["rows_per_s_end_to_end"], c["driver_cpu_share"]] for c in scale["cases"]])
+        lines += ["Fixed latency:", ""] + table(SCALING_HEADER, scaling_rows(scale["cases"]))
+    tail = suite.get("long_tail", {})
+    lines += error_lines("scaling, long tail", tail)
+    if "cases" in tail:
+        shape = suite.get("long_tail_shape", {})
+        lines += ["", f"Long-tailed latency ({fmt(shape.get('long_share', 0) * 100, 0)}% of requests {fmt(shape.get('long_ratio'), 0)}x "
+                  "the others, same mean):", ""] + table(SCALING_HEADER, scaling_rows(tail["cases"]))
     lines.append("")
     mem_rows = []
     for label, case in suite["memory"].items():
@@ -246,21 +261,9 @@ def plots(report: dict) -> dict[str, bytes]:
         out["tokens"] = bars("Generated tokens per kept row", "tokens", ["translate, then filter", "select, then translate"],
                              [tokens["translate_then_filter"]["tokens_per_kept"] or 0, tokens["select_then_translate"]["tokens_per_kept"] or 0])
     scale = suites.get("scaling", {}).get("scaling", {}).get("cases")
+    tail = suites.get("scaling", {}).get("long_tail", {}).get("cases")
     if scale:
-        from engine.report.charts import figure, to_png
-
-        fig, ax = figure()
-        actors = [c["actors"] for c in scale]
-        ax.plot(actors, [c["ideal_rows_per_s"] for c in scale], "--", color="grey", label="ideal (latency-bound)")
-        ax.plot(actors, [c["rows_per_s_after_all_ready"] or 0 for c in scale], "o-", label="measured, after all actors ready")
-        ax.plot(actors, [c["rows_per_s_end_to_end"] for c in scale], "s:", label="measured, end to end")
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(actors, [str(a) for a in actors])
-        ax.set_xlabel("actors")
-        ax.set_ylabel("rows/s")
-        ax.set_title("Scaling (SIMULATED fixed-latency generator)")
-        ax.legend(fontsize="small", frameon=False)
-        out["scaling"] = to_png(fig)
+        out["scaling"] = scaling_plot(scale, tail)
     langid = suites.get("cheap", {}).get("langid", {})
     if "direct" in langid:
         entries = langid["direct"][:1] + langid["pool"]
@@ -268,6 +271,43 @@ def plots(report: dict) -> dict[str, bytes]:
                             [e["shape"].replace(", in this process", "").replace(" actor(s)", " actors") for e in entries],
                             [e["texts_per_s"] for e in entries])
     return out
+
+
+def scaling_plot(scale: list[dict], tail: list[dict] | None) -> bytes:
+    """Rows/s against actors; below it, requests in flight per actor over time (mean over the
+    actors), one line per actor count, one panel per latency shape, against the limit."""
+    from engine.report.charts import figure, to_png
+
+    series = [(label, cases) for label, cases in (("fixed latency", scale), ("long tail", tail)) if cases and "in_flight_series" in cases[0]]
+    fig, ax = figure(6.4, 3.4 + 2.6 * len(series))
+    ax.remove()
+    ax = fig.add_subplot(1 + len(series), 1, 1)
+    actors = [c["actors"] for c in scale]
+    ax.plot(actors, [c["ideal_rows_per_s"] for c in scale], "--", color="grey", label="ideal (latency-bound)")
+    ax.plot(actors, [c["rows_per_s_after_all_ready"] or 0 for c in scale], "o-", label="fixed latency, after all actors ready")
+    ax.plot(actors, [c["rows_per_s_end_to_end"] for c in scale], "s:", label="fixed latency, end to end")
+    if tail:
+        ax.plot([c["actors"] for c in tail], [c.get("rows_per_s_while_fed") or 0 for c in tail], "^-", label="long tail, while fed")
+        ax.plot([c["actors"] for c in tail], [c["ideal_rows_per_s"] for c in tail], ":", color="grey", label="long tail, ideal")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(actors, [str(a) for a in actors])
+    ax.set_xlabel("actors")
+    ax.set_ylabel("rows/s")
+    ax.set_title("Scaling (SIMULATED generator)")
+    ax.legend(fontsize="x-small", frameon=False)
+    for i, (label, cases) in enumerate(series):
+        ax = fig.add_subplot(1 + len(series), 1, i + 2)
+        for case in cases:
+            points = case["in_flight_series"]
+            ax.step([t for t, _ in points], [n for _, n in points], where="post", linewidth=1, label=f"{case['actors']} actor(s)")
+        ax.axhline(cases[0]["rows_in_flight_limit"], color="grey", linestyle="--", linewidth=1, label="limit (rows_in_flight)")
+        ax.set_title(f"Requests in flight per actor (mean over actors), {label}", fontsize="medium")
+        ax.set_xlabel("seconds from the first request")
+        ax.set_ylabel("in flight")
+        ax.legend(fontsize="x-small", frameon=False, ncol=3)
+    for axis in fig.axes:
+        axis.spines[["top", "right"]].set_visible(False)
+    return to_png(fig)
 
 
 def refinement_plot(cases: dict) -> bytes:
