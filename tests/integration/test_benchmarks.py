@@ -19,7 +19,8 @@ from tests.integration.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
-SUITES = ("translation", "refinement", "tokens", "scaling", "cheap", "training")
+SUITES = ("translation", "refinement", "tokens", "scaling", "cheap", "adequacy", "training")
+PLOTTED = ("translation", "refinement", "tokens", "scaling", "cheap", "training")  # suites with a PNG of their own
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def report(tmp_path_factory):
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stderr[-4000:] + result.stdout[-4000:]
-    [json_path] = out.glob("*.json")
+    [json_path] = out.glob("*.json")  # the adequacy suite's own JSON goes to scratch at this size
     data = json.loads(json_path.read_text())
     for name in SUITES:
         assert "error" not in data["suites"][name], data["suites"][name]["error"][:3000]
@@ -46,10 +47,11 @@ def test_the_run_records_machine_load_and_command(report):
     assert data["command"].startswith("python -m benchmarks.run")
     markdown = (out / f"{data['date']}.md").read_text()
     for heading in ("Translation, one pass", "Refinement", "Tokens per accepted example", "Scaling", "Cheap stages",
+                    "Where the CPU went", "Adequacy gate in (b)", "Adequacy gate on the labelled pairs",
                     "Training: direct DeepSpeed and Ray Train alternated"):
         assert heading in markdown
     assert "failed" not in markdown
-    assert {p.name.removeprefix(f"{data['date']}-") for p in out.glob("*.png")} == {f"{s}.png" for s in SUITES}
+    assert {p.name.removeprefix(f"{data['date']}-") for p in out.glob("*.png")} == {f"{s}.png" for s in PLOTTED}
 
 
 def test_translation_runs_the_same_prompts_three_ways(report):
@@ -63,6 +65,25 @@ def test_translation_runs_the_same_prompts_three_ways(report):
     assert 0 < babelforge["first_ready_s"] <= babelforge["end_to_end_s"], "engine start is told apart"
     for name in ("b_over_a_tokens_per_s_generation", "b_over_a_tokens_per_s_end_to_end", "b_over_c_tokens_per_s_end_to_end"):
         assert suite["ratios"][name] > 0
+    # Where the CPU went: the engine core and the driver in (a); Ray's own processes and the actor in (b).
+    raw_cpu = suite["cases"]["raw_vllm"]["cpu_by_process"]
+    assert {"driver", "vLLM engine core", "vLLM model worker"} <= set(raw_cpu["whole_case"]["classes"])
+    assert raw_cpu["generation"]["case_cpu_s"] > 0 and raw_cpu["generation"]["wall_s"] > 0
+    cpu = babelforge["cpu_by_process"]
+    assert {"driver", "raylet", "gcs_server", "translate actor", "vLLM engine core", "vLLM model worker"} <= set(cpu["whole_case"]["classes"])
+    # A local Ray starts no dashboard (actors.ray_session.local_defaults): Ray keeps its head process for usage stats alone.
+    assert "dashboard" not in cpu["whole_case"]["classes"] and "dashboard head, usage stats only" in cpu["whole_case"]["classes"]
+    defaults = suite["cases"]["babelforge_ray_defaults"]  # the same stage on a Ray started with Ray's own defaults
+    assert defaults["rows"] == 3 and "dashboard" in defaults["cpu_by_process"]["whole_case"]["classes"]
+    assert suite["ratios"]["b_over_ray_defaults_tokens_per_s_generation"] > 0
+    assert 0 < cpu["generation"]["wall_s"] <= cpu["whole_case"]["wall_s"]
+    assert 0 < cpu["generation"]["case_cpu_s"] <= cpu["whole_case"]["case_cpu_s"]
+    gate = babelforge["adequacy_gate"]
+    # 3 rows of the tiny model may all fail the form checks before the gate: its figures are there, maybe 0.
+    assert set(gate) == {"seconds", "texts", "texts_per_s", "share_of_generation", "share_of_end_to_end"}
+    assert gate["seconds"] >= 0 and 0 <= gate["texts"] <= 2 * 3 * 3  # both sides of at most 3 fields of 3 rows
+    if gate["texts"]:
+        assert gate["seconds"] > 0 and 0 < gate["share_of_end_to_end"] <= gate["share_of_generation"] < 1
     # The raw and Ray Data prompts are built as engine.rows.translate builds them: a drift shows here.
     assert suite["agreement"]["raw_vllm~babelforge"]["same_prompt_tokens"] == 1.0
 
@@ -127,6 +148,12 @@ def test_cheap_stages_compare_pools_with_direct_calls(report):
     assert langid["direct"][0]["texts_per_s"] > 0
     assert all(pool["same_label_as_direct"] == 1.0 for pool in langid["pool"])
     assert suite["embedding"] == {"skipped": "not run at this size"}  # --quick runs benchmarks/embedding.py
+
+
+def test_adequacy_reports_the_encoders_speed_and_the_share_rejected_per_kind(report):
+    suite = report[0]["suites"]["adequacy"]
+    assert suite["pairs"] == 40 and suite["speed_one_thread"]["texts_per_s"] > 0
+    assert "correct" in suite["at_defaults"] and all(0 <= row["accepted"] <= 1 for row in suite["at_defaults"].values())
 
 
 def test_training_alternates_the_arms_and_records_load_and_spread(report):
