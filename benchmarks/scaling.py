@@ -105,12 +105,14 @@ def case_scaling(spec: dict) -> dict:
             # the requests really had, with as many requests per row as they really made.
             ideal = actors * per_actor_in_flight / seen["realised_mean_latency_s"] / seen["requests_per_row"]
             steady = timing["rows_per_s_after_all_ready"]
-            fed = seen["rows_per_s_while_fed"]
+            # While fed, by Little's law: rows/s = rows in flight / time a row takes as observed.
+            # (Finishes counted in the window favour short requests when the tail is long.)
+            fed = actors * seen["mean_in_flight_per_actor_while_fed"] / seen["observed_mean_request_s"] / seen["requests_per_row"]
             cases.append({
                 "actors": actors, "rows": table.num_rows, **timing,
                 "ideal_rows_per_s": round(ideal, 1),
                 "efficiency_vs_ideal": round(steady / ideal, 3) if steady else None,
-                "efficiency_while_fed": round(fed / ideal, 3) if fed else None,
+                "efficiency_while_fed": round(fed / ideal, 3),
                 "driver_cpu_s": round(driver_cpu, 2),
                 "driver_cpu_share": round(driver_cpu / timing["end_to_end_s"], 3),
                 "accepted": table.column("status").to_pylist().count("accepted"),
@@ -241,7 +243,10 @@ def suite(sizes: dict, simulated: bool, runner) -> dict:
             "compute.batches_per_actor: running rows, waiting for a row slot, or held by their last rows)",
             "in flight: requests in the simulated generator per actor, sampled at every start and finish; 'while fed' is "
             "from the last actor's first request to the first actor's last one (every actor had rows to start)",
-            "rows/s after all ready: rows finished between the last actor becoming ready and the last batch",
+            "rows/s after all ready: rows finished between the last actor becoming ready and the last batch (with the long "
+            "tail this includes the end of the run, when only long requests are left)",
+            "efficiency while fed: actors x mean in flight while fed / observed seconds per request / requests per row, "
+            "against the ideal (Little's law); rows/s while fed counts finishes in that window",
             "every actor reserves num_cpus / max(actors) CPUs so all counts fit the same cluster; the row machines, "
             "fastText and Ray Data share the machine's cores",
             "peak RSS is the driver process's ru_maxrss (the object store and workers are other processes)",
