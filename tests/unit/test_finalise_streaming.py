@@ -216,13 +216,21 @@ def measure_finalise(run_dir: Path, rows: int) -> tuple[dict, int]:
     return measured, size
 
 
+def quietest(run_dir: Path, rows: int) -> tuple[dict, int]:
+    """The lower of two measurements of one run: what other work on the machine and the
+    allocator's timing add to a peak only ever raises it, never lowers it."""
+    first, size = measure_finalise(run_dir / "1", rows)
+    second, _ = measure_finalise(run_dir / "2", rows)
+    return min(first, second, key=lambda m: m["rss_growth"]), size
+
+
 def test_finalise_memory_does_not_grow_with_the_run(tmp_path):
     """4,000 then 16,000 rows of realistic size (~27 MB, then ~107 MB in Arrow): the finalise's
     peak memory grows by well under the data's growth. The former finalise held every row twice
     (one concatenated table, then every row as a Python dict): its RSS grew by several times
     the data's growth."""
-    small, small_size = measure_finalise(tmp_path / "small", 4_000)
-    large, large_size = measure_finalise(tmp_path / "large", 16_000)
+    small, small_size = quietest(tmp_path / "small", 4_000)
+    large, large_size = quietest(tmp_path / "large", 16_000)
     assert large_size > 100 * 2**20 and large_size > 3.5 * small_size
     assert large["rss_growth"] < large_size, (large, large_size)
     assert large["rss_growth"] - small["rss_growth"] < (large_size - small_size) / 2, (small, large, small_size, large_size)
