@@ -31,7 +31,7 @@ from benchmarks.summary import write_report
 
 SUITES = ("translation", "refinement", "tokens", "scaling", "cheap", "adequacy", "training")
 
-# What each size measures. quick must finish in under 15 minutes on 2 cores; tiny is for tests.
+# What each size measures. quick takes about half an hour on 2 cores (its suites' times added up); tiny is for tests.
 SIZES = {
     "tiny": {
         "seeds": 3, "refine_seeds": 3, "refine_rounds": 2, "training_pairs": 1, "training_steps": 3, "training_max_length": 128, "latency_s": 0.05, "budget": 2, "clusters": 2, "actors": [1, 2], "waves": 2, "tail_waves": 2,
@@ -71,7 +71,7 @@ def run_suite(name: str, sizes: dict, simulated: bool, runner: Runner, results: 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", default=",".join(SUITES), help=f"comma-separated, from {', '.join(SUITES)}")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes: under 15 minutes on 2 cores")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes: about half an hour on 2 cores")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: seconds per suite
     # Tests: in these suites (translation, refinement, tokens) the fixed-latency generator stands in for the LLM.
     parser.add_argument("--simulate", default="", help=argparse.SUPPRESS)
