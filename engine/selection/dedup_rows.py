@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.reasons import make_reason
+from engine.selection.cluster import normalise_rows
 from engine.selection.dedup import duplicate_reason, exact_duplicates, near_duplicate_matches, text_key
 from engine.records import ACCEPTED, REJECTED, row_id
 from engine.inputs.seeds import Seed
@@ -106,9 +107,7 @@ def _unit_rows(column: pa.ChunkedArray) -> np.ndarray:
     dim = pc.min(lengths).as_py()
     if dim != pc.max(lengths).as_py():
         raise ValueError(f"{EMBEDDING} vectors of different lengths in one language: were the rows made with two encoders?")
-    vectors = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(column), dim)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms > 0, norms, 1.0)
+    return normalise_rows(column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(column), dim))
 
 
 class NearDuplicateOutputs:
