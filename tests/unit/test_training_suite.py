@@ -1,0 +1,68 @@
+"""The training benchmark's alternation and statistics (benchmarks/training.suite), with a stand-in
+for the runner: which launches it asks for, in which order, and what it makes of their results.
+The launches themselves are real only at --quick (tests/integration/test_finetune.py runs Ray Train
+with DeepSpeed in CI)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.summary import training_md, training_plot
+from benchmarks.training import spread, suite
+
+
+class Launches:
+    """Answers each launch with the next figure of its arm; an arm's figure None is a failed launch."""
+
+    def __init__(self, direct: list, ray: list):
+        self.figures = {"direct": list(direct), "ray": list(ray)}
+        self.calls: list[tuple[str, str, dict]] = []
+
+    def case(self, module: str, case: str, spec: dict) -> dict:
+        self.calls.append((module, case, spec))
+        tokens = self.figures[case].pop(0)
+        if tokens is None:
+            return {"error": "Traceback: launch failed", "load_average_1m": [1.0, 1.0]}
+        return {"tokens_per_s": tokens, "seconds_per_step": round(1000 / tokens, 2), "wall_seconds": 60.0,
+                "steps_measured": spec["steps"] - spec["warmup"], "load_average_1m": [len(self.calls) * 0.5, 2.0]}
+
+
+def test_arms_alternate_abab_with_one_spec():
+    runner = Launches([10.0, 12.0, 11.0], [9.0, 9.5, 12.0])
+    result = suite({"training_pairs": 3, "training_steps": 8, "training_max_length": 128}, runner)
+    assert [case for _, case, _ in runner.calls] == ["direct", "ray"] * 3
+    assert all(module == "benchmarks.training" for module, _, _ in runner.calls)
+    assert len({repr(sorted(spec.items())) for _, _, spec in runner.calls}) == 1, "both arms launch the same config"
+    spec = runner.calls[0][2]
+    assert spec["steps"] == 8 and spec["max_length"] == 128 and spec["warmup"] == 2
+    assert [run["arm"] for run in result["runs"]] == ["deepspeed_direct", "ray_train"] * 3
+    assert [run["order"] for run in result["runs"]] == list(range(6))
+    assert result["workload"]["order"].startswith("ABAB...: deepspeed_direct, ray_train, deepspeed_direct")
+
+
+def test_medians_spread_and_ratios_come_from_the_launches():
+    result = suite({"training_pairs": 3, "training_steps": 8}, Launches([10.0, 12.0, 11.0], [9.0, 9.5, 12.0]))
+    direct, ray = result["arms"]["deepspeed_direct"], result["arms"]["ray_train"]
+    assert direct["tokens_per_s"] == {"n": 3, "median": 11.0, "min": 10.0, "max": 12.0, "iqr": [10.5, 11.5]}
+    assert ray["tokens_per_s"]["median"] == 9.5 and ray["launches"] == 3
+    assert result["ratios"]["ray_train_over_direct_median_tokens_per_s"] == pytest.approx(9.5 / 11.0, abs=1e-3)
+    per_pair = result["ratios"]["ray_train_over_direct_per_pair"]  # 0.9, 0.792, 1.091
+    assert per_pair["n"] == 3 and per_pair["min"] == pytest.approx(0.792) and per_pair["max"] == pytest.approx(1.091)
+    assert direct["load_average_1m_before"]["min"] == 0.5, "the load before each launch is kept"
+
+
+def test_a_failed_launch_is_shown_and_left_out_of_the_statistics():
+    result = suite({"training_pairs": 2, "training_steps": 4}, Launches([10.0, 12.0], [None, 9.0]))
+    ray = result["arms"]["ray_train"]
+    assert ray["launches"] == 1 and ray["tokens_per_s"]["median"] == 9.0
+    assert result["ratios"]["ray_train_over_direct_per_pair"]["n"] == 1, "a pair with a failed launch has no ratio"
+    markdown = "\n".join(training_md(result))
+    assert "| 2 | ray_train | error |" in markdown.replace("  ", " ")
+    assert "Ray Train / direct, median tokens/s: 0.818" in markdown  # 9 / median(10, 12)
+    assert "training launch 2 (ray_train) failed" in markdown
+    assert training_plot(result["runs"]).startswith(b"\x89PNG")
+
+
+def test_spread_of_one_or_no_value():
+    assert spread([]) == {"n": 0, "median": None, "min": None, "max": None, "iqr": None}
+    assert spread([3.0, None]) == {"n": 1, "median": 3.0, "min": 3.0, "max": 3.0, "iqr": [3.0, 3.0]}
