@@ -3,10 +3,13 @@
     python -m jobs.build --run runs/demo [--config configs/demo.yaml] [--set build.sphinx.shots=3 ...] [--output DIR]
 
 Reads `<run>/accepted.parquet` (a dataset by language, or an older run's single file; the run
-folder may be a filesystem URI such as s3://bucket/runs/demo), runs the builders of `build:` in the config (the run's own
-`config.resolved.yaml` unless --config names another), and writes `<run>/datasets/` (or --output):
-one folder per dataset with train/validation Parquet and JSONL, a dataset card and build.json.
-`jobs.synthesize` calls `build_run` at its end when `build.enabled` is true.
+folder may be a filesystem URI such as s3://bucket/runs/demo) with Ray Data, runs the builders of
+`build:` in the config (the run's own `config.resolved.yaml` unless --config names another) as
+group operations over seeds and languages (actors/build_pipeline.py), and writes `<run>/datasets/`
+(or --output): one folder per dataset with `train.parquet/` and `validation.parquet/` (folders of
+part files, written by the workers; JSONL likewise), a dataset card and build.json. It starts or
+joins Ray as jobs.synthesize does (`ray:` in the config); `jobs.synthesize` calls `build_run` at
+its end when `build.enabled` is true, with Ray already up.
 """
 
 from __future__ import annotations
@@ -18,9 +21,8 @@ import tempfile
 from pathlib import Path
 
 from engine.builders import build_datasets
-from engine.builders.output import write_build
+from engine.builders.output import swap_in, write_card
 from engine.builders.pool import ROW_COLUMNS
-from engine.builders.retrieval import Embed
 from engine.builders.summary import summarise
 from engine.cli import job_parser, run_main
 from engine.config import Config, ConfigError, load_config, redacted
@@ -31,23 +33,28 @@ from engine.runfolder import RunFolder
 log = logging.getLogger("babelforge.build")
 
 
+def check_accepted(run_dir: RunFolder) -> None:
+    if not run_dir.exists(f"{ACCEPTED}.parquet"):
+        raise FileNotFoundError(f"{run_dir}/{ACCEPTED}.parquet not found: build from a run folder that jobs.synthesize has finished")
+
+
 def load_accepted(run_dir: RunFolder) -> list[dict]:
-    """The accepted rows: the accepted.parquet dataset (a folder by language), or the single file
-    of an older run folder."""
-    name = f"{ACCEPTED}.parquet"
-    if not run_dir.exists(name):
-        raise FileNotFoundError(f"{run_dir}/{name} not found: build from a run folder that jobs.synthesize has finished")
-    return read_dataset(run_dir, name, list(ROW_COLUMNS)).to_pylist()
+    """The accepted rows in one list (the in-memory build's input, engine.builders.build_datasets):
+    the accepted.parquet dataset (a folder by language), or the single file of an older run folder."""
+    check_accepted(run_dir)
+    return read_dataset(run_dir, f"{ACCEPTED}.parquet", list(ROW_COLUMNS)).to_pylist()
 
 
-def make_embed(config: Config) -> Embed | None:
-    """An embedder only when a builder needs one (sPhinX knn), so other builds load no model."""
-    sphinx = config.build.sphinx
-    if "sphinx" not in config.build.builders or sphinx.retrieval != "knn" or sphinx.shots == 0:
-        return None
-    from actors.embed import Embedder
+def accepted_count(run_dir: RunFolder) -> int:
+    """Rows of accepted.parquet, from the Parquet footers (no rows are read)."""
+    import pyarrow.dataset as ds
 
-    return Embedder(sphinx.embedder)
+    return ds.dataset(run_dir.path(f"{ACCEPTED}.parquet"), format="parquet", filesystem=run_dir.fs).count_rows()
+
+
+def empty_summary(config: Config) -> dict:
+    built = build_datasets([], config.build)
+    return summarise(built, redacted(config)["build"], config.model.license)
 
 
 def record_in_report(run_dir: RunFolder, summary: dict) -> None:
@@ -59,17 +66,33 @@ def record_in_report(run_dir: RunFolder, summary: dict) -> None:
     run_dir.write_text("report.json", json.dumps(report, indent=2, ensure_ascii=False))
 
 
-def build_run(run_dir: str | Path | RunFolder, config: Config, output: str | Path | RunFolder | None = None, embed: Embed | None = None) -> dict:
-    """Build from a run folder (a local path or a filesystem URI such as s3://…); the datasets go
-    to <run>/datasets/ (counts recorded in report.json) or to `output`."""
+def build_run(run_dir: str | Path | RunFolder, config: Config, output: str | Path | RunFolder | None = None,
+              partitions: int | None = None) -> dict:
+    """Build from a run folder (a local path or a filesystem URI such as s3://…) on Ray Data (started
+    or joined as jobs.synthesize does, unless this process already runs Ray); the datasets go to
+    <run>/datasets/ (counts recorded in report.json) or to `output`. `partitions` sets the number
+    of blocks the rows are read into; the examples built do not depend on it."""
+    from actors.build_pipeline import build_on_ray
+    from actors.ray_session import init_ray
+
     run_dir = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
-    accepted = load_accepted(run_dir)
-    built = build_datasets(accepted, config.build, embed or make_embed(config))
-    del accepted
-    summary = summarise(built, redacted(config)["build"], config.model.license)
+    check_accepted(run_dir)
+    empty = accepted_count(run_dir) == 0
+    if not empty:
+        init_ray(config.ray)
     own = run_dir.child("datasets")
     out_dir = (output if isinstance(output, RunFolder) else RunFolder(output)) if output else own
-    write_build(built, summary, out_dir, config.build.formats, config.run.name)
+    summaries = []
+
+    def fill(folder: RunFolder) -> None:
+        # Workers write the datasets' part files into `folder` (the staging folder on a local disk).
+        # A run that accepted nothing gets its empty datasets' card without starting Ray.
+        summary = empty_summary(config) if empty else build_on_ray(run_dir, config, folder, partitions)
+        write_card(summary, folder, config.build.formats, config.run.name)
+        summaries.append(summary)
+
+    swap_in(out_dir, fill)
+    summary = summaries[0]
     if (out_dir.fs.type_name, out_dir.root) == (own.fs.type_name, own.root):
         record_in_report(run_dir, summary)
     for name, entry in summary["datasets"].items():

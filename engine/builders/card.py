@@ -10,11 +10,12 @@ _HUB_LICENSES = {"apache-2.0", "mit", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0
 
 
 def front_matter(summary: dict, fmt: str) -> str:
+    # A split is a folder of part files (engine/builders/output.py): the glob names them all.
     license = summary["license"].lower()
     meta = {
         "license": license if license in _HUB_LICENSES else "other",
         "configs": [
-            {"config_name": name, "data_files": [{"split": split, "path": f"{name}/{split}.{fmt}"} for split in ("train", "validation") if entry[split]]}
+            {"config_name": name, "data_files": [{"split": split, "path": f"{name}/{split}.{fmt}/*.{fmt}"} for split in ("train", "validation") if entry[split]]}
             for name, entry in summary["datasets"].items()
         ],
     }

@@ -7,9 +7,9 @@ and the same inputs always give the same quotas.
 from __future__ import annotations
 
 import math
-import random
 
 from engine.builders.pool import ENGLISH
+from engine.builders.ranks import copies, mix_rank, rank
 
 
 def apportion(total: int, weights: dict[str, float]) -> dict[str, int]:
@@ -52,28 +52,50 @@ def language_quotas(counts: dict[str, int], total: int, anchor_share: float | No
     return {ENGLISH: english, **apportion(total - english, temperature_weights(others, temperature))}
 
 
-def draw(rows: list[dict], quota: int, rng: random.Random) -> list[dict]:
-    """`quota` rows: a sample without repeats while rows last, then repeats (upsampling)."""
-    if quota <= len(rows):
-        return rng.sample(rows, quota)
-    return rows + rng.choices(rows, k=quota - len(rows)) if rows else []
+def draw(rows: list[dict], quota: int, seed: int, dataset: str, lang: str) -> list[dict]:
+    """`quota` rows of one dataset and language: the lowest-ranked without repeats while rows last,
+    then every row again and again in rank order (upsampling), so the draw depends only on the rows
+    and the seed, not on their order."""
+    ranked = sorted(rows, key=lambda row: (mix_rank(seed, dataset, lang, row["id"]), row["id"]))
+    whole, extra = copies(quota, len(ranked))
+    return ranked * whole + ranked[:extra]
+
+
+def mix_quotas(available: dict[str, dict[str, int]], ratios: dict[str, float], size: int | None,
+               anchor_share: float | None, temperature: float) -> dict[tuple[str, str], int]:
+    """(dataset, language) -> rows drawn, from the training rows' counts per dataset and language:
+    datasets by `ratios`, then languages inside each dataset by the anchor share and temperature."""
+    totals = {name: sum(langs.values()) for name, langs in available.items()}
+    # An empty dataset cannot take a share: it would make every "most rows" total zero.
+    weights = {name: ratios.get(name, 0.0) if ratios else 1.0 for name, rows in totals.items() if rows}
+    total = size if size is not None else feasible_total(totals, weights)
+    quotas: dict[tuple[str, str], int] = {}
+    for name, quota in sorted(apportion(total, weights).items() if weights else ()):
+        counts = {lang: n for lang, n in available[name].items() if n}
+        for lang, lang_quota in sorted(language_quotas(counts, quota, anchor_share, temperature).items()):
+            if lang_quota:
+                quotas[(name, lang)] = lang_quota
+    return quotas
+
+
+def mix_order(seed: int, row: dict, copy: int) -> tuple[int, str, int]:
+    """Where a drawn row sits in the mixed list: a hash, so the mix is shuffled the same way by any executor."""
+    return rank(seed, "mix-order", row["id"], copy), row["id"], copy
 
 
 def mix_datasets(datasets: dict[str, list[dict]], ratios: dict[str, float], size: int | None,
                  anchor_share: float | None, temperature: float, seed: int) -> list[dict]:
-    """Training rows of several datasets in one shuffled list: datasets by `ratios`, then
-    languages inside each dataset by the anchor share and the temperature."""
-    # An empty dataset cannot take a share: it would make every "most rows" total zero.
-    weights = {name: ratios.get(name, 0.0) if ratios else 1.0 for name, rows in datasets.items() if rows}
-    available = {name: len(rows) for name, rows in datasets.items()}
-    total = size if size is not None else feasible_total(available, weights)
-    mixed: list[dict] = []
-    for name, quota in sorted(apportion(total, weights).items() if weights else ()):
-        by_lang: dict[str, list[dict]] = {}
-        for row in datasets[name]:
-            by_lang.setdefault(row["lang"], []).append(row)
-        counts = {lang: len(rows) for lang, rows in by_lang.items()}
-        for lang, lang_quota in sorted(language_quotas(counts, quota, anchor_share, temperature).items()):
-            mixed.extend(draw(by_lang.get(lang, []), lang_quota, random.Random(f"{seed}\x1fmix\x1f{name}\x1f{lang}")))
-    random.Random(f"{seed}\x1fmix-order").shuffle(mixed)
-    return mixed
+    """Training rows of several datasets in one shuffled list (see mix_quotas and draw)."""
+    by_lang: dict[str, dict[str, list[dict]]] = {}
+    for name, rows in datasets.items():
+        by_lang[name] = {}
+        for row in rows:
+            by_lang[name].setdefault(row["lang"], []).append(row)
+    available = {name: {lang: len(rows) for lang, rows in langs.items()} for name, langs in by_lang.items()}
+    drawn: list[tuple[tuple, dict]] = []
+    for (name, lang), quota in mix_quotas(available, ratios, size, anchor_share, temperature).items():
+        seen: dict[str, int] = {}
+        for row in draw(by_lang[name].get(lang, []), quota, seed, name, lang):
+            copy = seen[row["id"]] = seen.get(row["id"], -1) + 1
+            drawn.append((mix_order(seed, row, copy), row))
+    return [row for _, row in sorted(drawn, key=lambda pair: pair[0])]

@@ -1,6 +1,13 @@
-"""Writing a build: `<out>/<dataset>/{train,validation}.{parquet,jsonl}`, `README.md` (the card)
-and `build.json` (the counts). The folder is assembled beside the target and swapped in, so a
-killed build leaves the previous datasets whole, never a mix of old and new files."""
+"""Writing a build: `<out>/<dataset>/<split>.parquet/part-*.parquet` (and `<split>.jsonl/part-*.jsonl`),
+`README.md` (the card) and `build.json` (the counts).
+
+A split is a folder of part files, like the run's accepted.parquet, because a distributed build
+writes it from many workers at once: `pyarrow.parquet.read_table("<dataset>/train.parquet")`,
+Ray Data and DuckDB read the folder whole; `datasets.load_dataset(out, name)` reads it through the
+card's globs (or `data_files="<dataset>/train.parquet/*.parquet"`). The folder is assembled beside
+the target and swapped in, so a killed build leaves the previous datasets whole, never a mix of old
+and new files.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ import contextlib
 import json
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,46 +25,75 @@ from engine.builders.card import render_card
 from engine.builders.example import EXAMPLE_SCHEMA
 from engine.runfolder import RunFolder
 
+ROWS_PER_FILE = 50_000  # examples per part file at most (a distributed build writes smaller ones per block)
+JSONL_CHUNK = 1_000  # examples turned into JSON at a time
+
+
+def part_name(name: str, split: str, fmt: str, part: str) -> str:
+    return f"{name}/{split}.{fmt}/part-{part}.{fmt}"
+
+
+def write_part(table: pa.Table, folder: RunFolder, name: str, split: str, formats, part: str) -> None:
+    """One part file per format of a dataset's split; `table` holds the example columns (more are dropped)."""
+    if not table.num_rows:
+        return  # datasets cannot load an empty Parquet file; the card lists only written splits
+    table = table.select(EXAMPLE_SCHEMA.names).cast(EXAMPLE_SCHEMA)
+    if "parquet" in formats:
+        folder.write_parquet(part_name(name, split, "parquet", part), table)
+    if "jsonl" in formats:
+        with folder.open_output(part_name(name, split, "jsonl", part)) as stream:
+            for start in range(0, table.num_rows, JSONL_CHUNK):
+                rows = table.slice(start, JSONL_CHUNK).to_pylist()
+                stream.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8"))
+
 
 def write_split(rows: list[dict], folder: RunFolder, name: str, split: str, formats) -> None:
-    if not rows:
-        return  # datasets cannot load an empty Parquet file; the card lists only written splits
-    if "parquet" in formats:
-        folder.write_parquet(f"{name}/{split}.parquet", pa.Table.from_pylist(rows, schema=EXAMPLE_SCHEMA))
-    if "jsonl" in formats:
-        with folder.open_output(f"{name}/{split}.jsonl") as stream:
-            for start in range(0, len(rows), 1_000):
-                lines = "".join(json.dumps({n: row[n] for n in EXAMPLE_SCHEMA.names}, ensure_ascii=False) + "\n" for row in rows[start:start + 1_000])
-                stream.write(lines.encode("utf-8"))
+    for number, start in enumerate(range(0, len(rows), ROWS_PER_FILE)):
+        write_part(pa.Table.from_pylist(rows[start:start + ROWS_PER_FILE], schema=EXAMPLE_SCHEMA), folder, name, split, formats, f"{number:05d}")
+
+
+def write_card(summary: dict, folder: RunFolder, formats, run_name: str) -> None:
+    card_format = "parquet" if "parquet" in formats else "jsonl"
+    folder.write_text("README.md", render_card(summary, run_name, card_format))
+    folder.write_text("build.json", json.dumps(summary, indent=2, ensure_ascii=False))
 
 
 def write_files(built: Built, summary: dict, folder: RunFolder, formats, run_name: str) -> None:
     for name, splits in built.splits.items():
         for split, rows in splits.items():
             write_split(rows, folder, name, split, formats)
-    card_format = "parquet" if "parquet" in formats else "jsonl"
-    folder.write_text("README.md", render_card(summary, run_name, card_format))
-    folder.write_text("build.json", json.dumps(summary, indent=2, ensure_ascii=False))
+    write_card(summary, folder, formats, run_name)
 
 
-def write_build(built: Built, summary: dict, out_dir: str | Path | RunFolder, formats, run_name: str) -> Path | RunFolder:
-    """On a local disk the build is assembled beside the target and swapped in. On an object
-    store (no rename) the old files are removed first and each file is uploaded whole; a killed
-    build there leaves some datasets missing, never a file cut short: rerun jobs.build."""
+def swap_in(out_dir: str | Path | RunFolder, fill: Callable[[RunFolder], None]) -> Path | RunFolder:
+    """Run `fill(folder)` so that it writes a whole build, then make it the build at `out_dir`.
+
+    On a local disk the build is assembled beside the target and swapped in. On an object store
+    (no rename) the old files are removed first and each file is uploaded whole; a killed build
+    there leaves some datasets missing, never a file cut short: rerun jobs.build."""
     folder = out_dir if isinstance(out_dir, RunFolder) else RunFolder(out_dir)
     if not folder.local:
         with contextlib.suppress(FileNotFoundError):
             folder.fs.delete_dir_contents(folder.root)
-        write_files(built, summary, folder, formats, run_name)
+        fill(folder)
         return folder
     out_dir = Path(folder.root)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.parent / f".{out_dir.name}.{uuid.uuid4().hex[:8]}.tmp"
     staging.mkdir()
-    write_files(built, summary, RunFolder(staging), formats, run_name)
+    try:
+        fill(RunFolder(staging))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     previous = out_dir.parent / f".{out_dir.name}.{uuid.uuid4().hex[:8]}.old"
     if out_dir.exists():
         out_dir.rename(previous)
     staging.rename(out_dir)
     shutil.rmtree(previous, ignore_errors=True)
     return out_dir
+
+
+def write_build(built: Built, summary: dict, out_dir: str | Path | RunFolder, formats, run_name: str) -> Path | RunFolder:
+    """An in-memory build (engine.builders.build_datasets) written and swapped in (see swap_in)."""
+    return swap_in(out_dir, lambda folder: write_files(built, summary, folder, formats, run_name))

@@ -10,9 +10,10 @@ builder, land on one side.
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
+
+from engine.builders.ranks import lowest_cut, seed_rank, validation_count
 
 ENGLISH = "en"
 # The row columns the builders read (engine.records.SCHEMA has more): jobs.build loads only these.
@@ -66,13 +67,11 @@ def english_row(row: dict) -> dict:
 
 def split_seeds(seed_ids, validation_share: float, seed: int) -> frozenset[str]:
     """Hold out round(share × seeds) seeds (at least one when share > 0 and two seeds exist),
-    ranked by a salted hash: the same seeds and seed give the same split on any machine."""
-    unique = sorted(set(seed_ids))
-    if validation_share <= 0 or len(unique) < 2:
-        return frozenset()
-    count = min(len(unique) - 1, max(1, round(validation_share * len(unique))))
-    ranked = sorted(unique, key=lambda s: hashlib.sha256(f"{seed}\x1f{s}".encode()).hexdigest())
-    return frozenset(ranked[:count])
+    those of lowest rank (a salted hash, engine/builders/ranks.seed_rank): the same seeds and seed
+    give the same split on any machine, and the Ray executor's cut over the same ranks agrees."""
+    unique = set(seed_ids)
+    cut = lowest_cut(((seed_rank(seed, s), s) for s in unique), validation_count(len(unique), validation_share))
+    return frozenset(s for s in unique if cut.keeps(seed_rank(seed, s), s))
 
 
 def has_english_original(row: dict) -> bool:

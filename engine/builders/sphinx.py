@@ -33,6 +33,27 @@ def _source_query(row: dict) -> str:
     return query_text({"instruction": row.get("src_instruction"), "input": row.get("src_input")})
 
 
+def sphinx_language(lang: str, rows: list[dict], validation_seeds, shots: int, retrieval: str, seed: int,
+                    embed: Embed | None = None) -> list[dict]:
+    """The N-shot examples of one language's rows (its own seeds' rows, or the English originals
+    for 'en'): the unit of work the Ray executor runs per language group."""
+    if retrieval == "knn" and shots > 0 and embed is None:
+        raise ValueError("sphinx retrieval 'knn' needs an embed function; pass one or use retrieval 'random'")
+    # The pool's stable order, whatever order the rows arrived in: ties in knn break by it.
+    rows = sorted(rows, key=lambda row: (row["seed_id"], row["id"]))
+    train = [row for row in rows if row["seed_id"] not in validation_seeds]
+    if retrieval == "knn":
+        chosen = knn_shots(rows, train, shots, embed, _source_query)
+    else:
+        chosen = random_shots(rows, train, shots, seed)
+    examples = []
+    for row, demonstrations in zip(rows, chosen):
+        prompt = render_shots(demonstrations, query_text(row))
+        mode = f"{len(demonstrations)}-shot-{retrieval}" if demonstrations else "0-shot"
+        examples.append(make_example(BUILDER, mode, prompt, (row.get("output") or "").strip(), [row], lang, lang, demonstrations))
+    return examples
+
+
 def build_sphinx(pool: Pool, shots: int, retrieval: str, include_english: bool, seed: int, embed: Embed | None = None) -> dict[str, list[dict]]:
     if retrieval == "knn" and shots > 0 and embed is None:
         raise ValueError("sphinx retrieval 'knn' needs an embed function; pass one or use retrieval 'random'")
@@ -41,13 +62,5 @@ def build_sphinx(pool: Pool, shots: int, retrieval: str, include_english: bool, 
         by_lang[row["lang"]].append(row)
     examples = []
     for lang, rows in sorted(by_lang.items()):
-        train = [row for row in rows if row["seed_id"] not in pool.validation_seeds]
-        if retrieval == "knn":
-            chosen = knn_shots(rows, train, shots, embed, _source_query)
-        else:
-            chosen = random_shots(rows, train, shots, seed)
-        for row, demonstrations in zip(rows, chosen):
-            prompt = render_shots(demonstrations, query_text(row))
-            mode = f"{len(demonstrations)}-shot-{retrieval}" if demonstrations else "0-shot"
-            examples.append(make_example(BUILDER, mode, prompt, (row.get("output") or "").strip(), [row], lang, lang, demonstrations))
+        examples.extend(sphinx_language(lang, rows, pool.validation_seeds, shots, retrieval, seed, embed))
     return {BUILDER: examples}

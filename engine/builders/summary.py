@@ -1,14 +1,19 @@
-"""What a build made, as counts: the card, the run report and the tests all read this."""
+"""What a build made, as counts: the card, the run report and the tests all read this.
+
+The counts come as a tally, (dataset, split, lang, builder, mode) -> rows, which an executor
+computes however it likes (the Ray one by aggregations, never holding the examples), plus the
+pool's own counts; `summarise` makes both from an in-memory build.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 
 from engine.builders import SPLITS, Built
 
-
-def _counts(rows: list[dict], key: str) -> dict[str, int]:
-    return dict(sorted(Counter(row[key] or "(none)" for row in rows).items()))
+Tally = dict[tuple[str, str, str, str, str], int]
+"""(dataset, split, lang, builder, mode) -> number of examples."""
 
 
 def source_file(source: str | None) -> str:
@@ -17,28 +22,58 @@ def source_file(source: str | None) -> str:
     return path if sep and line.isdigit() else (source or "(none)")
 
 
-def summarise(built: Built, build_config: dict, license: str) -> dict:
+def tally_examples(examples: Iterable[tuple[str, str, dict]]) -> Tally:
+    """The tally of (dataset, split, example) triples."""
+    tally: Counter = Counter()
+    for dataset, split, row in examples:
+        tally[(dataset, split, row["lang"], row["builder"] or "(none)", row["mode"] or "(none)")] += 1
+    return dict(tally)
+
+
+def dataset_entries(tally: Tally, names: list[str], repeated: dict[str, int]) -> dict:
+    """build.json's "datasets": one entry per dataset of `names` (in that order, empty ones included)."""
     datasets = {}
-    for name, splits in built.splits.items():
-        langs = sorted({row["lang"] for split in splits.values() for row in split})
+    for name in names:
+        mine = {key[1:]: n for key, n in tally.items() if key[0] == name}
+        langs = sorted({lang for (_, lang, _, _) in mine})
+        builders, modes = Counter(), Counter()
+        for (_, _, builder, mode), n in mine.items():
+            builders[builder] += n
+            modes[mode] += n
         datasets[name] = {
-            **{split: len(splits[split]) for split in SPLITS},
-            "languages": {lang: {split: sum(1 for r in splits[split] if r["lang"] == lang) for split in SPLITS} for lang in langs},
-            "builders": _counts(splits["train"] + splits["validation"], "builder"),
-            "modes": _counts(splits["train"] + splits["validation"], "mode"),
+            **{split: sum(n for (s, *_), n in mine.items() if s == split) for split in SPLITS},
+            "languages": {lang: {split: sum(n for (s, l, *_), n in mine.items() if (s, l) == (split, lang)) for split in SPLITS} for lang in langs},
+            "builders": dict(sorted(builders.items())),
+            "modes": dict(sorted(modes.items())),
             # Rows drawn again to fill a share (the mix's temperature upsampling); 0 elsewhere.
-            "repeated_train_rows": len(splits["train"]) - len({row["id"] for row in splits["train"]}),
+            "repeated_train_rows": repeated.get(name, 0),
         }
-    pool = built.pool
+    return datasets
+
+
+def provenance_of(rows: Iterable[dict]) -> dict:
+    models, versions, sources = Counter(), Counter(), Counter()
+    for row in rows:
+        models[row.get("model") or "(none)"] += 1
+        versions[row.get("prompt_version") or "(none)"] += 1
+        sources[source_file(row.get("source"))] += 1
+    return {"models": dict(sorted(models.items())), "prompt_versions": dict(sorted(versions.items())), "sources": dict(sorted(sources.items()))}
+
+
+def make_summary(datasets: dict, accepted_rows: int, seeds: dict[str, int], provenance: dict, build_config: dict, license: str) -> dict:
     return {
-        "accepted_rows": len(pool.rows),
-        "seeds": {"train": len(pool.seeds) - len(pool.validation_seeds), "validation": len(pool.validation_seeds)},
+        "accepted_rows": accepted_rows,
+        "seeds": seeds,
         "datasets": datasets,
-        "provenance": {
-            "models": _counts(pool.rows, "model"),
-            "prompt_versions": _counts(pool.rows, "prompt_version"),
-            "sources": dict(sorted(Counter(source_file(row.get("source")) for row in pool.rows).items())),
-        },
+        "provenance": provenance,
         "license": license,
         "config": build_config,
     }
+
+
+def summarise(built: Built, build_config: dict, license: str) -> dict:
+    tally = tally_examples((name, split, row) for name, splits in built.splits.items() for split in SPLITS for row in splits[split])
+    repeated = {name: len(s["train"]) - len({row["id"] for row in s["train"]}) for name, s in built.splits.items()}
+    pool = built.pool
+    seeds = {"train": len(pool.seeds) - len(pool.validation_seeds), "validation": len(pool.validation_seeds)}
+    return make_summary(dataset_entries(tally, list(built.splits), repeated), len(pool.rows), seeds, provenance_of(pool.rows), build_config, license)

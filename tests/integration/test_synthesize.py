@@ -197,7 +197,7 @@ def test_jobs_build_rebuilds_another_recipe_from_the_run_folder_without_an_llm(r
     assert set(summary["datasets"]) == {"sphinx", "crossin", "mix"}
     assert set(summary["datasets"]["crossin"]["modes"]) == {"x_x"}
     assert set(summary["datasets"]["sphinx"]["modes"]) <= {"1-shot-knn", "0-shot"}
-    loaded = hf_datasets.load_dataset("parquet", data_files=str(out / "crossin/train.parquet"))["train"]
+    loaded = hf_datasets.load_dataset("parquet", data_files=str(out / "crossin/train.parquet/*.parquet"))["train"]
     assert loaded.num_rows == summary["datasets"]["crossin"]["train"]
     assert all(row["prompt"].startswith(f"[{row['output_lang']}] ") for row in loaded)
     assert (run_dir / "datasets/build.json").read_text() == before, "--output leaves the run's datasets alone"

@@ -1,5 +1,5 @@
-"""Ring (a)/(b): written datasets load with `datasets`, the card adds up, and `jobs.build`
-rebuilds a run folder without importing vLLM."""
+"""Ring (a)/(b): written datasets load with `datasets`, the card adds up, and `jobs.build` says
+what is missing (its Ray Data build is tested in tests/integration/test_build_distributed.py)."""
 
 from __future__ import annotations
 
@@ -32,12 +32,12 @@ def test_every_split_loads_with_datasets_and_matches_build_json(tmp_path):
     out, summary = write(tmp_path, BuildConfig(validation_share=0.2))
     assert json.loads((out / "build.json").read_text()) == summary
     for name, entry in summary["datasets"].items():
-        files = {split: str(out / name / f"{split}.parquet") for split in ("train", "validation")}
+        files = {split: str(out / name / f"{split}.parquet" / "*.parquet") for split in ("train", "validation")}
         loaded = datasets.load_dataset("parquet", data_files=files)
         assert {split: loaded[split].num_rows for split in files} == {"train": entry["train"], "validation": entry["validation"]}
         first = loaded["train"][0]
         assert first["messages"] == [{"role": "user", "content": first["prompt"]}, {"role": "assistant", "content": first["completion"]}]
-        jsonl = (out / name / "train.jsonl").read_text(encoding="utf-8").splitlines()
+        jsonl = [line for part in sorted((out / name / "train.jsonl").glob("part-*.jsonl")) for line in part.read_text(encoding="utf-8").splitlines()]
         assert len(jsonl) == entry["train"] and json.loads(jsonl[0]) == first
         per_language = sum(counts["train"] + counts["validation"] for counts in entry["languages"].values())
         assert per_language == entry["train"] + entry["validation"]
@@ -89,26 +89,6 @@ def fake_run(tmp_path: Path) -> Path:
     (run_dir / "config.resolved.yaml").write_text(yaml.safe_dump(config))
     (run_dir / "report.json").write_text(json.dumps({"accepted": len(make_rows())}))
     return run_dir
-
-
-def test_jobs_build_rebuilds_a_run_folder_without_importing_vllm(tmp_path):
-    run_dir = fake_run(tmp_path)
-    script = (
-        "import sys\n"
-        "from jobs.build import main\n"
-        f"code = main(['--run', {str(run_dir)!r}, '--set', 'build.builders=[sphinx, crossin]', '--set', 'build.sphinx.shots=3'])\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('vllm', 'torch', 'ray'))\n"
-        "assert not heavy, heavy\n"
-        "sys.exit(code)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
-    built = json.loads((run_dir / "datasets/build.json").read_text())
-    assert set(built["datasets"]) == {"sphinx", "crossin", "mix"}
-    assert built["config"]["sphinx"]["shots"] == 3
-    report = json.loads((run_dir / "report.json").read_text())
-    assert report["accepted"] == len(make_rows()), "the run's own counts stay"
-    assert report["datasets"]["sphinx"]["train"] == built["datasets"]["sphinx"]["train"]
 
 
 def test_jobs_build_says_what_is_missing(tmp_path):

@@ -1,0 +1,77 @@
+"""Selection by hash rank: how a build takes "the first N" of a set without ever holding the set.
+
+Every candidate gets a rank, a stable hash of (config seed, purpose, key…), and a quota keeps the
+candidates whose (rank, id) are among the lowest `quota`. Whether a candidate is kept depends on
+its own key and on one threshold (a `Cut`) per quota, never on the order in which candidates
+arrive or on how they are partitioned: the Ray executor computes the cut from counts (see
+actors/build_pipeline.py), the in-memory one by sorting, and both keep the same rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+RANK_LIMIT = 2**64  # ranks are the first 8 bytes of a sha256, big-endian: 0 <= rank < RANK_LIMIT
+
+
+def rank(*parts) -> int:
+    """The stable rank of a key: sha256 of its parts joined by \\x1f, first 8 bytes. The order of
+    ranks is the order of the hex digests' first 16 characters (what split_seeds sorted by)."""
+    digest = hashlib.sha256("\x1f".join(str(part) for part in parts).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def seed_rank(seed: int, seed_id: str) -> int:
+    """The rank of a seed for the train/validation split (hash of (config seed, seed id))."""
+    return rank(seed, seed_id)
+
+
+def crossin_rank(seed: int, mode: str, example_id: str) -> int:
+    return rank(seed, "crossin-size", mode, example_id)
+
+
+def mix_rank(seed: int, dataset: str, lang: str, example_id: str) -> int:
+    return rank(seed, "mix", dataset, lang, example_id)
+
+
+@dataclass(frozen=True, order=True)
+class Cut:
+    """Keep a candidate when (rank, key) <= (self.rank, self.key)."""
+
+    rank: int
+    key: str = ""
+
+    def keeps(self, candidate_rank: int, candidate_key: str) -> bool:
+        return (candidate_rank, candidate_key) <= (self.rank, self.key)
+
+
+KEEP_ALL = Cut(RANK_LIMIT, "")
+KEEP_NONE = Cut(-1, "")
+
+
+def lowest_cut(candidates: Iterable[tuple[int, str]], quota: int) -> Cut:
+    """The cut that keeps exactly the `quota` lowest (rank, key) pairs (all when quota >= their number)."""
+    ordered = sorted(candidates)
+    if quota <= 0:
+        return KEEP_NONE
+    if quota >= len(ordered):
+        return KEEP_ALL
+    return Cut(*ordered[quota - 1])
+
+
+def validation_count(seeds: int, share: float) -> int:
+    """How many seeds a split holds out: round(share × seeds), at least one when share > 0 and two
+    seeds exist, never all of them."""
+    if share <= 0 or seeds < 2:
+        return 0
+    return min(seeds - 1, max(1, round(share * seeds)))
+
+
+def copies(quota: int, available: int) -> tuple[int, int]:
+    """Upsampling by rank order: every one of `available` rows is taken `whole` times and the
+    `extra` lowest-ranked once more, so `quota` rows are drawn without a repeat while rows last."""
+    if available <= 0:
+        return 0, 0
+    return divmod(quota, available) if quota > available else (0, quota)
