@@ -14,16 +14,15 @@ import pytest
 
 from engine.runfolder import RunFolder
 from engine.store import RowStore
-from tests.integration.conftest import ROOT, run_job, tiny_config, write_config
-from tests.reliability.test_failures import kill_tree, wait_for
+from tests.integration.conftest import ROOT, run_job, write_config
+from tests.reliability.test_failures import kill_tree, small_config, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def test_s3_run_killed_mid_generation_resumes_exactly_once(tmp_path, s3_env):
     uri = f"s3://{s3_env['BUCKET']}/runs/{uuid.uuid4().hex[:8]}"
-    config = tiny_config(uri, run={"shard_rows": 4}, plan={"quotas": {"high": 8, "mid": 4, "low": 2}},
-                         compute={"batch_size": 4, "batches_in_flight": 2}, build={"enabled": False})
+    config = small_config(uri, select={"by": "clusters"})  # clustered: the rerun must read the clusters cached on S3
     path = write_config(tmp_path / "config.yaml", config)
     folder = RunFolder(uri)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the AWS_* variables of s3_env point at the local server

@@ -58,9 +58,15 @@ def all_ids(run_dir: Path) -> list[str]:
     return [i for shard in shards(run_dir) for i in pq.read_table(shard, columns=["id"]).column("id").to_pylist()]
 
 
-def small_config(run_dir: Path) -> dict:
+# What these tests need is rows finishing one after another, not good rows: one attempt of at most
+# 256 tokens per field, seeds drawn uniformly (no clustering), no build at the end.
+QUICK_ROWS = {"generation": {"max_tokens": 256}, "validation": {"max_attempts": 1}, "select": {"by": "uniform"}, "build": {"enabled": False}}
+
+
+def small_config(run_dir: Path | str, **sections) -> dict:
     # Batches and shards of 4: several shards, so a kill can land between them.
-    return tiny_config(run_dir, run={"shard_rows": 4}, plan={"quotas": {"high": 8, "mid": 4, "low": 2}}, compute={"batch_size": 4, "batches_in_flight": 2})
+    return tiny_config(run_dir, run={"shard_rows": 4}, plan={"quotas": {"high": 8, "mid": 4, "low": 2}},
+                       compute={"batch_size": 4, "batches_in_flight": 2}, **{**QUICK_ROWS, **sections})
 
 
 def test_sigkill_mid_run_then_rerun_finishes_every_row_exactly_once(tmp_path):
@@ -123,7 +129,7 @@ def translate_actor_pids() -> list[int]:
 
 def test_an_engine_that_cannot_start_fails_the_job_quickly_and_clearly(tmp_path):
     run_dir = tmp_path / "run"
-    config = tiny_config(run_dir, plan={"quotas": {"high": 2, "mid": 1, "low": 1}})
+    config = tiny_config(run_dir, plan={"quotas": {"high": 2, "mid": 1, "low": 1}}, select={"by": "uniform"})
     config["model"]["name"] = str(tmp_path / "no-such-model")
     started = time.monotonic()
     result = run_job(write_config(tmp_path / "config.yaml", config), timeout=600)
