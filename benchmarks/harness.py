@@ -320,6 +320,103 @@ class CpuSampler:
                 "other_sessions_cpu_s": round(max(machine - case, 0.0), 2), "classes": rows}
 
 
+SERVICES = ("raylet", "gcs_server", "dashboard", "dashboard agent", "runtime env agent", "dashboard head, usage stats only",
+            "log monitor", "autoscaler monitor")  # Ray's own processes: not workers
+
+
+def own_peak_rss_reset() -> None:
+    """Resets this process's peak resident size (VmHWM) to its size now (Linux /proc/self/clear_refs)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def own_rss_mib(field: str = "VmHWM") -> float:
+    """This process's peak (VmHWM, since the last own_peak_rss_reset) or current (VmRSS) resident MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+class RssSampler:
+    """Peak resident memory per stage: the driver's exactly (VmHWM, reset when a stage starts: this
+    process must be the driver) and every other process it started, directly or not (workers,
+    actors, Ray's services), sampled in a thread every `interval_s` by psutil; the largest worker
+    (any process but the driver and Ray's SERVICES) is reported with its class
+    (classify_process). RSS counts the object store's pages a process has mapped."""
+
+    def __init__(self, interval_s: float = 0.5):
+        import threading
+
+        self.interval_s = interval_s
+        self.stages: dict[str, dict] = {}
+        self._current: dict | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.end()
+        self._stop.set()
+        self._thread.join()
+
+    def stage(self, name: str) -> None:
+        """Ends the stage running (if any) and starts `name`."""
+        self.end()
+        own_peak_rss_reset()
+        with self._lock:
+            self._current = self.stages[name] = {"started": time.perf_counter(), "driver_rss_at_start_mib": own_rss_mib("VmRSS"),
+                                                  "workers": {}, "samples": 0}
+        self.sample()
+
+    def end(self) -> None:
+        if self._current is None:
+            return
+        self.sample()
+        with self._lock:
+            stage, self._current = self._current, None
+            stage["wall_s"] = round(time.perf_counter() - stage.pop("started"), 2)
+            stage["driver_peak_rss_mib"] = own_rss_mib("VmHWM")
+            workers = stage.pop("workers")
+            top = max(workers.values(), key=lambda w: w[1], default=None)
+            stage["largest_worker_peak_rss_mib"] = top[1] if top else None
+            stage["largest_worker_class"] = top[0] if top else None
+            stage["workers_seen"] = len(workers)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def sample(self) -> None:
+        import psutil
+
+        try:
+            procs = psutil.Process(os.getpid()).children(recursive=True)
+        except psutil.Error:
+            procs = []
+        seen = {}
+        for proc in procs:
+            try:
+                with proc.oneshot():
+                    label = classify_process(proc.name(), " ".join(proc.cmdline()))
+                    rss = proc.memory_info().rss / 2**20
+            except psutil.Error:
+                continue
+            if label not in SERVICES:
+                seen[proc.pid] = (label, rss)
+        with self._lock:
+            if self._current is None:
+                return
+            self._current["samples"] += 1
+            workers = self._current["workers"]
+            for pid, (label, rss) in seen.items():
+                if rss > workers.get(pid, ("", 0.0))[1]:
+                    workers[pid] = (label, round(rss, 1))
+
+
 # ---------------------------------------------------------------- measures and comparisons
 
 
