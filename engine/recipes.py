@@ -12,7 +12,7 @@ import pyarrow as pa
 from engine.config import Config
 from engine.protocols import Generator, LanguageIdentifier
 from engine.languages import resolve_languages
-from engine.inputs.plan import TaskPlan, build_task_plan, build_text_task_plan
+from engine.inputs.plan import PlannedIds, TaskPlan, build_task_plan, build_text_task_plan
 from engine.records import REJECTED, row_id
 from engine.inputs.seeds import BadRecord, load_seed_table, load_texts
 from engine.rows.validate import seed_language_reason
@@ -62,10 +62,10 @@ class RunPlan:
     decided: list[dict]
     read: int
 
-    def planned_ids(self) -> pa.ChunkedArray:
-        """Every id the run must end with: the tasks' and the decided rows'."""
-        decided = pa.array([row["id"] for row in self.decided], pa.string())
-        return pa.chunked_array([*self.tasks.ids.chunks, decided], pa.string())
+    def planned_ids(self) -> PlannedIds:
+        """Every id the run must end with, the tasks' and the decided rows': derived a slice at a
+        time where needed (len, plan_fingerprint, id_chunks), never all held by the driver."""
+        return PlannedIds(self.tasks, pa.array([row["id"] for row in self.decided], pa.string()))
 
 
 def plan_run(config: Config, select_seeds=None, langid: LanguageIdentifier | None = None) -> RunPlan:

@@ -34,6 +34,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from engine.inputs.plan import plan_fingerprint
 from engine.records import ACCEPTED, REJECTED, SCHEMA
 from engine.report.aggregate import RunFigures
 from engine.runfolder import RunFolder
@@ -69,7 +70,14 @@ def shard_names(folder: RunFolder) -> list[str]:
 
 
 def check_plan(ids: pa.ChunkedArray | pa.Array, planned) -> None:
-    """Every planned id exactly once in the shards: Arrow hash set operations, no Python set."""
+    """Every planned id exactly once in the shards: Arrow hash set operations, no Python set.
+    `planned` may be an engine.inputs.plan.PlannedIds: then the shards' sorted ids are compared
+    with the plan's by digest (plan_fingerprint), and the plan's ids are listed only to count a
+    mismatch."""
+    if hasattr(planned, "id_chunks"):
+        if len(ids) == len(planned) and plan_fingerprint(ids) == plan_fingerprint(planned):
+            return
+        planned = planned.to_arrow()
     planned = planned if isinstance(planned, (pa.Array, pa.ChunkedArray)) else pa.array(planned, pa.string())
     ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
     planned = pc.unique(planned.combine_chunks() if isinstance(planned, pa.ChunkedArray) else planned)

@@ -9,14 +9,18 @@ With seed clusters (select.by: clusters) each language's sample is stratified in
 (engine.cluster.stratified_select): a quota of q covers min(q, k) clusters rather than whatever a
 uniform draw happens to hit, and the rest of the quota follows the cluster sizes.
 
-A plan holds ids, not text: a TaskPlan is the columnar seed table once (Arrow) and an index of
-one small row per task (row id, seed index, language as a dictionary code). The task rows with
-their source text are assembled from the two (`assemble_tasks`), batch by batch, inside the
-pipeline that translates them, so no seed text is ever copied once per language in the driver.
+A plan holds indices, not text and not ids: a TaskPlan is the columnar seed table once (Arrow)
+and an index of six bytes per task (seed index as int32, language as an int16 dictionary code).
+The task rows, their ids (engine.records.row_id of seed id, language, recipe and prompt version)
+and their source text are assembled from the two (`assemble_tasks`), batch by batch, inside the
+pipeline that translates them, so the driver never holds a string per planned row. Where the
+driver needs the ids (the plan fingerprint, resume's anti-join, the finalise's check) it derives
+them a slice at a time (`TaskPlan.id_chunks`, `PlannedIds`).
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import random
 from collections.abc import Mapping, Sequence
@@ -32,7 +36,9 @@ from engine.languages import Language
 from engine.records import row_id
 from engine.inputs.seeds import SEED_SCHEMA, Seed, seeds_table
 
-INDEX_SCHEMA = pa.schema([("id", pa.string()), ("seed_index", pa.int32()), ("lang", pa.dictionary(pa.int16(), pa.string()))])
+INDEX_SCHEMA = pa.schema([("seed_index", pa.int32()), ("lang", pa.dictionary(pa.int16(), pa.string()))])
+ID_KEY = b"babelforge.row_id"  # index metadata: recipe and prompt version, which every row id hashes
+ID_STEP = 1 << 16  # rows whose ids the driver derives at once
 
 
 def language_rng(plan_seed: int, lang: str) -> random.Random:
@@ -65,25 +71,109 @@ def sample_stratified_for_language(seeds: Sequence[Seed], clusters: Mapping[str,
 
 
 def plan_fingerprint(ids) -> str:
-    """sha256 of the sorted planned ids joined by newlines (a list or an Arrow array of strings);
-    Arrow sorts UTF-8 by bytes, which is code-point order, so both give the same digest."""
-    array = pa.chunked_array([pa.array(ids, pa.string())]) if isinstance(ids, (list, tuple)) else ids
-    ordered = pc.take(array, pc.sort_indices(array))
+    """sha256 of the sorted planned ids joined by newlines: of a list, an Arrow array, or anything
+    with `id_chunks()` (PlannedIds, TaskPlan), read a slice at a time. Ids of 20 lowercase hex
+    characters (engine.records.row_id) are held as 10 bytes each and sorted as bytes, others as
+    Arrow strings; hex sorts as its bytes do, and Arrow sorts UTF-8 by bytes (code-point order),
+    so the digest is that of the sorted list of strings."""
+    if hasattr(ids, "id_chunks"):
+        chunks = ids.id_chunks()
+    elif isinstance(ids, pa.ChunkedArray):
+        chunks = ids.chunks
+    else:
+        chunks = [ids if isinstance(ids, pa.Array) else pa.array(list(ids), pa.string())]
+    packed, others = [], []
+    for chunk in chunks:
+        hexed = pc.fill_null(pc.match_substring_regex(chunk, "^[0-9a-f]{20}$"), False)
+        packed.append(_pack_hex(chunk.filter(hexed)))
+        others.append(chunk.filter(pc.invert(hexed)))
+    digests = np.concatenate(packed) if packed else np.zeros(0, "S10")
+    del packed
+    digests.sort()  # in place: 10 bytes a hex id, twice at the peak
+    rest = pa.chunked_array(others, pa.string()) if others else pa.chunked_array([], pa.string())
+    rest = pc.take(rest, pc.sort_indices(rest)).to_pylist() if len(rest) else []
     digest = hashlib.sha256()
-    step = 1 << 16
-    for start in range(0, len(ordered), step):
-        if start:
-            digest.update(b"\n")
-        digest.update("\n".join(ordered.slice(start, step).to_pylist()).encode())
+    first = True
+
+    def emit(text: bytes) -> None:
+        nonlocal first
+        digest.update(text if first else b"\n" + text)
+        first = False
+
+    view = _HexView(digests)
+    done = 0
+    for other in rest:  # few (rows decided before planning): each at its place among the hex ids
+        at = bisect.bisect_left(view, other)
+        for start in range(done, at, ID_STEP):
+            emit(_unpack_hex(digests[start:min(at, start + ID_STEP)]))
+        done = at
+        emit(other.encode())
+    step = ID_STEP
+    for start in range(done, len(digests), step):
+        emit(_unpack_hex(digests[start:start + step]))
     return digest.hexdigest()
+
+
+_NIBBLE = np.full(256, 255, dtype=np.uint8)
+_NIBBLE[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10)
+_NIBBLE[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16)
+_HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
+
+
+def _pack_hex(array: pa.Array) -> np.ndarray:
+    """20-character hex strings (no nulls) → 10-byte values (numpy S10), in order."""
+    if not len(array):
+        return np.zeros(0, "S10")
+    offsets = np.frombuffer(array.buffers()[1], np.int32)[array.offset:array.offset + len(array) + 1]
+    data = np.frombuffer(array.buffers()[2], np.uint8)[offsets[0]:offsets[-1]].reshape(-1, 20)  # every string is 20 bytes
+    nibbles = _NIBBLE[data]
+    return np.ascontiguousarray(nibbles[:, 0::2] << 4 | nibbles[:, 1::2]).view("S10").ravel()
+
+
+def _unpack_hex(values: np.ndarray) -> bytes:
+    """10-byte values → their 20-character hex strings joined by newlines."""
+    raw = np.frombuffer(values.tobytes(), np.uint8).reshape(-1, 10)
+    out = np.full((len(raw), 21), ord("\n"), dtype=np.uint8)
+    out[:, 0:20:2], out[:, 1:20:2] = _HEX[raw >> 4], _HEX[raw & 15]
+    return out.tobytes()[:-1]
+
+
+class _HexView:
+    """Sorted 10-byte values read as their hex strings, for bisect."""
+
+    def __init__(self, values: np.ndarray):
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, i: int) -> str:
+        return self.values[i].ljust(10, b"\0").hex()
+
+
+def task_ids(seed_ids: pa.Array | pa.ChunkedArray, langs: pa.Array | pa.ChunkedArray, recipe: str, prompt_version: str) -> pa.Array:
+    """The row ids of tasks (seed id, language) (engine.records.row_id), as one Arrow array."""
+    langs = langs.cast(pa.string()) if pa.types.is_dictionary(langs.type) else langs
+    return pa.array([row_id(seed, lang, recipe, prompt_version) for seed, lang in zip(seed_ids.to_pylist(), langs.to_pylist())], pa.string())
+
+
+def index_version(index: pa.Table) -> tuple[str, str]:
+    """(recipe, prompt version) from an index's metadata (build_task_plan puts them there)."""
+    recipe, _, version = ((index.schema.metadata or {}).get(ID_KEY) or b"").decode().partition("\x1f")
+    return recipe, version
 
 
 def assemble_tasks(index: pa.Table, seeds: pa.Table, recipe: str) -> pa.Table:
     """Task rows (engine.records.TASK_COLUMNS, plus cluster where the seeds have one) for the index
-    rows: the seed text is taken from the seed table here, batch by batch."""
+    rows: the seed text is taken from the seed table here, batch by batch, and the row ids derived
+    (the prompt version comes with the index's metadata; an index with an id column keeps its ids)."""
     picked = seeds.take(index.column("seed_index"))
+    if "id" in index.column_names:
+        ids = index.column("id")
+    else:
+        ids = task_ids(picked.column("id"), index.column("lang"), recipe, index_version(index)[1])
     columns = {
-        "id": index.column("id"),
+        "id": ids,
         "seed_id": picked.column("id"),
         "recipe": pa.repeat(pa.scalar(recipe, pa.string()), index.num_rows),
         "lang": index.column("lang").cast(pa.string()),
@@ -99,8 +189,9 @@ def assemble_tasks(index: pa.Table, seeds: pa.Table, recipe: str) -> pa.Table:
 
 @dataclass(frozen=True)
 class TaskPlan:
-    """The planned tasks as ids: `seeds` (columnar, once) and `index` (INDEX_SCHEMA, one row per
-    task, in plan order: language by language, each sample in seed order)."""
+    """The planned tasks as indices: `seeds` (columnar, once) and `index` (INDEX_SCHEMA, one row
+    per task, in plan order: language by language, each sample in seed order; its metadata names
+    the recipe and prompt version that the row ids hash)."""
 
     seeds: pa.Table
     index: pa.Table
@@ -113,17 +204,27 @@ class TaskPlan:
     def __len__(self) -> int:
         return self.index.num_rows
 
+    def id_chunks(self, step: int | None = None):
+        """The row ids, `step` (ID_STEP) tasks at a time, in plan order (derived, never stored)."""
+        step = step or ID_STEP
+        seed_ids, version = self.seeds.column("id"), index_version(self.index)[1]
+        for start in range(0, self.index.num_rows, step):
+            part = self.index.slice(start, step)
+            yield task_ids(seed_ids.take(part.column("seed_index")), part.column("lang"), self.recipe, version)
+
     @property
     def ids(self) -> pa.ChunkedArray:
-        return self.index.column("id")
+        """Every row id at once (small callers and tests; the job reads id_chunks)."""
+        return pa.chunked_array(list(self.id_chunks()), pa.string())
 
     def without(self, done: pa.Array | pa.ChunkedArray) -> TaskPlan:
-        """The plan less the ids in `done` (an Arrow anti-join: no Python set of ids)."""
+        """The plan less the ids in `done` (an Arrow anti-join, a slice of the plan at a time: no
+        Python set of ids)."""
         if len(done) == 0:
             return self
         if isinstance(done, pa.ChunkedArray):
             done = done.combine_chunks() if done.num_chunks else pa.array([], pa.string())
-        keep = pc.invert(pc.is_in(self.ids, value_set=done))
+        keep = pa.chunked_array([pc.invert(pc.is_in(ids, value_set=done)) for ids in self.id_chunks()], pa.bool_())
         return TaskPlan(self.seeds, self.index.filter(keep), self.recipe)
 
     def tasks(self, start: int = 0, length: int | None = None) -> pa.Table:
@@ -134,20 +235,41 @@ class TaskPlan:
         return self.tasks().to_pylist()
 
 
+@dataclass(frozen=True)
+class PlannedIds:
+    """Every id a run must end with, without holding them: the plan's (derived a slice at a time)
+    and a few extra ones (rows decided before planning). len(), id_chunks(), plan_fingerprint."""
+
+    plan: TaskPlan
+    extra: pa.Array
+
+    def __len__(self) -> int:
+        return self.plan.num_rows + len(self.extra)
+
+    def id_chunks(self, step: int | None = None):
+        yield from self.plan.id_chunks(step)
+        if len(self.extra):
+            yield self.extra
+
+    def to_arrow(self) -> pa.ChunkedArray:
+        """Every id at once (where a caller needs them all, e.g. to name what is missing)."""
+        return pa.chunked_array(list(self.id_chunks()), pa.string())
+
+
 def plan_index(seed_ids: pa.Array | pa.ChunkedArray, languages: Sequence[Language], pick, recipe: str, prompt_version: str) -> pa.Table:
-    """INDEX_SCHEMA rows, language by language: `pick(language)` gives the sorted seed positions."""
+    """INDEX_SCHEMA rows, language by language: `pick(language)` gives the sorted seed positions;
+    the metadata names the recipe and prompt version (the ids are derived from them and the seed ids)."""
     codes = [language.code for language in languages]
-    ids, positions, langs = [], [], []
+    positions, langs = [], []
     for number, language in enumerate(languages):
         chosen = pick(language)
-        chosen_ids = seed_ids.take(pa.array(chosen, pa.int64())).to_pylist() if len(chosen) else []
-        ids.append(pa.array([row_id(seed, language.code, recipe, prompt_version) for seed in chosen_ids], pa.string()))
         positions.append(np.asarray(chosen, dtype=np.int32))
         langs.append(np.full(len(chosen), number, dtype=np.int16))
+    schema = INDEX_SCHEMA.with_metadata({ID_KEY: f"{recipe}\x1f{prompt_version}".encode()})
     if not languages:
-        return INDEX_SCHEMA.empty_table()
+        return schema.empty_table()
     lang = pa.DictionaryArray.from_arrays(pa.array(np.concatenate(langs), pa.int16()), pa.array(codes, pa.string()))
-    return pa.table([pa.chunked_array(ids, pa.string()), pa.array(np.concatenate(positions), pa.int32()), lang], schema=INDEX_SCHEMA)
+    return pa.table([pa.array(np.concatenate(positions), pa.int32()), lang], schema=schema)
 
 
 def build_task_plan(

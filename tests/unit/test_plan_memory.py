@@ -26,22 +26,31 @@ def write_seeds(path):
     return path
 
 
-def planning_bytes(path, languages: int) -> tuple[int, int]:
-    """(rows planned, bytes the driver held at its peak while planning them: Python objects traced
-    by tracemalloc plus the Arrow buffers the plan keeps), as jobs.synthesize.run plans."""
-    config = parse_as(Config, {"seeds": {"paths": [str(path)]}, "languages": {"targets": list(DEFAULT_TARGETS[:languages])}, "plan": {"mode": "all"}})
+def plan_config(path, languages: int) -> Config:
+    return parse_as(Config, {"seeds": {"paths": [str(path)]}, "languages": {"targets": list(DEFAULT_TARGETS[:languages])}, "plan": {"mode": "all"}})
+
+
+def traced(body) -> tuple[object, int, int, int]:
+    """(body(), Python bytes traced by tracemalloc at the end and at the peak, Arrow bytes added)."""
     gc.collect()
     arrow_before = pa.total_allocated_bytes()
     tracemalloc.start()
     try:
-        plan = plan_run(config)
-        ids = plan.planned_ids()
-        _, python_peak = tracemalloc.get_traced_memory()
+        result = body()
+        gc.collect()
+        python_now, python_peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    held = python_peak + pa.total_allocated_bytes() - arrow_before
+    return result, python_now, python_peak, pa.total_allocated_bytes() - arrow_before
+
+
+def planning_bytes(path, languages: int) -> tuple[int, int]:
+    """(rows planned, bytes the driver held at its peak while planning them: Python objects traced
+    by tracemalloc plus the Arrow buffers the plan keeps), as jobs.synthesize.run plans."""
+    config = plan_config(path, languages)
+    (plan, ids), _, python_peak, arrow = traced(lambda: (lambda plan: (plan, plan.planned_ids()))(plan_run(config)))
     assert len(ids) == plan.tasks.num_rows == SEEDS * languages
-    return plan.tasks.num_rows, held
+    return plan.tasks.num_rows, python_peak + arrow
 
 
 def test_planning_memory_grows_by_ids_not_by_text(tmp_path):
@@ -56,3 +65,46 @@ def test_planning_memory_grows_by_ids_not_by_text(tmp_path):
     assert per_row < 120, f"{per_row:.0f} bytes per planned row ({bytes_10 / 2**20:.1f} MiB at {rows_10} rows, {bytes_50 / 2**20:.1f} MiB at {rows_50})"
     # The seed text is held once, whatever the number of languages.
     assert bytes_50 < 3 * SEEDS * TEXT + 60 * rows_50
+
+
+def driver_side_bytes(path, languages: int) -> tuple[int, int, int]:
+    """(rows planned, bytes the driver still holds once the plan is made, fingerprinted and resumed
+    against some finished ids, bytes at the peak of doing so): what jobs.synthesize.run holds from
+    planning until generation starts. Python objects and numpy arrays are traced by tracemalloc,
+    Arrow's buffers counted by the pool; the seed table is left out (it does not grow with rows)."""
+    from engine.inputs.plan import plan_fingerprint
+
+    config = plan_config(path, languages)
+    seeds_bytes = plan_run(config).tasks.seeds.nbytes
+
+    def driver_side():
+        plan = plan_run(config)
+        planned = plan.planned_ids()
+        fingerprint = plan_fingerprint(planned)
+        done = pa.chunked_array([next(plan.tasks.id_chunks(500))])  # a resumed run: 500 rows already written
+        return plan, planned, fingerprint, plan.tasks.without(done)
+
+    (plan, planned, fingerprint, todo), python_now, python_peak, arrow = traced(driver_side)
+    held = python_now + arrow - seeds_bytes
+    assert len(fingerprint) == 64 and todo.num_rows == len(planned) - 500 == SEEDS * languages - 500
+    return len(planned), held, python_peak
+
+
+def test_the_driver_holds_a_few_bytes_per_planned_row_not_its_id(tmp_path, monkeypatch):
+    """At a fixed seed count, five times the languages: what the driver keeps from planning to
+    generation (plan, planned ids, fingerprint, resume's anti-join) grows by the indices alone (a
+    seed index and a language code, 6 bytes a row, in the plan and in what is left to do), and its peak by the fingerprint's 10-byte
+    digests. A plan that stores each row's id string (24 bytes in Arrow, more as Python objects)
+    fails it. Ids are derived 2,048 at a time here (ID_STEP), so that one slice's transient
+    objects are a constant far below the rows' growth."""
+    from engine.inputs import plan
+
+    monkeypatch.setattr(plan, "ID_STEP", 2048)
+    path = write_seeds(tmp_path / "seeds.jsonl")
+    driver_side_bytes(path, 2)
+    rows_10, held_10, peak_10 = driver_side_bytes(path, 10)
+    rows_50, held_50, peak_50 = driver_side_bytes(path, 50)
+    held_per_row = (held_50 - held_10) / (rows_50 - rows_10)
+    peak_per_row = (peak_50 - peak_10) / (rows_50 - rows_10)
+    assert held_per_row < 16, f"{held_per_row:.1f} bytes held per planned row ({held_10} at {rows_10} rows, {held_50} at {rows_50})"
+    assert peak_per_row < 40, f"{peak_per_row:.1f} bytes per planned row at the peak ({peak_10} at {rows_10} rows, {peak_50} at {rows_50})"
