@@ -153,7 +153,9 @@ def run_openai_job(tmp_path: Path, model: dict, quotas: dict, targets: list[str]
         languages={"targets": targets},
         plan={"quotas": quotas},
         model={"backend": "openai", "api_key_env": KEY_ENV, "engine_kwargs": {}, **model},
-        build={"enabled": False},  # training sets are another issue's; this test is about the backend
+        # This test is about the backend: no seed clustering before it, no training sets after it.
+        select={"by": "uniform"},
+        build={"enabled": False},
     )
     path = write_config(tmp_path / "config.yaml", config)
     # A short private Ray temp dir (socket paths must stay < 108 chars): its logs get grepped too.
