@@ -9,6 +9,7 @@
   cheap        fastText language ID and MiniLM embeddings: actor pools vs direct calls
   training     direct DeepSpeed and Ray Train alternated (ABAB...): tokens/s median and spread, load per run
   adequacy     the adequacy gate on the labelled pairs (benchmarks/adequacy.py): accepted per kind, encoder texts/s
+  scale        the job's stages (plan, generation on a SIMULATED generator, finalise, build) at 100k-1M rows: time, driver and worker RSS
 
 Writes benchmarks/results/<date>.json, <date>.md (the tables) and <date>-<suite>.png. Every case runs
 in its own process, one at a time: only one engine ever exists on the machine, and a case's engine
@@ -29,29 +30,32 @@ from pathlib import Path
 from benchmarks.harness import RESULTS, Runner, load_average, machine, wait_for_quiet
 from benchmarks.summary import write_report
 
-SUITES = ("translation", "refinement", "tokens", "scaling", "cheap", "adequacy", "training")
+SUITES = ("translation", "refinement", "tokens", "scaling", "cheap", "adequacy", "training", "scale")
 
 # What each size measures. quick takes about half an hour on 2 cores (its suites' times added up); tiny is for tests.
 SIZES = {
     "tiny": {
         "seeds": 3, "refine_seeds": 3, "refine_rounds": 2, "training_pairs": 1, "training_steps": 3, "training_max_length": 128, "latency_s": 0.05, "budget": 2, "clusters": 2, "actors": [1, 2], "waves": 2, "tail_waves": 2,
         "plan_rows": 2_000, "stream_rows": 500, "lid_texts": 2_000, "lid_actors": [1], "embed_sentences": None, "adequacy_pairs": 40, "ray_defaults_case": False,
+        "scale_rows": [3_000], "scale_seeds": 1_000, "scale_latency_s": 0.01,
     },
     "quick": {
         "seeds": 48, "refine_seeds": 64, "refine_rounds": 1, "training_pairs": 3, "training_steps": 4, "training_max_length": 128, "latency_s": 0.5, "budget": 16, "clusters": 8,
         "actors": [1, 2, 4, 8], "waves": 8, "tail_waves": 24, "plan_rows": 1_000_000, "stream_rows": 20_000, "lid_texts": 50_000,
         "lid_actors": [1, 2], "embed_sentences": 500,
+        "scale_rows": [100_000, 300_000], "scale_seeds": 100_000, "scale_latency_s": 0.01,
     },
     "full": {
         "seeds": None, "refine_seeds": None, "refine_rounds": 2, "training_pairs": 5, "training_steps": 10, "training_max_length": 256, "latency_s": 0.5, "budget": 32, "clusters": 16,
         "actors": [1, 2, 4, 8], "waves": 16, "tail_waves": 48, "plan_rows": 1_000_000, "stream_rows": 1_000_000, "lid_texts": 1_000_000,
         "lid_actors": [1, 2], "embed_sentences": 3000,
+        "scale_rows": [100_000, 300_000, 1_000_000], "scale_seeds": 100_000, "scale_latency_s": 0.01,
     },
 }
 
 
 def run_suite(name: str, sizes: dict, simulated: bool, runner: Runner, results: dict, out: Path = RESULTS) -> dict:
-    from benchmarks import adequacy, cheap_stages, refinement_chain, scaling, tokens, training, translation
+    from benchmarks import adequacy, cheap_stages, refinement_chain, scale, scaling, tokens, training, translation
 
     if name == "translation":
         return translation.translation_suite(sizes, simulated, runner)
@@ -65,6 +69,8 @@ def run_suite(name: str, sizes: dict, simulated: bool, runner: Runner, results: 
         return adequacy.suite(sizes, runner, out)
     if name == "training":
         return training.suite(sizes, runner)
+    if name == "scale":
+        return scale.suite(sizes, runner)
     return cheap_stages.suite(sizes, simulated, runner)
 
 
@@ -79,6 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-load", type=float, default=3.0, help="1-minute load average to wait for before measuring")
     parser.add_argument("--wait-quiet", type=float, default=300.0, help="seconds to wait at most for that load (0: do not wait)")
     parser.add_argument("--case-timeout", type=int, default=1800, help="seconds one case may take")
+    parser.add_argument("--scale-rows", default="", help="planned rows of the scale suite's cases, comma-separated (default: the size's)")
     args = parser.parse_args(argv)
     suites = [s.strip() for s in args.suite.split(",") if s.strip()]
     unknown = sorted(set(suites) - set(SUITES))
@@ -89,6 +96,8 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--simulate takes translation, refinement, tokens")
     size = "tiny" if args.tiny else "quick" if args.quick else "full"
     sizes = SIZES[size]
+    if args.scale_rows:
+        sizes = {**sizes, "scale_rows": [int(n) for n in args.scale_rows.split(",")]}
     command = "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:])
     quiet = wait_for_quiet(args.max_load, args.wait_quiet)
     work_dir = Path(tempfile.mkdtemp(prefix="babelforge-bench-"))

@@ -202,11 +202,67 @@ def adequacy_md(suite: dict) -> list[str]:
     return lines + table(["kind of pair", "pairs", "share", "of them"], rows) + [""]
 
 
+def scale_rows(case: dict) -> list[list]:
+    rows = []
+    for stage, figures in case["stages"].items():
+        worker = figures.get("largest_worker_peak_rss_mib")
+        rows.append([case["planned"], stage, figures["wall_s"], figures["driver_peak_rss_mib"],
+                     "–" if worker is None else f"{fmt(worker)} ({figures['largest_worker_class']})"])
+    return rows
+
+
+def scale_md(suite: dict) -> list[str]:
+    lines = [f"### Scale: {suite['label']}; {suite['languages']} languages, {fmt(suite['seeds'])} seeds, "
+             f"{suite['actors']} actors, {suite['latency_s']} s per request", ""]
+    rows = []
+    for case in [*suite["cases"], suite["production_plan"]]:
+        if "error" in case:
+            lines += error_lines("scale case", case)
+            continue
+        rows += scale_rows(case)
+    lines += table(["planned rows", "stage", "wall s", "driver peak RSS MiB", "largest worker peak RSS MiB (class)"], rows) + [""]
+    done = [case for case in suite["cases"] if "accepted" in case]
+    if done:
+        lines += ["Rows: " + "; ".join(f"{fmt(c['planned'])} planned, {fmt(c['accepted'])} accepted, {fmt(c['rejected'])} rejected "
+                                       f"(adds up: {c['adds_up']}), {fmt(c['shards'])} shards, {fmt(c['generation_rows_per_s'])} rows/s generated"
+                                       for c in done), ""]
+    grown = suite.get("driver_growth") or {}
+    if grown:
+        lines += [f"Driver peak RSS growth from {fmt(grown['from_rows'])} to {fmt(grown['to_rows'])} planned rows: "
+                  + ", ".join(f"{stage} {grown[stage]:+.0%}" for stage in grown if stage not in ("from_rows", "to_rows")), ""]
+    return lines + [f"Settings: {note}" for note in suite.get("notes", [])] + [""]
+
+
+def scale_plot(suite: dict) -> bytes:
+    """Peak RSS per stage against planned rows: the driver solid, the largest worker dashed."""
+    from engine.report.charts import figure, to_png
+
+    cases = sorted((c for c in suite["cases"] if "stages" in c), key=lambda c: c["planned"])
+    fig, ax = figure()
+    for number, stage in enumerate(("plan", "generation", "finalise", "build")):
+        mine = [c for c in cases if stage in c["stages"]]
+        x = [c["planned"] for c in mine]
+        color = f"C{number}"
+        ax.plot(x, [c["stages"][stage]["driver_peak_rss_mib"] for c in mine], "o-", color=color, label=f"{stage}, driver")
+        ax.plot(x, [c["stages"][stage]["largest_worker_peak_rss_mib"] or 0 for c in mine], "s--", color=color, label=f"{stage}, largest worker")
+    plan = suite.get("production_plan", {})
+    if "stages" in plan:
+        ax.plot([plan["planned"]], [plan["stages"]["plan"]["driver_peak_rss_mib"]], "*", color="C0", markersize=12, label="production plan, driver")
+    ax.axhline(1024, color="grey", linestyle=":", linewidth=1, label="1 GiB")
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("planned rows")
+    ax.set_ylabel("peak RSS MiB")
+    ax.set_title("Scale (SIMULATED generator): peak RSS per stage")
+    ax.legend(fontsize="x-small", frameon=False, ncol=2)
+    return to_png(fig)
+
+
 SHORT_LABELS = {"raw_vllm": "(a) raw vLLM", "babelforge": "(b) babelforge", "babelforge_ray_defaults": "(b), Ray's defaults",
                 "ray_data_llm": "(c) ray.data.llm", "ray_data_llm_chain": "ray.data.llm chain"}
 
 RENDER = {"translation": translation_md, "refinement": refinement_md, "tokens": tokens_md, "scaling": scaling_md, "cheap": cheap_md, "adequacy": adequacy_md,
-          "training": training_md}
+          "training": training_md, "scale": scale_md}
 
 
 def render_markdown(report: dict) -> str:
@@ -264,6 +320,8 @@ def plots(report: dict) -> dict[str, bytes]:
     tail = suites.get("scaling", {}).get("long_tail", {}).get("cases")
     if scale:
         out["scaling"] = scaling_plot(scale, tail)
+    if any("stages" in case for case in suites.get("scale", {}).get("cases", [])):
+        out["scale"] = scale_plot(suites["scale"])
     langid = suites.get("cheap", {}).get("langid", {})
     if "direct" in langid:
         entries = langid["direct"][:1] + langid["pool"]

@@ -142,6 +142,21 @@ def test_scaling_is_labelled_a_simulation_and_measures_memory(report):
     assert memory["plan_and_stream"]["streamed_rows"] == memory["plan_and_stream"]["rows"]
 
 
+def test_scale_measures_every_stage_of_the_job_and_the_production_plan(report):
+    suite = report[0]["suites"]["scale"]
+    assert "SIMULATED" in suite["label"] and suite["languages"] == 50
+    [case] = suite["cases"]  # tiny: one size
+    assert case["planned"] == case["to_generate"] > 2000 and case["adds_up"]
+    assert case["accepted"] > 0.9 * case["planned"], "the lenient validation lets the simulated rows through in every language"
+    assert case["accepted"] + case["rejected"] == case["planned"] and case["built"]["sphinx"]["train"] > 0
+    assert list(case["stages"]) == ["plan", "generation", "finalise", "build"]
+    for stage in case["stages"].values():
+        assert stage["wall_s"] > 0 and 50 < stage["driver_peak_rss_mib"] < 4096
+    assert case["stages"]["generation"]["largest_worker_peak_rss_mib"] > 50 and case["stages"]["generation"]["workers_seen"] >= 2
+    production = suite["production_plan"]
+    assert list(production["stages"]) == ["plan"] and production["planned"] == 50 * suite["seeds"]  # quotas over 1,000 seeds: all
+
+
 def test_cheap_stages_compare_pools_with_direct_calls(report):
     suite = report[0]["suites"]["cheap"]
     langid = suite["langid"]
