@@ -9,6 +9,7 @@ import json
 import tracemalloc
 
 import pyarrow as pa
+import pytest
 
 from engine.config import Config, parse_as
 from engine.languages import DEFAULT_TARGETS
@@ -108,3 +109,25 @@ def test_the_driver_holds_a_few_bytes_per_planned_row_not_its_id(tmp_path, monke
     peak_per_row = (peak_50 - peak_10) / (rows_50 - rows_10)
     assert held_per_row < 16, f"{held_per_row:.1f} bytes held per planned row ({held_10} at {rows_10} rows, {held_50} at {rows_50})"
     assert peak_per_row < 40, f"{peak_per_row:.1f} bytes per planned row at the peak ({peak_10} at {rows_10} rows, {peak_50} at {rows_50})"
+
+
+@pytest.mark.parametrize("step", [7, 1 << 16])
+def test_the_compact_fingerprint_is_the_digest_of_the_sorted_id_strings(step, monkeypatch):
+    """Hex row ids packed to 10 bytes and other ids (bad records' own ids) among them give the
+    digest of the sorted strings joined by newlines, as the plan fingerprint always was."""
+    import hashlib
+    import random
+
+    from engine.inputs import plan
+    from engine.inputs.plan import plan_fingerprint
+    from engine.records import row_id
+
+    monkeypatch.setattr(plan, "ID_STEP", step)  # hex ids emitted this many at a time, the others between
+    rng = random.Random(3)
+    ids = [row_id(f"s{i}", "fr", "sphinx", "v1") for i in range(3000)]
+    ids += ["0", "7zz", "a", "ffffffffffffffffffffz", "bad:seeds.jsonl:3", "é", "", "0000000000000000000", "ABCDEF0123456789abcd"]
+    rng.shuffle(ids)
+    expected = hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
+    assert plan_fingerprint(ids) == expected
+    assert plan_fingerprint(pa.chunked_array([pa.array(ids[:1000]), pa.array(ids[1000:])])) == expected
+    assert plan_fingerprint(ids[:-1]) != expected
