@@ -441,8 +441,8 @@ def resolve_records(meta: pa.Table, on_bad_record: str, limit: int | None, paths
     read; a bad record raises SeedError unless on_bad_record == 'skip' (a fatal one always).
 
     `meta`: VALIDATED_SCHEMA's ord, id, error, source (needed only on bad rows), fallback, named
-    and fatal columns, sorted by ord. `source_of(row)` gives the source of a good row (the first
-    copy a duplicate names); it is called only for duplicates."""
+    and fatal columns, sorted by ord. `source_of(row)` gives the source of a good row (a duplicate
+    and the first copy it names); it is called only for duplicates."""
     rows = meta.num_rows
     ok = pc.is_null(meta.column("error")).to_numpy(zero_copy_only=False) if rows else np.zeros(0, bool)
     good = np.flatnonzero(ok)
@@ -475,7 +475,7 @@ def resolve_records(meta: pa.Table, on_bad_record: str, limit: int | None, paths
     bad: list[BadRecord] = []
     bad_ids: set[str] = set()
     for number, row in enumerate(bad_rows):
-        where = columns["source"][number]
+        where = source_of(row) if row in duplicate_first else columns["source"][number]  # a copy's row passed its checks
         if row in duplicate_first:
             message = f"{where}: field 'id': duplicate {kind} id '{columns['id'][number]}' (first at {source_of(duplicate_first[row])})"
         else:

@@ -87,3 +87,30 @@ def test_a_malformed_json_file_stops_even_with_skip(tmp_path):
     path.write_text("[{\"id\": 1,")
     with pytest.raises(SeedError, match="seeds.json:1: malformed JSON"):
         load_seed_table([str(path)], "skip")
+
+
+def test_resolution_needs_the_source_of_bad_rows_only(tmp_path):
+    """The job's driver gets each record's source only where the record is bad (to keep it small),
+    and asks for a duplicate's and its first copy's: the same bad records and messages."""
+    import pyarrow.compute as pc
+
+    from engine.inputs.seeds import resolve_records
+
+    path = tmp_path / "seeds.jsonl"
+    path.write_bytes(b"\n".join(LINES + LINES[3:4]) + b"\n")
+    full = pa.concat_tables([table for piece in plan_pieces([str(path)]) for table in validate_piece(piece)])
+    error = full.column("error")
+    lean = full.set_column(full.schema.get_field_index("source"), "source", pc.if_else(pc.is_null(error), pa.scalar(None, pa.string()), full.column("source")))
+    asked = []
+
+    def source_of(row):
+        asked.append(row)
+        return full.column("source")[row].as_py()
+
+    kept, bad = resolve_records(lean, "skip", None, [str(path)], source_of)
+    table, expected = load_seed_table([str(path)], "skip")
+    assert full.take(pa.array(kept)).select(table.column_names).equals(table)
+    assert as_tuples(bad) == as_tuples(expected) and sum("duplicate seed id 'x'" in b.reason for b in bad) == 2
+    assert asked and all(error[row].as_py() is None for row in asked)
+    with pytest.raises(SeedError, match=r"seeds.jsonl:5: not valid UTF-8"):
+        resolve_records(lean, "error", None, [str(path)], source_of)
