@@ -79,16 +79,24 @@ def cluster_texts(ids: list[str], texts: list[str], select: SelectConfig, near_t
 
     if not ids:
         return RESULT_SCHEMA.empty_table(), 0
-    started = time.monotonic()
     table = pa.table({"pos": pa.array(range(len(ids)), pa.int64()), "id": ids, "text": texts})
     blocks = [table.slice(start, select.batch_size) for start in range(0, table.num_rows, select.batch_size)]
-    embedded = embed_dataset(ray.data.from_arrow(blocks), select).drop_columns(["text"]).materialize()
+    return cluster_dataset(ray.data.from_arrow(blocks), len(ids), select, near_threshold)
+
+
+def cluster_dataset(texts, count: int, select: SelectConfig, near_threshold: float | None) -> tuple[pa.Table, int]:
+    """cluster_texts over a Ray dataset of (pos, id, text), pos 0..count-1 in input order (e.g.
+    actors.seed_reading.SeedView.text_dataset): the texts never pass through the driver."""
+    if not count:
+        return RESULT_SCHEMA.empty_table(), 0
+    started = time.monotonic()
+    embedded = embed_dataset(texts, select).drop_columns(["text"]).materialize()
 
     # Fit on a bounded, deterministic sample, in input order: the same seeds give the same clusters.
-    positions = pa.array(sample_positions(len(ids), select.sample_size, select.seed), pa.int64())
+    positions = pa.array(sample_positions(count, select.sample_size, select.seed), pa.int64())
     sample = _collect_sample(embedded.map_batches(_rows_at, fn_kwargs={"positions": positions}, batch_format="pyarrow"))
     centroids = fit_centroids(sample, select.clusters, select.seed)
-    log.info("embedded %d texts, fitted %d clusters on %d in %.1fs", len(ids), len(centroids), len(sample), time.monotonic() - started)
+    log.info("embedded %d texts, fitted %d clusters on %d in %.1fs", count, len(centroids), len(sample), time.monotonic() - started)
 
     assigned = embedded.map_batches(_assign, fn_kwargs={"centroids": centroids}, batch_format="pyarrow")
     if near_threshold:

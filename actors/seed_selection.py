@@ -23,8 +23,8 @@ from engine.config import Config
 from engine.runfolder import RunFolder
 from engine.selection.dedup import exact_duplicates, text_key
 from engine.selection.dedup_rows import duplicate_rows
-from engine.inputs.seeds import Seed, seeds_table
-from actors.clustering import cluster_texts
+from engine.inputs.seeds import DEDUP_KEY, Seed, seeds_table
+from actors.clustering import cluster_dataset, cluster_texts
 
 log = logging.getLogger("babelforge.select")
 
@@ -57,6 +57,8 @@ def _texts(seeds: pa.Table) -> list[str]:
 
 
 def _keys(seeds: pa.Table) -> list[str]:
+    if DEDUP_KEY in seeds.column_names:  # computed by the workers that read the seeds
+        return seeds.column(DEDUP_KEY).to_pylist()
     return [text_key(i, x) for i, x in zip(seeds.column("instruction").to_pylist(), seeds.column("input").to_pylist())]
 
 
@@ -74,7 +76,7 @@ class SeedSelector:
         self.selection: SeedSelection | None = None
 
     def __call__(self, seeds: pa.Table) -> SeedSelection:
-        if not isinstance(seeds, pa.Table):
+        if not isinstance(seeds, pa.Table) and not hasattr(seeds, "text_dataset"):
             seeds = seeds_table(seeds)
         select, dedup = self.config.select, self.config.dedup
         ids = seeds.column("id").to_pylist()
@@ -112,7 +114,10 @@ class SeedSelector:
                 return cached, int(meta[b"k"])
             log.info("%s was made for other seeds or settings: clustering again", folder.child(CACHE_NAME))
         self.start_ray()
-        table, k = cluster_texts(seeds.column("id").to_pylist(), _texts(seeds), self.config.select, self.config.dedup.near_threshold)
+        if hasattr(seeds, "text_dataset"):  # seeds in the object store (actors.seed_reading.SeedView)
+            table, k = cluster_dataset(seeds.text_dataset(), seeds.num_rows, self.config.select, self.config.dedup.near_threshold)
+        else:
+            table, k = cluster_texts(seeds.column("id").to_pylist(), _texts(seeds), self.config.select, self.config.dedup.near_threshold)
         self.pending = table.replace_schema_metadata({"key": key, "k": str(k)})
         return table, k
 

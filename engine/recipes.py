@@ -14,7 +14,7 @@ from engine.protocols import Generator, LanguageIdentifier
 from engine.languages import resolve_languages
 from engine.inputs.plan import PlannedIds, TaskPlan, build_task_plan, build_text_task_plan
 from engine.records import REJECTED, row_id
-from engine.inputs.seeds import BadRecord, load_seed_table, load_texts
+from engine.inputs.seeds import LANGUAGE_VERDICT, BadRecord, load_seed_table, load_texts
 from engine.rows.validate import seed_language_reason
 from engine.rows.refine import ExtraCheck, recipe_version
 from engine.rows.translate import SelectiveTranslator, TranslationRecipe
@@ -68,10 +68,13 @@ class RunPlan:
         return PlannedIds(self.tasks, pa.array([row["id"] for row in self.decided], pa.string()))
 
 
-def plan_run(config: Config, select_seeds=None, langid: LanguageIdentifier | None = None) -> RunPlan:
+def plan_run(config: Config, select_seeds=None, langid: LanguageIdentifier | None = None, read_seeds=None) -> RunPlan:
     """The run's plan. select_seeds (actors.seed_selection.SeedSelector, sphinx only): seed table →
     dedup and clusters, applied before planning so no LLM call is spent on a duplicate. langid
-    (sphinx only): seeds whose instruction clearly is not English are rejected before planning."""
+    (sphinx only): seeds whose instruction clearly is not English are rejected before planning.
+    read_seeds (sphinx only): (paths, on_bad_record, limit) → (seed table, bad records), by
+    default load_seed_table in this process; the job's (actors.seed_reading.SeedReader) reads on
+    Ray Data and may bring each seed's language verdict as a LANGUAGE_VERDICT column."""
     languages = resolve_languages(config.languages.targets)
     version = prompt_version(config)
     seeds_cfg, plan_cfg = config.seeds, config.plan
@@ -80,11 +83,15 @@ def plan_run(config: Config, select_seeds=None, langid: LanguageIdentifier | Non
         tasks, untargeted = build_text_task_plan(texts, languages, plan_cfg.quotas, plan_cfg.seed, config.recipe, version)
         decided = [{**row, "status": REJECTED} for row in untargeted] + bad_rows(bad, config.recipe)
         return RunPlan(tasks, decided, len(texts) + len(bad))
-    seeds, bad = load_seed_table(seeds_cfg.paths, seeds_cfg.on_bad_record, seeds_cfg.limit)
+    seeds, bad = (read_seeds or load_seed_table)(seeds_cfg.paths, seeds_cfg.on_bad_record, seeds_cfg.limit)
     read = seeds.num_rows + len(bad)
     not_english = []
-    if langid is not None:
+    reasons = None
+    if LANGUAGE_VERDICT in seeds.column_names:
+        reasons = seeds.column(LANGUAGE_VERDICT).to_pylist()
+    elif langid is not None:
         reasons = [seed_language_reason(text, langid) for text in seeds.column("instruction").to_pylist()]
+    if reasons is not None:
         rejected = [i for i, reason in enumerate(reasons) if reason]
         not_english = [
             {"id": row_id(row["id"], "en", config.recipe, version), "seed_id": row["id"], "recipe": config.recipe,

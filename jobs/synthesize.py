@@ -35,6 +35,7 @@ from engine.runfolder import RunFolder
 from engine.store import RowStore
 from jobs.build import build_run
 from jobs.report import write_report_page
+from actors.seed_reading import SeedReader
 from actors.seed_selection import SeedSelection, SeedSelector
 
 log = logging.getLogger("babelforge.synthesize")
@@ -87,15 +88,24 @@ def actor_pool(actors: int, batches_per_actor: int):
                              max_concurrent_calls_per_actor=batches_per_actor)
 
 
+ASSEMBLY_TASKS = 2  # assembly tasks at once: taking rows is quick, and they hold no CPU (below)
+
+
 def task_dataset(plan: TaskPlan, size: int):
     """The plan's task rows as a Ray dataset, assembled inside the pipeline: the driver sends only
-    the index (row id, seed index, language code) and the seed table once, through the object store."""
+    the index (row id, seed index, language code) and the seeds once, through the object store
+    (a table, or an actors.seed_reading.SeedView whose text is there already).
+
+    The assembly reserves no CPU: it only takes rows, and a pool that reserves every CPU
+    (compute.actors x compute.num_cpus_per_actor == the cluster's CPUs) must still be fed; a
+    1-CPU assembly task waited forever there (tests/integration/test_plan_assembly.py)."""
     import ray
 
     blocks = [plan.index.slice(start, size) for start in range(0, plan.num_rows, size)]
     seeds = ray.put(plan.seeds)  # once, in the object store: each worker maps it zero-copy
     return ray.data.from_arrow(blocks).map_batches(
-        assemble_on_worker, fn_kwargs={"seeds": seeds, "recipe": plan.recipe}, batch_size=None, batch_format="pyarrow"
+        assemble_on_worker, fn_kwargs={"seeds": seeds, "recipe": plan.recipe}, batch_size=None, batch_format="pyarrow",
+        num_cpus=0, concurrency=ASSEMBLY_TASKS,
     )
 
 
@@ -234,12 +244,10 @@ def run(config: Config) -> dict:
     started = time.monotonic()
     # Dedup and clusters of the seeds (embeddings on Ray) happen before planning: no LLM call yet.
     selector = SeedSelector(config, lambda: init_ray(config)) if config.recipe == "sphinx" else None
-    langid = None
-    if config.recipe == "sphinx" and config.validation.seed_language_check:
-        from actors.langid import FastTextLangId  # 1 MB model: cheap enough for the driver
-
-        langid = FastTextLangId(config.validation.langid_model)
-    plan = plan_run(config, selector, langid)
+    # Seeds read and checked on Ray Data (the language check and dedup keys too): the driver gets
+    # ids and small columns, the text stays in the object store until the pipeline assembles tasks.
+    reader = SeedReader(config, lambda: init_ray(config)) if config.recipe == "sphinx" else None
+    plan = plan_run(config, selector, None, reader)
     log.info("read %d %s records from %s", plan.read, "text" if config.recipe == "xinstruction" else "seed", ", ".join(config.seeds.paths))
     planned_ids = plan.planned_ids()  # Arrow: the driver holds ids and seed indices, never per-language text
     folder = prepare_run_dir(config, planned_ids)
