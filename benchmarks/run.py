@@ -49,7 +49,7 @@ SIZES = {
         "seeds": None, "refine_seeds": None, "refine_rounds": 2, "training_pairs": 5, "training_steps": 10, "training_max_length": 256, "latency_s": 0.5, "budget": 32, "clusters": 16,
         "actors": [1, 2, 4, 8], "waves": 16, "tail_waves": 48, "plan_rows": 1_000_000, "stream_rows": 1_000_000, "lid_texts": 1_000_000,
         "lid_actors": [1, 2], "embed_sentences": 3000,
-        "scale_rows": [100_000, 300_000, 1_000_000], "scale_seeds": 100_000, "scale_latency_s": 0.01,
+        "scale_rows": [100_000, 300_000, 1_000_000], "scale_seeds": 100_000, "scale_latency_s": 0.01, "scale_build_max_rows": None,
     },
 }
 
