@@ -225,6 +225,7 @@ def scale_md(suite: dict) -> list[str]:
     if done:
         lines += ["Rows: " + "; ".join(f"{fmt(c['planned'])} planned, {fmt(c['accepted'])} accepted, {fmt(c['rejected'])} rejected "
                                        f"(adds up: {c['adds_up']}), {fmt(c['shards'])} shards, {fmt(c['generation_rows_per_s'])} rows/s generated"
+                                       + (f", build skipped: {c['build_skipped']}" if c.get("build_skipped") else "")
                                        for c in done), ""]
     grown = suite.get("driver_growth") or {}
     if grown:
