@@ -118,6 +118,8 @@ def _texts_of(block: pa.Table, ords) -> pa.Table:
     import ray
 
     ords = ray.get(ords) if isinstance(ords, ray.ObjectRef) else ords
+    if not block.num_rows:  # an empty block has no columns
+        return pa.table({"pos": pa.array([], pa.int64()), "id": pa.array([], pa.string()), "text": pa.array([], pa.string())})
     keys = block.column("ord").to_numpy()
     pos = np.searchsorted(ords, keys)
     found = (pos < len(ords)) & (ords[np.minimum(pos, len(ords) - 1)] == keys) if len(ords) else np.zeros(len(keys), bool)
@@ -159,6 +161,8 @@ def _count_row(row: dict) -> dict:
 
 def _meta(block: pa.Table, number: int, extra: tuple[str, ...]) -> pa.Table:
     """The small columns of a checked block, for the driver: source only on bad rows."""
+    if not block.num_rows:  # a piece with no records leaves an empty block, without columns
+        return _empty_meta(extra)
     error = block.column("error")
     columns = {name: block.column(name) for name in META_COLUMNS if name != "source"}
     columns["source"] = pc.if_else(pc.is_null(error), pa.scalar(None, pa.string()), block.column("source"))
