@@ -3,17 +3,18 @@
     summary = build_on_ray(run_dir, config, staging_folder)      # jobs.build wraps it in swap_in
 
     accepted.parquet ──read_parquet──▶ rows (translated languages only)
-      ├─ groupby(seed_id).count()             ──▶ seed ranks ──▶ the validation cut (counts, two passes)
-      ├─ groupby(seed_id).map_groups(seed)    ──▶ CrossIn candidates, QAlign, TransLLM, X-Instruction
-      │                                           CrossIn kept under each mode's cut (counts per mode)
-      ├─ groupby(seed_id) English originals ┐
-      └─ rows ─────────────────────────────┴▶ groupby(lang).map_groups(language) ──▶ sPhinX N-shot
-    examples ──▶ mix: quotas from counts per dataset × language, rows kept/repeated under rank cuts
-             ──▶ map_batches(write parts) into <out>/<dataset>/<split>.{parquet,jsonl}/part-*.*
-    counts (aggregations) ──▶ build.json, README.md (written by the driver)
+      ├─ groupby(seed_id).map_groups(seed)  ──▶ CrossIn candidates, QAlign, TransLLM, X-Instruction,
+      │                                         and one marker per seed (its English original, if any)
+      │     markers ──▶ the validation cut; CrossIn candidates ──▶ each mode's cut (counts, two passes)
+      └─ rows + English originals ──groupby(lang).map_groups(language)──▶ sPhinX N-shot
+    examples ──map_batches(write parts)──▶ <out>/<dataset>/<split>.{parquet,jsonl}/part-*.*  (+ counts)
+             ──▶ mix: quotas from the counts per dataset × language, rows kept/repeated under rank cuts,
+                 written the same way
+    counts ──▶ build.json, README.md (written by the driver)
 
 The driver holds the config, counts (per dataset × split × language × mode, per rank bucket) and
-the few candidates that straddle a cut; never rows. Which examples are built depends on the rows
+the few candidates that straddle a cut; never rows. Counts are summed from per-block partial
+counts (one small table per block), which costs a plain map instead of a shuffle. Which examples are built depends on the rows
 and the config only: every "the first N" is a hash-rank cut (engine/builders/ranks.py), found by
 counting ranks per bucket (pass one) and sorting the one bucket the cut falls in (pass two).
 """
@@ -21,6 +22,7 @@ counting ranks per bucket (pass one) and sorting the one bucket the cut falls in
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections import Counter
@@ -45,69 +47,93 @@ from engine.runfolder import RunFolder
 
 log = logging.getLogger("babelforge.build")
 
-BUCKET_BITS = 10  # ranks counted in 1,024 buckets: the cut's bucket holds about 1/1,024 of a group
+BUCKETS = 1024  # ranks counted per bucket; the bucket a cut falls in is all the driver sees of a group
+ROWS_PER_SHUFFLE_PARTITION = 50_000  # a group-by shuffles into about this many rows per partition
+SEED_MARK, ENGLISH_MARK = "~seed", "~english"  # marker rows of the seed pass (not datasets)
 ROW_SCHEMA = pa.schema([pa.field(name, pa.string()) for name in ROW_COLUMNS])
 RankOf = Callable[[pa.Table], tuple[list[str], np.ndarray, list[str]]]
 """batch -> (group of each row, rank of each row as uint64, key of each row)."""
 
 
-# --- cuts from counts ---------------------------------------------------------------------------
+# --- counts and cuts ----------------------------------------------------------------------------
 
 
 def _ranks(values) -> np.ndarray:
     return np.fromiter(values, dtype=np.uint64)
 
 
-def find_cuts(ds, rank_of: RankOf, quotas: dict[str, int]) -> dict[str, Cut]:
-    """For each group, the cut keeping its `quota` lowest (rank, key): pass one counts ranks per
-    (group, bucket), pass two brings back only the rows of the bucket each cut falls in."""
-    if not quotas:
-        return {}
-    wanted = set(quotas)
-    shift = np.uint64(64 - BUCKET_BITS)
+def summed(ds, partial: Callable[[pa.Table], pa.Table], keys: list[str]) -> Counter:
+    """Counts per key over a dataset: each block counts its own rows (`partial` gives one row per
+    input row, with the key columns), the driver adds the small per-block tables up."""
+    def count_block(batch: pa.Table) -> pa.Table:
+        table = partial(batch)
+        return table.group_by(keys).aggregate([([], "count_all")]) if table.num_rows else \
+            pa.table({**{k: pa.array([], table.schema.field(k).type) for k in keys}, "count_all": pa.array([], pa.int64())})
 
-    def buckets(batch: pa.Table) -> pa.Table:
+    total: Counter = Counter()
+    for block in ds.map_batches(count_block, batch_format="pyarrow", batch_size=None).iter_batches(batch_format="pyarrow", batch_size=None):
+        for row in block.to_pylist():
+            total[tuple(row[k] for k in keys)] += row["count_all"]
+    return total
+
+
+def bucket_of(ranks: np.ndarray, buckets: np.ndarray) -> np.ndarray:
+    """Each rank's bucket among `buckets` equal slices of the rank range (per row): monotonic in
+    rank, so the candidates of one bucket are contiguous in rank order."""
+    return (((ranks >> np.uint64(32)) * buckets.astype(np.uint64)) >> np.uint64(32)).astype(np.int64)
+
+
+def find_cuts(ds, rank_of: RankOf, quotas_of: Callable[[dict[str, int]], dict[str, int]],
+              buckets: dict[str, int] | None = None) -> tuple[dict[str, Cut], dict[str, int]]:
+    """Per group, the cut keeping its `quota` lowest (rank, key), and the groups' sizes. Pass one
+    counts ranks per (group, bucket), `quotas_of(sizes)` then sets the quotas; pass two brings back
+    only the candidates of the bucket each cut falls in."""
+    buckets = buckets or {}
+
+    def bucketed(batch: pa.Table) -> pa.Table:
         groups, ranks, _ = rank_of(batch)
-        keep = np.array([g in wanted for g in groups], dtype=bool)
-        return pa.table({"group": pa.array(groups, pa.string()).filter(keep), "bucket": pa.array((ranks >> shift).astype(np.int64)[keep])})
+        keep = np.array([bool(g) for g in groups], dtype=bool)
+        where = bucket_of(ranks, np.array([buckets.get(g, BUCKETS) for g in groups], dtype=np.uint64))
+        return pa.table({"group": pa.array(groups, pa.string()).filter(keep), "bucket": pa.array(where[keep])})
 
-    counts: dict[str, dict[int, int]] = {}
-    for row in ds.map_batches(buckets, batch_format="pyarrow").groupby(["group", "bucket"]).count().take_all():
-        counts.setdefault(row["group"], {})[int(row["bucket"])] = int(row["count()"])
-    boundary: dict[str, tuple[int, int]] = {}  # group -> (bucket the cut falls in, rows needed from it)
+    histogram: dict[str, dict[int, int]] = {}
+    for (group, bucket), n in summed(ds, bucketed, ["group", "bucket"]).items():
+        histogram.setdefault(group, {})[bucket] = n
+    sizes = {group: sum(h.values()) for group, h in histogram.items()}
+    quotas = quotas_of(sizes)
     cuts: dict[str, Cut] = {}
+    pending: dict[str, tuple[int, int]] = {}  # group -> (the bucket its cut falls in, candidates needed from it)
     for group, quota in quotas.items():
-        seen = 0
-        for bucket in sorted(counts.get(group, {})):
-            if seen + counts[group][bucket] >= quota:
-                boundary[group] = (bucket, quota - seen)
-                break
-            seen += counts[group][bucket]
         if quota <= 0:
             cuts[group] = KEEP_NONE
-        elif group not in boundary:
+            continue
+        if quota >= sizes.get(group, 0):
             cuts[group] = KEEP_ALL
-    pending = {group: b for group, b in boundary.items() if group not in cuts}
+            continue
+        seen = 0
+        for bucket in sorted(histogram[group]):
+            if seen + histogram[group][bucket] >= quota:
+                pending[group] = (bucket, quota - seen)
+                break
+            seen += histogram[group][bucket]
     if not pending:
-        return cuts
+        return cuts, sizes
     targets = {(group, bucket) for group, (bucket, _) in pending.items()}
 
     def straddling(batch: pa.Table) -> pa.Table:
         groups, ranks, keys = rank_of(batch)
-        picked = [i for i, (g, b) in enumerate(zip(groups, (ranks >> shift).tolist())) if (g, b) in targets]
+        where = bucket_of(ranks, np.array([buckets.get(g, BUCKETS) for g in groups], dtype=np.uint64)).tolist()
+        picked = [i for i, (g, b) in enumerate(zip(groups, where)) if (g, b) in targets]
         return pa.table({"group": pa.array([groups[i] for i in picked], pa.string()), "rank": pa.array(ranks[picked], pa.uint64()),
                          "key": pa.array([keys[i] for i in picked], pa.string())})
 
     near: dict[str, list[tuple[int, str]]] = {}
-    for row in ds.map_batches(straddling, batch_format="pyarrow").take_all():
-        near.setdefault(row["group"], []).append((int(row["rank"]), row["key"]))
+    for block in ds.map_batches(straddling, batch_format="pyarrow", batch_size=None).iter_batches(batch_format="pyarrow", batch_size=None):
+        for row in block.to_pylist():
+            near.setdefault(row["group"], []).append((int(row["rank"]), row["key"]))
     for group, (_, needed) in pending.items():
         cuts[group] = Cut(*sorted(near[group])[needed - 1])
-    return cuts
-
-
-def keeps(cut: Cut, ranks: np.ndarray, keys: list[str]) -> np.ndarray:
-    return np.array([cut.keeps(int(r), k) for r, k in zip(ranks, keys)], dtype=bool)
+    return cuts, sizes
 
 
 # --- the group steps ----------------------------------------------------------------------------
@@ -124,8 +150,10 @@ def conform(batch: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=ROW_SCHEMA)
 
 
-def built_table(examples: list[dict]) -> pa.Table:
-    return pa.Table.from_pylist(examples, schema=BUILT_SCHEMA) if examples else BUILT_SCHEMA.empty_table()
+# The seed pass's output: examples, plus one marker row per seed whose text columns hold the seed's
+# English original (what the language pass needs for 'en'), so one shuffle serves both.
+TEXT_COLUMNS = ("instruction", "input", "output")
+SEED_SCHEMA = pa.schema([*BUILT_SCHEMA, *(pa.field(n, pa.string()) for n in TEXT_COLUMNS)])
 
 
 class Validation:
@@ -138,12 +166,39 @@ class Validation:
         return self.cut.keeps(seed_rank(self.seed, seed_id), seed_id)
 
 
+def never(seed_id: str) -> bool:
+    return False
+
+
+class SeedGroup:
+    """The per-seed examples of one seed (split set later, once the validation cut is known)."""
+
+    def __init__(self, build):
+        self.build = build
+
+    def __call__(self, group: pa.Table) -> pa.Table:
+        rows = group.to_pylist()
+        examples = seed_examples(rows, self.build, never)
+        original = english_of_seed(rows)
+        seed_id = rows[0]["seed_id"]
+        marker = {"dataset": ENGLISH_MARK, **{k: original[k] for k in ("id", "seed_id", "lang", "source", *TEXT_COLUMNS)}} if original \
+            else {"dataset": SEED_MARK, "id": seed_id, "seed_id": seed_id}
+        return pa.Table.from_pylist([*examples, marker], schema=SEED_SCHEMA)
+
+
+def english_originals(batch: pa.Table) -> pa.Table:
+    """The seed pass's English markers as rows (lang 'en', no model) for the language pass."""
+    part = batch.filter(pc.equal(batch.column("dataset"), ENGLISH_MARK))
+    return pa.Table.from_arrays([part.column(n) if n in part.column_names else pa.nulls(part.num_rows, pa.string()) for n in ROW_COLUMNS],
+                                schema=ROW_SCHEMA)
+
+
 class LanguageGroup:
     """sPhinX N-shot over one language's rows; the knn embedder loads once per actor, never in the driver."""
 
-    def __init__(self, config, validation: Validation):
-        self.config, self.validation = config, validation
-        s = config.sphinx
+    def __init__(self, build, validation: Validation):
+        self.build, self.validation = build, validation
+        s = build.sphinx
         self.embed = None
         if s.retrieval == "knn" and s.shots > 0:
             from actors.embed import load_embedder
@@ -152,23 +207,15 @@ class LanguageGroup:
 
     def __call__(self, group: pa.Table) -> pa.Table:
         rows = group.to_pylist()
-        return built_table(language_examples(rows[0]["lang"], rows, self.config, self.validation, self.embed))
-
-
-def with_english_original(batch: pa.Table) -> pa.Table:
-    return batch.filter(pc.not_equal(pc.utf8_trim_whitespace(pc.fill_null(batch.column("src_instruction"), "")), ""))
-
-
-def english_rows(group: pa.Table) -> pa.Table:
-    original = english_of_seed(group.to_pylist())
-    return pa.Table.from_pylist([original] if original else [], schema=ROW_SCHEMA)
+        examples = language_examples(rows[0]["lang"], rows, self.build, self.validation, self.embed)
+        return pa.Table.from_pylist(examples, schema=BUILT_SCHEMA) if examples else BUILT_SCHEMA.empty_table()
 
 
 # --- the build ----------------------------------------------------------------------------------
 
 
-def _counts(ds, columns: list[str]) -> list[dict]:
-    return ds.groupby(columns).count().take_all()
+def shuffle_partitions(rows: int) -> int:
+    return max(2, min(64, rows // ROWS_PER_SHUFFLE_PARTITION + 1))
 
 
 def build_on_ray(run_dir: RunFolder, config: Config, out: RunFolder, partitions: int | None = None) -> dict:
@@ -177,103 +224,107 @@ def build_on_ray(run_dir: RunFolder, config: Config, out: RunFolder, partitions:
     `partitions` sets how many blocks the rows are read into (the built examples do not depend on it)."""
     import ray
 
-    build, started = config.build, time.monotonic()
+    build, started, seed = config.build, time.monotonic(), config.build.seed
     read_kwargs = {"override_num_blocks": partitions} if partitions else {}
     rows = ray.data.read_parquet(run_dir.path("accepted.parquet"), filesystem=run_dir.fs, **read_kwargs)
-    rows = rows.map_batches(lambda b: conform(translated_only(b)), batch_format="pyarrow").materialize()
-    if partitions:
-        rows = rows.repartition(partitions).materialize()
+    rows = rows.map_batches(lambda b: conform(translated_only(b)), batch_format="pyarrow")
+    rows = (rows.repartition(partitions) if partitions else rows).materialize()
     accepted_rows = rows.count()
+    shuffle = shuffle_partitions(accepted_rows)
+    provenance = provenance_counts(rows)
 
-    # The split: a cut over seed ranks, from the number of seeds.
-    seeds = rows.groupby("seed_id").count().materialize()
-    n_seeds = seeds.count() if accepted_rows else 0
+    # One shuffle by seed: per-seed examples and a marker per seed.
+    per_seed = rows.groupby("seed_id", num_partitions=shuffle).map_groups(SeedGroup, fn_constructor_args=(build,), batch_format="pyarrow",
+                                                                         concurrency=(1, workers())).materialize()
+
+    # The split's cut (over the markers' seed ranks) and CrossIn's per mode, from one count.
+    modes = build.crossin.modes if CROSSIN in build.builders else {}
+
+    def rank_of(batch: pa.Table):
+        datasets, ids, seed_ids, mode = (batch.column(c).to_pylist() for c in ("dataset", "id", "seed_id", "mode"))
+        groups, ranks, keys = [], [], []
+        for d, i, s, m in zip(datasets, ids, seed_ids, mode):
+            if d in (SEED_MARK, ENGLISH_MARK):
+                groups.append("~seeds"), ranks.append(seed_rank(seed, s)), keys.append(s)
+            elif d == CROSSIN:
+                groups.append(m), ranks.append(crossin_rank(seed, m, i)), keys.append(i)
+            else:
+                groups.append(""), ranks.append(0), keys.append(i)
+        return groups, _ranks(ranks), keys
+
+    def quotas_of(sizes: dict[str, int]) -> dict[str, int]:
+        available = {m: sizes.get(m, 0) for m, share in modes.items() if share > 0}
+        return {"~seeds": validation_count(sizes.get("~seeds", 0), build.validation_share), **crossin_quotas(available, modes, build.crossin.size)}
+
+    cuts, sizes = find_cuts(per_seed, rank_of, quotas_of)
+    n_seeds = sizes.get("~seeds", 0)
     held_out = validation_count(n_seeds, build.validation_share)
-    seed_cut = find_cuts(seeds, lambda b: (["seeds"] * b.num_rows, _ranks(seed_rank(build.seed, s) for s in b.column("seed_id").to_pylist()),
-                                          b.column("seed_id").to_pylist()), {"seeds": held_out}).get("seeds", KEEP_NONE)
-    validation = Validation(build.seed, seed_cut)
+    validation = Validation(seed, cuts.get("~seeds", KEEP_NONE))
 
-    parts = []
-    if accepted_rows and any(name != SPHINX for name in build.builders):
-        per_seed = rows.groupby("seed_id").map_groups(
-            lambda g: built_table(seed_examples(g.to_pylist(), build, validation)), batch_format="pyarrow").materialize()
-        if CROSSIN in build.builders:
-            per_seed = keep_crossin_quotas(per_seed, build)
-        parts.append(per_seed)
-    if accepted_rows and SPHINX in build.builders:
-        by_lang = rows
-        if wants_english_rows(build):
-            originals = rows.map_batches(with_english_original, batch_format="pyarrow") \
-                .groupby("seed_id").map_groups(english_rows, batch_format="pyarrow")
-            by_lang = rows.union(originals)
-        workers = max(1, int(ray.available_resources().get("CPU", 1)))
-        parts.append(by_lang.groupby("lang").map_groups(LanguageGroup, fn_constructor_args=(build, validation),
-                                                        batch_format="pyarrow", concurrency=(1, workers)).materialize())
-    examples = (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]).materialize() if parts else None
+    def finish_seed_examples(batch: pa.Table) -> pa.Table:
+        groups, ranks, keys = rank_of(batch)
+        datasets = batch.column("dataset").to_pylist()
+        mask = [d not in (SEED_MARK, ENGLISH_MARK) and (d != CROSSIN or cuts.get(g, KEEP_ALL).keeps(int(r), k))
+                for d, g, r, k in zip(datasets, groups, ranks, keys)]
+        kept = batch.filter(pa.array(mask, pa.bool_())).select(BUILT_SCHEMA.names)
+        split = ["validation" if validation(s) else "train" for s in kept.column("seed_id").to_pylist()]
+        return kept.set_column(kept.schema.get_field_index("split"), "split", pa.array(split, pa.string()))
+
+    parts = [per_seed.map_batches(finish_seed_examples, batch_format="pyarrow")]
+    if SPHINX in build.builders:
+        by_lang = rows.union(per_seed.map_batches(english_originals, batch_format="pyarrow")) if wants_english_rows(build) else rows
+        parts.append(by_lang.groupby("lang", num_partitions=shuffle).map_groups(
+            LanguageGroup, fn_constructor_args=(build, validation), batch_format="pyarrow", concurrency=(1, workers())))
+    examples = parts[0].union(*parts[1:]).materialize() if len(parts) > 1 else parts[0].materialize()
+    del per_seed
 
     names = [name for builder in build.builders for name in BUILDER_DATASETS[builder]]
-    tally = tally_of(examples)
+    tally = write_examples(examples, out, build.formats)
     if build.mix.enabled:
         names.append(MIX)
-        if examples is not None:
-            mixed = mix_rows(examples, tally, names[:-1], build)
-            tally = {**tally, **tally_of(mixed)}
-            examples = examples.union(mixed)
-    written = write_examples(examples, out, build.formats) if examples is not None else 0
-    repeated = repeats_of(examples) if examples is not None else {}
-    provenance = provenance_counts(rows) if accepted_rows else {"models": {}, "prompt_versions": {}, "sources": {}}
-    summary = make_summary(dataset_entries(tally, names, repeated), accepted_rows,
+        tally.update(write_examples(mix_rows(examples, tally, names[:-1], build), out, build.formats))
+    repeated = Counter()
+    for (dataset, split, *_ , copy), n in tally.items():
+        if split == "train" and copy:
+            repeated[dataset] += n
+    counts = Counter()
+    for (dataset, split, lang, builder, mode, _), n in tally.items():
+        counts[(dataset, split, lang, builder, mode)] += n
+    summary = make_summary(dataset_entries(dict(counts), names, dict(repeated)), accepted_rows,
                            {"train": n_seeds - held_out, "validation": held_out}, provenance,
                            redacted(config)["build"], config.model.license)
-    log.info("built %d examples from %d rows over %d seeds in %.1fs", written, accepted_rows, n_seeds, time.monotonic() - started)
+    log.info("built %d examples from %d rows over %d seeds in %.1fs", sum(tally.values()), accepted_rows, n_seeds, time.monotonic() - started)
     return summary
 
 
-def keep_crossin_quotas(per_seed, build):
-    """CrossIn's candidates kept under each mode's cut; the other datasets pass through."""
-    modes = build.crossin.modes
-    only = per_seed.map_batches(lambda b: b.filter(pc.equal(b.column("dataset"), CROSSIN)), batch_format="pyarrow")
-    available = {row["mode"]: int(row["count()"]) for row in _counts(only, ["mode"])}
-    quotas = crossin_quotas(available, modes, build.crossin.size)
-    seed = build.seed
+def workers() -> int:
+    import ray
 
-    def rank_of(batch: pa.Table):
-        crossin = pc.equal(batch.column("dataset"), CROSSIN).to_pylist()
-        modes_, ids = batch.column("mode").to_pylist(), batch.column("id").to_pylist()
-        groups = [m if c else "" for m, c in zip(modes_, crossin)]
-        return groups, _ranks(crossin_rank(seed, m, i) if c else 0 for m, i, c in zip(modes_, ids, crossin)), ids
-
-    cuts = find_cuts(per_seed, rank_of, {mode: q for mode, q in quotas.items() if q < available.get(mode, 0)})
-
-    def keep(batch: pa.Table) -> pa.Table:
-        groups, ranks, ids = rank_of(batch)
-        mask = [not g or cuts.get(g, KEEP_ALL).keeps(int(r), i) for g, r, i in zip(groups, ranks, ids)]
-        return batch.filter(pa.array(mask, pa.bool_()))
-
-    return per_seed.map_batches(keep, batch_format="pyarrow").materialize()
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-def mix_rows(examples, tally: dict, names: list[str], build):
+def mix_rows(examples, tally: Counter, names: list[str], build):
     """The mix: training rows drawn per dataset × language by quota (repeats by rank order), and
     every validation row of the mixed datasets once."""
     mix = build.mix
     mixed = [n for n in names if not mix.ratios or mix.ratios.get(n, 0) > 0]
     available: dict[str, dict[str, int]] = {n: {} for n in names}
-    for (dataset, split, lang, _, _), n in tally.items():
-        if split == "train":
+    for (dataset, split, lang, *_), n in tally.items():
+        if split == "train" and dataset in available:
             available[dataset][lang] = available[dataset].get(lang, 0) + n
     quotas = mix_quotas({n: available[n] for n in mixed}, mix.ratios, mix.size, mix.anchor_share, mix.temperature)
     plan = {f"{d}\x1f{lang}": copies(q, available[d].get(lang, 0)) for (d, lang), q in quotas.items()}
+    sizes = {f"{d}\x1f{lang}": available[d].get(lang, 0) for (d, lang) in quotas}
     seed, mixed_set = build.seed, set(mixed)
 
     def rank_of(batch: pa.Table):
-        datasets, langs, ids = (batch.column(c).to_pylist() for c in ("dataset", "lang", "id"))
-        splits = batch.column("split").to_pylist()
-        groups = [f"{d}\x1f{lang}" if s == "train" and d in mixed_set else "" for d, lang, s in zip(datasets, langs, splits)]
+        datasets, langs, ids, splits = (batch.column(c).to_pylist() for c in ("dataset", "lang", "id", "split"))
+        groups = [f"{d}\x1f{lang}" if s == "train" and f"{d}\x1f{lang}" in plan else "" for d, lang, s in zip(datasets, langs, splits)]
         return groups, _ranks(mix_rank(seed, d, lang, i) if g else 0 for d, lang, i, g in zip(datasets, langs, ids, groups)), ids
 
-    sizes = {f"{d}\x1f{lang}": available[d].get(lang, 0) for (d, lang) in quotas}
-    cuts = find_cuts(examples, rank_of, {g: extra for g, (_, extra) in plan.items() if 0 < extra < sizes[g]})
+    needs = {g: extra for g, (_, extra) in plan.items() if 0 < extra < sizes[g]}
+    # Buckets per group ~ sqrt(size): the driver sees about as many counts as straddling candidates.
+    cuts, _ = find_cuts(examples, rank_of, lambda _sizes: needs, {g: max(1, math.isqrt(sizes[g])) for g in needs}) if needs else ({}, {})
 
     def draw(batch: pa.Table) -> pa.Table:
         groups, ranks, ids = rank_of(batch)
@@ -281,7 +332,7 @@ def mix_rows(examples, tally: dict, names: list[str], build):
         take, copy = [], []
         for i, (g, r, k) in enumerate(zip(groups, ranks, ids)):
             if g:
-                whole, extra = plan.get(g, (0, 0))
+                whole, extra = plan[g]
                 n = whole + (1 if extra and cuts.get(g, KEEP_ALL).keeps(int(r), k) else 0)
             else:
                 n = 1 if splits[i] == "validation" and datasets[i] in mixed_set else 0
@@ -291,20 +342,7 @@ def mix_rows(examples, tally: dict, names: list[str], build):
         picked = picked.set_column(picked.schema.get_field_index("dataset"), "dataset", pa.array([MIX] * len(take), pa.string()))
         return picked.set_column(picked.schema.get_field_index("copy"), "copy", pa.array(copy, pa.int32()))
 
-    return examples.map_batches(draw, batch_format="pyarrow").materialize()
-
-
-def tally_of(examples) -> dict:
-    if examples is None:
-        return {}
-    return {(r["dataset"], r["split"], r["lang"], r["builder"] or "(none)", r["mode"] or "(none)"): int(r["count()"])
-            for r in _counts(examples, ["dataset", "split", "lang", "builder", "mode"])}
-
-
-def repeats_of(examples) -> dict[str, int]:
-    drawn_again = examples.map_batches(
-        lambda b: b.filter(pc.and_(pc.greater(b.column("copy"), 0), pc.equal(b.column("split"), "train"))), batch_format="pyarrow")
-    return {r["dataset"]: int(r["count()"]) for r in _counts(drawn_again, ["dataset"])}
+    return examples.map_batches(draw, batch_format="pyarrow")
 
 
 def provenance_counts(rows) -> dict:
@@ -318,28 +356,33 @@ def provenance_counts(rows) -> dict:
         return pa.table({"kind": pa.array(kinds, pa.string()), "key": pa.array(values, pa.string())})
 
     found: dict[str, Counter] = {"models": Counter(), "prompt_versions": Counter(), "sources": Counter()}
-    for r in _counts(rows.map_batches(keys, batch_format="pyarrow"), ["kind", "key"]):
-        found[r["kind"]][r["key"]] += int(r["count()"])
+    for (kind, key), n in summed(rows, keys, ["kind", "key"]).items():
+        found[kind][key] += n
     return {kind: dict(sorted(c.items())) for kind, c in found.items()}
 
 
-def write_examples(examples, out: RunFolder, formats) -> int:
-    """Each batch writes one part file per (dataset, split) it holds, at most ROWS_PER_FILE rows."""
+TALLY_KEYS = ["dataset", "split", "lang", "builder", "mode", "copy"]
+
+
+def write_examples(examples, out: RunFolder, formats) -> Counter:
+    """Each batch writes one part file per (dataset, split) it holds, at most ROWS_PER_FILE rows;
+    returns the counts per (dataset, split, lang, builder, mode, drawn again?)."""
     root, fs = out.root, out.fs
 
     def write(batch: pa.Table) -> pa.Table:
         folder = RunFolder(root, fs)
-        written = []
         keys = pc.binary_join_element_wise(batch.column("dataset"), batch.column("split"), "\x1f")
         for key in sorted(set(keys.to_pylist())):
             dataset, split = key.split("\x1f")
             part = batch.filter(pc.equal(keys, key))
-            # Within a part, rows sorted by id: the files' content depends on the rows alone.
+            # Within a part, rows sorted by id: a file's content depends on its rows alone.
             part = part.take(pc.sort_indices(part, [("id", "ascending"), ("copy", "ascending")]))
             write_part(part, folder, dataset, split, formats, uuid.uuid4().hex[:16])
-            written.append(part.num_rows)
-        return pa.table({"rows": pa.array(written, pa.int64())})
+        counted = batch.select(TALLY_KEYS[:-1]).append_column("copy", pc.greater(batch.column("copy"), 0))
+        return counted.group_by(TALLY_KEYS).aggregate([([], "count_all")])
 
-    result = examples.map_batches(write, batch_format="pyarrow", batch_size=ROWS_PER_FILE)
-    return int(sum(r["rows"] for r in result.take_all()))
-
+    total: Counter = Counter()
+    for block in examples.map_batches(write, batch_format="pyarrow", batch_size=ROWS_PER_FILE).iter_batches(batch_format="pyarrow", batch_size=None):
+        for row in block.to_pylist():
+            total[tuple(row[k] for k in TALLY_KEYS)] += row["count_all"]
+    return total

@@ -1,0 +1,142 @@
+"""jobs.build at scale: fabricated accepted rows over 50 languages, built by the Ray Data build
+(actors/build_pipeline.py) and, for comparison, by the in-memory build of an older commit.
+
+    .venv/bin/python -m benchmarks.build_scale --rows 200000 --arms new,old [--old-commit REV] --out result.json
+
+Each arm runs in a fresh process: wall time of build_run, the driver's peak RSS (VmHWM) and, for
+the Ray arm, the largest worker's (benchmarks.harness.RssSampler). The old arm runs that commit's
+engine/ and jobs/ (git archive into a temporary folder) in-process, as jobs.build then did.
+`fabricate_run` and `measure_build` are what a scale suite can call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OLD_COMMIT = "208e941"  # the last commit whose jobs.build read every accepted row into one process
+
+
+def fabricate_run(run_dir: Path, rows: int, langs: int = 50, seed: int = 0) -> dict:
+    """A finished run folder's accepted.parquet (a dataset by language) with `rows` rows: each
+    language its own sample of seeds (per-language sampling), texts of realistic length."""
+    import pyarrow.parquet as pq
+
+    from engine.languages import DEFAULT_TARGETS
+    from engine.records import to_table
+
+    codes = list(DEFAULT_TARGETS)[:langs]
+    per_lang = rows // len(codes)
+    seeds = max(per_lang * 3, 10)
+    rng = random.Random(seed)
+    words = "the of model data language answer question river bread cloud city number time water light".split()
+    text = lambda n: " ".join(rng.choice(words) for _ in range(n))  # noqa: E731
+    english = {}
+    for lang in codes:
+        chosen = rng.sample(range(seeds), per_lang)
+        batch = []
+        for s in chosen:
+            src = english.setdefault(s, (text(25), text(10) if s % 3 == 0 else "", text(90)))
+            batch.append({"id": f"{s:07d}-{lang}", "seed_id": f"seed-{s:07d}", "recipe": "sphinx", "lang": lang, "status": "accepted",
+                          "instruction": text(25), "input": text(10) if s % 3 == 0 else "", "output": text(95),
+                          "src_instruction": src[0], "src_input": src[1], "src_output": src[2],
+                          "model": "fabricated", "prompt_version": "translate.v1", "source": f"seeds.jsonl:{s + 1}"})
+        folder = run_dir / "accepted.parquet" / lang
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(to_table(batch), folder / "part-00000.parquet")
+    config = {"run": {"name": "build-scale", "output_dir": str(run_dir)}, "seeds": {"paths": ["seeds.jsonl"]},
+              "languages": {"targets": codes}, "ray": {"num_cpus": os.cpu_count()}, "build": {"enabled": True}}
+    import yaml
+
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    return {"rows": per_lang * len(codes), "languages": len(codes), "seeds_pool": seeds}
+
+
+def measure_build(run_dir: Path, out: Path) -> dict:
+    """This process runs jobs.build.build_run once (the current code: Ray Data) and measures it."""
+    from benchmarks.harness import RssSampler
+    from engine.config import load_config
+    from jobs.build import build_run
+
+    config = load_config(run_dir / "config.yaml", [])
+    with RssSampler() as sampler:
+        sampler.stage("build")
+        summary = build_run(run_dir, config, out)
+    stage = sampler.stages["build"]
+    return {**stage, "examples": {name: entry["train"] + entry["validation"] for name, entry in summary["datasets"].items()}}
+
+
+OLD_SCRIPT = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from engine.config import load_config
+from jobs.build import build_run
+def hwm():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM:'):
+            return round(int(line.split()[1]) / 1024, 1)
+run_dir, out = Path(sys.argv[2]), Path(sys.argv[3])
+config = load_config(run_dir / 'config.yaml', [])
+started = time.perf_counter()
+summary = build_run(run_dir, config, out)
+print(json.dumps({'wall_s': round(time.perf_counter() - started, 2), 'driver_peak_rss_mib': hwm(), 'largest_worker_peak_rss_mib': None,
+                  'examples': {n: e['train'] + e['validation'] for n, e in summary['datasets'].items()}}))
+"""
+
+NEW_SCRIPT = """
+import json, sys
+from pathlib import Path
+from benchmarks.build_scale import measure_build
+print(json.dumps(measure_build(Path(sys.argv[1]), Path(sys.argv[2]))))
+"""
+
+
+def run_arm(arm: str, run_dir: Path, scratch: Path, old_commit: str) -> dict:
+    out = scratch / f"datasets-{arm}"
+    if arm == "old":
+        tree = scratch / "old-tree"
+        if not tree.exists():
+            tree.mkdir()
+            archive = subprocess.run(["git", "archive", old_commit, "engine", "jobs", "actors"], cwd=ROOT, capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        command = [sys.executable, "-c", OLD_SCRIPT, str(tree), str(run_dir), str(out)]
+    else:
+        command = [sys.executable, "-c", NEW_SCRIPT, str(run_dir), str(out)]
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"{arm} arm failed:\n{result.stderr[-3000:]}")
+    return {"arm": arm, "process_wall_s": round(time.perf_counter() - started, 1), **json.loads(result.stdout.strip().splitlines()[-1])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--langs", type=int, default=50)
+    parser.add_argument("--arms", default="new,old")
+    parser.add_argument("--old-commit", default=OLD_COMMIT)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="build-scale-") as scratch:
+        scratch = Path(scratch)
+        run_dir = scratch / "run"
+        made = fabricate_run(run_dir, args.rows, args.langs)
+        results = {"fabricated": made, "cpus": os.cpu_count(), "arms": [run_arm(arm, run_dir, scratch, args.old_commit) for arm in args.arms.split(",")]}
+    text = json.dumps(results, indent=2)
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
