@@ -74,6 +74,7 @@ def held_out_loss(model: str, rows: list[dict], max_length: int, threads: int | 
 
 def collect_prompts(cfg: EvaluateConfig) -> tuple[list[dict], list[dict]]:
     """(prompts to answer, each with `en_prompt` where it has an English version; held-out examples for the loss)."""
+    import pyarrow.dataset as pads  # a split is a file, or the folder of parts jobs.build writes
     import pyarrow.parquet as pq
 
     langs = set(cfg.prompts.languages) if cfg.prompts.languages else None
@@ -87,7 +88,7 @@ def collect_prompts(cfg: EvaluateConfig) -> tuple[list[dict], list[dict]]:
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: point prompts.dataset at a folder written by jobs.build")
         columns = ["id", "lang", "prompt", "completion"]
-        columns += ["seed_id"] if "seed_id" in pq.read_schema(path).names else []  # jobs.build writes it; other folders may not
+        columns += ["seed_id"] if "seed_id" in pads.dataset(path, format="parquet").schema.names else []  # jobs.build writes it; other folders may not
         rows = pq.read_table(path, columns=columns).to_pylist()
         english = E.english_by_seed(rows)  # every English row, whichever languages are evaluated
         held_out = E.sample_per_language(rows, max(cfg.prompts.per_language, cfg.loss.max_examples_per_language), cfg.prompts.seed, langs)

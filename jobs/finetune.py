@@ -52,13 +52,13 @@ def tokenize_batch(batch, model: str, max_length: int, packing: bool):
 
 
 def build_dataset(cfg: FinetuneConfig):
-    import pyarrow.parquet as pq
+    import pyarrow.dataset as pads
     import ray.data
 
     path = Path(cfg.data.dataset) / f"{cfg.data.split}.parquet"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: point data.dataset at a folder written by jobs.build")
-    present = set(pq.read_schema(path).names)
+    present = set(pads.dataset(path, format="parquet").schema.names)  # a file, or the folder of parts jobs.build writes
     columns = [c for c in ("id", "lang", "prompt", "completion", "messages") if c in present]
     return ray.data.read_parquet(str(path.resolve()), columns=columns).map_batches(
         tokenize_batch,

@@ -135,7 +135,7 @@ def test_built_datasets_load_and_match_the_report(run):
     seeds_by_split: dict[str, set[str]] = {"train": set(), "validation": set()}
     for name in ("sphinx", "crossin", "qalign_question", "qalign_response", "xinstruction", "transllm", "mix"):
         entry = built[name]
-        files = {split: str(run_dir / "datasets" / name / f"{split}.parquet") for split in ("train", "validation") if entry[split]}
+        files = {split: str(run_dir / "datasets" / name / f"{split}.parquet" / "*.parquet") for split in ("train", "validation") if entry[split]}
         loaded = hf_datasets.load_dataset("parquet", data_files=files)
         assert {split: loaded[split].num_rows for split in files} == {split: entry[split] for split in files}, name
         assert f"| {name} | {entry['train']} | {entry['validation']} |" in card, name
