@@ -37,7 +37,7 @@ SIZES = {
     "tiny": {
         "seeds": 3, "refine_seeds": 3, "refine_rounds": 2, "training_pairs": 1, "training_steps": 3, "training_max_length": 128, "latency_s": 0.05, "budget": 2, "clusters": 2, "actors": [1, 2], "waves": 2, "tail_waves": 2,
         "plan_rows": 2_000, "stream_rows": 500, "lid_texts": 2_000, "lid_actors": [1], "embed_sentences": None, "adequacy_pairs": 40, "ray_defaults_case": False,
-        "scale_rows": [3_000], "scale_seeds": 1_000, "scale_latency_s": 0.01,
+        "scale_rows": [3_000], "scale_seeds": 1_000, "scale_latency_s": 0.01, "scale_build_max_rows": 0,
     },
     "quick": {
         "seeds": 48, "refine_seeds": 64, "refine_rounds": 1, "training_pairs": 3, "training_steps": 4, "training_max_length": 128, "latency_s": 0.5, "budget": 16, "clusters": 8,

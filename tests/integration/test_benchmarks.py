@@ -22,8 +22,8 @@ from tests.integration.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
-SUITES = ("translation", "refinement", "tokens", "scaling", "cheap", "adequacy")
-PLOTTED = ("translation", "refinement", "tokens", "scaling", "cheap")  # suites with a PNG of their own
+SUITES = ("translation", "refinement", "tokens", "scaling", "cheap", "adequacy", "scale")
+PLOTTED = ("translation", "refinement", "tokens", "scaling", "cheap", "scale")  # suites with a PNG of their own
 
 
 @pytest.fixture(scope="module")
@@ -148,8 +148,9 @@ def test_scale_measures_every_stage_of_the_job_and_the_production_plan(report):
     [case] = suite["cases"]  # tiny: one size
     assert case["planned"] == case["to_generate"] > 2000 and case["adds_up"]
     assert case["accepted"] > 0.9 * case["planned"], "the lenient validation lets the simulated rows through in every language"
-    assert case["accepted"] + case["rejected"] == case["planned"] and case["built"]["sphinx"]["train"] > 0
-    assert list(case["stages"]) == ["plan", "generation", "finalise", "build"]
+    assert case["accepted"] + case["rejected"] == case["planned"]
+    # The build on Ray Data has a fixed cost of a minute or more at any size: tests/integration/test_build_distributed.py runs it.
+    assert list(case["stages"]) == ["plan", "generation", "finalise"] and "build_max_rows" in case["build_skipped"]
     for stage in case["stages"].values():
         assert stage["wall_s"] > 0 and 50 < stage["driver_peak_rss_mib"] < 4096
     assert case["stages"]["generation"]["largest_worker_peak_rss_mib"] > 50 and case["stages"]["generation"]["workers_seen"] >= 2
