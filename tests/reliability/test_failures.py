@@ -71,7 +71,9 @@ def small_config(run_dir: Path | str, **sections) -> dict:
 
 def test_sigkill_mid_run_then_rerun_finishes_every_row_exactly_once(tmp_path):
     run_dir = tmp_path / "run"
-    config_path = write_config(tmp_path / "config.yaml", small_config(run_dir))
+    # Full-length generation here: with QUICK_ROWS the 16 rows could all finish before the kill landed.
+    config = small_config(run_dir, generation={"max_tokens": 768}, validation={"max_attempts": 2})
+    config_path = write_config(tmp_path / "config.yaml", config)
     job = start_job(config_path, tmp_path / "first.log")
     try:
         wait_for(lambda: len(shards(run_dir)) >= 1, 600, "the first shard", job)
