@@ -22,12 +22,10 @@ from pathlib import Path
 
 from engine.builders import build_datasets
 from engine.builders.output import swap_in, write_card
-from engine.builders.pool import ROW_COLUMNS
 from engine.builders.summary import summarise
 from engine.cli import job_parser, run_main
 from engine.config import Config, ConfigError, load_config, redacted
 from engine.records import ACCEPTED
-from engine.run_outputs import read_dataset
 from engine.runfolder import RunFolder
 
 log = logging.getLogger("babelforge.build")
@@ -36,13 +34,6 @@ log = logging.getLogger("babelforge.build")
 def check_accepted(run_dir: RunFolder) -> None:
     if not run_dir.exists(f"{ACCEPTED}.parquet"):
         raise FileNotFoundError(f"{run_dir}/{ACCEPTED}.parquet not found: build from a run folder that jobs.synthesize has finished")
-
-
-def load_accepted(run_dir: RunFolder) -> list[dict]:
-    """The accepted rows in one list (the in-memory build's input, engine.builders.build_datasets):
-    the accepted.parquet dataset (a folder by language), or the single file of an older run folder."""
-    check_accepted(run_dir)
-    return read_dataset(run_dir, f"{ACCEPTED}.parquet", list(ROW_COLUMNS)).to_pylist()
 
 
 def accepted_count(run_dir: RunFolder) -> int:
