@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import uuid
 
 import pytest
@@ -24,11 +25,25 @@ def s3_server():
     server.stop()
 
 
+def shut_down_ray() -> None:
+    """Stop a Ray this process started, if any (only where ray is already imported)."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
 @pytest.fixture
-def s3_env(s3_server, monkeypatch) -> dict[str, str]:
+def s3_env(s3_server, monkeypatch):
     """A fresh bucket on the local S3 server, and the standard AWS variables that point pyarrow
-    (and a job started with this environment) at it. Returns the variables plus BUCKET."""
+    (and a job started with this environment) at it. Yields the variables plus BUCKET.
+
+    Ray's workers keep the environment of the Ray that started them: a Ray an earlier test left
+    running in this process has workers without these credentials, whose unsigned uploads the
+    local server stores with their chunked framing (an unreadable Parquet file). So a Ray left
+    running is stopped first, and one started under these variables is stopped afterwards."""
     import boto3
+
+    shut_down_ray()
 
     bucket = f"bf-{uuid.uuid4().hex[:12]}"
     secret = f"bf-secret-{uuid.uuid4().hex}"  # distinctive, so a test can check that no log shows it
@@ -38,4 +53,5 @@ def s3_env(s3_server, monkeypatch) -> dict[str, str]:
                  region_name="us-east-1").create_bucket(Bucket=bucket)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    return {**env, "BUCKET": bucket}
+    yield {**env, "BUCKET": bucket}
+    shut_down_ray()
