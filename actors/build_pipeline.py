@@ -225,6 +225,7 @@ def build_on_ray(run_dir: RunFolder, config: Config, out: RunFolder, partitions:
     import ray
 
     build, started, seed = config.build, time.monotonic(), config.build.seed
+    stage = StageClock()
     read_kwargs = {"override_num_blocks": partitions} if partitions else {}
     rows = ray.data.read_parquet(run_dir.path("accepted.parquet"), filesystem=run_dir.fs, **read_kwargs)
     rows = rows.map_batches(lambda b: conform(translated_only(b)), batch_format="pyarrow")
@@ -232,10 +233,12 @@ def build_on_ray(run_dir: RunFolder, config: Config, out: RunFolder, partitions:
     accepted_rows = rows.count()
     shuffle = shuffle_partitions(accepted_rows)
     provenance = provenance_counts(rows)
+    stage("read %d accepted rows", accepted_rows)
 
     # One shuffle by seed: per-seed examples and a marker per seed.
     per_seed = rows.groupby("seed_id", num_partitions=shuffle).map_groups(SeedGroup, fn_constructor_args=(build,), batch_format="pyarrow",
                                                                          concurrency=(1, workers())).materialize()
+    stage("per-seed examples (group by seed)")
 
     # The split's cut (over the markers' seed ranks) and CrossIn's per mode, from one count.
     modes = build.crossin.modes if CROSSIN in build.builders else {}
@@ -257,6 +260,7 @@ def build_on_ray(run_dir: RunFolder, config: Config, out: RunFolder, partitions:
         return {"~seeds": validation_count(sizes.get("~seeds", 0), build.validation_share), **crossin_quotas(available, modes, build.crossin.size)}
 
     cuts, sizes = find_cuts(per_seed, rank_of, quotas_of)
+    stage("validation and CrossIn cuts")
     n_seeds = sizes.get("~seeds", 0)
     held_out = validation_count(n_seeds, build.validation_share)
     validation = Validation(seed, cuts.get("~seeds", KEEP_NONE))
@@ -277,12 +281,16 @@ def build_on_ray(run_dir: RunFolder, config: Config, out: RunFolder, partitions:
             LanguageGroup, fn_constructor_args=(build, validation), batch_format="pyarrow", concurrency=(1, workers())))
     examples = parts[0].union(*parts[1:]).materialize() if len(parts) > 1 else parts[0].materialize()
     del per_seed
+    stage("examples%s", " with sPhinX N-shot (group by language)" if SPHINX in build.builders else "")
 
     names = [name for builder in build.builders for name in BUILDER_DATASETS[builder]]
     tally = write_examples(examples, out, build.formats)
+    stage("%d examples written", sum(tally.values()))
     if build.mix.enabled:
         names.append(MIX)
-        tally.update(write_examples(mix_rows(examples, tally, names[:-1], build), out, build.formats))
+        mixed = write_examples(mix_rows(examples, tally, names[:-1], build), out, build.formats)
+        tally.update(mixed)
+        stage("mix: %d examples written", sum(mixed.values()))
     repeated = Counter()
     for (dataset, split, *_ , copy), n in tally.items():
         if split == "train" and copy:
@@ -295,6 +303,18 @@ def build_on_ray(run_dir: RunFolder, config: Config, out: RunFolder, partitions:
                            redacted(config)["build"], config.model.license)
     log.info("built %d examples from %d rows over %d seeds in %.1fs", sum(tally.values()), accepted_rows, n_seeds, time.monotonic() - started)
     return summary
+
+
+class StageClock:
+    """Logs each stage of the build as it ends, with its time: a long build says where it is."""
+
+    def __init__(self):
+        self.last = time.monotonic()
+
+    def __call__(self, what: str, *args) -> None:
+        now = time.monotonic()
+        log.info("build: " + what + " (%.1fs)", *args, now - self.last)
+        self.last = now
 
 
 def workers() -> int:
