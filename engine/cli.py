@@ -2,7 +2,8 @@
 
 A job builds its parser with `job_parser`, adds what is its own, and hands `run_main` a body
 (args → exit code) and the errors that mean "the input is wrong" with their exit codes; those
-print one `error: ...` line instead of a traceback. Any other exception is a bug or a crash and
+print one `error: ...` line instead of a traceback, after the job has left the Ray it started or
+joined (so the line is the last thing on stderr, and an in-process caller gets no Ray left running). Any other exception is a bug or a crash and
 keeps its traceback (exit code 1).
 """
 
@@ -54,11 +55,25 @@ def run_main(parser: argparse.ArgumentParser, argv: list[str] | None, body: Call
     `errors` prints `error: <message>` on stderr and returns its code (first match wins)."""
     args = parser.parse_args(argv)
     setup_logging()
+    ray_before = ray_connected()
     try:
         return body(args)
     except Exception as error:
         code = exit_code(error, errors)
         if code is None:
             raise
+        if not ray_before and ray_connected():
+            disconnect_ray()  # dying workers print their last logs now, not after the message
         print(f"error: {error}", file=sys.stderr)
         return code
+
+
+def ray_connected() -> bool:
+    """Whether this process is connected to Ray (without importing Ray for jobs that never do)."""
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
+
+
+def disconnect_ray() -> None:
+    """Leave the Ray a failed job started or joined: a local one stops, a cluster keeps running."""
+    sys.modules["ray"].shutdown()  # imported by the job: it is connected

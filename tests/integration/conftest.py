@@ -67,6 +67,20 @@ def run_job(config_path: Path, *extra: str, timeout: int = 900, env: dict[str, s
     )
 
 
+def job_error(stderr: str) -> str:
+    """The job's own `error: ...` message (it may span lines), not a worker's log line that
+    happens to contain "error: " (Ray prefixes those with the worker's name)."""
+    lines = stderr.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("error: ")]
+    assert starts, f"no error message in: {stderr[-2000:]}"
+    message = []
+    for line in lines[starts[-1]:]:
+        if message and line.startswith(("(", "\x1b[")):
+            break
+        message.append(line)
+    return "\n".join(message)
+
+
 def read_rows(run_dir: Path, status: str) -> list[dict]:
     return pq.read_table(run_dir / f"{status}.parquet").to_pylist()
 

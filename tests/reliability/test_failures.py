@@ -15,7 +15,7 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from tests.integration.conftest import ROOT, read_report, run_job, tiny_config, write_config
+from tests.integration.conftest import ROOT, job_error, read_report, run_job, tiny_config, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -137,7 +137,7 @@ def test_an_engine_that_cannot_start_fails_the_job_quickly_and_clearly(tmp_path)
     result = run_job(write_config(tmp_path / "config.yaml", config), timeout=600)
     elapsed = time.monotonic() - started
     assert result.returncode == 3, result.stderr[-3000:]
-    message = result.stderr[result.stderr.rindex("error: "):]
+    message = job_error(result.stderr)
     assert "could not start" in message and "no-such-model" in message
     assert "rerun the same command to resume" in message
     assert elapsed < 300

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,34 @@ def test_run_main_returns_the_bodys_code_and_maps_listed_errors(capsys):
         raise StageError("the stage died")
 
     assert run_main(parser, ["--config", "c"], fails, ERRORS) == 3
+    assert capsys.readouterr().err.strip() == "error: the stage died"
+
+
+class RecordingRay:
+    """Stands in for the `ray` module: is_initialized/shutdown, and who shut it down."""
+
+    def __init__(self, initialized: bool):
+        self.initialized = initialized
+        self.shut_down = False
+
+    def is_initialized(self) -> bool:
+        return self.initialized
+
+    def shutdown(self) -> None:
+        self.shut_down, self.initialized = True, False
+
+
+@pytest.mark.parametrize("connected_before, left", [(False, True), (True, False)])
+def test_a_failed_job_leaves_the_ray_it_connected_to_and_no_other(monkeypatch, capsys, connected_before, left):
+    fake = RecordingRay(connected_before)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+
+    def connects_then_fails(args):
+        fake.initialized = True
+        raise StageError("the stage died")
+
+    assert run_main(job_parser("jobs.x", None), ["--config", "c"], connects_then_fails, ERRORS) == 3
+    assert fake.shut_down is left
     assert capsys.readouterr().err.strip() == "error: the stage died"
 
 
