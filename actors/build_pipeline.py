@@ -3,10 +3,10 @@
     summary = build_on_ray(run_dir, config, staging_folder)      # jobs.build wraps it in swap_in
 
     accepted.parquet ──read_parquet──▶ rows (translated languages only)
-      ├─ groupby(seed_id).map_groups(seed)  ──▶ CrossIn candidates, QAlign, TransLLM, X-Instruction,
-      │                                         and one marker per seed (its English original, if any)
+      ├─ map_groups(seed_id, seed)  ──▶ CrossIn candidates, QAlign, TransLLM, X-Instruction,
+      │                                 and one marker per seed (its English original, if any)
       │     markers ──▶ the validation cut; CrossIn candidates ──▶ each mode's cut (counts, two passes)
-      └─ rows + English originals ──groupby(lang).map_groups(language)──▶ sPhinX N-shot
+      └─ rows + English originals ──map_groups(lang, language)──▶ sPhinX N-shot
     examples ──map_batches(write parts)──▶ <out>/<dataset>/<split>.{parquet,jsonl}/part-*.*  (+ counts)
              ──▶ mix: quotas from the counts per dataset × language, rows kept/repeated under rank cuts,
                  written the same way
@@ -14,9 +14,11 @@
 
 The driver holds the config, counts (per dataset × split × language × mode, per rank bucket) and
 the few candidates that straddle a cut; never rows. Counts are summed from per-block partial
-counts (one small table per block), which costs a plain map instead of a shuffle. Which examples are built depends on the rows
-and the config only: every "the first N" is a hash-rank cut (engine/builders/ranks.py), found by
-counting ranks per bucket (pass one) and sorting the one bucket the cut falls in (pass two).
+counts (one small table per block), which costs a plain map instead of a shuffle; the two group
+steps are hash shuffles on plain Ray tasks (actors/group_shuffle.py). Which examples are built
+depends on the rows and the config only: every "the first N" is a hash-rank cut
+(engine/builders/ranks.py), found by counting ranks per bucket (pass one) and sorting the one
+bucket the cut falls in (pass two).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from actors.group_shuffle import map_groups
 from engine.builders import MIX
 from engine.builders.crossin import BUILDER as CROSSIN
 from engine.builders.crossin import crossin_quotas
@@ -67,7 +70,9 @@ def summed(ds, partial: Callable[[pa.Table], pa.Table], keys: list[str]) -> Coun
     input row, with the key columns), the driver adds the small per-block tables up."""
     def count_block(batch: pa.Table) -> pa.Table:
         table = partial(batch)
-        return table.group_by(keys).aggregate([([], "count_all")]) if table.num_rows else \
+        # use_threads=False: Acero numbers every thread that ever calls it and fails past its pool's
+        # size ("thread index N is out of range"), which a long-lived Ray worker's threads reach.
+        return table.group_by(keys, use_threads=False).aggregate([([], "count_all")]) if table.num_rows else \
             pa.table({**{k: pa.array([], table.schema.field(k).type) for k in keys}, "count_all": pa.array([], pa.int64())})
 
     total: Counter = Counter()
@@ -194,7 +199,7 @@ def english_originals(batch: pa.Table) -> pa.Table:
 
 
 class LanguageGroup:
-    """sPhinX N-shot over one language's rows; the knn embedder loads once per actor, never in the driver."""
+    """sPhinX N-shot over one language's rows; the knn embedder loads once per reducer, never in the driver."""
 
     def __init__(self, build, validation: Validation):
         self.build, self.validation = build, validation
@@ -221,7 +226,8 @@ def shuffle_partitions(rows: int) -> int:
 def build_on_ray(run_dir: RunFolder, config: Config, out: RunFolder, partitions: int | None = None) -> dict:
     """Build every dataset of `config.build` from the run's accepted rows into `out` (the workers
     write the part files, the driver the card and build.json); returns the summary.
-    `partitions` sets how many blocks the rows are read into (the built examples do not depend on it)."""
+    `partitions` sets how many blocks the rows are read into and how many reducers each group step
+    has (the built examples do not depend on it)."""
     import ray
 
     build, started, seed = config.build, time.monotonic(), config.build.seed
@@ -231,13 +237,12 @@ def build_on_ray(run_dir: RunFolder, config: Config, out: RunFolder, partitions:
     rows = rows.map_batches(lambda b: conform(translated_only(b)), batch_format="pyarrow")
     rows = (rows.repartition(partitions) if partitions else rows).materialize()
     accepted_rows = rows.count()
-    shuffle = shuffle_partitions(accepted_rows)
+    shuffle = partitions or shuffle_partitions(accepted_rows)
     provenance = provenance_counts(rows)
     stage("read %d accepted rows", accepted_rows)
 
     # One shuffle by seed: per-seed examples and a marker per seed.
-    per_seed = rows.groupby("seed_id", num_partitions=shuffle).map_groups(SeedGroup, fn_constructor_args=(build,), batch_format="pyarrow",
-                                                                         concurrency=(1, workers())).materialize()
+    per_seed = map_groups(rows, "seed_id", SeedGroup, (build,), SEED_SCHEMA, shuffle)
     stage("per-seed examples (group by seed)")
 
     # The split's cut (over the markers' seed ranks) and CrossIn's per mode, from one count.
@@ -277,8 +282,7 @@ def build_on_ray(run_dir: RunFolder, config: Config, out: RunFolder, partitions:
     parts = [per_seed.map_batches(finish_seed_examples, batch_format="pyarrow")]
     if SPHINX in build.builders:
         by_lang = rows.union(per_seed.map_batches(english_originals, batch_format="pyarrow")) if wants_english_rows(build) else rows
-        parts.append(by_lang.groupby("lang", num_partitions=shuffle).map_groups(
-            LanguageGroup, fn_constructor_args=(build, validation), batch_format="pyarrow", concurrency=(1, workers())))
+        parts.append(map_groups(by_lang, "lang", LanguageGroup, (build, validation), BUILT_SCHEMA, shuffle))
     examples = parts[0].union(*parts[1:]).materialize() if len(parts) > 1 else parts[0].materialize()
     del per_seed
     stage("examples%s", " with sPhinX N-shot (group by language)" if SPHINX in build.builders else "")
@@ -315,12 +319,6 @@ class StageClock:
         now = time.monotonic()
         log.info("build: " + what + " (%.1fs)", *args, now - self.last)
         self.last = now
-
-
-def workers() -> int:
-    import ray
-
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def mix_rows(examples, tally: Counter, names: list[str], build):
@@ -399,7 +397,7 @@ def write_examples(examples, out: RunFolder, formats) -> Counter:
             part = part.take(pc.sort_indices(part, [("id", "ascending"), ("copy", "ascending")]))
             write_part(part, folder, dataset, split, formats, uuid.uuid4().hex[:16])
         counted = batch.select(TALLY_KEYS[:-1]).append_column("copy", pc.greater(batch.column("copy"), 0))
-        return counted.group_by(TALLY_KEYS).aggregate([([], "count_all")])
+        return counted.group_by(TALLY_KEYS, use_threads=False).aggregate([([], "count_all")])  # see summed
 
     total: Counter = Counter()
     for block in examples.map_batches(write, batch_format="pyarrow", batch_size=ROWS_PER_FILE).iter_batches(batch_format="pyarrow", batch_size=None):

@@ -115,7 +115,14 @@ def run_arm(arm: str, run_dir: Path, scratch: Path, old_commit: str) -> dict:
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if result.returncode:
         raise RuntimeError(f"{arm} arm failed:\n{result.stderr[-3000:]}")
-    return {"arm": arm, "process_wall_s": round(time.perf_counter() - started, 1), **json.loads(result.stdout.strip().splitlines()[-1])}
+    # The arm prints its JSON last; Ray may print worker lines on stdout around it.
+    printed = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if not printed:
+        raise RuntimeError(f"{arm} arm printed no result:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    others = [line for line in result.stdout.splitlines() if line.strip() and not line.startswith("{")]
+    if others:
+        print(f"{arm} arm also printed:\n" + "\n".join(others[-20:]), file=sys.stderr)
+    return {"arm": arm, "process_wall_s": round(time.perf_counter() - started, 1), **json.loads(printed[-1])}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,90 @@
+"""A group-by as one hash shuffle on plain Ray tasks: every group of rows goes to one reducer.
+
+    examples = map_groups(rows, "seed_id", SeedGroup, (build,), SEED_SCHEMA, partitions=4)
+
+    blocks ──split (one task per block)──▶ P pieces each, by a stable hash of the key
+    piece i of every block ──reduce i──▶ rows sorted by (key, id), the function once per group
+
+Ray Data's `groupby().map_groups()` sorts the whole dataset first (a sample pass, a range
+partition and a merge); a build only needs each group whole in one place, which a hash split
+gives in one map and one reduce. The driver holds object refs only; a reducer holds about 1/P of
+the rows. Which reducer a group lands on depends on its key alone (crc32, the same in every
+process), and within a group rows come sorted by id, so the output does not depend on the number
+of blocks or partitions.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+GroupFn = Callable[[pa.Table], pa.Table]
+
+
+def partition_of(column: pa.ChunkedArray | pa.Array, parts: int) -> np.ndarray:
+    """Each row's partition in [0, parts): crc32 of its key's UTF-8 text, computed once per
+    distinct key (a block holds many rows of few keys, or one row each of many)."""
+    encoded = pc.dictionary_encode(pa.chunked_array([column]) if isinstance(column, pa.Array) else column).combine_chunks()
+    per_key = np.fromiter((zlib.crc32(("" if k is None else k).encode()) % parts for k in encoded.dictionary.to_pylist()),
+                          dtype=np.int64, count=len(encoded.dictionary))
+    indices = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False) if len(encoded.dictionary) else np.zeros(len(encoded), np.int64)
+    return per_key[indices] if len(per_key) else indices
+
+
+def split_block(block: pa.Table, key: str, parts: int) -> list[pa.Table]:
+    where = partition_of(block.column(key), parts)
+    order = np.argsort(where, kind="stable")
+    bounds = np.searchsorted(where[order], np.arange(parts + 1))
+    ordered = block.take(pa.array(order))
+    return [ordered.slice(int(bounds[i]), int(bounds[i + 1] - bounds[i])) for i in range(parts)]
+
+
+def reduce_groups(key: str, make: Callable[[], GroupFn], schema: pa.Schema, *pieces: pa.Table) -> pa.Table:
+    pieces = [p for p in pieces if p.num_rows]
+    if not pieces:
+        return schema.empty_table()
+    table = pa.concat_tables(pieces, promote_options="default")
+    table = table.take(pc.sort_indices(table, [(key, "ascending"), ("id", "ascending")]))
+    keys = table.column(key).combine_chunks()
+    starts = [0, *(np.flatnonzero(pc.not_equal(keys[1:], keys[:-1]).to_numpy(zero_copy_only=False)) + 1).tolist(), len(table)]
+    fn = make()  # once per reducer: a group function may load a model
+    outputs = [fn(table.slice(a, b - a)) for a, b in zip(starts[:-1], starts[1:])]
+    outputs = [o.select(schema.names).cast(schema) for o in outputs if o.num_rows]
+    return pa.concat_tables(outputs) if outputs else schema.empty_table()
+
+
+class Factory:
+    """`cls(*args)`, picklable: the group function is built in the reducer, not the driver."""
+
+    def __init__(self, cls, args: tuple):
+        self.cls, self.args = cls, args
+
+    def __call__(self) -> GroupFn:
+        return self.cls(*self.args)
+
+
+def map_groups(ds, key: str, fn_class, fn_args: tuple, schema: pa.Schema, partitions: int):
+    """`fn_class(*fn_args)(group)` over every group of `ds`'s rows with the same `key` (a string
+    column; rows sorted by `id` within a group); returns a materialized dataset of the outputs,
+    which follow `schema`. `partitions`: how many reducers (each holds ~1/partitions of the rows)."""
+    import ray
+
+    split = ray.remote(split_task).options(num_returns=partitions)
+    pieces = []
+    for block in ds.to_arrow_refs():
+        refs = split.remote(block, key, partitions)
+        pieces.append(refs if partitions > 1 else [refs])
+    reduce = ray.remote(reduce_groups)
+    make = Factory(fn_class, fn_args)
+    outputs = [reduce.remote(key, make, schema, *(block_pieces[i] for block_pieces in pieces)) for i in range(partitions)]
+    return ray.data.from_arrow_refs(outputs)
+
+
+def split_task(block: pa.Table, key: str, parts: int):
+    """The remote split: P return values (one object each), or the table itself when P is 1."""
+    pieces = split_block(block, key, parts)
+    return pieces if parts > 1 else pieces[0]
