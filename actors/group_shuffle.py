@@ -28,11 +28,11 @@ GroupFn = Callable[[pa.Table], pa.Table]
 def partition_of(column: pa.ChunkedArray | pa.Array, parts: int) -> np.ndarray:
     """Each row's partition in [0, parts): crc32 of its key's UTF-8 text, computed once per
     distinct key (a block holds many rows of few keys, or one row each of many)."""
+    column = pc.fill_null(column, "")  # a missing key is the empty key, in every block
     encoded = pc.dictionary_encode(pa.chunked_array([column]) if isinstance(column, pa.Array) else column).combine_chunks()
-    per_key = np.fromiter((zlib.crc32(("" if k is None else k).encode()) % parts for k in encoded.dictionary.to_pylist()),
+    per_key = np.fromiter((zlib.crc32(k.encode()) % parts for k in encoded.dictionary.to_pylist()),
                           dtype=np.int64, count=len(encoded.dictionary))
-    indices = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False) if len(encoded.dictionary) else np.zeros(len(encoded), np.int64)
-    return per_key[indices] if len(per_key) else indices
+    return per_key[encoded.indices.to_numpy()] if len(encoded) else np.zeros(0, np.int64)
 
 
 def split_block(block: pa.Table, key: str, parts: int) -> list[pa.Table]:
@@ -49,7 +49,7 @@ def reduce_groups(key: str, make: Callable[[], GroupFn], schema: pa.Schema, *pie
         return schema.empty_table()
     table = pa.concat_tables(pieces, promote_options="default")
     table = table.take(pc.sort_indices(table, [(key, "ascending"), ("id", "ascending")]))
-    keys = table.column(key).combine_chunks()
+    keys = pc.fill_null(table.column(key), "").combine_chunks()  # as partition_of: no key is the empty key
     starts = [0, *(np.flatnonzero(pc.not_equal(keys[1:], keys[:-1]).to_numpy(zero_copy_only=False)) + 1).tolist(), len(table)]
     fn = make()  # once per reducer: a group function may load a model
     outputs = [fn(table.slice(a, b - a)) for a, b in zip(starts[:-1], starts[1:])]
@@ -69,7 +69,7 @@ class Factory:
 
 def map_groups(ds, key: str, fn_class, fn_args: tuple, schema: pa.Schema, partitions: int):
     """`fn_class(*fn_args)(group)` over every group of `ds`'s rows with the same `key` (a string
-    column; rows sorted by `id` within a group); returns a materialized dataset of the outputs,
+    column, null counted as ""; rows sorted by `id` within a group); returns a materialized dataset of the outputs,
     which follow `schema`. `partitions`: how many reducers (each holds ~1/partitions of the rows)."""
     import ray
 

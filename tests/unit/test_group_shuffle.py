@@ -67,3 +67,15 @@ def test_an_empty_partition_gives_an_empty_table_of_the_schema_and_builds_nothin
         return Summary()
 
     assert reduce_groups("seed_id", make, SCHEMA, rows(0, 1)).schema == SCHEMA and not built
+
+
+def test_rows_without_a_key_form_one_group_whatever_block_they_come_in():
+    first = pa.table({"id": ["a", "b"], "seed_id": ["seed-1", None]})
+    second = pa.table({"id": ["c", "d"], "seed_id": [None, "seed-9"]})
+    homes = {i: {p for p, piece in enumerate(split_block(block, "seed_id", 5)) for v in piece.column("seed_id").to_pylist() if v is None}
+             for i, block in enumerate((first, second))}
+    assert homes[0] == homes[1] and len(homes[0]) == 1
+    [home] = homes[0]
+    pieces = [split_block(block, "seed_id", 5)[home] for block in (first, second)]
+    groups = {row["key"]: row["ids"] for row in reduce_groups("seed_id", Summary, SCHEMA, *pieces).to_pylist()}
+    assert groups[None] == "b,c"
