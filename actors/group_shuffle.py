@@ -36,6 +36,8 @@ def partition_of(column: pa.ChunkedArray | pa.Array, parts: int) -> np.ndarray:
 
 
 def split_block(block: pa.Table, key: str, parts: int) -> list[pa.Table]:
+    if block.num_rows == 0:  # Ray Data hands empty blocks on, some without columns
+        return [block] * parts
     where = partition_of(block.column(key), parts)
     order = np.argsort(where, kind="stable")
     bounds = np.searchsorted(where[order], np.arange(parts + 1))

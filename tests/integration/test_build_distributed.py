@@ -113,6 +113,23 @@ def test_examples_do_not_depend_on_partitions_and_match_the_in_memory_build(run_
             assert not {shot.split("-")[0].split(":")[0] for shot in row["shot_ids"]} & held_out
 
 
+def test_a_run_with_one_accepted_row_builds_like_the_in_memory_build(ray_session, tmp_path):
+    """One row: most blocks and partitions are empty (some without columns), the build still runs."""
+    from jobs.build import build_run
+
+    row = make_row(3, "fr")
+    run_dir = tmp_path / "run"
+    (run_dir / "accepted.parquet" / "fr").mkdir(parents=True)
+    pq.write_table(to_table([row]), run_dir / "accepted.parquet/fr/part-00000.parquet")
+    config_dict = {"run": {"name": "one-row", "output_dir": str(run_dir)}, "seeds": {"paths": ["s.jsonl"]},
+                   "languages": {"targets": ["fr"]}, "ray": {"num_cpus": 2}, "build": {**BUILD, "validation_share": 0.0}}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_dict))
+    config = load_config(run_dir / "config.yaml", [])
+    summary = build_run(run_dir, config, tmp_path / "out", partitions=3)
+    reference = summarise(build_datasets([row], config.build), redacted(config)["build"], config.model.license)
+    assert summary == reference and summary["datasets"]["qalign_question"]["train"] == 1
+
+
 def test_jobs_build_cli_builds_into_the_run_folder_and_records_the_counts(run_dir, ray_session):
     from jobs.build import main
 

@@ -79,3 +79,9 @@ def test_rows_without_a_key_form_one_group_whatever_block_they_come_in():
     pieces = [split_block(block, "seed_id", 5)[home] for block in (first, second)]
     groups = {row["key"]: row["ids"] for row in reduce_groups("seed_id", Summary, SCHEMA, *pieces).to_pylist()}
     assert groups[None] == "b,c"
+
+
+def test_an_empty_block_without_columns_splits_into_empty_pieces_the_reducer_ignores():
+    pieces = split_block(pa.table({}), "lang", 3)
+    assert len(pieces) == 3 and all(p.num_rows == 0 for p in pieces)
+    assert reduce_groups("seed_id", Summary, SCHEMA, pieces[0], rows(3, 1)).column("n").to_pylist() == [3]
