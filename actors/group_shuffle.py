@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -54,25 +55,17 @@ def reduce_groups(key: str, make: Callable[[], GroupFn], schema: pa.Schema, *pie
     keys = pc.fill_null(table.column(key), "").combine_chunks()  # as partition_of: no key is the empty key
     starts = [0, *(np.flatnonzero(pc.not_equal(keys[1:], keys[:-1]).to_numpy(zero_copy_only=False)) + 1).tolist(), len(table)]
     fn = make()  # once per reducer: a group function may load a model
-    outputs = [fn(table.slice(a, b - a)) for a, b in zip(starts[:-1], starts[1:])]
-    outputs = [o.select(schema.names).cast(schema) for o in outputs if o.num_rows]
-    return pa.concat_tables(outputs) if outputs else schema.empty_table()
-
-
-class Factory:
-    """`cls(*args)`, picklable: the group function is built in the reducer, not the driver."""
-
-    def __init__(self, cls, args: tuple):
-        self.cls, self.args = cls, args
-
-    def __call__(self) -> GroupFn:
-        return self.cls(*self.args)
+    outputs = [out for a, b in zip(starts[:-1], starts[1:]) if (out := fn(table.slice(a, b - a))).num_rows]
+    if not outputs:
+        return schema.empty_table()
+    return pa.concat_tables(outputs, promote_options="default").select(schema.names).cast(schema)
 
 
 def map_groups(ds, key: str, fn_class, fn_args: tuple, schema: pa.Schema, partitions: int):
     """`fn_class(*fn_args)(group)` over every group of `ds`'s rows with the same `key` (a string
-    column, null counted as ""; rows sorted by `id` within a group); returns a materialized dataset of the outputs,
-    which follow `schema`. `partitions`: how many reducers (each holds ~1/partitions of the rows)."""
+    column, null counted as ""; rows sorted by `id` within a group); returns a materialized
+    dataset of the outputs, which follow `schema`. `partitions`: how many reducers (each holds
+    ~1/partitions of the rows); the group function is built in each reducer, not the driver."""
     import ray
 
     split = ray.remote(split_task).options(num_returns=partitions)
@@ -81,7 +74,7 @@ def map_groups(ds, key: str, fn_class, fn_args: tuple, schema: pa.Schema, partit
         refs = split.remote(block, key, partitions)
         pieces.append(refs if partitions > 1 else [refs])
     reduce = ray.remote(reduce_groups)
-    make = Factory(fn_class, fn_args)
+    make = partial(fn_class, *fn_args)
     outputs = [reduce.remote(key, make, schema, *(block_pieces[i] for block_pieces in pieces)) for i in range(partitions)]
     return ray.data.from_arrow_refs(outputs)
 

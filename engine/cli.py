@@ -3,8 +3,8 @@
 A job builds its parser with `job_parser`, adds what is its own, and hands `run_main` a body
 (args → exit code) and the errors that mean "the input is wrong" with their exit codes; those
 print one `error: ...` line instead of a traceback, after the job has left the Ray it started or
-joined (so the line is the last thing on stderr, and an in-process caller gets no Ray left running). Any other exception is a bug or a crash and
-keeps its traceback (exit code 1).
+joined (so the line is the last thing on stderr, and an in-process caller gets no Ray left
+running). Any other exception is a bug or a crash and keeps its traceback (exit code 1).
 """
 
 from __future__ import annotations
