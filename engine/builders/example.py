@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pyarrow as pa
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
@@ -75,3 +76,17 @@ def make_example(
         "prompt_version": translated.get("prompt_version"),
         "source": sources[0].get("source"),
     }
+
+
+def messages_column(prompt: pa.ChunkedArray | pa.Array, completion: pa.ChunkedArray | pa.Array) -> pa.ListArray:
+    """`messages` from the prompt and completion columns (a user turn, then an assistant turn):
+    a distributed build carries the two strings once and adds this column when it writes."""
+    prompt, completion = (pa.chunked_array([c]) if isinstance(c, pa.Array) else c for c in (prompt, completion))
+    prompt, completion = prompt.combine_chunks().cast(pa.string()), completion.combine_chunks().cast(pa.string())
+    n = len(prompt)
+    interleaved = np.empty(2 * n, np.int64)
+    interleaved[0::2], interleaved[1::2] = np.arange(n), np.arange(n, 2 * n)
+    contents = pa.concat_arrays([prompt, completion]).take(pa.array(interleaved))
+    roles = pa.DictionaryArray.from_arrays(pa.array(np.tile(np.array([0, 1], np.int32), n)), pa.array(["user", "assistant"])).cast(pa.string())
+    turns = pa.StructArray.from_arrays([roles, contents], fields=list(MESSAGE))
+    return pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32)), turns)

