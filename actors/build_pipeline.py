@@ -42,7 +42,7 @@ from engine.builders.groups import BUILT_SCHEMA, english_of_seed, language_examp
 from engine.builders.mixing import mix_quotas
 from engine.builders.output import ROWS_PER_FILE, write_part
 from engine.builders.pool import ENGLISH, ROW_COLUMNS
-from engine.builders.ranks import KEEP_ALL, KEEP_NONE, Cut, copies, crossin_rank, mix_rank, seed_rank, validation_count
+from engine.builders.ranks import KEEP_ALL, KEEP_NONE, Cut, copies, crossin_rank, keeps_each, mix_rank, seed_rank, validation_count
 from engine.builders.sphinx import BUILDER as SPHINX
 from engine.builders.summary import dataset_entries, make_summary, source_file
 from engine.config import BUILDER_DATASETS, Config, redacted
@@ -54,15 +54,31 @@ BUCKETS = 1024  # ranks counted per bucket; the bucket a cut falls in is all the
 ROWS_PER_SHUFFLE_PARTITION = 50_000  # a group-by shuffles into about this many rows per partition
 SEED_MARK, ENGLISH_MARK = "~seed", "~english"  # marker rows of the seed pass (not datasets)
 ROW_SCHEMA = pa.schema([pa.field(name, pa.string()) for name in ROW_COLUMNS])
-RankOf = Callable[[pa.Table], tuple[list[str], np.ndarray, list[str]]]
-"""batch -> (group of each row, rank of each row as uint64, key of each row)."""
+RankOf = Callable[[pa.Table], tuple[pa.Array, np.ndarray, pa.Array]]
+"""batch -> (group of each row, "" for none; rank of each row as uint64; key of each row). Ranks
+are columns, hashed once where the rows are made: the cut passes and the steps that apply the
+cuts read them, they never hash again."""
 
 
 # --- counts and cuts ----------------------------------------------------------------------------
 
 
-def _ranks(values) -> np.ndarray:
-    return np.fromiter(values, dtype=np.uint64)
+def grouped(groups) -> tuple[list[str], np.ndarray]:
+    """The distinct groups of a string column and, per row, the index of its group among them."""
+    groups = pc.fill_null(groups, "")
+    encoded = pc.dictionary_encode(groups.combine_chunks() if isinstance(groups, pa.ChunkedArray) else groups)
+    return encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def per_group(values: list[str], which: np.ndarray, of: Callable[[str], object], dtype) -> np.ndarray:
+    """`of(group)` for each row's group, computed once per distinct group."""
+    return np.array([of(v) for v in values], dtype=dtype)[which]
+
+
+def cut_mask(cuts: dict[str, Cut], groups, ranks: np.ndarray, keys, default: Cut = KEEP_ALL) -> np.ndarray:
+    """Whether each row is kept by its group's cut (`default` for a group without one)."""
+    values, which = grouped(groups)
+    return keeps_each([cuts.get(v, default) for v in values], which, ranks, keys)
 
 
 def summed(ds, partial: Callable[[pa.Table], pa.Table], keys: list[str]) -> Counter:
@@ -97,9 +113,10 @@ def find_cuts(ds, rank_of: RankOf, quotas_of: Callable[[dict[str, int]], dict[st
 
     def bucketed(batch: pa.Table) -> pa.Table:
         groups, ranks, _ = rank_of(batch)
-        keep = np.array([bool(g) for g in groups], dtype=bool)
-        where = bucket_of(ranks, np.array([buckets.get(g, BUCKETS) for g in groups], dtype=np.uint64))
-        return pa.table({"group": pa.array(groups, pa.string()).filter(keep), "bucket": pa.array(where[keep])})
+        values, which = grouped(groups)
+        where = bucket_of(ranks, per_group(values, which, lambda g: buckets.get(g, BUCKETS), np.uint64))
+        keep = per_group(values, which, bool, bool)
+        return pa.table({"group": groups.filter(pa.array(keep)), "bucket": pa.array(where[keep], pa.int64())})
 
     histogram: dict[str, dict[int, int]] = {}
     for (group, bucket), n in summed(ds, bucketed, ["group", "bucket"]).items():
@@ -123,14 +140,14 @@ def find_cuts(ds, rank_of: RankOf, quotas_of: Callable[[dict[str, int]], dict[st
             seen += histogram[group][bucket]
     if not pending:
         return cuts, sizes
-    targets = {(group, bucket) for group, (bucket, _) in pending.items()}
 
     def straddling(batch: pa.Table) -> pa.Table:
         groups, ranks, keys = rank_of(batch)
-        where = bucket_of(ranks, np.array([buckets.get(g, BUCKETS) for g in groups], dtype=np.uint64)).tolist()
-        picked = [i for i, (g, b) in enumerate(zip(groups, where)) if (g, b) in targets]
-        return pa.table({"group": pa.array([groups[i] for i in picked], pa.string()), "rank": pa.array(ranks[picked], pa.uint64()),
-                         "key": pa.array([keys[i] for i in picked], pa.string())})
+        values, which = grouped(groups)
+        where = bucket_of(ranks, per_group(values, which, lambda g: buckets.get(g, BUCKETS), np.uint64))
+        picked = pa.array(where == per_group(values, which, lambda g: pending.get(g, (-1, 0))[0], np.int64))
+        return pa.table({"group": groups.filter(picked), "rank": pa.array(ranks, pa.uint64()).filter(picked),
+                         "key": keys.filter(picked).cast(pa.string())})
 
     near: dict[str, list[tuple[int, str]]] = {}
     for block in ds.map_batches(straddling, batch_format="pyarrow", batch_size=None).iter_batches(batch_format="pyarrow", batch_size=None):
@@ -157,8 +174,12 @@ def conform(batch: pa.Table) -> pa.Table:
 
 # The seed pass's output: examples, plus one marker row per seed whose text columns hold the seed's
 # English original (what the language pass needs for 'en'), so one shuffle serves both.
+# Ranks ride along as columns: `rank_group`/`rank` (the validation split's for markers, CrossIn's
+# for its candidates) and `seed_rank` (the seed's, which sets every example's split).
 TEXT_COLUMNS = ("instruction", "input", "output")
-SEED_SCHEMA = pa.schema([*BUILT_SCHEMA, *(pa.field(n, pa.string()) for n in TEXT_COLUMNS)])
+RANK_COLUMNS = [pa.field("rank_group", pa.string()), pa.field("rank", pa.uint64()), pa.field("seed_rank", pa.uint64())]
+SEED_SCHEMA = pa.schema([*BUILT_SCHEMA, *(pa.field(n, pa.string()) for n in TEXT_COLUMNS), *RANK_COLUMNS])
+MIX_RANK = pa.field("mix_rank", pa.uint64())  # the mix's rank of a training example (0 for validation)
 
 
 class Validation:
@@ -185,10 +206,33 @@ class SeedGroup:
         rows = group.to_pylist()
         examples = seed_examples(rows, self.build, never)
         original = english_of_seed(rows)
-        seed_id = rows[0]["seed_id"]
+        seed, seed_id = self.build.seed, rows[0]["seed_id"]
+        own_rank = seed_rank(seed, seed_id)
+        ranks = {seed_id: own_rank}
+        for example in examples:
+            s = example["seed_id"]
+            example["seed_rank"] = ranks[s] if s in ranks else ranks.setdefault(s, seed_rank(seed, s))
+            if example["dataset"] == CROSSIN:
+                example["rank_group"], example["rank"] = example.get("mode") or "", crossin_rank(seed, example.get("mode"), example["id"])
+            else:
+                example["rank_group"], example["rank"] = "", 0
         marker = {"dataset": ENGLISH_MARK, **{k: original[k] for k in ("id", "seed_id", "lang", "source", *TEXT_COLUMNS)}} if original \
             else {"dataset": SEED_MARK, "id": seed_id, "seed_id": seed_id}
+        marker.update(rank_group="~seeds", rank=own_rank, seed_rank=own_rank)
         return pa.Table.from_pylist([*examples, marker], schema=SEED_SCHEMA)
+
+
+class MixRanked:
+    """Adds the mix's rank of each training example (hashed once here; the mix's passes read it)."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        columns = (batch.column(c).to_pylist() for c in ("dataset", "lang", "id", "split"))
+        ranks = np.fromiter((mix_rank(self.seed, d, lang, i) if s == "train" else 0 for d, lang, i, s in zip(*columns)),
+                            dtype=np.uint64, count=batch.num_rows)
+        return batch.append_column(MIX_RANK, pa.array(ranks, pa.uint64()))
 
 
 def english_originals(batch: pa.Table) -> pa.Table:
@@ -248,17 +292,12 @@ def build_on_ray(run_dir: RunFolder, config: Config, out: RunFolder, partitions:
     # The split's cut (over the markers' seed ranks) and CrossIn's per mode, from one count.
     modes = build.crossin.modes if CROSSIN in build.builders else {}
 
+    def is_marker(batch: pa.Table):
+        return pc.is_in(batch.column("dataset"), value_set=pa.array([SEED_MARK, ENGLISH_MARK]))
+
     def rank_of(batch: pa.Table):
-        datasets, ids, seed_ids, mode = (batch.column(c).to_pylist() for c in ("dataset", "id", "seed_id", "mode"))
-        groups, ranks, keys = [], [], []
-        for d, i, s, m in zip(datasets, ids, seed_ids, mode):
-            if d in (SEED_MARK, ENGLISH_MARK):
-                groups.append("~seeds"), ranks.append(seed_rank(seed, s)), keys.append(s)
-            elif d == CROSSIN:
-                groups.append(m), ranks.append(crossin_rank(seed, m, i)), keys.append(i)
-            else:
-                groups.append(""), ranks.append(0), keys.append(i)
-        return groups, _ranks(ranks), keys
+        keys = pc.if_else(is_marker(batch), batch.column("seed_id"), batch.column("id"))
+        return batch.column("rank_group").combine_chunks(), batch.column("rank").to_numpy(), keys.combine_chunks()
 
     def quotas_of(sizes: dict[str, int]) -> dict[str, int]:
         available = {m: sizes.get(m, 0) for m, share in modes.items() if share > 0}
@@ -271,18 +310,21 @@ def build_on_ray(run_dir: RunFolder, config: Config, out: RunFolder, partitions:
     validation = Validation(seed, cuts.get("~seeds", KEEP_NONE))
 
     def finish_seed_examples(batch: pa.Table) -> pa.Table:
+        # CrossIn's candidates under their mode's cut (every other example has group "": kept).
         groups, ranks, keys = rank_of(batch)
-        datasets = batch.column("dataset").to_pylist()
-        mask = [d not in (SEED_MARK, ENGLISH_MARK) and (d != CROSSIN or cuts.get(g, KEEP_ALL).keeps(int(r), k))
-                for d, g, r, k in zip(datasets, groups, ranks, keys)]
-        kept = batch.filter(pa.array(mask, pa.bool_())).select(BUILT_SCHEMA.names)
-        split = ["validation" if validation(s) else "train" for s in kept.column("seed_id").to_pylist()]
-        return kept.set_column(kept.schema.get_field_index("split"), "split", pa.array(split, pa.string()))
+        mask = cut_mask(cuts, groups, ranks, keys) & ~is_marker(batch).to_numpy(zero_copy_only=False)
+        kept = batch.filter(pa.array(mask))
+        held = keeps_each([validation.cut], np.zeros(kept.num_rows, np.int64), kept.column("seed_rank").to_numpy(), kept.column("seed_id"))
+        kept = kept.select(BUILT_SCHEMA.names)
+        split = pc.if_else(pa.array(held), "validation", "train")
+        return kept.set_column(kept.schema.get_field_index("split"), "split", split)
 
     parts = [per_seed.map_batches(finish_seed_examples, batch_format="pyarrow")]
     if SPHINX in build.builders:
         by_lang = rows.union(per_seed.map_batches(english_originals, batch_format="pyarrow")) if wants_english_rows(build) else rows
         parts.append(map_groups(by_lang, "lang", LanguageGroup, (build, validation), BUILT_SCHEMA, shuffle))
+    if build.mix.enabled:
+        parts = [part.map_batches(MixRanked(seed), batch_format="pyarrow") for part in parts]
     examples = parts[0].union(*parts[1:]).materialize() if len(parts) > 1 else parts[0].materialize()
     del per_seed
     stage("examples%s", " with sPhinX N-shot (group by language)" if SPHINX in build.builders else "")
@@ -333,32 +375,32 @@ def mix_rows(examples, tally: Counter, names: list[str], build):
     quotas = mix_quotas({n: available[n] for n in mixed}, mix.ratios, mix.size, mix.anchor_share, mix.temperature)
     plan = {f"{d}\x1f{lang}": copies(q, available[d].get(lang, 0)) for (d, lang), q in quotas.items()}
     sizes = {f"{d}\x1f{lang}": available[d].get(lang, 0) for (d, lang) in quotas}
-    seed, mixed_set = build.seed, set(mixed)
+    planned, mixed_set = pa.array(list(plan), pa.string()), pa.array(mixed, pa.string())
 
     def rank_of(batch: pa.Table):
-        datasets, langs, ids, splits = (batch.column(c).to_pylist() for c in ("dataset", "lang", "id", "split"))
-        groups = [f"{d}\x1f{lang}" if s == "train" and f"{d}\x1f{lang}" in plan else "" for d, lang, s in zip(datasets, langs, splits)]
-        return groups, _ranks(mix_rank(seed, d, lang, i) if g else 0 for d, lang, i, g in zip(datasets, langs, ids, groups)), ids
+        joined = pc.fill_null(pc.binary_join_element_wise(batch.column("dataset"), batch.column("lang"), "\x1f"), "")
+        drawn = pc.and_(pc.equal(batch.column("split"), "train"), pc.is_in(joined, value_set=planned))
+        groups = pc.if_else(pc.fill_null(drawn, False), joined, "")
+        return groups.combine_chunks(), batch.column(MIX_RANK.name).to_numpy(), batch.column("id").combine_chunks()
 
     needs = {g: extra for g, (_, extra) in plan.items() if 0 < extra < sizes[g]}
     # Buckets per group ~ sqrt(size): the driver sees about as many counts as straddling candidates.
     cuts, _ = find_cuts(examples, rank_of, lambda _sizes: needs, {g: max(1, math.isqrt(sizes[g])) for g in needs}) if needs else ({}, {})
 
     def draw(batch: pa.Table) -> pa.Table:
+        # Each training row `whole` times, once more if its group draws extras and its rank is
+        # under the group's cut; each validation row of a mixed dataset once.
         groups, ranks, ids = rank_of(batch)
-        splits, datasets = batch.column("split").to_pylist(), batch.column("dataset").to_pylist()
-        take, copy = [], []
-        for i, (g, r, k) in enumerate(zip(groups, ranks, ids)):
-            if g:
-                whole, extra = plan[g]
-                n = whole + (1 if extra and cuts.get(g, KEEP_ALL).keeps(int(r), k) else 0)
-            else:
-                n = 1 if splits[i] == "validation" and datasets[i] in mixed_set else 0
-            take += [i] * n
-            copy += list(range(n))
+        values, which = grouped(groups)
+        whole = per_group(values, which, lambda g: plan[g][0] if g else 0, np.int64)
+        extra = per_group(values, which, lambda g: bool(g) and plan[g][1] > 0, bool) & cut_mask(cuts, groups, ranks, ids)
+        validation = pc.and_(pc.equal(batch.column("split"), "validation"), pc.is_in(batch.column("dataset"), value_set=mixed_set))
+        n = np.where(per_group(values, which, bool, bool), whole + extra, pc.fill_null(validation, False).to_numpy(zero_copy_only=False))
+        take = np.repeat(np.arange(batch.num_rows, dtype=np.int64), n)
+        copy = np.arange(len(take), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
         picked = batch.take(pa.array(take, pa.int64()))
         picked = picked.set_column(picked.schema.get_field_index("dataset"), "dataset", pa.array([MIX] * len(take), pa.string()))
-        return picked.set_column(picked.schema.get_field_index("copy"), "copy", pa.array(copy, pa.int32()))
+        return picked.set_column(picked.schema.get_field_index("copy"), "copy", pa.array(copy.astype(np.int32), pa.int32()))
 
     return examples.map_batches(draw, batch_format="pyarrow")
 

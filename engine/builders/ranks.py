@@ -13,6 +13,8 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
+
 RANK_LIMIT = 2**64  # ranks are the first 8 bytes of a sha256, big-endian: 0 <= rank < RANK_LIMIT
 
 
@@ -49,6 +51,20 @@ class Cut:
 
 KEEP_ALL = Cut(RANK_LIMIT, "")
 KEEP_NONE = Cut(-1, "")
+
+
+def keeps_each(cuts: list[Cut], which: np.ndarray, ranks: np.ndarray, keys) -> np.ndarray:
+    """`Cut.keeps` over a batch: row i is kept by `cuts[which[i]]` given its rank (uint64) and key
+    (`keys[i]`, a string; only read for the rare rank that equals its cut's)."""
+    keep_all = np.array([cut.rank >= RANK_LIMIT for cut in cuts], dtype=bool)[which]
+    keep_none = np.array([cut.rank < 0 for cut in cuts], dtype=bool)[which]
+    at = np.array([min(max(cut.rank, 0), RANK_LIMIT - 1) for cut in cuts], dtype=np.uint64)[which]
+    ranks = np.asarray(ranks, dtype=np.uint64)
+    mask = keep_all | (~keep_none & (ranks < at))
+    for i in np.flatnonzero(~keep_all & ~keep_none & (ranks == at)).tolist():
+        key = keys[i]
+        mask[i] = str(key.as_py() if hasattr(key, "as_py") else key) <= cuts[which[i]].key
+    return mask
 
 
 def lowest_cut(candidates: Iterable[tuple[int, str]], quota: int) -> Cut:
