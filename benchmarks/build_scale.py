@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import subprocess
@@ -67,11 +68,26 @@ def measure_build(run_dir: Path, out: Path) -> dict:
     from jobs.build import build_run
 
     config = load_config(run_dir / "config.yaml", [])
+    stages = StageTimes()
+    logging.getLogger("babelforge.build").addHandler(stages)
+    logging.getLogger("babelforge.build").setLevel(logging.INFO)
     with RssSampler() as sampler:
         sampler.stage("build")
         summary = build_run(run_dir, config, out)
     stage = sampler.stages["build"]
-    return {**stage, "examples": {name: entry["train"] + entry["validation"] for name, entry in summary["datasets"].items()}}
+    return {**stage, "stages_s": stages.times, "examples": {name: entry["train"] + entry["validation"] for name, entry in summary["datasets"].items()}}
+
+
+class StageTimes(logging.Handler):
+    """The build's own stage clock (actors.build_pipeline.StageClock), as {stage: seconds}."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.times: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if hasattr(record, "stage_s"):
+            self.times[record.stage] = record.stage_s
 
 
 OLD_SCRIPT = """
