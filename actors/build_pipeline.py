@@ -111,10 +111,14 @@ def find_cuts(ds, rank_of: RankOf, quotas_of: Callable[[dict[str, int]], dict[st
     only the candidates of the bucket each cut falls in."""
     buckets = buckets or {}
 
-    def bucketed(batch: pa.Table) -> pa.Table:
-        groups, ranks, _ = rank_of(batch)
+    def located(batch: pa.Table):
+        """rank_of's columns, the distinct groups, and each row's group index and rank bucket."""
+        groups, ranks, keys = rank_of(batch)
         values, which = grouped(groups)
-        where = bucket_of(ranks, per_group(values, which, lambda g: buckets.get(g, BUCKETS), np.uint64))
+        return groups, ranks, keys, values, which, bucket_of(ranks, per_group(values, which, lambda g: buckets.get(g, BUCKETS), np.uint64))
+
+    def bucketed(batch: pa.Table) -> pa.Table:
+        groups, _, _, values, which, where = located(batch)
         keep = per_group(values, which, bool, bool)
         return pa.table({"group": groups.filter(pa.array(keep)), "bucket": pa.array(where[keep], pa.int64())})
 
@@ -142,9 +146,7 @@ def find_cuts(ds, rank_of: RankOf, quotas_of: Callable[[dict[str, int]], dict[st
         return cuts, sizes
 
     def straddling(batch: pa.Table) -> pa.Table:
-        groups, ranks, keys = rank_of(batch)
-        values, which = grouped(groups)
-        where = bucket_of(ranks, per_group(values, which, lambda g: buckets.get(g, BUCKETS), np.uint64))
+        groups, ranks, keys, values, which, where = located(batch)
         picked = pa.array(where == per_group(values, which, lambda g: pending.get(g, (-1, 0))[0], np.int64))
         return pa.table({"group": groups.filter(picked), "rank": pa.array(ranks, pa.uint64()).filter(picked),
                          "key": keys.filter(picked).cast(pa.string())})
