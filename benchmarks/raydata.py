@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from actors.vllm_generator import engine_env
+from actors.vllm_generator import cpu_capability, engine_env, host_engine_kwargs
 from benchmarks.harness import collect, end_processes
 from engine.config import Config
 from engine.protocols import GenParams
@@ -63,7 +63,7 @@ def raydata_generate(config: Config, rows: list[dict]) -> tuple[list[dict], dict
     processor = build_processor(
         vLLMEngineProcessorConfig(
             model_source=resolve_model(config.model.name),
-            engine_kwargs={"disable_log_stats": True, **config.model.engine_kwargs},
+            engine_kwargs=host_engine_kwargs(config.model.engine_kwargs, cpu_capability()),  # this host: benchmarks run on one machine
             batch_size=config.compute.batch_size,
             concurrency=1,
             max_concurrent_batches=config.compute.batches_in_flight,

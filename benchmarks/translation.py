@@ -21,7 +21,7 @@ import os
 import time
 from types import SimpleNamespace
 
-from actors.vllm_generator import VLLMGenerator, engine_env
+from actors.vllm_generator import VLLMGenerator, cpu_capability, engine_env, host_engine_kwargs
 from benchmarks.harness import CpuSampler, agreement, case_main, init_ray, peak_rss_mib, rate, ratio
 from benchmarks.raydata import raydata_generate, raydata_row
 from benchmarks.simulated import FixedLatencyGenerator, SimulatedTranslateActor, is_simulated, spec_config
@@ -144,7 +144,7 @@ def case_raw(spec: dict) -> dict:
     recipe = driver_recipe(config)  # loads lid.176 before the clock starts
     sampler = CpuSampler().start()  # this process and the engine core it spawns
     started = time.perf_counter()
-    llm = LLM(model=resolve_model(config.model.name), **{"disable_log_stats": True, **config.model.engine_kwargs})
+    llm = LLM(model=resolve_model(config.model.name), **host_engine_kwargs(config.model.engine_kwargs, cpu_capability()))
     ready = time.perf_counter()
     prompt_ids, count_tokens = tokenizer_functions(llm.get_tokenizer())
     requests = [recipe.prepare(task, count_tokens) for task in tasks]
