@@ -156,18 +156,24 @@ def test_built_datasets_load_and_match_the_report(run):
 
 
 def test_nshot_prompts_show_only_training_rows_of_the_same_language(run):
+    """Every example, train and validation, shows min(2, candidates) demonstrations: training rows of
+    its own language from other seeds. How many candidates there are depends on what the tiny model
+    got accepted (a run can accept too few for any shot); the count asserted follows from them."""
     import pyarrow.parquet as pq
 
     run_dir, _, _ = run
-    validation = set(pq.read_table(run_dir / "datasets/sphinx/validation.parquet").column("seed_id").to_pylist())
+    datasets = run_dir / "datasets/sphinx"
+    validation = set(pq.read_table(datasets / "validation.parquet").column("seed_id").to_pylist())
+    train = pq.read_table(datasets / "train.parquet").to_pylist()
     by_id = {row["id"]: row for row in read_rows(run_dir, "accepted")}
-    shown = 0
-    for example in pq.read_table(run_dir / "datasets/sphinx/train.parquet").to_pylist():
+    examples = train + pq.read_table(datasets / "validation.parquet").to_pylist()
+    assert examples
+    for example in examples:
+        candidates = {row["seed_id"] for row in train if row["lang"] == example["lang"] and row["seed_id"] != example["seed_id"]}
+        assert len(example["shot_ids"]) == min(2, len(candidates)), example["id"]
         for shot_id in example["shot_ids"]:
             seed_id, lang = (by_id[shot_id]["seed_id"], by_id[shot_id]["lang"]) if shot_id in by_id else shot_id.rsplit(":", 1)
-            assert lang == example["lang"] and seed_id != example["seed_id"] and seed_id not in validation
-            shown += 1
-    assert shown > 0
+            assert lang == example["lang"] and seed_id in candidates and seed_id not in validation
 
 
 def test_jobs_build_rebuilds_another_recipe_from_the_run_folder_without_an_llm(run, tmp_path):
