@@ -55,7 +55,8 @@ def scale_config(spec: dict, quotas: dict[str, int], seeds_path: str, run_dir: s
         "build": {"enabled": True, "builders": ["sphinx"], "sphinx": {"shots": 2, "retrieval": "random"}},
         "run": {"name": "scale", "output_dir": run_dir, "shard_rows": spec["shard_rows"]},
     }
-    # The job assembles its task rows in Ray tasks that need a CPU the pool does not reserve.
+    # One CPU is left to the driver and Ray's services, beside the actors (the reads that assemble
+    # the task rows reserve none: actors/plan_source.py).
     per_actor = (spec["num_cpus"] - 1) / spec["actors"]
     return simulated_config({**spec, "lang": "fr", "overrides": overrides}, spec["latency_s"], actors=spec["actors"],
                             num_cpus_per_actor=per_actor, seeds_path=seeds_path, languages="default50", run_dir=run_dir)

@@ -142,8 +142,8 @@ def plan_config(spec: dict, work_dir: Path, rows: int) -> Config:
 
     seeds = -(-rows // len(DEFAULT_TARGETS))
     path = write_synthetic_seeds(work_dir / "seeds.jsonl", seeds)
-    # The job assembles its task rows in Ray tasks (jobs.synthesize.task_dataset) that need one CPU
-    # the pool does not reserve: actors that took every CPU of the cluster would starve them.
+    # One CPU is left to the driver and Ray's services, beside the actors (the reads that assemble
+    # the task rows reserve none: actors/plan_source.py).
     per_actor = (spec["num_cpus"] - 1) / spec["stream_actors"]
     return simulated_config(
         {**spec, "lang": "fr", "batch_size": spec["stream_batch_size"]}, spec["stream_latency_s"], actors=spec["stream_actors"],

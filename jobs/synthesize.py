@@ -29,7 +29,7 @@ from engine.report.counts import cluster_figures_from, reason_kind, render_markd
 from engine.report.samples import DEFAULT_SAMPLES_PER_LANGUAGE
 from engine.run_outputs import PlanMismatch, finalise_outputs
 from engine.recipes import plan_run
-from engine.inputs.plan import TaskPlan, assemble_tasks, plan_fingerprint
+from engine.inputs.plan import TaskPlan, plan_fingerprint
 from engine.inputs.seeds import SeedError
 from engine.runfolder import RunFolder
 from engine.store import RowStore
@@ -88,40 +88,13 @@ def actor_pool(actors: int, batches_per_actor: int):
                              max_concurrent_calls_per_actor=batches_per_actor)
 
 
-ASSEMBLY_TASKS = 2  # assembly tasks at once: taking rows is quick, and they hold no CPU (below)
-
-
-def task_dataset(plan: TaskPlan, size: int):
-    """The plan's task rows as a Ray dataset, assembled inside the pipeline: the driver sends only
-    the index (row id, seed index, language code) and the seeds once, through the object store
-    (a table, or an actors.seed_reading.SeedView whose text is there already).
-
-    The assembly reserves no CPU: it only takes rows, and a pool that reserves every CPU
-    (compute.actors x compute.num_cpus_per_actor == the cluster's CPUs) must still be fed; a
-    1-CPU assembly task waited forever there (tests/integration/test_plan_assembly.py)."""
-    import ray
-
-    blocks = [plan.index.slice(start, size) for start in range(0, plan.num_rows, size)]
-    seeds = ray.put(plan.seeds)  # once, in the object store: each worker maps it zero-copy
-    return ray.data.from_arrow(blocks).map_batches(
-        assemble_on_worker, fn_kwargs={"seeds": seeds, "recipe": plan.recipe}, batch_size=None, batch_format="pyarrow",
-        num_cpus=0, concurrency=ASSEMBLY_TASKS,
-    )
-
-
-def assemble_on_worker(index: pa.Table, seeds, recipe: str) -> pa.Table:
-    """engine.inputs.plan.assemble_tasks on a Ray worker; `seeds` may arrive as its ObjectRef."""
-    import ray
-
-    return assemble_tasks(index, ray.get(seeds) if isinstance(seeds, ray.ObjectRef) else seeds, recipe)
-
-
 def translate_dataset(config: Config, tasks: pa.Table | TaskPlan, actor_cls=None):
-    """The generation stage over `tasks` (a table of task rows, or a TaskPlan assembled on Ray):
-    an actor pool of `actor_cls` (TranslateActor unless a benchmark passes a simulated or
-    instrumented one built on it)."""
+    """The generation stage over `tasks` (a table of task rows, or a TaskPlan assembled on Ray
+    workers: actors/plan_source.py): an actor pool of `actor_cls` (TranslateActor unless a
+    benchmark passes a simulated or instrumented one built on it)."""
     import ray
 
+    from actors.plan_source import plan_dataset
     from actors.translate import TranslateActor
     from actors.vllm_generator import ENGINE_ACTOR_RUNTIME_ENV
 
@@ -132,11 +105,7 @@ def translate_dataset(config: Config, tasks: pa.Table | TaskPlan, actor_cls=None
     ctx.enable_progress_bars = sys.stderr.isatty()
     # An engine that cannot start (bad model path, out of memory) must fail the job, not retry forever.
     ctx.max_consecutive_actor_init_deaths = config.compute.actor_start_attempts
-    if isinstance(tasks, TaskPlan):
-        dataset = task_dataset(tasks, size)
-    else:
-        dataset = ray.data.from_arrow([tasks.slice(start, size) for start in range(0, tasks.num_rows, size)])
-    return dataset.map_batches(
+    return plan_dataset(tasks, size).map_batches(
         actor_cls,
         fn_constructor_kwargs={"config_data": json.loads(config.model_dump_json())},
         batch_size=size,

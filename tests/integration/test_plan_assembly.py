@@ -1,4 +1,4 @@
-"""The plan's task rows are assembled inside the pipeline (jobs.synthesize.task_dataset): that
+"""The plan's task rows are assembled inside the pipeline (actors/plan_source.py): that
 step must run even when the generation pool reserves every CPU of the cluster
 (compute.actors x compute.num_cpus_per_actor == ray.num_cpus), where a 1-CPU assembly task
 waited forever for a core that the pool's actors held."""
