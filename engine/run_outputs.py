@@ -9,11 +9,13 @@ DuckDB and Polars read either folder whole; every file holds the full row schema
 directory is only a name, no column is moved into the path).
 
 How the driver stays small: one streaming pass over the shards sorts rows into a hidden
-staging dataset by language (`pyarrow.dataset.write_dataset`, batch by batch) while the ids are
-checked against the plan with Arrow set operations; then each language is read alone, its exact
-duplicates and X-Instruction budget decided, its rows written, its figures (report counts, plot
-inputs) and a bounded sample (the report page's) kept. The largest thing held is one language's
-rows, never the run's.
+staging dataset by language (batch by batch, STAGE_BYTES at a time) while it tallies their ids
+(IdTally: a count and sums, nothing per row), which must equal the plan's tally; then each
+language is finalised on its own (`finalise_language`: its exact duplicates and X-Instruction
+budget decided, its rows and JSONL part written, its figures and a bounded sample returned), on
+Ray workers when the job passes a Ray map (actors/finalise_tasks.py), else in this process. The
+driver keeps figures and samples, and copies the JSONL parts into one file a chunk at a time.
+The largest thing one process holds is one language's rows, never the run's.
 
 The rows' `output_embedding` (one float16 vector per row, for the near-duplicate step) stays in
 the Parquet datasets, where a reader that does not want it skips the column for free and a
@@ -23,18 +25,22 @@ later stage may reuse it; the JSONL files and the page's sample leave it out (38
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from engine.inputs.plan import plan_fingerprint
+from engine.inputs.plan import _pack_hex, plan_fingerprint
 from engine.records import ACCEPTED, REJECTED, SCHEMA
 from engine.report.aggregate import RunFigures
 from engine.runfolder import RunFolder
@@ -50,6 +56,7 @@ ROWS_PER_GROUP = 5_000  # rows per Parquet row group (what one reader batch hold
 JSONL_CHUNK = 500  # rows turned into Python dicts at a time for the JSONL files
 NOT_IN_JSONL = ("output_embedding",)  # in the Parquet datasets only (see the module docstring)
 STAGE_BYTES = 16 * 2**20  # rows buffered by the staging pass before they are written out by language
+COPY_BYTES = 4 * 2**20  # the JSONL parts are copied into one file this much at a time
 
 
 def dataset_name(status: str) -> str:
@@ -89,13 +96,60 @@ def check_plan(ids: pa.ChunkedArray | pa.Array, planned) -> None:
         raise PlanMismatch(f"{missing} missing, {extra} unexpected, {duplicated} duplicated ids")
 
 
-def stage_by_language(folder: RunFolder, shard_names: list[str]) -> pa.ChunkedArray:
+@dataclass
+class IdTally:
+    """A multiset of ids as three numbers: how many, and the sums of the two 40-bit halves of each
+    id's 80 bits (a row id's 20 hex characters, which are sha256 bits; any other id is hashed to
+    80 bits). Two tallies are equal when the multisets are, and a missing, extra or repeated id
+    changes the sums unless 80 random bits cancel out: the check costs nothing per row held.
+    `add` takes one Arrow array at a time, so neither the shards' ids nor the plan's are ever
+    all in memory."""
+
+    count: int = 0
+    high: int = 0
+    low: int = 0
+
+    def add(self, ids: pa.Array | pa.ChunkedArray) -> IdTally:
+        for chunk in ids.chunks if isinstance(ids, pa.ChunkedArray) else [ids]:
+            hexed = pc.fill_null(pc.match_substring_regex(chunk, "^[0-9a-f]{20}$"), False)
+            packed = _pack_hex(chunk.filter(hexed))
+            others = chunk.filter(pc.invert(hexed)).to_pylist()
+            if others:
+                hashed = [hashlib.blake2b((value or "").encode("utf-8"), digest_size=10).digest() for value in others]
+                packed = np.concatenate([packed, np.array(hashed, "S10")])
+            raw = np.frombuffer(packed.tobytes(), np.uint8).reshape(-1, 10).astype(np.uint64)
+            weights = np.uint64(1) << (np.arange(4, -1, -1, dtype=np.uint64) * np.uint64(8))
+            # At most 2^40 each: sums of up to 2^24 ids per chunk stay exact in uint64.
+            self.high += int((raw[:, :5] @ weights).sum(dtype=np.uint64))
+            self.low += int((raw[:, 5:] @ weights).sum(dtype=np.uint64))
+            self.count += len(chunk)
+        return self
+
+
+def plan_tally(planned) -> IdTally:
+    """The IdTally of every planned id: of an engine.inputs.plan.PlannedIds (a slice at a time),
+    an Arrow array or a list."""
+    tally = IdTally()
+    if hasattr(planned, "id_chunks"):
+        for chunk in planned.id_chunks():
+            tally.add(chunk)
+        return tally
+    return tally.add(planned if isinstance(planned, (pa.Array, pa.ChunkedArray)) else pa.array(list(planned), pa.string()))
+
+
+def read_shard_ids(folder: RunFolder) -> pa.ChunkedArray:
+    """Every id in the shards (for saying what a mismatch is: the error path only)."""
+    chunks = [chunk for name in shard_names(folder) for chunk in folder.read_parquet(name, columns=["id"]).column("id").chunks]
+    return pa.chunked_array(chunks, pa.string())
+
+
+def stage_by_language(folder: RunFolder, shard_names: list[str]) -> IdTally:
     """Copy the shards into STAGING/<language>/<n>.parquet, STAGE_BYTES of rows at a time (one file
-    per language per flush); returns every row's id (Arrow). pyarrow's write_dataset would do this
-    in one call but holds an open Parquet writer per language, ~20 times the rows' size here."""
+    per language per flush); returns the IdTally of every row's id. pyarrow's write_dataset would
+    do this in one call but holds an open Parquet writer per language, ~20 times the rows' size here."""
     with contextlib.suppress(FileNotFoundError):
         folder.fs.delete_dir(folder.path(STAGING))
-    ids: list[pa.Array] = []
+    tally = IdTally()
     pending: list[pa.Table] = []
     flushes, made = 0, set()
 
@@ -110,16 +164,17 @@ def stage_by_language(folder: RunFolder, shard_names: list[str]) -> pa.ChunkedAr
             # Written plainly, not through the atomic, fsync'd path: a killed finalise restages from the shards.
             pq.write_table(pa.concat_tables(pieces), folder.path(f"{STAGING}/{directory}/{flushes:06d}.parquet"), filesystem=folder.fs)
         pending, flushes = [], flushes + 1
+        pa.default_memory_pool().release_unused()  # else the pool keeps what each flush freed, and the peak creeps up with the run
 
     for name in shard_names:
         table = _conform(folder.read_parquet(name))
-        ids.extend(table.column("id").chunks)
+        tally.add(table.column("id"))
         pending.append(table)
         if sum(t.nbytes for t in pending) >= STAGE_BYTES:
             flush()
     if pending:
         flush()
-    return pa.chunked_array(ids, pa.string())
+    return tally
 
 
 def _language_dirs(table: pa.Table) -> pa.ChunkedArray:
@@ -173,36 +228,77 @@ def without_vectors(table: pa.Table) -> pa.Table:
     return table.drop_columns([name for name in NOT_IN_JSONL if name in table.column_names])
 
 
-class OutputWriter:
-    """accepted/rejected datasets and JSONL files, written a language at a time."""
+def jsonl_part(directory: str, status: str) -> str:
+    """A language's JSONL lines of one status, staged until finalise joins them ('_': not a Parquet file)."""
+    return f"{STAGING}/{directory}/_{status}.jsonl"
 
-    def __init__(self, folder: RunFolder, jsonl: bool = True):
-        self.folder = folder
-        self.stack = contextlib.ExitStack()
-        self.jsonl = {status: self.stack.enter_context(folder.open_output(f"{status}.jsonl")) for status in STATUSES} if jsonl else {}
-        self.rows = {status: 0 for status in STATUSES}
 
-    def write(self, table: pa.Table, lang: str | None) -> None:
-        for status in STATUSES:
-            part = table.filter(pc.equal(table.column("status"), status))
-            self.rows[status] += part.num_rows
-            for number, start in enumerate(range(0, part.num_rows, ROWS_PER_FILE)):
-                name = f"{dataset_name(status)}/{language_dir(lang)}/part-{number:05d}.parquet"
-                self.folder.write_parquet(name, part.slice(start, ROWS_PER_FILE), row_group_size=ROWS_PER_GROUP)
-            if status in self.jsonl:
+def write_language(folder: RunFolder, table: pa.Table, directory: str) -> dict[str, int]:
+    """One language's rows: its Parquet files in each status's dataset and its staged JSONL parts.
+    Returns the rows written per status."""
+    written = {}
+    for status in STATUSES:
+        part = table.filter(pc.equal(table.column("status"), status))
+        written[status] = part.num_rows
+        for number, start in enumerate(range(0, part.num_rows, ROWS_PER_FILE)):
+            name = f"{dataset_name(status)}/{directory}/part-{number:05d}.parquet"
+            folder.write_parquet(name, part.slice(start, ROWS_PER_FILE), row_group_size=ROWS_PER_GROUP)
+        if part.num_rows:
+            with folder.fs.open_output_stream(folder.path(jsonl_part(directory, status))) as out:
                 for start in range(0, part.num_rows, JSONL_CHUNK):
                     rows = without_vectors(part.slice(start, JSONL_CHUNK)).to_pylist()
-                    lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-                    self.jsonl[status].write(lines.encode("utf-8"))
-
-    def close(self) -> None:
-        for status, rows in self.rows.items():
-            if not rows:  # the dataset exists (an object store has no empty folders) and holds the schema
-                self.folder.write_parquet(f"{dataset_name(status)}/{NO_ROWS}", SCHEMA.empty_table())
-        self.stack.close()
+                    out.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8"))
+    return written
 
 
 LanguageStep = Callable[[pa.Table], pa.Table]
+"""One language's table (sorted by (seed_id, id)) in, the same rows out, some now rejected. A step
+may keep counts in a `stats` Counter: what one language's finalise added is handed back with its
+figures (a step runs as a copy on a Ray worker) and the driver sums them (`Finalised.stats`)."""
+
+
+@dataclass
+class LanguageDone:
+    """What finalising one language hands back: small whatever the language's size."""
+
+    lang: str | None
+    figures: RunFigures
+    sample: list[dict]
+    written: dict[str, int]
+    stats: Counter
+
+
+def finalise_language(directory: str, folder: RunFolder, steps: list[LanguageStep],
+                      seed_clusters: dict[str, int] | None, sample_cap: int) -> LanguageDone:
+    """One staged language: its rows in a fixed order, the steps, its outputs written."""
+    table = read_dataset(folder, f"{STAGING}/{directory}")
+    # A deterministic order, whatever order the shards were written in.
+    table = table.take(pc.sort_indices(table, [("seed_id", "ascending"), ("id", "ascending")]))
+    stats: Counter = Counter()
+    for step in steps:
+        before = Counter(getattr(step, "stats", None) or {})
+        table = step(table)
+        stats.update(Counter(getattr(step, "stats", None) or {}) - before)
+    lang = None if directory == NO_LANGUAGE_DIR else directory
+    written = write_language(folder, table, directory)
+    sample = Sample(sample_cap)
+    sample.add(table)
+    log.info("finalised %s: %d rows", directory, table.num_rows)
+    return LanguageDone(lang, RunFigures.of(table, seed_clusters), sample.rows, written, stats)
+
+
+def join_jsonl(folder: RunFolder, directories: list[str]) -> None:
+    """accepted.jsonl and rejected.jsonl from the languages' staged parts, in language order,
+    copied COPY_BYTES at a time."""
+    for status in STATUSES:
+        with folder.open_output(f"{status}.jsonl") as out:
+            for directory in directories:
+                name = jsonl_part(directory, status)
+                if not folder.exists(name):
+                    continue
+                with folder.fs.open_input_stream(folder.path(name)) as part:
+                    while chunk := part.read(COPY_BYTES):
+                        out.write(chunk)
 
 
 @dataclass
@@ -210,42 +306,40 @@ class Finalised:
     figures: RunFigures
     sample: Sample
     languages: list[str | None]
+    stats: Counter = field(default_factory=Counter)
+
+
+LanguageMap = Callable[[Callable[[str], LanguageDone], list[str]], Iterable[LanguageDone]]
 
 
 def finalise_outputs(folder: RunFolder, planned, steps: list[LanguageStep],
-                     seed_clusters: dict[str, int] | None = None, sample_cap: int = 50) -> Finalised:
+                     seed_clusters: dict[str, int] | None = None, sample_cap: int = 50,
+                     map_languages: LanguageMap | None = None) -> Finalised:
     """Check the shards against the plan, then write every language's rows after `steps`
-    (dedup, budget: each takes and returns one language's table, sorted by (seed_id, id));
-    returns the merged figures and the page's sample."""
-    ids = stage_by_language(folder, shard_names(folder))
-    try:
-        check_plan(ids, planned)
-    except PlanMismatch:
+    (dedup, budget); returns the merged figures and the page's sample. `map_languages(fn,
+    directories)` runs `fn` on each staged language and yields the results in order (the job's
+    runs them as Ray tasks: actors/finalise_tasks.py); without it they run here, one by one."""
+    found = stage_by_language(folder, shard_names(folder))
+    if found != plan_tally(planned):
         folder.fs.delete_dir(folder.path(STAGING))
-        raise
-    del ids
+        check_plan(read_shard_ids(folder), planned)  # says what differs
+        raise PlanMismatch(f"the shards hold {found.count} ids, the plan {len(planned)}, and they are not the same ids")
     remove_outputs(folder)
-    figures, sample, languages = RunFigures(), Sample(sample_cap), []
-    writer = OutputWriter(folder)
-    try:
-        for directory in list_dirs(folder, STAGING):
-            table = read_dataset(folder, f"{STAGING}/{directory}")
-            # A deterministic order, whatever order the shards were written in.
-            table = table.take(pc.sort_indices(table, [("seed_id", "ascending"), ("id", "ascending")]))
-            for step in steps:
-                table = step(table)
-            lang = None if directory == NO_LANGUAGE_DIR else directory
-            writer.write(table, lang)
-            figures = figures + RunFigures.of(table, seed_clusters)
-            sample.add(table)
-            languages.append(lang)
-            log.info("finalised %s: %d rows", language_dir(lang), table.num_rows)
-            del table
-    finally:
-        writer.close()
+    directories = list_dirs(folder, STAGING)
+    work = partial(finalise_language, folder=folder, steps=steps, seed_clusters=seed_clusters, sample_cap=sample_cap)
+    figures, sample, stats, written = RunFigures(), Sample(sample_cap), Counter(), Counter()
+    for done in (map_languages or map)(work, directories):
+        figures = figures + done.figures
+        sample.rows += done.sample
+        stats.update(done.stats)
+        written.update(done.written)
+    join_jsonl(folder, directories)
+    for status in STATUSES:
+        if not written[status]:  # the dataset exists (an object store has no empty folders) and holds the schema
+            folder.write_parquet(f"{dataset_name(status)}/{NO_ROWS}", SCHEMA.empty_table())
     with contextlib.suppress(FileNotFoundError):  # absent when the run has no rows
         folder.fs.delete_dir(folder.path(STAGING))
-    return Finalised(figures, sample, languages)
+    return Finalised(figures, sample, [None if d == NO_LANGUAGE_DIR else d for d in directories], stats)
 
 
 def read_language_groups(folder: RunFolder) -> Iterator[tuple[str | None, pa.Table]]:

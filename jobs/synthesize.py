@@ -173,6 +173,17 @@ def diversify_pairs(table: pa.Table, config: Config, embedder: list | None = Non
     return apply_budget_table(table, select.budget_per_language, embed, select.clusters, select.sample_size, select.seed)
 
 
+def language_map():
+    """How finalise runs its languages: as Ray tasks when this process runs Ray (each worker holds
+    one language's rows), else here, one after another."""
+    ray = sys.modules.get("ray")  # not imported: not running either (and not worth importing to ask)
+    if ray is None or not ray.is_initialized():
+        return None
+    from actors.finalise_tasks import ray_map
+
+    return ray_map
+
+
 def finalise(
     run_dir: RunFolder | Path, store: RowStore, config: Config, planned_ids, bad_records: int, seconds: float, selection: SeedSelection | None = None
 ) -> dict:
@@ -194,11 +205,15 @@ def finalise(
         steps.append(lambda table: diversify_pairs(table, config, embedder))
     seed_clusters = selection.clusters if selection and selection.clusters else None
     try:
-        done = finalise_outputs(folder, planned_ids, steps, seed_clusters, DEFAULT_SAMPLES_PER_LANGUAGE)
+        done = finalise_outputs(folder, planned_ids, steps, seed_clusters, DEFAULT_SAMPLES_PER_LANGUAGE, language_map())
     except PlanMismatch as error:
         raise RuntimeError(f"run folder {folder} does not match its plan: {error}") from error
     if near is not None:
-        log.info("near-duplicate outputs: %d of %d accepted rows with a vector rejected (cosine >= %.3f)", near.rejected, near.compared, near.threshold)
+        if done.stats["languages_without_vectors"]:
+            log.info("near-duplicate outputs not checked in %d language(s): accepted rows carry no output_embedding "
+                     "(the adequacy gate makes it; quality.adequacy off?)", done.stats["languages_without_vectors"])
+        log.info("near-duplicate outputs: %d of %d accepted rows with a vector rejected (cosine >= %.3f)",
+                 done.stats["rejected"], done.stats["compared"], near.threshold)
     report = report_from_figures(done.figures, len(planned_ids), bad_records, seconds, redacted(config))
     if seed_clusters:
         report["clusters"] = cluster_figures_from(done.figures, selection.clusters, selection.k)

@@ -5,7 +5,7 @@ everything read and planned."""
 
 from __future__ import annotations
 
-import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -18,7 +18,6 @@ from engine.selection.dedup import duplicate_reason, exact_duplicates, near_dupl
 from engine.records import ACCEPTED, REJECTED, row_id
 from engine.inputs.seeds import Seed
 
-log = logging.getLogger("babelforge.dedup")
 EMBEDDING = "output_embedding"
 
 
@@ -112,19 +111,20 @@ def _unit_rows(column: pa.ChunkedArray) -> np.ndarray:
 
 class NearDuplicateOutputs:
     """A finalise step (engine/run_outputs.py): one language's accepted near-duplicates rejected.
-    Says once per run, at INFO, when rows carry no vectors to compare (the adequacy gate was off)."""
+    Its `stats` count the accepted rows compared, those rejected, and the languages whose accepted
+    rows carry no vectors to compare (the adequacy gate was off): finalise hands them to the job,
+    which says so once."""
 
     def __init__(self, threshold: float):
         self.threshold = threshold
-        self.compared = self.rejected = 0
-        self._said = False
+        self.stats: Counter = Counter()
 
     def __call__(self, table: pa.Table) -> pa.Table:
         accepted = pc.equal(table.column("status"), ACCEPTED)
         with_vector = pc.sum(pc.and_(accepted, pc.is_valid(table.column(EMBEDDING)))).as_py() or 0
-        if not with_vector and (pc.sum(accepted).as_py() or 0) and not self._said:
-            log.info("near-duplicate outputs not checked: accepted rows carry no %s (the adequacy gate makes it; quality.adequacy off?)", EMBEDDING)
-            self._said = True
+        if not with_vector and (pc.sum(accepted).as_py() or 0):
+            self.stats["languages_without_vectors"] += 1
         reasons = near_duplicate_outputs(table, self.threshold) if with_vector > 1 else {}
-        self.compared, self.rejected = self.compared + with_vector, self.rejected + len(reasons)
+        self.stats["compared"] += with_vector
+        self.stats["rejected"] += len(reasons)
         return _reject(table, reasons)

@@ -313,3 +313,16 @@ def test_the_budget_on_a_language_table_decides_as_on_rows():
     assert out.to_pylist() == expected
     assert pc.sum(pc.equal(out.column("status"), ACCEPTED)).as_py() == 4
     assert apply_budget_table(table, 50, embed, 3, 100, 0) is table
+
+
+def test_the_id_tally_is_equal_for_the_same_ids_in_any_order_and_differs_otherwise():
+    from engine.run_outputs import IdTally
+
+    ids = [row["id"] for row in fabricated_rows(200)] + ["seed-7:fr", "an id that is not hex"]
+    tally = IdTally().add(pa.array(ids))
+    shuffled = list(ids)
+    random.Random(1).shuffle(shuffled)
+    halves = IdTally().add(pa.array(shuffled[:90])).add(pa.chunked_array([pa.array(shuffled[90:])]))
+    assert halves == tally and tally.count == len(ids)
+    for changed in (ids[1:], ids + ids[:1], ids[:-1] + [ids[0]], ids[:-1] + ["another id"], ids[:-2] + ["seed-7:es", ids[-1]]):
+        assert IdTally().add(pa.array(changed)) != tally, changed

@@ -120,12 +120,11 @@ def test_blockwise_matches_equal_the_plain_greedy_rule_for_any_block_size(monkey
         assert [(r, k) for r, k, _ in near_duplicate_matches(vectors, 0.97)] == expected
 
 
-def test_the_step_says_once_when_rows_carry_no_vectors(caplog):
+def test_the_step_counts_languages_whose_rows_carry_no_vectors():
     step = NearDuplicateOutputs(0.975)
     table = to_table([row("s1", "fr", None), row("s2", "fr", None)])
-    with caplog.at_level(logging.INFO, logger="babelforge.dedup"):
-        assert step(table).equals(table) and step(table).equals(table)
-    assert sum("near-duplicate outputs not checked" in r.getMessage() for r in caplog.records) == 1
+    assert step(table).equals(table) and step(table).equals(table)
+    assert step.stats == {"languages_without_vectors": 2, "compared": 0, "rejected": 0}
 
 
 # Through the streaming finalise: two languages, a near pair in one of them only.
@@ -180,6 +179,16 @@ def test_finalise_keeps_every_copy_when_the_step_is_off(tmp_path, caplog, overri
     assert report["accepted"] == 8 and report["adds_up"]
     said = any("near-duplicate outputs not checked: quality.adequacy is off" in r.getMessage() for r in caplog.records)
     assert said is (overrides == ("quality.adequacy=false",))
+
+
+def test_finalise_says_once_when_no_language_carries_vectors(tmp_path, caplog):
+    rows = [row("s1", "fr", None), row("s2", "fr", None), row("s1", "ja", None), row("s2", "ja", None)]
+    with caplog.at_level(logging.INFO):
+        report = finalise_rows(tmp_path / "run", rows, 1)
+    assert report["accepted"] == 4 and report["adds_up"]
+    said = [r.getMessage() for r in caplog.records if "near-duplicate outputs not checked" in r.getMessage()]
+    assert said == ["near-duplicate outputs not checked in 2 language(s): accepted rows carry no output_embedding "
+                    "(the adequacy gate makes it; quality.adequacy off?)"]
 
 
 # Ring (b): the gate writes the vector of the example it accepts, with the bundled encoder.
