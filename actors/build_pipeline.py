@@ -204,8 +204,7 @@ class SeedGroup:
     def __init__(self, build):
         self.build = build
 
-    def __call__(self, group: pa.Table) -> pa.Table:
-        rows = group.to_pylist()
+    def __call__(self, rows: list[dict]) -> list[dict]:
         examples = seed_examples(rows, self.build, never)
         original = english_of_seed(rows)
         seed, seed_id = self.build.seed, rows[0]["seed_id"]
@@ -221,7 +220,7 @@ class SeedGroup:
         marker = {"dataset": ENGLISH_MARK, **{k: original[k] for k in ("id", "seed_id", "lang", "source", *TEXT_COLUMNS)}} if original \
             else {"dataset": SEED_MARK, "id": seed_id, "seed_id": seed_id}
         marker.update(rank_group="~seeds", rank=own_rank, seed_rank=own_rank)
-        return pa.Table.from_pylist([*examples, marker], schema=SEED_SCHEMA)
+        return [*examples, marker]
 
 
 class MixRanked:
@@ -256,10 +255,8 @@ class LanguageGroup:
 
             self.embed = load_embedder(s.embedder)
 
-    def __call__(self, group: pa.Table) -> pa.Table:
-        rows = group.to_pylist()
-        examples = language_examples(rows[0]["lang"], rows, self.build, self.validation, self.embed)
-        return pa.Table.from_pylist(examples, schema=BUILT_SCHEMA) if examples else BUILT_SCHEMA.empty_table()
+    def __call__(self, rows: list[dict]) -> list[dict]:
+        return language_examples(rows[0]["lang"], rows, self.build, self.validation, self.embed)
 
 
 # --- the build ----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import random
 import zlib
 
 import pyarrow as pa
+import pytest
 
 from actors.group_shuffle import partition_of, reduce_groups, split_block
 
@@ -41,9 +42,9 @@ def test_split_keeps_every_row_once_and_each_key_in_one_piece():
 class Summary:
     """One output row per group: its key, size and ids in the order the group arrived."""
 
-    def __call__(self, group: pa.Table) -> pa.Table:
-        ids = group.column("id").to_pylist()
-        return pa.table({"key": [group.column("seed_id")[0].as_py()], "n": [len(ids)], "ids": [",".join(ids)]})
+    def __call__(self, group: list[dict]) -> list[dict]:
+        ids = [row["id"] for row in group]
+        return [{"key": group[0]["seed_id"], "n": len(ids), "ids": ",".join(ids)}]
 
 
 SCHEMA = pa.schema([("key", pa.string()), ("n", pa.int64()), ("ids", pa.string())])
@@ -85,3 +86,13 @@ def test_an_empty_block_without_columns_splits_into_empty_pieces_the_reducer_ign
     pieces = split_block(pa.table({}), "lang", 3)
     assert len(pieces) == 3 and all(p.num_rows == 0 for p in pieces)
     assert reduce_groups("seed_id", Summary, SCHEMA, pieces[0], rows(3, 1)).column("n").to_pylist() == [3]
+
+
+@pytest.mark.parametrize("window", [1, 5, 17, 4096])
+def test_groups_arrive_whole_whatever_the_window_of_rows_converted_at_a_time(monkeypatch, window):
+    import actors.group_shuffle as shuffle
+
+    block = rows(300, 40, seed=2)
+    expected = reduce_groups("seed_id", Summary, SCHEMA, block).to_pylist()
+    monkeypatch.setattr(shuffle, "WINDOW_ROWS", window)
+    assert reduce_groups("seed_id", Summary, SCHEMA, block).to_pylist() == expected
