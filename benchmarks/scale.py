@@ -6,24 +6,26 @@ SIMULATED GENERATOR, NOT A MODEL. Generation runs the job's own Ray Data pool
 (jobs.synthesize.translate_dataset) over benchmarks.simulated's fixed-latency generator, whose
 "translation" is French words: a benchmark-only lenient validation (SCALE_VALIDATION, stated in the
 result) lets those rows through in every language, so finalise and build see accepted rows.
-The stages are the functions jobs.synthesize.run calls, in its order, with a marker between them:
-plan_run, prepare_run_dir, the shards' done ids and the anti-join, the pool writing shards to a
-RowStore, finalise, jobs.build.build_run. Seed selection (k-means over embedded seeds) is off.
+The job is jobs.synthesize.run itself, with the simulated actor in place of TranslateActor and a
+marker at each stage's start: plan (the seeds read on Ray Data, the plan, the run folder and the
+anti-join against its shards), generation (the actor pool writing shards), finalise (the languages
+on Ray workers, the report) and build (jobs.build.build_run). Seed selection (k-means over
+embedded seeds) is off.
 
     .venv/bin/python -m benchmarks.scale --case job --spec spec.json --result out.json
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from benchmarks.harness import RssSampler, case_main, init_ray, own_rss_mib
+from benchmarks.harness import RssSampler, case_main, own_rss_mib
 from benchmarks.refinement_chain import BENCH_VALIDATION
 from benchmarks.scaling import write_synthetic_seeds
 from benchmarks.simulated import SimulatedTranslateActor, simulated_config
 from engine.config import Config
 from engine.languages import DEFAULT_TARGETS, resolve_languages
+from engine.store import RowStore
 
 # BENCH_VALIDATION (the refinement suite's: no adequacy gate, wide length ratio, language by
 # script only) with no script share either: the simulated text is Latin-script French in every
@@ -31,9 +33,9 @@ from engine.languages import DEFAULT_TARGETS, resolve_languages
 SCALE_VALIDATION = {**BENCH_VALIDATION, "validation": {**BENCH_VALIDATION["validation"], "script_min_share": 0.0}}
 PRODUCTION_QUOTAS = {"high": 100_000, "mid": 50_000, "low": 25_000}  # configs/sphinx-50lang.yaml
 # The build stage runs only up to this many planned rows unless the spec's build_max_rows says
-# otherwise (None: always): jobs.build on Ray Data took about 6 minutes for 50k rows on 2 shared
-# cores (load ~10), too long for --quick. Above it the result says the build was skipped.
-BUILD_MAX_ROWS = 100_000
+# otherwise (None: always); above it the result says the build was skipped. The tiny size (CI)
+# sets 0: tests/integration/test_build_distributed.py runs the build.
+BUILD_MAX_ROWS = None
 
 
 def tier_quotas(rows: int) -> dict[str, int]:
@@ -70,68 +72,53 @@ def seeds_file(spec: dict) -> str:
 
 
 def case_job(spec: dict) -> dict:
-    """The job's four stages at spec['rows'] planned rows (spec['plan_only']: the plan stage alone)."""
-    from engine.recipes import plan_run
-    from engine.records import to_table
-    from engine.report.counts import reason_kind
-    from engine.store import RowStore
-    from jobs.synthesize import finalise, prepare_run_dir
+    """The job (jobs.synthesize.run) at spec['rows'] planned rows, each stage measured as it starts;
+    spec['plan_only']: the plan stage alone (jobs.synthesize.plan_job)."""
+    from jobs.synthesize import plan_job, run
 
     work_dir = Path(spec["work_dir"])
     work_dir.mkdir(parents=True, exist_ok=True)
     quotas = spec.get("quotas") or tier_quotas(spec["rows"])
     config = scale_config(spec, quotas, seeds_file(spec), str(work_dir / "run"))
+    limit = spec.get("build_max_rows", BUILD_MAX_ROWS)
+    planned_rows = planned_row_count(config)
+    skip_build = limit is not None and planned_rows > limit
+    if skip_build:
+        config = config.model_copy(update={"build": config.build.model_copy(update={"enabled": False})})
 
     result = {"rows_asked": spec["rows"], "quotas": quotas, "seeds": spec["seeds"], "languages": len(config.languages.targets),
               "driver_rss_before_mib": own_rss_mib("VmRSS")}
-    started = time.perf_counter()
-    with RssSampler(spec.get("sample_s", 0.5)) as rss:
-        rss.stage("plan")
-        plan = plan_run(config)
-        planned_ids = plan.planned_ids()
-        folder = prepare_run_dir(config, planned_ids)
-        store = RowStore(folder, config.run.shard_rows, config.run.shard_seconds)
-        todo = plan.tasks.without(store.done_id_array())
-        if plan.decided:
-            store.write(to_table(plan.decided))
-        result.update(planned=len(planned_ids), to_generate=todo.num_rows, plan_arrow_mib=round((plan.tasks.index.nbytes + plan.tasks.seeds.nbytes) / 2**20, 1))
-        if not spec.get("plan_only"):
-            import ray
+    import ray
 
-            from jobs.synthesize import translate_dataset
-
-            rss.stage("generation")
-            result["ray_init_s"] = init_ray(spec)
-            try:
-                accepted = 0
-                for table in translate_dataset(config, todo, SimulatedTranslateActor).iter_batches(batch_size=None, batch_format="pyarrow"):
-                    store.add(table)
-                    accepted += table.column("status").to_pylist().count("accepted")
-                store.flush()
-                result.update(generated_accepted=accepted, shards=len(store.shards()))
-                del todo
-                rss.stage("finalise")
-                bad = sum(1 for row in plan.decided if reason_kind(row["reason"]) == "bad_record")
-                report = finalise(folder, store, config, planned_ids, bad, time.perf_counter() - started)
-                result.update(accepted=report["accepted"], rejected=report["rejected"], adds_up=report["adds_up"],
-                              reject_reasons=report.get("reject_reasons"))
-                from jobs.build import build_run
-
-                limit = spec.get("build_max_rows", BUILD_MAX_ROWS)
-                if limit is not None and result["planned"] > limit:
+    try:
+        with RssSampler(spec.get("sample_s", 0.5)) as rss:
+            if spec.get("plan_only"):
+                rss.stage("plan")
+                planned = plan_job(config)
+                result.update(planned=len(planned.planned_ids), to_generate=planned.todo.num_rows)
+            else:
+                report = run(config, SimulatedTranslateActor, rss.stage)
+                result.update(planned=report["planned"], accepted=report["accepted"], rejected=report["rejected"],
+                              adds_up=report["adds_up"], reject_reasons=report.get("reject_reasons"),
+                              shards=len(RowStore(config.run.output_dir).shard_names()))
+                if skip_build:
                     result["build_skipped"] = f"more than {limit:,} planned rows (build_max_rows)"
                 else:
-                    rss.stage("build")
-                    summary = build_run(folder, config)
-                    result["built"] = {name: {"train": entry["train"], "validation": entry["validation"]} for name, entry in summary["datasets"].items()}
-            finally:
-                rss.end()
-                ray.shutdown()
+                    result["built"] = {name: {"train": entry["train"], "validation": entry["validation"]}
+                                       for name, entry in report["datasets"].items() if name != "seeds"}
+    finally:
+        ray.shutdown()
     result["stages"] = rss.stages
     generation = rss.stages.get("generation")
-    if generation:
-        result["generation_rows_per_s"] = round(result["to_generate"] / generation["wall_s"], 1)
+    if generation:  # a fresh run folder: every planned row is generated (the fabricated seeds have no bad record)
+        result["generation_rows_per_s"] = round(result["planned"] / generation["wall_s"], 1)
     return result
+
+
+def planned_row_count(config: Config) -> int:
+    """The rows the config plans, without reading the seeds: every language its tier's quota
+    (the fabricated seeds outnumber every quota)."""
+    return sum(config.plan.quotas[language.tier] for language in resolve_languages(config.languages.targets))
 
 
 CASES = {"job": case_job}
@@ -166,11 +153,13 @@ def suite(sizes: dict, runner) -> dict:
         "batch_size": spec["batch_size"], "validation": SCALE_VALIDATION,
         "cases": cases, "production_plan": production, "driver_growth": growth(cases),
         "notes": [
-            "stages: plan (plan_run, planned ids, prepare_run_dir's fingerprint, done ids and the anti-join), generation (Ray start, "
-            "the job's actor pool over the simulated generator, shards written by a RowStore), finalise (jobs.synthesize.finalise), "
-            "build (jobs.build.build_run, sPhinX LANG 2-shot, random demonstrations)",
+            "stages of jobs.synthesize.run, marked as each starts: plan (Ray start, the seeds read on Ray Data, the plan, the run "
+            "folder and the anti-join against its shards), generation (the job's actor pool over the simulated generator, shards "
+            "written as they come), finalise (the languages as Ray tasks, the report and its page), build (jobs.build.build_run, "
+            "sPhinX LANG 2-shot, random demonstrations)",
             "driver peak RSS: VmHWM of the driver, reset at each stage's start; largest worker: the most RSS any process but the "
-            "driver and Ray's services reached in the stage (psutil, every 0.5 s; it counts the object store pages it mapped)",
+            "driver and Ray's services reached in the stage (psutil, every 0.5 s; it counts the object store pages it mapped), "
+            "and the most private memory (RSS less shared pages: what the process holds itself)",
             f"seeds: {spec['seeds']:,} fabricated from the project's seeds (benchmarks.scaling.write_synthetic_seeds), the same for "
             "every size; quotas high:mid:low = 4:2:1 scaled to the planned rows; no seed selection (no embedding, no k-means)",
             "validation for this benchmark only (SCALE_VALIDATION): the simulated text is French words in every language, so "

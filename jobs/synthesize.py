@@ -14,6 +14,8 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,8 +30,8 @@ from engine.selection.dedup_rows import NearDuplicateOutputs, reject_duplicate_o
 from engine.report.counts import cluster_figures_from, reason_kind, render_markdown, render_summary, report_from_figures
 from engine.report.samples import DEFAULT_SAMPLES_PER_LANGUAGE
 from engine.run_outputs import PlanMismatch, finalise_outputs
-from engine.recipes import plan_run
-from engine.inputs.plan import TaskPlan, plan_fingerprint
+from engine.recipes import RunPlan, plan_run
+from engine.inputs.plan import PlannedIds, TaskPlan, plan_fingerprint
 from engine.inputs.seeds import SeedError
 from engine.runfolder import RunFolder
 from engine.store import RowStore
@@ -224,8 +226,21 @@ def finalise(
     return report
 
 
-def run(config: Config) -> dict:
-    started = time.monotonic()
+@dataclass
+class PlannedRun:
+    """A run folder made (or found) for the config's plan, and what is left to generate."""
+
+    plan: RunPlan
+    planned_ids: PlannedIds
+    folder: RunFolder
+    store: RowStore
+    todo: TaskPlan
+    selector: SeedSelector | None
+
+
+def plan_job(config: Config) -> PlannedRun:
+    """Seeds read (on Ray Data), selected and planned; the run folder made or checked against the
+    plan; the rows decided before any model call written; the ids already in the shards left out."""
     # Dedup and clusters of the seeds (embeddings on Ray) happen before planning: no LLM call yet.
     selector = SeedSelector(config, lambda: init_ray(config)) if config.recipe == "sphinx" else None
     # Seeds read and checked on Ray Data (the language check and dedup keys too): the driver gets
@@ -233,7 +248,7 @@ def run(config: Config) -> dict:
     reader = SeedReader(config, lambda: init_ray(config)) if config.recipe == "sphinx" else None
     plan = plan_run(config, selector, None, reader)
     log.info("read %d %s records from %s", plan.read, "text" if config.recipe == "xinstruction" else "seed", ", ".join(config.seeds.paths))
-    planned_ids = plan.planned_ids()  # Arrow: the driver holds ids and seed indices, never per-language text
+    planned_ids = plan.planned_ids()  # derived a slice at a time: the driver holds seed indices, never per-language text
     folder = prepare_run_dir(config, planned_ids)
     if selector:
         selector.save(folder)  # a rerun plans the same rows from these clusters, without embedding
@@ -250,30 +265,51 @@ def run(config: Config) -> dict:
         "plan: %d rows over %d languages; %d already in %s, %d to generate",
         len(planned_ids), len(config.languages.targets), len(done), folder, todo.num_rows,
     )
-    if todo.num_rows:
-        init_ray(config)
-        progress = Progress(len(planned_ids), len(planned_ids) - todo.num_rows)
-        dataset = translate_dataset(config, todo)
-        try:
-            for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-                shard = store.add(table)
-                progress.update(table, log_now=shard is not None)
-            store.flush()
-            progress.log_line()  # the last line says the whole plan is done
-        except Exception as error:  # Ray wraps the actor's exception; say what it means
-            store.flush()
-            raise StageFailed(
-                f"the generation stage failed: {root_cause(error)}\n"
-                f"{progress.done} of {len(planned_ids)} rows are saved in {folder}; fix the cause "
-                "(model.name, model.engine_kwargs, memory) and rerun the same command to resume."
-            ) from error
-        finally:
-            store.flush()  # finished rows are kept, whatever stopped the loop (Ctrl-C included)
-            progress.close()
-    selection = selector.selection if selector else None
+    return PlannedRun(plan, planned_ids, folder, store, todo, selector)
+
+
+def generate(config: Config, planned: PlannedRun, actor_cls=None) -> None:
+    """The generation stage over what is left to do, its rows written to the shards as they come."""
+    init_ray(config)
+    total, store = len(planned.planned_ids), planned.store
+    progress = Progress(total, total - planned.todo.num_rows)
+    dataset = translate_dataset(config, planned.todo, actor_cls)
+    try:
+        for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            shard = store.add(table)
+            progress.update(table, log_now=shard is not None)
+        store.flush()
+        progress.log_line()  # the last line says the whole plan is done
+    except Exception as error:  # Ray wraps the actor's exception; say what it means
+        store.flush()
+        raise StageFailed(
+            f"the generation stage failed: {root_cause(error)}\n"
+            f"{progress.done} of {total} rows are saved in {planned.folder}; fix the cause "
+            "(model.name, model.engine_kwargs, memory) and rerun the same command to resume."
+        ) from error
+    finally:
+        store.flush()  # finished rows are kept, whatever stopped the loop (Ctrl-C included)
+        progress.close()
+
+
+def run(config: Config, actor_cls=None, stage: Callable[[str], None] | None = None) -> dict:
+    """The whole job: plan, generation, finalise and (build.enabled) the training sets; returns the
+    report. `stage(name)` is called as each stage starts (the scale benchmark measures them), and
+    `actor_cls` replaces TranslateActor (the benchmarks' simulated generator)."""
+    stage = stage or (lambda name: None)
+    started = time.monotonic()
+    stage("plan")
+    planned = plan_job(config)
+    if planned.todo.num_rows:
+        stage("generation")
+        generate(config, planned, actor_cls)
+    stage("finalise")
+    plan, folder = planned.plan, planned.folder
+    selection = planned.selector.selection if planned.selector else None
     bad_records = sum(1 for row in plan.decided if reason_kind(row["reason"]) == "bad_record")  # not duplicates
-    report = finalise(folder, store, config, planned_ids, bad_records, time.monotonic() - started, selection)
+    report = finalise(folder, planned.store, config, planned.planned_ids, bad_records, time.monotonic() - started, selection)
     if config.build.enabled:
+        stage("build")
         build_run(folder, config)  # training sets from the accepted rows; counts go into report.json
         report = json.loads(folder.read_text("report.json"))
     print(render_summary(report, str(folder)), flush=True)
