@@ -342,7 +342,8 @@ class RssSampler:
     process must be the driver) and every other process it started, directly or not (workers,
     actors, Ray's services), sampled in a thread every `interval_s` by psutil; the largest worker
     (any process but the driver and Ray's SERVICES) is reported with its class
-    (classify_process). RSS counts the object store's pages a process has mapped."""
+    (classify_process). RSS counts the object store's pages a process has mapped; the largest
+    worker's private memory (RSS less its shared pages) is reported beside it."""
 
     def __init__(self, interval_s: float = 0.5):
         import threading
@@ -369,7 +370,7 @@ class RssSampler:
         own_peak_rss_reset()
         with self._lock:
             self._current = self.stages[name] = {"started": time.perf_counter(), "driver_rss_at_start_mib": own_rss_mib("VmRSS"),
-                                                  "workers": {}, "samples": 0}
+                                                  "workers": {}, "private": {}, "samples": 0}
         self.sample()
 
     def end(self) -> None:
@@ -380,10 +381,15 @@ class RssSampler:
             stage, self._current = self._current, None
             stage["wall_s"] = round(time.perf_counter() - stage.pop("started"), 2)
             stage["driver_peak_rss_mib"] = own_rss_mib("VmHWM")
-            workers = stage.pop("workers")
+            workers, private = stage.pop("workers"), stage.pop("private")
             top = max(workers.values(), key=lambda w: w[1], default=None)
             stage["largest_worker_peak_rss_mib"] = top[1] if top else None
             stage["largest_worker_class"] = top[0] if top else None
+            # The same without the pages a worker shares (the object store's, mapped as it reads
+            # blocks; libraries): what it holds itself.
+            top = max(private.values(), key=lambda w: w[1], default=None)
+            stage["largest_worker_private_mib"] = top[1] if top else None
+            stage["largest_worker_private_class"] = top[0] if top else None
             stage["workers_seen"] = len(workers)
 
     def _loop(self) -> None:
@@ -402,19 +408,22 @@ class RssSampler:
             try:
                 with proc.oneshot():
                     label = classify_process(proc.name(), " ".join(proc.cmdline()))
-                    rss = proc.memory_info().rss / 2**20
+                    memory = proc.memory_info()
             except psutil.Error:
                 continue
             if label not in SERVICES:
-                seen[proc.pid] = (label, rss)
+                # shared: file-backed and shared-memory pages, the object store's among them
+                seen[proc.pid] = (label, memory.rss / 2**20, (memory.rss - memory.shared) / 2**20)
         with self._lock:
             if self._current is None:
                 return
             self._current["samples"] += 1
-            workers = self._current["workers"]
-            for pid, (label, rss) in seen.items():
+            workers, private = self._current["workers"], self._current["private"]
+            for pid, (label, rss, own) in seen.items():
                 if rss > workers.get(pid, ("", 0.0))[1]:
                     workers[pid] = (label, round(rss, 1))
+                if own > private.get(pid, ("", 0.0))[1]:
+                    private[pid] = (label, round(own, 1))
 
 
 # ---------------------------------------------------------------- measures and comparisons

@@ -205,9 +205,10 @@ def adequacy_md(suite: dict) -> list[str]:
 def scale_rows(case: dict) -> list[list]:
     rows = []
     for stage, figures in case["stages"].items():
-        worker = figures.get("largest_worker_peak_rss_mib")
+        worker, private = figures.get("largest_worker_peak_rss_mib"), figures.get("largest_worker_private_mib")
         rows.append([case["planned"], stage, figures["wall_s"], figures["driver_peak_rss_mib"],
-                     "–" if worker is None else f"{fmt(worker)} ({figures['largest_worker_class']})"])
+                     "–" if worker is None else f"{fmt(worker)} ({figures['largest_worker_class']})",
+                     "–" if private is None else f"{fmt(private)} ({figures['largest_worker_private_class']})"])
     return rows
 
 
@@ -220,7 +221,8 @@ def scale_md(suite: dict) -> list[str]:
             lines += error_lines("scale case", case)
             continue
         rows += scale_rows(case)
-    lines += table(["planned rows", "stage", "wall s", "driver peak RSS MiB", "largest worker peak RSS MiB (class)"], rows) + [""]
+    lines += table(["planned rows", "stage", "wall s", "driver peak RSS MiB", "largest worker peak RSS MiB (class)",
+                    "largest worker peak private MiB (class)"], rows) + [""]
     done = [case for case in suite["cases"] if "accepted" in case]
     if done:
         lines += ["Rows: " + "; ".join(f"{fmt(c['planned'])} planned, {fmt(c['accepted'])} accepted, {fmt(c['rejected'])} rejected "
