@@ -128,8 +128,8 @@ def test_scaling_is_labelled_a_simulation_and_measures_memory(report):
     # batches wait for row slots, and the generator sees rows of several batches but never more than rows_in_flight (64).
     assert max(case["peak_batches_per_actor"] for case in cases) > 4
     for case in cases:
-        assert case["rows"] == case["actors"] * 16 * 4 * 2 and case["rows_per_s_end_to_end"] > 0
-        assert case["ideal_rows_per_s"] == pytest.approx(case["actors"] * 64 / 0.05)
+        assert case["rows"] == case["actors"] * 16 * 4 * 4 and case["rows_per_s_end_to_end"] > 0
+        assert case["ideal_rows_per_s"] == pytest.approx(case["actors"] * 64 / suite["latency_s"])
         assert 16 < case["peak_in_flight_per_actor"] <= 64 and case["requests_per_row"] == 1.0
     # The long tail: same pool and mean latency; its ideal comes from the latencies the requests were given.
     tail = suite["long_tail"]["cases"]
@@ -146,7 +146,7 @@ def test_scale_measures_every_stage_of_the_job_and_the_production_plan(report):
     suite = report[0]["suites"]["scale"]
     assert "SIMULATED" in suite["label"] and suite["languages"] == 50
     [case] = suite["cases"]  # tiny: one size
-    assert case["planned"] == case["to_generate"] > 2000 and case["adds_up"]
+    assert case["planned"] > 2000 and case["adds_up"] and case["shards"] >= 1
     assert case["accepted"] > 0.9 * case["planned"], "the lenient validation lets the simulated rows through in every language"
     assert case["accepted"] + case["rejected"] == case["planned"]
     # The build on Ray Data has a fixed cost of a minute or more at any size: tests/integration/test_build_distributed.py runs it.
