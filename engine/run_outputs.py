@@ -67,6 +67,11 @@ def language_dir(lang: str | None) -> str:
     return lang or NO_LANGUAGE_DIR
 
 
+def language_of(directory: str) -> str | None:
+    """The language a dataset's directory holds (language_dir's inverse)."""
+    return None if directory == NO_LANGUAGE_DIR else directory
+
+
 class PlanMismatch(RuntimeError):
     pass
 
@@ -279,12 +284,11 @@ def finalise_language(directory: str, folder: RunFolder, steps: list[LanguageSte
         before = Counter(getattr(step, "stats", None) or {})
         table = step(table)
         stats.update(Counter(getattr(step, "stats", None) or {}) - before)
-    lang = None if directory == NO_LANGUAGE_DIR else directory
     written = write_language(folder, table, directory)
     sample = Sample(sample_cap)
     sample.add(table)
     log.info("finalised %s: %d rows", directory, table.num_rows)
-    return LanguageDone(lang, RunFigures.of(table, seed_clusters), sample.rows, written, stats)
+    return LanguageDone(language_of(directory), RunFigures.of(table, seed_clusters), sample.rows, written, stats)
 
 
 def join_jsonl(folder: RunFolder, directories: list[str]) -> None:
@@ -327,8 +331,9 @@ def finalise_outputs(folder: RunFolder, planned, steps: list[LanguageStep],
     remove_outputs(folder)
     directories = list_dirs(folder, STAGING)
     work = partial(finalise_language, folder=folder, steps=steps, seed_clusters=seed_clusters, sample_cap=sample_cap)
-    figures, sample, stats, written = RunFigures(), Sample(sample_cap), Counter(), Counter()
+    figures, sample, stats, written, languages = RunFigures(), Sample(sample_cap), Counter(), Counter(), []
     for done in (map_languages or map)(work, directories):
+        languages.append(done.lang)
         figures = figures + done.figures
         sample.rows += done.sample
         stats.update(done.stats)
@@ -339,7 +344,7 @@ def finalise_outputs(folder: RunFolder, planned, steps: list[LanguageStep],
             folder.write_parquet(f"{dataset_name(status)}/{NO_ROWS}", SCHEMA.empty_table())
     with contextlib.suppress(FileNotFoundError):  # absent when the run has no rows
         folder.fs.delete_dir(folder.path(STAGING))
-    return Finalised(figures, sample, [None if d == NO_LANGUAGE_DIR else d for d in directories], stats)
+    return Finalised(figures, sample, languages, stats)
 
 
 def read_language_groups(folder: RunFolder) -> Iterator[tuple[str | None, pa.Table]]:
@@ -357,4 +362,4 @@ def read_language_groups(folder: RunFolder) -> Iterator[tuple[str | None, pa.Tab
     directories = sorted({d for name in names for d in list_dirs(folder, name)})
     for directory in directories:
         parts = [read_dataset(folder, f"{name}/{directory}") for name in names if folder.exists(f"{name}/{directory}")]
-        yield (None if directory == NO_LANGUAGE_DIR else directory), pa.concat_tables(parts)
+        yield language_of(directory), pa.concat_tables(parts)
