@@ -38,11 +38,16 @@ PRODUCTION_QUOTAS = {"high": 100_000, "mid": 50_000, "low": 25_000}  # configs/s
 BUILD_MAX_ROWS = None
 
 
+def quota_rows(quotas: dict[str, int], targets=DEFAULT_TARGETS) -> int:
+    """The rows a per-language plan with these tier quotas makes over `targets` (the fabricated
+    seeds outnumber every quota, so each language takes its whole quota)."""
+    return sum(quotas[language.tier] for language in resolve_languages(targets))
+
+
 def tier_quotas(rows: int) -> dict[str, int]:
     """sPhinX's tier quotas (high : mid : low = 4 : 2 : 1, as 100k/50k/25k) scaled so the 50
     default languages plan about `rows` rows."""
-    tiers = [language.tier for language in resolve_languages(DEFAULT_TARGETS)]
-    weight = sum(PRODUCTION_QUOTAS[tier] for tier in tiers) / PRODUCTION_QUOTAS["low"]  # 115
+    weight = quota_rows(PRODUCTION_QUOTAS) / PRODUCTION_QUOTAS["low"]  # 115
     low = max(1, round(rows / weight))
     return {"high": 4 * low, "mid": 2 * low, "low": low}
 
@@ -81,7 +86,7 @@ def case_job(spec: dict) -> dict:
     quotas = spec.get("quotas") or tier_quotas(spec["rows"])
     config = scale_config(spec, quotas, seeds_file(spec), str(work_dir / "run"))
     limit = spec.get("build_max_rows", BUILD_MAX_ROWS)
-    planned_rows = planned_row_count(config)
+    planned_rows = quota_rows(config.plan.quotas, config.languages.targets)
     skip_build = limit is not None and planned_rows > limit
     if skip_build:
         config = config.model_copy(update={"build": config.build.model_copy(update={"enabled": False})})
@@ -115,12 +120,6 @@ def case_job(spec: dict) -> dict:
     return result
 
 
-def planned_row_count(config: Config) -> int:
-    """The rows the config plans, without reading the seeds: every language its tier's quota
-    (the fabricated seeds outnumber every quota)."""
-    return sum(config.plan.quotas[language.tier] for language in resolve_languages(config.languages.targets))
-
-
 CASES = {"job": case_job}
 STAGES = ("plan", "generation", "finalise", "build")
 
@@ -145,7 +144,7 @@ def suite(sizes: dict, runner) -> dict:
             **({"build_max_rows": sizes["scale_build_max_rows"]} if "scale_build_max_rows" in sizes else {})}
     cases = [runner.case("benchmarks.scale", "job", {**spec, "rows": rows, "work_dir": str(scratch / f"job-{rows}")})
              for rows in sizes["scale_rows"]]
-    production = runner.case("benchmarks.scale", "job", {**spec, "rows": sum(PRODUCTION_QUOTAS[lang.tier] for lang in resolve_languages(DEFAULT_TARGETS)),
+    production = runner.case("benchmarks.scale", "job", {**spec, "rows": quota_rows(PRODUCTION_QUOTAS),
                                                         "quotas": PRODUCTION_QUOTAS, "plan_only": True, "work_dir": str(scratch / "production")})
     return {
         "label": "the real job's stages over a SIMULATED generator (fixed latency), not a model",
