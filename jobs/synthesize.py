@@ -77,17 +77,18 @@ def init_ray(config: Config) -> None:
     start_or_join(config.ray)
 
 
-def actor_pool(actors: int, batches_per_actor: int):
-    """A fixed pool whose actors each hold up to `batches_per_actor` batches (calls) at once. Ray
-    Data's actors take one call at a time unless max_concurrent_calls_per_actor says otherwise,
+def actor_pool(actors: int, batches_per_actor: int, batches_per_call: int = 1):
+    """A fixed pool whose actors each hold up to `batches_per_actor` batches at once, in calls of
+    `batches_per_call` batches (a big plan's blocks: actors/plan_source.py) and at least two calls.
+    Ray Data's actors take one call at a time unless max_concurrent_calls_per_actor says otherwise,
     whatever max_tasks_in_flight_per_actor queues up. TranslateActor limits the rows running
     (compute.rows_in_flight); the pool gives it more batches than those rows fill, so that rows
     are always waiting for a slot: a finished row's slot goes to the next row at once, with no
-    round trip through Ray Data, and a batch held by its slowest row holds no other slot."""
+    round trip through Ray Data, and a call held by its slowest row holds no other slot."""
     from ray.data import ActorPoolStrategy
 
-    return ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=batches_per_actor,
-                             max_concurrent_calls_per_actor=batches_per_actor)
+    calls = max(-(-batches_per_actor // batches_per_call), min(batches_per_actor, 2))
+    return ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=calls, max_concurrent_calls_per_actor=calls)
 
 
 def translate_dataset(config: Config, tasks: pa.Table | TaskPlan, actor_cls=None):
@@ -96,13 +97,15 @@ def translate_dataset(config: Config, tasks: pa.Table | TaskPlan, actor_cls=None
     benchmark passes a simulated or instrumented one built on it)."""
     import ray
 
-    from actors.plan_source import plan_dataset
+    from actors.plan_source import block_rows, plan_dataset
     from actors.translate import TranslateActor
     from actors.vllm_generator import ENGINE_ACTOR_RUNTIME_ENV
 
     actor_cls = actor_cls or TranslateActor
 
-    size = config.compute.batch_size
+    # A big plan goes in blocks of several batches, one call each: Ray Data's driver keeps state
+    # for every block (actors/plan_source.py).
+    size = block_rows(tasks.num_rows, config.compute.batch_size)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = sys.stderr.isatty()
     # An engine that cannot start (bad model path, out of memory) must fail the job, not retry forever.
@@ -112,7 +115,7 @@ def translate_dataset(config: Config, tasks: pa.Table | TaskPlan, actor_cls=None
         fn_constructor_kwargs={"config_data": json.loads(config.model_dump_json())},
         batch_size=size,
         batch_format="pyarrow",
-        compute=actor_pool(config.compute.actors, config.compute.actor_batches),
+        compute=actor_pool(config.compute.actors, config.compute.actor_batches, size // config.compute.batch_size),
         num_cpus=config.compute.num_cpus_per_actor,
         num_gpus=config.compute.num_gpus_per_actor or None,
         resources=config.compute.resources or None,

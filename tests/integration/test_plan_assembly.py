@@ -1,7 +1,8 @@
 """The plan's task rows are assembled inside the pipeline (actors/plan_source.py): that
 step must run even when the generation pool reserves every CPU of the cluster
 (compute.actors x compute.num_cpus_per_actor == ray.num_cpus), where a 1-CPU assembly task
-waited forever for a core that the pool's actors held."""
+waited forever for a core that the pool's actors held. A plan of more than MAX_BLOCKS batches goes
+in blocks of several batches, one call each, every task row once."""
 
 from __future__ import annotations
 
@@ -29,23 +30,40 @@ SCRIPT = textwrap.dedent(
         def __call__(self, batch):
             return batch
 
+    import sys
+    from actors import plan_source
+    plan_source.MAX_BLOCKS = int(sys.argv[1])
     ray.init(num_cpus=2, include_dashboard=False)
     config = parse_config({"seeds": {"paths": ["data/seeds/english_seeds.jsonl"]}, "languages": {"targets": ["fr", "es"]},
                            "compute": {"actors": 2, "num_cpus_per_actor": 1, "batch_size": 4}, "ray": {"num_cpus": 2}})
     seeds, _ = load_seed_table(config.seeds.paths)
     plan = build_task_plan(seeds, resolve_languages(["fr", "es"]), "all", {"high": 1, "mid": 1, "low": 1}, 0, "sphinx", "v1")
-    rows = sum(t.num_rows for t in translate_dataset(config, plan, EchoActor).iter_batches(batch_size=None, batch_format="pyarrow"))
-    print("ROWS", rows, plan.num_rows)
+    tables = list(translate_dataset(config, plan, EchoActor).iter_batches(batch_size=None, batch_format="pyarrow"))
+    ids = [i for table in tables for i in table.column("id").to_pylist()]
+    print("ROWS", len(ids), len(set(ids)), plan.num_rows, len(tables), max(t.num_rows for t in tables))
     """
 )
 
 
-def test_assembly_runs_when_the_pool_takes_every_cpu():
+def run_plan(max_blocks: int) -> tuple[int, int, int, int, int]:
+    """(rows out, distinct ids, planned rows, blocks out, rows of the largest block) of the plan
+    (112 seeds x fr, es, batch 4: 56 batches) through an echo pool."""
     try:
-        done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=240)
+        done = subprocess.run([sys.executable, "-c", SCRIPT, str(max_blocks)], cwd=ROOT, capture_output=True, text=True, timeout=240)
     except subprocess.TimeoutExpired as error:
         raise AssertionError("the pipeline hung: plan assembly found no free CPU beside a pool that takes them all") from error
     assert done.returncode == 0, done.stderr[-3000:]
     line = [line for line in done.stdout.splitlines() if line.startswith("ROWS")][-1]
-    _, rows, planned = line.split()
-    assert int(rows) == int(planned) > 0
+    return tuple(int(n) for n in line.split()[1:])
+
+
+def test_assembly_runs_when_the_pool_takes_every_cpu():
+    rows, distinct, planned, blocks, largest = run_plan(2_048)
+    assert rows == distinct == planned == 224
+    assert largest == 4 and blocks == 56, "a plan within MAX_BLOCKS batches: one batch a block"
+
+
+def test_a_plan_over_max_blocks_goes_in_blocks_of_several_batches_each_row_once():
+    rows, distinct, planned, blocks, largest = run_plan(10)
+    assert rows == distinct == planned == 224
+    assert largest == 24 and blocks == 10, "56 batches within 10 blocks: 6 batches (24 rows) a block"
