@@ -342,8 +342,10 @@ class RssSampler:
     process must be the driver) and every other process it started, directly or not (workers,
     actors, Ray's services), sampled in a thread every `interval_s` by psutil; the largest worker
     (any process but the driver and Ray's SERVICES) is reported with its class
-    (classify_process). RSS counts the object store's pages a process has mapped; the largest
-    worker's private memory (RSS less its shared pages) is reported beside it."""
+    (classify_process). RSS counts the object store's pages a process has mapped (the driver maps
+    those of every block it reads, and they stay resident in it after the block is freed); the
+    driver's private memory (RssAnon: its heap, Arrow's buffers, not the object store's pages) and
+    the largest worker's (RSS less its shared pages) are reported beside them, sampled."""
 
     def __init__(self, interval_s: float = 0.5):
         import threading
@@ -370,7 +372,7 @@ class RssSampler:
         own_peak_rss_reset()
         with self._lock:
             self._current = self.stages[name] = {"started": time.perf_counter(), "driver_rss_at_start_mib": own_rss_mib("VmRSS"),
-                                                  "workers": {}, "private": {}, "samples": 0}
+                                                  "driver_peak_private_mib": 0.0, "workers": {}, "private": {}, "samples": 0}
         self.sample()
 
     def end(self) -> None:
@@ -414,10 +416,12 @@ class RssSampler:
             if label not in SERVICES:
                 # shared: file-backed and shared-memory pages, the object store's among them
                 seen[proc.pid] = (label, memory.rss / 2**20, (memory.rss - memory.shared) / 2**20)
+        driver_private = own_rss_mib("RssAnon")
         with self._lock:
             if self._current is None:
                 return
             self._current["samples"] += 1
+            self._current["driver_peak_private_mib"] = max(self._current["driver_peak_private_mib"], driver_private)
             workers, private = self._current["workers"], self._current["private"]
             for pid, (label, rss, own) in seen.items():
                 if rss > workers.get(pid, ("", 0.0))[1]:

@@ -206,7 +206,7 @@ def scale_rows(case: dict) -> list[list]:
     rows = []
     for stage, figures in case["stages"].items():
         worker, private = figures.get("largest_worker_peak_rss_mib"), figures.get("largest_worker_private_mib")
-        rows.append([case["planned"], stage, figures["wall_s"], figures["driver_peak_rss_mib"],
+        rows.append([case["planned"], stage, figures["wall_s"], figures["driver_peak_rss_mib"], figures.get("driver_peak_private_mib", "–"),
                      "–" if worker is None else f"{fmt(worker)} ({figures['largest_worker_class']})",
                      "–" if private is None else f"{fmt(private)} ({figures['largest_worker_private_class']})"])
     return rows
@@ -221,7 +221,7 @@ def scale_md(suite: dict) -> list[str]:
             lines += error_lines("scale case", case)
             continue
         rows += scale_rows(case)
-    lines += table(["planned rows", "stage", "wall s", "driver peak RSS MiB", "largest worker peak RSS MiB (class)",
+    lines += table(["planned rows", "stage", "wall s", "driver peak RSS MiB", "driver peak private MiB", "largest worker peak RSS MiB (class)",
                     "largest worker peak private MiB (class)"], rows) + [""]
     done = [case for case in suite["cases"] if "accepted" in case]
     if done:
@@ -232,7 +232,10 @@ def scale_md(suite: dict) -> list[str]:
     grown = suite.get("driver_growth") or {}
     if grown:
         lines += [f"Driver peak RSS growth from {fmt(grown['from_rows'])} to {fmt(grown['to_rows'])} planned rows: "
-                  + ", ".join(f"{stage} {grown[stage]:+.0%}" for stage in grown if stage not in ("from_rows", "to_rows")), ""]
+                  + ", ".join(f"{stage} {grown[stage]:+.0%}" for stage in grown if stage not in ("from_rows", "to_rows", "private")), ""]
+        if grown.get("private"):
+            lines += ["Driver peak private memory growth (RssAnon: without the object store's pages it has mapped): "
+                      + ", ".join(f"{stage} {value:+.0%}" for stage, value in grown["private"].items()), ""]
     return lines + [f"Settings: {note}" for note in suite.get("notes", [])] + [""]
 
 

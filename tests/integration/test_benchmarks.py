@@ -153,6 +153,7 @@ def test_scale_measures_every_stage_of_the_job_and_the_production_plan(report):
     assert list(case["stages"]) == ["plan", "generation", "finalise"] and "build_max_rows" in case["build_skipped"]
     for stage in case["stages"].values():
         assert stage["wall_s"] > 0 and 50 < stage["driver_peak_rss_mib"] < 4096
+        assert 20 < stage["driver_peak_private_mib"] <= stage["driver_peak_rss_mib"], "private memory is part of the RSS"
     assert case["stages"]["generation"]["largest_worker_peak_rss_mib"] > 50 and case["stages"]["generation"]["workers_seen"] >= 2
     production = suite["production_plan"]
     assert list(production["stages"]) == ["plan"] and production["planned"] == 50 * suite["seeds"]  # quotas over 1,000 seeds: all
