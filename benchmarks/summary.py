@@ -240,7 +240,8 @@ def scale_md(suite: dict) -> list[str]:
 
 
 def scale_plot(suite: dict) -> bytes:
-    """Peak RSS per stage against planned rows: the driver solid, the largest worker dashed."""
+    """Peak RSS per stage against planned rows: the driver solid, its private memory dotted, the
+    largest worker dashed."""
     from engine.report.charts import figure, to_png
 
     cases = sorted((c for c in suite["cases"] if "stages" in c), key=lambda c: c["planned"])
@@ -251,6 +252,8 @@ def scale_plot(suite: dict) -> bytes:
         color = f"C{number}"
         ax.plot(x, [c["stages"][stage]["driver_peak_rss_mib"] for c in mine], "o-", color=color, label=f"{stage}, driver")
         ax.plot(x, [c["stages"][stage]["largest_worker_peak_rss_mib"] or 0 for c in mine], "s--", color=color, label=f"{stage}, largest worker")
+        if all("driver_peak_private_mib" in c["stages"][stage] for c in mine):
+            ax.plot(x, [c["stages"][stage]["driver_peak_private_mib"] for c in mine], "^:", color=color, label=f"{stage}, driver private")
     plan = suite.get("production_plan", {})
     if "stages" in plan:
         ax.plot([plan["planned"]], [plan["stages"]["plan"]["driver_peak_rss_mib"]], "*", color="C0", markersize=12, label="production plan, driver")
@@ -258,9 +261,9 @@ def scale_plot(suite: dict) -> bytes:
     ax.set_xscale("log")
     ax.set_ylim(bottom=0)
     ax.set_xlabel("planned rows")
-    ax.set_ylabel("peak RSS MiB")
-    ax.set_title("Scale (SIMULATED generator): peak RSS per stage")
-    ax.legend(fontsize="x-small", frameon=False, ncol=2)
+    ax.set_ylabel("peak MiB")
+    ax.set_title("Scale (SIMULATED generator): peak memory per stage")
+    ax.legend(fontsize="x-small", frameon=False, ncol=3)
     return to_png(fig)
 
 
