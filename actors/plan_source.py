@@ -15,11 +15,15 @@ CPUs) must still be fed (tests/integration/test_plan_assembly.py).
 
 Block size. Even so, each block costs the driver memory for the rest of the run: every map
 operator keeps a BlockStats for each block it outputs (MapOperator._output_blocks_stats), and the
-read and the generation pool are two operators. Measured with an echo pool (2 actors, batch 64):
-640,000 rows in 10,000 blocks raised the driver's peak RSS by 103 MiB (~9 KB a block) and took
-163 s, as 625 blocks of 1,024 rows by 26 MiB in 15 s (1,000 blocks of 64: 24 MiB). So a plan of
-more than MAX_BLOCKS batches is cut into blocks of several batches (block_rows): at most about
-MAX_BLOCKS blocks, whatever the plan's size, and a plan that small stays one batch a block.
+read and the generation pool are two operators. Measured with an echo pool (2 actors,
+`python -m benchmarks.block_memory`): 640,000 rows in 10,000 blocks of 64 raised the driver's peak
+RSS by 107 MiB (its heap by 83) and took 128 s; 64,000 rows in 1,000 blocks by 25 MiB (heap 21):
+~9 KB a block (~7 KB of heap). The same 640,000 rows in 625 blocks of 1,024: 30 MiB, 11 s. So a
+plan of more than MAX_BLOCKS batches is cut into blocks of several batches (block_rows): at most
+about MAX_BLOCKS blocks, whatever the plan's size, and a plan that small stays one batch a block.
+Bigger blocks cost the driver object store pages instead (mapped as it reads them, resident after
+they are freed): 157 MiB with 512-row blocks of 3 KB rows against 22 MiB with 64-row ones, shared
+with the object store and bounded by its size (benchmarks/README.md, Scale).
 """
 
 from __future__ import annotations

@@ -1,0 +1,108 @@
+"""What a block of the generation stage costs the driver: the job's own plan source and actor pool
+(actors.plan_source.plan_dataset, jobs.synthesize.actor_pool) over an echo actor that adds
+`--row-bytes` of text to each row, the driver consuming the blocks as the job does (coalescing
+them into shard-sized tables). No model, no checks: only Ray Data's bookkeeping and the blocks.
+
+    .venv/bin/python -m benchmarks.block_memory --rows 640000 --block-rows 64 --calls 32
+    .venv/bin/python -m benchmarks.block_memory --rows 200000 --block-rows 512 --calls 4 --row-bytes 3000
+
+Prints one JSON line: the driver's memory at the start and its peak during the run, sampled every
+0.1 s from /proc/self/status: VmRSS, RssAnon (its heap and Arrow buffers), RssShmem (object store
+pages it has mapped while reading blocks) and RssFile (libraries). actors/plan_source.py cites it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+
+FIELDS = ("VmRSS", "RssAnon", "RssShmem", "RssFile")
+
+
+def memory_mib() -> dict[str, float]:
+    """This process's resident memory by kind, MiB."""
+    found = {}
+    with open(f"/proc/{os.getpid()}/status") as status:
+        for line in status:
+            name = line.split(":", 1)[0]
+            if name in FIELDS:
+                found[name] = round(int(line.split()[1]) / 1024, 1)
+    return found
+
+
+class EchoActor:
+    """The rows back with `row_bytes` characters of text added: the generated row's size."""
+
+    def __init__(self, row_bytes: int):
+        self.text = "x" * row_bytes
+
+    async def __call__(self, batch):
+        import pyarrow as pa
+
+        yield batch.append_column("text", pa.array([self.text] * batch.num_rows, pa.string()))
+
+
+def measure(rows: int, block_rows: int, calls: int, row_bytes: int, shard_rows: int, object_store_mib: int | None) -> dict:
+    import pyarrow as pa
+    import ray
+
+    from actors.plan_source import plan_dataset
+    from jobs.synthesize import actor_pool
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    if object_store_mib:
+        context.execution_options.resource_limits = context.execution_options.resource_limits.copy(object_store_memory=object_store_mib * 2**20)
+    peak: dict[str, float] = {}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.1):
+            for name, value in memory_mib().items():
+                peak[name] = max(peak.get(name, 0.0), value)
+
+    tasks = pa.table({"id": pa.array(range(rows), pa.int64())})
+    start = memory_mib()
+    threading.Thread(target=sample, daemon=True, name="memory").start()
+    dataset = plan_dataset(tasks, block_rows).map_batches(
+        EchoActor, fn_constructor_kwargs={"row_bytes": row_bytes}, batch_size=block_rows, batch_format="pyarrow",
+        compute=actor_pool(2, calls), num_cpus=0.5,
+    )
+    started, seen, blocks, pending, pending_rows = time.monotonic(), 0, 0, [], 0
+    for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        seen, blocks = seen + table.num_rows, blocks + 1
+        pending.append(table)
+        pending_rows += table.num_rows
+        if pending_rows >= shard_rows:  # as the job's RowStore: one shard-sized table, then let go
+            pa.concat_tables(pending).combine_chunks()
+            pending, pending_rows = [], 0
+    seconds = time.monotonic() - started
+    stop.set()
+    ray.shutdown()
+    return {"rows": rows, "rows_seen": seen, "blocks": blocks, "block_rows": block_rows, "calls_per_actor": calls,
+            "row_bytes": row_bytes, "object_store_limit_mib": object_store_mib, "seconds": round(seconds, 1),
+            "driver_at_start_mib": start, "driver_peak_mib": peak,
+            "driver_peak_growth_mib": {name: round(peak.get(name, 0.0) - start.get(name, 0.0), 1) for name in FIELDS}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.block_memory", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=640_000)
+    parser.add_argument("--block-rows", type=int, default=64, help="rows a block (and a call): the plan's block size")
+    parser.add_argument("--calls", type=int, default=32, help="calls an actor holds at once")
+    parser.add_argument("--row-bytes", type=int, default=0, help="text added to each row by the echo actor")
+    parser.add_argument("--shard-rows", type=int, default=5000)
+    parser.add_argument("--object-store-mib", type=int, default=None, help="cap Ray Data's object store budget")
+    args = parser.parse_args(argv)
+    result = measure(args.rows, args.block_rows, args.calls, args.row_bytes, args.shard_rows, args.object_store_mib)
+    print(json.dumps(result), flush=True)
+    return 0 if result["rows_seen"] == result["rows"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
