@@ -15,23 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import threading
 import time
+
+from benchmarks.harness import own_rss_mib
 
 FIELDS = ("VmRSS", "RssAnon", "RssShmem", "RssFile")
 
 
 def memory_mib() -> dict[str, float]:
     """This process's resident memory by kind, MiB."""
-    found = {}
-    with open(f"/proc/{os.getpid()}/status") as status:
-        for line in status:
-            name = line.split(":", 1)[0]
-            if name in FIELDS:
-                found[name] = round(int(line.split()[1]) / 1024, 1)
-    return found
+    return {field: own_rss_mib(field) for field in FIELDS}
 
 
 class EchoActor:
