@@ -1,12 +1,16 @@
 """The run folder's row store: Parquet shards written whole-or-not-at-all as work completes, on
 a local disk or any pyarrow filesystem (engine.runfolder).
 
-Finished batches are coalesced into shards of bounded size: a shard is written once it holds
-`shard_rows` rows or its first row waited `shard_seconds`, whichever comes first (and at the end
-of the run, or when the run stops on an error). A shard is written atomically (engine.runfolder),
-so a killed job leaves whole shards only: a rerun trusts every `part-*.parquet` it finds and skips
-their ids. What a kill loses is the rows in flight: those in the actors and those buffered here,
-at most `shard_rows` rows or `shard_seconds` of work.
+Finished batches are coalesced into shards of bounded size (ShardBuffer): a shard is written
+once it holds `shard_rows` rows or its first row waited `shard_seconds`, whichever comes first
+(and at the end of the run, or when the run stops on an error). A shard is written atomically
+(engine.runfolder), so a killed job leaves whole shards only: a rerun trusts every
+`part-*.parquet` it finds and skips their ids. What a kill loses is the rows in flight: those in
+the actors and those buffered, at most `shard_rows` rows or `shard_seconds` of work.
+
+The generation stage buffers references to blocks and has Ray workers write the shards
+(actors/shard_writer.py), so the driver never reads a generated row; RowStore.add buffers tables
+by the same rule, for callers that hold their rows themselves.
 
 Resume reads only the shards' id columns, into one Arrow array (`done_id_array`): a million
 finished ids are ~30 MB of Arrow buffers, not a Python set of strings.
@@ -26,14 +30,48 @@ from engine.runfolder import RunFolder
 SHARDS = "shards"
 
 
+def write_shard(folder: RunFolder, table: pa.Table) -> str:
+    """Write `table` as a new shard of `folder`, whole or not at all; returns its name."""
+    name = f"{SHARDS}/part-{uuid.uuid4().hex}.parquet"
+    folder.write_parquet(name, table.select(SCHEMA.names).cast(SCHEMA))
+    return name
+
+
+class ShardBuffer:
+    """Items (tables, or references to blocks) waiting to become one shard: `add` says when they
+    are due, once they hold `shard_rows` rows or the first of them waited `shard_seconds`."""
+
+    def __init__(self, shard_rows: int, shard_seconds: float):
+        self.shard_rows, self.shard_seconds = shard_rows, shard_seconds
+        self.items: list = []
+        self.rows = 0
+        self.since: float | None = None
+
+    def add(self, item, rows: int, now: float | None = None) -> bool:
+        """Buffer `item` of `rows` rows; True when the buffer is due to be written (take())."""
+        now = time.monotonic() if now is None else now
+        self.items.append(item)
+        self.rows += rows
+        if self.since is None:
+            self.since = now
+        return self.rows >= self.shard_rows or now - self.since >= self.shard_seconds
+
+    def take(self) -> list:
+        """The buffered items, oldest first; the buffer is empty afterwards."""
+        items, self.items, self.rows, self.since = self.items, [], 0, None
+        return items
+
+
 class RowStore:
     def __init__(self, run_dir: RunFolder | str | Path, shard_rows: int = 5000, shard_seconds: float = 60.0):
         self.folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
         self.folder.makedirs(SHARDS)
         self.shard_rows, self.shard_seconds = shard_rows, shard_seconds
-        self.pending: list[pa.Table] = []
-        self.pending_rows = 0
-        self.pending_since: float | None = None
+        self.pending = ShardBuffer(shard_rows, shard_seconds)
+
+    @property
+    def pending_rows(self) -> int:
+        return self.pending.rows
 
     def _path(self, name: str = "") -> Path | PurePosixPath:
         path = self.folder.path(name)
@@ -52,31 +90,19 @@ class RowStore:
 
     def write(self, table: pa.Table) -> Path | PurePosixPath:
         """Write `table` as one shard now; returns its path on the run folder's filesystem."""
-        table = table.select(SCHEMA.names).cast(SCHEMA)
-        name = f"{SHARDS}/part-{uuid.uuid4().hex}.parquet"
-        self.folder.write_parquet(name, table)
-        return self._path(name)
+        return self._path(write_shard(self.folder, table))
 
     def add(self, table: pa.Table, now: float | None = None) -> Path | PurePosixPath | None:
         """Buffer a finished batch; writes the buffer as one shard once it reached shard_rows rows
         or shard_seconds of age. Returns the shard written, if any."""
-        now = time.monotonic() if now is None else now
-        self.pending.append(table.select(SCHEMA.names).cast(SCHEMA))
-        self.pending_rows += table.num_rows
-        if self.pending_since is None:
-            self.pending_since = now
-        if self.pending_rows >= self.shard_rows or now - self.pending_since >= self.shard_seconds:
+        if self.pending.add(table.select(SCHEMA.names).cast(SCHEMA), table.num_rows, now):
             return self.flush()
         return None
 
     def flush(self) -> Path | PurePosixPath | None:
         """Write whatever is buffered as one shard (nothing when the buffer is empty)."""
-        if not self.pending:
-            return None
-        table = pa.concat_tables(self.pending)
-        shard = self.write(table)
-        self.pending, self.pending_rows, self.pending_since = [], 0, None
-        return shard
+        tables = self.pending.take()
+        return self.write(pa.concat_tables(tables)) if tables else None
 
     def done_id_array(self) -> pa.ChunkedArray:
         """Every id already written, read from the shards' id columns only."""

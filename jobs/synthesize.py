@@ -24,7 +24,7 @@ import yaml
 
 from engine.cli import job_parser, run_main
 from engine.config import Config, ConfigError, load_config, redacted
-from engine.records import ACCEPTED, REJECTED, to_table
+from engine.records import to_table
 from engine.report.cluster_plot import plot_clusters
 from engine.selection.dedup_rows import NearDuplicateOutputs, reject_duplicate_outputs
 from engine.report.counts import cluster_figures_from, reason_kind, render_markdown, render_summary, report_from_figures
@@ -141,11 +141,12 @@ class Progress:
     def close(self) -> None:
         self.stopped.set()
 
-    def update(self, table: pa.Table, log_now: bool = True) -> None:
-        self.done += table.num_rows
-        self.new += table.num_rows
-        self.accepted += pc.sum(pc.equal(table.column("status"), ACCEPTED)).as_py() or 0
-        self.tokens += pc.sum(table.column("completion_tokens")).as_py() or 0
+    def update(self, counts: dict, log_now: bool = True) -> None:
+        """A shard saved: its rows, accepted rows and completion tokens (actors/shard_writer.py)."""
+        self.done += counts["rows"]
+        self.new += counts["rows"]
+        self.accepted += counts["accepted"]
+        self.tokens += counts["completion_tokens"]
         if log_now:
             self.log_line()
 
@@ -272,27 +273,41 @@ def plan_job(config: Config) -> PlannedRun:
 
 
 def generate(config: Config, planned: PlannedRun, actor_cls=None) -> None:
-    """The generation stage over what is left to do, its rows written to the shards as they come."""
+    """The generation stage over what is left to do, its rows written to the shards as they come,
+    by Ray workers: the driver handles references and counts, never the rows."""
+    from actors.shard_writer import ShardWriter
+
     init_ray(config)
-    total, store = len(planned.planned_ids), planned.store
+    total = len(planned.planned_ids)
     progress = Progress(total, total - planned.todo.num_rows)
+    writer = ShardWriter(planned.folder, config.run.shard_rows, config.run.shard_seconds, progress.update)
     dataset = translate_dataset(config, planned.todo, actor_cls)
     try:
-        for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-            shard = store.add(table)
-            progress.update(table, log_now=shard is not None)
-        store.flush()
+        # References to the pool's output blocks, with their row counts (a Ray Data developer API;
+        # iter_batches would fetch every row into this process).
+        for bundle in dataset.iter_internal_ref_bundles():
+            writer.add(bundle)
+        writer.flush()
         progress.log_line()  # the last line says the whole plan is done
     except Exception as error:  # Ray wraps the actor's exception; say what it means
-        store.flush()
+        save_finished(writer)
         raise StageFailed(
             f"the generation stage failed: {root_cause(error)}\n"
             f"{progress.done} of {total} rows are saved in {planned.folder}; fix the cause "
             "(model.name, model.engine_kwargs, memory) and rerun the same command to resume."
         ) from error
     finally:
-        store.flush()  # finished rows are kept, whatever stopped the loop (Ctrl-C included)
+        save_finished(writer)  # finished rows are kept, whatever stopped the loop (Ctrl-C included)
         progress.close()
+
+
+def save_finished(writer) -> None:
+    """Write the finished rows still buffered, on the way out of a failed stage: a shard that
+    cannot be written now is logged, and the stage's own error is the one raised."""
+    try:
+        writer.flush()
+    except Exception as error:  # noqa: BLE001 - the caller is already handling the real failure
+        log.warning("could not save the last finished rows (a rerun generates them again): %s", root_cause(error))
 
 
 def run(config: Config, actor_cls=None, stage: Callable[[str], None] | None = None) -> dict:
