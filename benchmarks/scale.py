@@ -162,8 +162,8 @@ def suite(sizes: dict, runner) -> dict:
             "folder and the anti-join against its shards), generation (the job's actor pool over the simulated generator, shards "
             "written as they come), finalise (the languages as Ray tasks, the report and its page), build (jobs.build.build_run, "
             "sPhinX LANG 2-shot, random demonstrations)",
-            "driver peak RSS: VmHWM of the driver, reset at each stage's start (it counts the object store pages the driver mapped "
-            "as it read the generated blocks, resident after the blocks are freed); driver peak private: its RssAnon (heap and "
+            "driver peak RSS: VmHWM of the driver, reset at each stage's start (it would count object store pages the driver "
+            "mapped; Ray tasks write the generated rows, actors/shard_writer.py, so it maps none); driver peak private: its RssAnon (heap and "
             "Arrow buffers), sampled every 0.5 s; largest worker: the most RSS any process but the "
             "driver and Ray's services reached in the stage (psutil, every 0.5 s; it counts the object store pages it mapped), "
             "and the most private memory (RSS less shared pages: what the process holds itself)",
