@@ -28,15 +28,17 @@ import ray
 
 from engine.records import ACCEPTED
 from engine.runfolder import RunFolder
-from engine.store import ShardBuffer, write_shard
+from engine.store import ShardBuffer, new_shard_name, write_shard
 
 WRITES_IN_FLIGHT = 2  # shards being written at once; a third waits for the oldest
 
 
 @ray.remote(num_cpus=0)  # a pool that reserves every CPU must still get its rows saved
-def write_blocks(root: str, fs, slices: list[tuple[int, int] | None], *blocks) -> dict:
-    """One shard from `blocks` (resolved on this worker, from its node's object store when they
-    are there), each cut to its slice; returns the shard's name and counts."""
+def write_blocks(root: str, fs, name: str, slices: list[tuple[int, int] | None], *blocks) -> dict:
+    """Shard `name` from `blocks` (resolved on this worker, from its node's object store when they
+    are there), each cut to its slice; returns the shard's name and counts. The name comes from
+    the driver, so a write Ray retries after its worker died replaces the same shard: no id is
+    ever saved twice."""
     from ray.data.block import BlockAccessor
 
     tables = []
@@ -44,7 +46,7 @@ def write_blocks(root: str, fs, slices: list[tuple[int, int] | None], *blocks) -
         table = BlockAccessor.for_block(block).to_arrow()
         tables.append(table if part is None else table.slice(part[0], part[1] - part[0]))
     table = pa.concat_tables(tables)
-    name = write_shard(RunFolder(root, fs), table)
+    write_shard(RunFolder(root, fs), table, name)
     return {
         "shard": name,
         "rows": table.num_rows,
@@ -78,7 +80,7 @@ class ShardWriter:
         items = self.buffer.take()
         if items:
             refs, spans = [ref for ref, _ in items], [span for _, span in items]
-            self.writing.append(write_blocks.remote(self.folder.root, self.folder.fs, spans, *refs))
+            self.writing.append(write_blocks.remote(self.folder.root, self.folder.fs, new_shard_name(), spans, *refs))
         while len(self.writing) > self.in_flight:
             self.wait_oldest()
 

@@ -30,9 +30,14 @@ from engine.runfolder import RunFolder
 SHARDS = "shards"
 
 
-def write_shard(folder: RunFolder, table: pa.Table) -> str:
-    """Write `table` as a new shard of `folder`, whole or not at all; returns its name."""
-    name = f"{SHARDS}/part-{uuid.uuid4().hex}.parquet"
+def new_shard_name() -> str:
+    return f"{SHARDS}/part-{uuid.uuid4().hex}.parquet"
+
+
+def write_shard(folder: RunFolder, table: pa.Table, name: str | None = None) -> str:
+    """Write `table` as shard `name` (a new name by default) of `folder`, whole or not at all;
+    returns the name. Writing the same name again replaces the shard: a retried write is safe."""
+    name = name or new_shard_name()
     folder.write_parquet(name, table.select(SCHEMA.names).cast(SCHEMA))
     return name
 

@@ -124,7 +124,7 @@ def translate_dataset(config: Config, tasks: pa.Table | TaskPlan, actor_cls=None
 
 
 class Progress:
-    """One line (rows done / planned, accepted, tokens/s, ETA) per shard written, and every
+    """One line (rows saved / planned, accepted, tokens/s, ETA) per shard written, and every
     `every_s` seconds in between, so a long first batch does not look like a hang."""
 
     def __init__(self, total: int, already: int, every_s: float = 30.0):

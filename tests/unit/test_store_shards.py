@@ -13,7 +13,7 @@ from engine.inputs.seeds import Seed, seeds_table
 from engine.languages import resolve_languages
 from engine.records import SCHEMA, to_table
 from engine.runfolder import RunFolder
-from engine.store import RowStore
+from engine.store import RowStore, new_shard_name, write_shard
 
 
 def rows(*ids: str) -> pa.Table:
@@ -48,6 +48,17 @@ def test_done_ids_come_back_as_one_arrow_array(tmp_path):
     done = store.done_id_array()
     assert isinstance(done, pa.ChunkedArray) and sorted(done.to_pylist()) == ["a", "b", "c"]
     assert len(RowStore(tmp_path / "empty").done_id_array()) == 0
+
+
+def test_a_shard_written_again_under_its_name_replaces_itself(tmp_path):
+    # The writer's Ray task may be retried after its worker died having written the shard: the
+    # name comes from the driver, so the retry must leave one copy of each id, not two.
+    store = RowStore(tmp_path)
+    name = new_shard_name()
+    assert write_shard(store.folder, rows("a", "b"), name) == name
+    write_shard(store.folder, rows("a", "b"), name)
+    assert store.shard_names() == [name] and sorted(store.done_id_array().to_pylist()) == ["a", "b"]
+    assert store.clean_partial() == 0
 
 
 def plan_of(count: int, codes: list[str]) -> TaskPlan:
