@@ -287,8 +287,7 @@ def generate(config: Config, planned: PlannedRun, actor_cls=None) -> None:
         # iter_batches would fetch every row into this process).
         for bundle in dataset.iter_internal_ref_bundles():
             writer.add(bundle)
-        writer.flush()
-        progress.log_line()  # the last line says the whole plan is done
+        writer.flush()  # the last shard's progress line says the whole plan is done
     except Exception as error:  # Ray wraps the actor's exception; say what it means
         save_finished(writer)
         raise StageFailed(
