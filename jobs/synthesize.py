@@ -141,14 +141,13 @@ class Progress:
     def close(self) -> None:
         self.stopped.set()
 
-    def update(self, counts: dict, log_now: bool = True) -> None:
+    def update(self, counts: dict) -> None:
         """A shard saved: its rows, accepted rows and completion tokens (actors/shard_writer.py)."""
         self.done += counts["rows"]
         self.new += counts["rows"]
         self.accepted += counts["accepted"]
         self.tokens += counts["completion_tokens"]
-        if log_now:
-            self.log_line()
+        self.log_line()
 
     def log_line(self) -> None:
         elapsed = time.monotonic() - self.started
