@@ -24,6 +24,16 @@ about MAX_BLOCKS blocks, whatever the plan's size, and a plan that small stays o
 Bigger blocks would cost a driver that read them object store pages instead (mapped as it reads
 them, resident after they are freed: 157 MiB with 512-row blocks of 3 KB rows against 22 MiB with
 64-row ones); the job's driver reads none, Ray tasks write the shards (actors/shard_writer.py).
+
+Feeding the pool. Ray Data's scheduling loop sees a read finish only at its next step (each step
+waits up to 0.1 s for task completions while the pool's calls run), so the reads deliver about
+ASSEMBLY_TASKS blocks a step whatever their speed. With one-batch blocks and 2 reads that capped
+the pool: 8 actors at 1 s of simulated latency (512 rows/s wanted) got 256 reads in 21.9 s, 187
+rows/s, and kept 38% of their rows in flight (the scaling benchmark's pool, benchmarks/scaling.py). So the
+reads run 4 at once and, when a plan has at least FEED_BATCHES x 4 batches per actor, a block
+holds FEED_BATCHES batches: the same case kept 95% in flight. One call is one block (a call
+returns its rows together), so bigger blocks would leave more finished rows waiting in a call
+for its slowest one; two batches keep the long-tail case above 0.8 of ideal.
 """
 
 from __future__ import annotations
@@ -34,15 +44,18 @@ from ray.data.datasource import Datasource, ReadTask
 
 from engine.inputs.plan import TaskPlan, assemble_tasks
 
-ASSEMBLY_TASKS = 2  # reads at once
-MAX_BLOCKS = 2_048  # blocks of a plan before its blocks grow past one batch (~20 MiB of the driver's memory)
+ASSEMBLY_TASKS = 4  # reads at once
+MAX_BLOCKS = 2_048  # blocks of a plan before its blocks grow past FEED_BATCHES batches (~20 MiB of the driver's memory)
+FEED_BATCHES = 2  # batches a block at least, once every actor still gets four blocks or more
 
 
-def block_rows(num_rows: int, batch_size: int, max_blocks: int | None = None) -> int:
-    """Rows a block of a `num_rows`-row plan: `batch_size`, or the fewest whole batches that keep
-    the plan within `max_blocks` blocks (MAX_BLOCKS)."""
+def block_rows(num_rows: int, batch_size: int, actors: int = 1, max_blocks: int | None = None) -> int:
+    """Rows a block of a `num_rows`-row plan for a pool of `actors`: FEED_BATCHES batches (one
+    batch when the plan is too small to give every actor four such blocks), or the fewest whole
+    batches that keep the plan within `max_blocks` blocks (MAX_BLOCKS)."""
     batches = -(-num_rows // batch_size)
-    return batch_size * max(1, -(-batches // (max_blocks or MAX_BLOCKS)))
+    least = FEED_BATCHES if batches >= FEED_BATCHES * 4 * actors else 1
+    return batch_size * max(least, -(-batches // (max_blocks or MAX_BLOCKS)))
 
 
 def read_block(index, seeds, recipe: str | None, start: int, rows: int) -> list[pa.Table]:

@@ -189,6 +189,14 @@ def peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def machine_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent (user, system, nice) since boot: every process's."""
+    import psutil
+
+    times = psutil.cpu_times()
+    return times.user + times.system + times.nice
+
+
 def cpu_seconds() -> float:
     """CPU seconds (user + system) this process has used so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -291,8 +299,7 @@ class CpuSampler:
                 seen[proc.pid] = (label, times.user + times.system)
             except psutil.Error:
                 continue
-        machine_times = psutil.cpu_times()
-        self.samples.append((time.time(), machine_times.user + machine_times.system + machine_times.nice, seen))
+        self.samples.append((time.time(), machine_cpu_seconds(), seen))
 
     def table(self, start: float | None = None, end: float | None = None) -> dict:
         """CPU seconds per class between wall-clock times `start` and `end` (None: the first and

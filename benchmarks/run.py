@@ -33,9 +33,9 @@ from benchmarks.summary import write_report
 SUITES = ("translation", "refinement", "tokens", "scaling", "cheap", "adequacy", "training", "scale")
 
 # What each size measures. quick takes about half an hour on 2 cores (its suites' times added up); tiny is for tests.
-# latency_s is a generation request's simulated latency; at 0.5 s a pool's demand (64 rows in flight per actor,
-# 8 batches a second) stays below what Ray Data feeds it on 2 cores, as a real model's would: the pool, not the
-# harness, is what the scaling cases measure.
+# latency_s is a generation request's simulated latency; scaling_latency_s the scaling suite's, long enough that
+# 8 actors' demand (8 x 64 rows in flight / latency: 512 rows/s at 1 s) leaves 2 cores room for the row machines,
+# fastText and Ray, as a real model's would: the pool, not the cores, is what the scaling cases measure.
 SIZES = {
     "tiny": {
         "seeds": 3, "refine_seeds": 3, "refine_rounds": 2, "training_pairs": 1, "training_steps": 3, "training_max_length": 128, "latency_s": 0.5, "budget": 2, "clusters": 2, "actors": [1, 2], "waves": 4, "tail_waves": 2,
@@ -44,13 +44,13 @@ SIZES = {
     },
     "quick": {
         "seeds": 48, "refine_seeds": 64, "refine_rounds": 1, "training_pairs": 3, "training_steps": 4, "training_max_length": 128, "latency_s": 0.5, "budget": 16, "clusters": 8,
-        "actors": [1, 2, 4, 8], "waves": 8, "tail_waves": 24, "plan_rows": 1_000_000, "stream_rows": 20_000, "lid_texts": 50_000,
+        "actors": [1, 2, 4, 8], "scaling_latency_s": 1.0, "waves": 8, "tail_waves": 24, "plan_rows": 1_000_000, "stream_rows": 20_000, "lid_texts": 50_000,
         "lid_actors": [1, 2], "embed_sentences": 500,
         "scale_rows": [100_000, 300_000], "scale_seeds": 100_000, "scale_latency_s": 0.01,
     },
     "full": {
         "seeds": None, "refine_seeds": None, "refine_rounds": 2, "training_pairs": 5, "training_steps": 10, "training_max_length": 256, "latency_s": 0.5, "budget": 32, "clusters": 16,
-        "actors": [1, 2, 4, 8], "waves": 16, "tail_waves": 48, "plan_rows": 1_000_000, "stream_rows": 1_000_000, "lid_texts": 1_000_000,
+        "actors": [1, 2, 4, 8], "scaling_latency_s": 1.0, "waves": 16, "tail_waves": 48, "plan_rows": 1_000_000, "stream_rows": 1_000_000, "lid_texts": 1_000_000,
         "lid_actors": [1, 2], "embed_sentences": 3000,
         "scale_rows": [100_000, 300_000, 1_000_000], "scale_seeds": 100_000, "scale_latency_s": 0.01, "scale_build_max_rows": None,
     },

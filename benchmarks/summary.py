@@ -145,12 +145,13 @@ def scaling_rows(cases: list[dict]) -> list[list]:
     return [[c["actors"], c["rows"], c.get("peak_batches_per_actor"), c.get("peak_in_flight_per_actor"),
              c.get("mean_in_flight_per_actor_while_fed"), fmt(c.get("in_flight_fill"), 3), fmt(c.get("observed_mean_request_s"), 3),
              c["ideal_rows_per_s"], c["rows_per_s_after_all_ready"], fmt(c["efficiency_vs_ideal"], 3), c.get("rows_per_s_while_fed"),
-             fmt(c.get("efficiency_while_fed"), 3), c["rows_per_s_end_to_end"], fmt(c["driver_cpu_share"], 2)] for c in cases]
+             fmt(c.get("efficiency_while_fed"), 3), c["rows_per_s_end_to_end"], fmt(c["driver_cpu_share"], 2),
+             fmt(c.get("machine_cpu_busy"), 2)] for c in cases]
 
 
 SCALING_HEADER = ["actors", "rows", "peak batches per actor", "peak in flight per actor", "mean in flight while fed", "fill",
                   "observed s per request", "ideal rows/s", "rows/s after all ready", "efficiency", "rows/s while fed",
-                  "efficiency while fed", "rows/s end to end", "driver CPU share"]
+                  "efficiency while fed", "rows/s end to end", "driver CPU share", "machine CPU busy"]
 
 
 def scaling_md(suite: dict) -> list[str]:

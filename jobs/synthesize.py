@@ -103,9 +103,9 @@ def translate_dataset(config: Config, tasks: pa.Table | TaskPlan, actor_cls=None
 
     actor_cls = actor_cls or TranslateActor
 
-    # A big plan goes in blocks of several batches, one call each: Ray Data's driver keeps state
-    # for every block (actors/plan_source.py).
-    size = block_rows(tasks.num_rows, config.compute.batch_size)
+    # Blocks of several batches, one call each: the reads must keep up with the pool, and Ray
+    # Data's driver keeps state for every block (actors/plan_source.py).
+    size = block_rows(tasks.num_rows, config.compute.batch_size, config.compute.actors)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = sys.stderr.isatty()
     # An engine that cannot start (bad model path, out of memory) must fail the job, not retry forever.

@@ -1,24 +1,31 @@
 """How a plan is cut into blocks for the generation pool (actors/plan_source.block_rows) and how
-many calls an actor then holds (jobs.synthesize.actor_pool): a small plan stays one batch a block,
-a big one keeps its number of blocks bounded and an actor still holds actor_batches batches."""
+many calls an actor then holds (jobs.synthesize.actor_pool): a tiny plan stays one batch a block,
+others take FEED_BATCHES batches a block so the reads keep up with the pool, a big one keeps its
+number of blocks bounded, and an actor still holds actor_batches batches."""
 
 from __future__ import annotations
 
 import pytest
 
-from actors.plan_source import MAX_BLOCKS, block_rows
+from actors.plan_source import FEED_BATCHES, MAX_BLOCKS, block_rows
 from jobs.synthesize import actor_pool
 
 
-@pytest.mark.parametrize("rows", [0, 1, 64, 64 * MAX_BLOCKS])
-def test_a_plan_within_max_blocks_batches_is_one_batch_a_block(rows):
-    assert block_rows(rows, 64) == 64
+@pytest.mark.parametrize(("rows", "actors"), [(0, 1), (1, 1), (64, 1), (64 * 7, 1), (64 * 15, 2), (64 * 31, 4)])
+def test_a_plan_too_small_to_give_every_actor_four_blocks_of_two_batches_is_one_batch_a_block(rows, actors):
+    assert block_rows(rows, 64, actors) == 64
 
 
-@pytest.mark.parametrize("rows", [64 * MAX_BLOCKS + 1, 300_000, 1_000_000, 10_000_000])
+@pytest.mark.parametrize(("rows", "actors"), [(64 * 8, 1), (64 * 16, 2), (64 * 64, 8), (64 * MAX_BLOCKS, 1), (64 * 2 * MAX_BLOCKS, 32)])
+def test_a_plan_within_max_blocks_blocks_of_feed_batches_is_feed_batches_a_block(rows, actors):
+    assert block_rows(rows, 64, actors) == 64 * FEED_BATCHES
+    assert -(-rows // (64 * FEED_BATCHES)) >= 4 * actors, "every actor still gets four blocks or more"
+
+
+@pytest.mark.parametrize("rows", [64 * FEED_BATCHES * MAX_BLOCKS + 1, 300_000, 1_000_000, 10_000_000])
 def test_a_bigger_plan_keeps_within_max_blocks_in_whole_batches(rows):
     size = block_rows(rows, 64)
-    assert size % 64 == 0 and size > 64
+    assert size % 64 == 0 and size > 64 * FEED_BATCHES
     assert -(-rows // size) <= MAX_BLOCKS
     assert -(-rows // (size - 64)) > MAX_BLOCKS, "the fewest batches a block that keep within the bound"
 
@@ -26,6 +33,7 @@ def test_a_bigger_plan_keeps_within_max_blocks_in_whole_batches(rows):
 def test_max_blocks_can_be_given():
     assert block_rows(1000, 10, max_blocks=4) == 250
     assert block_rows(1001, 10, max_blocks=4) == 260
+    assert block_rows(1000, 10, max_blocks=1000) == 10 * FEED_BATCHES
 
 
 @pytest.mark.parametrize(("batches", "per_call", "calls"), [(32, 1, 32), (32, 8, 4), (32, 5, 7), (32, 64, 2), (1, 1, 1), (4, 16, 2)])
