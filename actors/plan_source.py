@@ -19,8 +19,8 @@ read and the generation pool are two operators. Measured with an echo pool (2 ac
 `python -m benchmarks.block_memory`): 640,000 rows in 10,000 blocks of 64 raised the driver's peak
 RSS by 107 MiB (its heap by 83) and took 128 s; 64,000 rows in 1,000 blocks by 25 MiB (heap 21):
 ~9 KB a block (~7 KB of heap). The same 640,000 rows in 625 blocks of 1,024: 30 MiB, 11 s. So a
-plan of more than MAX_BLOCKS batches is cut into blocks of several batches (block_rows): at most
-about MAX_BLOCKS blocks, whatever the plan's size, and a plan that small stays one batch a block.
+plan of more than MAX_BLOCKS blocks is cut into blocks of more batches (block_rows): at most about
+MAX_BLOCKS blocks, whatever the plan's size.
 Bigger blocks would cost a driver that read them object store pages instead (mapped as it reads
 them, resident after they are freed: 157 MiB with 512-row blocks of 3 KB rows against 22 MiB with
 64-row ones); the job's driver reads none, Ray tasks write the shards (actors/shard_writer.py).

@@ -302,9 +302,9 @@ class ComputeConfig(Section):
     """vLLM on CPU: cores the engine computes on, pinned (actors.vllm_generator.engine_env); None
     leaves vLLM's own binding, which keeps one core per engine for its scheduler."""
     batch_size: int = Field(default=16, ge=1)
-    """Rows per Ray Data batch handed to an actor. A plan of more than 2,048 batches is handed in
-    blocks of several batches, one call each (actors/plan_source.py: Ray Data's driver memory grows
-    with the number of blocks)."""
+    """Rows per Ray Data batch handed to an actor. The plan is handed in blocks of two batches, more
+    for a plan of more than 4,096 batches, one call each (actors/plan_source.py: the reads must keep
+    up with the pool, and Ray Data's driver memory grows with the number of blocks)."""
     batches_in_flight: int = Field(default=4, ge=1)
     """Batches' worth of rows one actor keeps in flight: rows_in_flight defaults to batch_size × this."""
     rows_in_flight: int | None = Field(default=None, ge=1)

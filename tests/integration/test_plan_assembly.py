@@ -1,8 +1,8 @@
 """The plan's task rows are assembled inside the pipeline (actors/plan_source.py): that
 step must run even when the generation pool reserves every CPU of the cluster
 (compute.actors x compute.num_cpus_per_actor == ray.num_cpus), where a 1-CPU assembly task
-waited forever for a core that the pool's actors held. A plan of more than MAX_BLOCKS batches goes
-in blocks of several batches, one call each, every task row once."""
+waited forever for a core that the pool's actors held. Blocks hold two batches (so the reads keep
+up with the pool), a plan of more than MAX_BLOCKS such blocks more, one call each, every task row once."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def run_plan(max_blocks: int) -> tuple[int, int, int, int, int]:
 def test_assembly_runs_when_the_pool_takes_every_cpu():
     rows, distinct, planned, blocks, largest = run_plan(2_048)
     assert rows == distinct == planned == 224
-    assert largest == 4 and blocks == 56, "a plan within MAX_BLOCKS batches: one batch a block"
+    assert largest == 8 and blocks == 28, "56 batches for 2 actors, within MAX_BLOCKS blocks: FEED_BATCHES (2) batches a block"
 
 
 def test_a_plan_over_max_blocks_goes_in_blocks_of_several_batches_each_row_once():
