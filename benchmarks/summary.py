@@ -106,7 +106,13 @@ def refinement_md(suite: dict) -> list[str]:
             + (f"; judge criteria: {criteria}" if criteria else "") + ")", ""] + cases_md(
         suite, ["case", "rows", "judged / rewritten rows", "judged / rewritten share", "generated tokens", "draft / judge / rewrite tokens",
                 "engine starts", "engine start s", "steady state s", "end to end s", "tokens/s steady state", "tokens/s end to end", "accepted"],
-        cells) + [f"Settings (both arms): {note}" for note in suite.get("notes", [])[:3]] + [""]
+        cells) + [f"Settings (both arms): {note}" for note in suite.get("notes", [])[:3]] + chain_stages(suite) + [""]
+
+
+def chain_stages(suite: dict) -> list[str]:
+    """The chain's stages in order, each with its requests: one engine each."""
+    stages = suite.get("cases", {}).get("ray_data_llm_chain", {}).get("stages")
+    return ["Chain stages (requests): " + ", ".join(f"{s['stage']} ({s['requests']})" for s in stages)] if stages else []
 
 
 def training_md(suite: dict) -> list[str]:
