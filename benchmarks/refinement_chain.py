@@ -225,7 +225,7 @@ def refinement_suite(sizes: dict, simulated: bool, runner) -> dict:
             "validation for this benchmark only (BENCH_VALIDATION): adequacy gate, number and sentence checks off, length ratio "
             "0.05-20, language by script only, no degeneration limit; parsing, spans, untranslated and script checks on; "
             f"up to {BENCH_VALIDATION['validation']['max_attempts']} attempts a draft or rewrite, the failure fed back (the chain: "
-            f"one more stage per attempt, over the rows that failed); drafts and rewrites sampled at temperature "
+            f"one more stage per attempt, over the rows whose answer did not pass its checks); drafts and rewrites sampled at temperature "
             f"{BENCH_VALIDATION['generation']['temperature']} (the judge greedy), so final statuses agree less than greedy runs do",
             f"seeds: the {chosen['chosen']} shortest of the {chosen['span_free_seeds']} span-free seeds (of {chosen['of_seeds']})",
             "the chain runs one processor (one engine) per stage, one after another, since two engines at once do not fit this machine; "
