@@ -28,12 +28,13 @@ them, resident after they are freed: 157 MiB with 512-row blocks of 3 KB rows ag
 Feeding the pool. Ray Data's scheduling loop sees a read finish only at its next step (each step
 waits up to 0.1 s for task completions while the pool's calls run), so the reads deliver about
 ASSEMBLY_TASKS blocks a step whatever their speed. With one-batch blocks and 2 reads that capped
-the pool: 8 actors at 1 s of simulated latency (512 rows/s wanted) got 256 reads in 21.9 s, 187
-rows/s, and kept 38% of their rows in flight (the scaling benchmark's pool, benchmarks/scaling.py). So the
-reads run 4 at once and, when a plan has at least FEED_BATCHES x 4 batches per actor, a block
-holds FEED_BATCHES batches: the same case kept 95% in flight. One call is one block (a call
-returns its rows together), so bigger blocks would leave more finished rows waiting in a call
-for its slowest one; two batches keep the long-tail case above 0.8 of ideal.
+the pool: 8 simulated actors at 1 s a request (512 rows/s wanted; benchmarks/scaling.py's pool)
+got 256 reads in 21.9 s, 187 rows/s, and kept 38% of their rows in flight. So the reads run 4 at
+once and, when a plan has at least FEED_BATCHES x 4 batches per actor, a block holds FEED_BATCHES
+batches: the same case keeps 97% in flight (benchmarks/results/suite-scaling-2026-12-05.md). One
+call is one block (a call returns its rows together), so bigger blocks would leave more finished
+rows waiting in a call for its slowest one: with two batches the long-tail case keeps 85% in
+flight (one actor at 0.5 s: 98% with one batch a block, 75% with four).
 """
 
 from __future__ import annotations
