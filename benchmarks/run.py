@@ -43,7 +43,7 @@ SIZES = {
         "scale_rows": [3_000], "scale_seeds": 1_000, "scale_latency_s": 0.01, "scale_build_max_rows": 0,
     },
     "quick": {
-        "seeds": 48, "refine_seeds": 64, "refine_rounds": 1, "training_pairs": 3, "training_steps": 4, "training_max_length": 128, "latency_s": 0.5, "budget": 16, "clusters": 8,
+        "seeds": 48, "refine_seeds": 64, "refine_rounds": 1, "training_pairs": 3, "training_steps": 8, "training_max_length": 128, "latency_s": 0.5, "budget": 16, "clusters": 8,
         "actors": [1, 2, 4, 8], "scaling_latency_s": 1.0, "waves": 8, "tail_waves": 24, "plan_rows": 1_000_000, "stream_rows": 20_000, "lid_texts": 50_000,
         "lid_actors": [1, 2], "embed_sentences": 500,
         "scale_rows": [100_000, 300_000], "scale_seeds": 100_000, "scale_latency_s": 0.01,
