@@ -22,7 +22,7 @@ from benchmarks.translation import driver_recipe, driver_requests
 from benchmarks.workload import base_spec, load_tasks
 from engine.reasons import retry_makes_sense
 from engine.records import ACCEPTED, REJECTED
-from engine.rows.drafting import Draft
+from engine.rows.drafting import Draft, retry_messages
 from engine.rows.refine import (
     Judgement, Recipe, Request, Version, best_version, final_verdict, judge_requests, read_judgement, rewrite_request, should_rewrite,
 )
@@ -58,7 +58,7 @@ def refine_chain(recipe: Recipe, rounds: int, requests: list[Request], generate,
         """Stages of `asks` (row key: messages) until every row has a valid version or has used
         its attempts; the keys with a valid version, in order. A processor's answer is always text
         (no finish reason), so every failure is a check's reason."""
-        valid, attempt = [], 1
+        valid, attempt = set(), 1
         while asks:
             answers = run(name if attempt == 1 else f"{name}, attempt {attempt}",
                           [raydata_row(key, messages, rows[key].request.params) for key, messages in asks.items()])
@@ -69,14 +69,13 @@ def refine_chain(recipe: Recipe, rounds: int, requests: list[Request], generate,
                 reason, failed_field, output = recipe.check(row.request, answer["text"])
                 if reason is None:
                     row.current = Draft(answer["text"], output)
-                    valid.append(key)
+                    valid.add(key)
                     continue
                 row.reason = reason
                 if attempt < max_attempts and retry_makes_sense(reason):
-                    feedback = recipe.feedback(row.request, reason, failed_field)
-                    retry[key] = messages + [{"role": "assistant", "content": answer["text"]}, feedback]
+                    retry[key] = retry_messages(messages, answer["text"], recipe.feedback(row.request, reason, failed_field))
             asks, attempt = retry, attempt + 1
-        return [key for key in rows if key in set(valid)]
+        return [key for key in rows if key in valid]
 
     active = until_valid("translate", "draft", {key: row.request.messages for key, row in rows.items()})
     for key in rows.keys() - set(active):

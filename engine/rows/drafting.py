@@ -97,5 +97,11 @@ async def draft_until_valid(
         if not retry_makes_sense(reason):
             return None
         if completion.finish_reason != ERROR:  # a failed request is sent again as it was
-            messages = messages + [{"role": "assistant", "content": completion.text}, feedback(reason, failed_field)]
+            messages = retry_messages(messages, completion.text, feedback(reason, failed_field))
     return None
+
+
+def retry_messages(messages: list[dict], reply: str, feedback: dict) -> list[dict]:
+    """The conversation a retry sends: the failed reply as the assistant's turn, then the feedback
+    on it (a new list; `messages` is left as it was)."""
+    return messages + [{"role": "assistant", "content": reply}, feedback]
