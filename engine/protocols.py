@@ -38,6 +38,18 @@ class Generator(Protocol):
         ...
 
 
+class MachineTranslator(Protocol):
+    """A machine-translation model (actors/machine_translation.py): English prose in, the target
+    language out, one output per text in order. It is never shown a protected span."""
+
+    model_name: str
+    backend: str
+
+    async def translate(self, texts: list[str], language) -> list[str]:
+        """`texts` into `language` (an engine.languages.Language)."""
+        ...
+
+
 class LanguageIdentifier(Protocol):
     def has_label(self, label: str) -> bool: ...
 

@@ -83,6 +83,8 @@ REASONS: dict[str, Reason] = {
         Reason("bad_record", "an input record could not be read (detail: what was wrong)", False),
         Reason("seed_not_english", "a seed's instruction clearly is not English (detail: its label)", False),
         Reason("not_a_target_language", "an X-Instruction text in a language the config does not target", False),
+        # Qualification before spending (engine/qualify.py, jobs/synthesize.py).
+        Reason("translator_unqualified", "the language's translator accepted under qualify.min_accept of its probe rows, so the rest of its plan was not run (detail: language:translator)", False),
         # Selection (engine/selection).
         Reason("duplicate_of", "an exact or near duplicate of an earlier seed or output (detail: its id)", False),
         Reason("near_duplicate_of", "an accepted output whose embedding is as close as dedup.output_near_threshold to an earlier accepted output of its language (detail: kept id:cosine)", False),

@@ -10,13 +10,13 @@ import numpy as np
 import pyarrow as pa
 
 from engine.config import Config
-from engine.protocols import Generator, LanguageIdentifier
+from engine.protocols import Generator, LanguageIdentifier, MachineTranslator
 from engine.languages import resolve_languages
 from engine.inputs.plan import PlannedIds, TaskPlan, build_task_plan, build_text_task_plan
 from engine.records import REJECTED, row_id
 from engine.inputs.seeds import LANGUAGE_VERDICT, BadRecord, load_seed_table, load_texts
 from engine.rows.validate import seed_language_reason
-from engine.rows.refine import ExtraCheck, recipe_version
+from engine.rows.refine import ExtraCheck, recipe_version, with_routing
 from engine.rows.translate import SelectiveTranslator, TranslationRecipe
 from engine.rows.xinstruct import InstructionRecipe, InstructionWriter
 
@@ -29,15 +29,18 @@ def recipe_class(config: Config) -> type:
 
 
 def prompt_version(config: Config) -> str:
-    """Goes into every row's id and provenance: a changed prompt or judge means new rows."""
-    return recipe_version(recipe_class(config), config.refine.rounds, config.quality.round_trip)
+    """Goes into every row's id and provenance: a changed prompt, judge or routing of languages
+    to the machine translator means new rows."""
+    return with_routing(recipe_version(recipe_class(config), config.refine.rounds, config.quality.round_trip), config)
 
 
-def row_machine(config: Config, generator: Generator, langid: LanguageIdentifier, checks: Sequence[ExtraCheck] = ()):
-    """The refinement loop with the recipe's prompts and checks; `checks` run after the built-in ones."""
+def row_machine(config: Config, generator: Generator | None, langid: LanguageIdentifier, checks: Sequence[ExtraCheck] = (),
+                machine: MachineTranslator | None = None):
+    """The refinement loop with the recipe's prompts and checks; `checks` run after the built-in
+    ones; `machine` drafts the languages config.translators routes to mt (translation only)."""
     if config.recipe == "xinstruction":
         return InstructionWriter(config, generator, langid, checks)
-    return SelectiveTranslator(config, generator, langid, checks)
+    return SelectiveTranslator(config, generator, langid, checks, machine)
 
 
 def quality_checks(config: Config, encoder=None) -> list[ExtraCheck]:

@@ -60,10 +60,13 @@ SCHEMA = pa.schema(
         ("tokens_round_trip", pa.int64()),
         ("cluster", pa.int32()),
         # Provenance.
-        ("model", pa.string()),
+        ("model", pa.string()),  # who wrote the kept version (the last draft of a rejected row)
         ("backend", pa.string()),
+        ("translator", pa.string()),  # llm, mt, or mt+llm (the LLM repaired or rewrote a machine draft)
+        ("mt_model", pa.string()),  # the machine translator, wherever it drafted
         ("prompt_version", pa.string()),
         ("source", pa.string()),
+        ("seconds", pa.float32()),  # the row machine's wall time, waits for the engine included
     ]
 )
 

@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine.records import SCHEMA
 from engine.runfolder import RunFolder
@@ -113,6 +114,17 @@ class RowStore:
         """Every id already written, read from the shards' id columns only."""
         chunks = [chunk for name in self.shard_names() for chunk in self.folder.read_parquet(name, columns=["id"]).column("id").chunks]
         return pa.chunked_array(chunks, pa.string())
+
+    def read_rows(self, ids: pa.Array, columns: list[str]) -> pa.Table:
+        """`columns` (and id) of the written rows whose id is in `ids`, a shard at a time: the
+        caller holds what it asked for (a probe's rows), never the run."""
+        names = ["id", *[name for name in columns if name != "id"]]
+        schema = pa.schema([SCHEMA.field(name) for name in names])
+        parts = [schema.empty_table()]
+        for shard in self.shard_names():
+            table = self.folder.read_parquet(shard, columns=names).cast(schema)
+            parts.append(table.filter(pc.is_in(table.column("id"), value_set=ids)))
+        return pa.concat_tables(parts)
 
     def done_ids(self) -> set[str]:
         """done_id_array as a Python set, for small callers and tests."""

@@ -24,7 +24,7 @@ import yaml
 
 from engine.cli import job_parser, run_main
 from engine.config import Config, ConfigError, load_config, redacted
-from engine.records import to_table
+from engine.records import REJECTED, to_table
 from engine.report.cluster_plot import plot_clusters
 from engine.selection.dedup_rows import NearDuplicateOutputs, reject_duplicate_outputs
 from engine.report.counts import cluster_figures_from, reason_kind, render_markdown, render_summary, report_from_figures
@@ -89,6 +89,14 @@ def actor_pool(actors: int, batches_per_actor: int, batches_per_call: int = 1):
 
     calls = max(-(-batches_per_actor // batches_per_call), min(batches_per_actor, 2))
     return ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=calls, max_concurrent_calls_per_actor=calls)
+
+
+def pool_config(config: Config, languages) -> Config:
+    """The config the actors get for a stage that translates only `languages`: their targets, so
+    an actor loads the LLM or the machine translator only where those languages need it (the
+    rows' ids and prompt version do not depend on the targets)."""
+    targets = tuple(code for code in config.languages.targets if code in set(languages)) or config.languages.targets
+    return config.model_copy(update={"languages": config.languages.model_copy(update={"targets": targets})})
 
 
 def translate_dataset(config: Config, tasks: pa.Table | TaskPlan, actor_cls=None):
@@ -240,6 +248,9 @@ class PlannedRun:
     todo: TaskPlan
     selector: SeedSelector | None
 
+    def done_rows(self) -> int:
+        return len(self.planned_ids) - self.todo.num_rows
+
 
 def plan_job(config: Config) -> PlannedRun:
     """Seeds read (on Ray Data), selected and planned; the run folder made or checked against the
@@ -271,16 +282,17 @@ def plan_job(config: Config) -> PlannedRun:
     return PlannedRun(plan, planned_ids, folder, store, todo, selector)
 
 
-def generate(config: Config, planned: PlannedRun, actor_cls=None) -> None:
-    """The generation stage over what is left to do, its rows written to the shards as they come,
-    by Ray workers: the driver handles references and counts, never the rows."""
+def generate(config: Config, planned: PlannedRun, actor_cls=None, todo: TaskPlan | None = None) -> None:
+    """The generation stage over `todo` (by default what is left to do), its rows written to the
+    shards as they come, by Ray workers: the driver handles references and counts, never the rows."""
     from actors.shard_writer import ShardWriter
 
     init_ray(config)
+    todo = planned.todo if todo is None else todo
     total = len(planned.planned_ids)
-    progress = Progress(total, total - planned.todo.num_rows)
+    progress = Progress(total, total - todo.num_rows if todo is planned.todo else planned.done_rows())
     writer = ShardWriter(planned.folder, config.run.shard_rows, config.run.shard_seconds, progress.update)
-    dataset = translate_dataset(config, planned.todo, actor_cls)
+    dataset = translate_dataset(pool_config(config, todo.rows_per_language()), todo, actor_cls)
     try:
         # References to the pool's output blocks, with their row counts (a Ray Data developer API;
         # iter_batches would fetch every row into this process).
@@ -308,14 +320,57 @@ def save_finished(writer) -> None:
         log.warning("could not save the last finished rows (a rerun generates them again): %s", root_cause(error))
 
 
-def run(config: Config, actor_cls=None, stage: Callable[[str], None] | None = None) -> dict:
-    """The whole job: plan, generation, finalise and (build.enabled) the training sets; returns the
-    report. `stage(name)` is called as each stage starts (the scale benchmark measures them), and
+def qualify_languages(config: Config, planned: PlannedRun, actor_cls=None) -> tuple[PlannedRun, list]:
+    """The probe: the first qualify.probe_rows planned rows of each language, generated (those not
+    written yet) and read back; the languages under qualify.min_accept have the rest of their
+    plan rejected translator_unqualified, a slice at a time. Returns the run with what is left to
+    do (the qualified languages' other rows) and the verdicts."""
+    from engine.qualify import PROBE_COLUMNS, qualify, render_table, unqualified_reason
+
+    probe = planned.plan.tasks.first_per_language(config.qualify.probe_rows)
+    probe_todo = probe.without(planned.store.done_id_array())  # a rerun reads its probe back
+    if probe_todo.num_rows:
+        log.info("qualification: probing %d rows over %d languages before the rest of the plan", probe_todo.num_rows, len(probe_todo.rows_per_language()))
+        generate(config, planned, actor_cls, probe_todo)
+    probe_ids = pa.chunked_array(list(probe.id_chunks()), pa.string()).combine_chunks()
+    rows = planned.store.read_rows(probe_ids, PROBE_COLUMNS)
+    verdicts = qualify(config, planned.plan.tasks.rows_per_language(), rows)
+    for line in render_table(verdicts, config):
+        log.info("%s", line)
+    rest = planned.todo.without(probe_ids)
+    failed = [v.lang for v in verdicts if not v.qualified]
+    if failed:
+        write_unqualified(planned, rest.for_languages(failed), config, unqualified_reason)
+    todo = rest.for_languages([v.lang for v in verdicts if v.qualified])
+    return PlannedRun(planned.plan, planned.planned_ids, planned.folder, planned.store, todo, planned.selector), verdicts
+
+
+def write_unqualified(planned: PlannedRun, tasks: TaskPlan, config: Config, reason_of) -> None:
+    """The planned rows of languages that did not qualify, as rejected rows with their reason,
+    a shard of at most run.shard_rows rows at a time (their text assembled a slice at a time)."""
+    step = config.run.shard_rows
+    for start in range(0, tasks.num_rows, step):
+        rows = tasks.tasks(start, step).to_pylist()
+        planned.store.write(to_table([{**row, "status": REJECTED, "reason": reason_of(config, row["lang"])} for row in rows]))
+    log.info("%d planned rows of languages that did not qualify written as rejected", tasks.num_rows)
+
+
+def run(config: Config, actor_cls=None, stage: Callable[[str], None] | None = None, dry_run: bool = False) -> dict | None:
+    """The whole job: plan, qualification (qualify.enabled), generation, finalise and (build.enabled)
+    the training sets; returns the report. `dry_run` stops after qualification and returns None.
+    `stage(name)` is called as each stage starts (the scale benchmark measures them), and
     `actor_cls` replaces TranslateActor (the benchmarks' simulated generator)."""
     stage = stage or (lambda name: None)
     started = time.monotonic()
     stage("plan")
     planned = plan_job(config)
+    if planned.todo.num_rows and (config.qualify.enabled or dry_run):
+        stage("qualify")
+        planned, _ = qualify_languages(config, planned, actor_cls)
+    if dry_run:
+        log.info("dry run: qualification done; %d planned rows not generated (rerun without --dry-run to go on: "
+                 "the probe rows are kept)", planned.todo.num_rows)
+        return None
     if planned.todo.num_rows:
         stage("generation")
         generate(config, planned, actor_cls)
@@ -346,10 +401,15 @@ def root_cause(error: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     def body(args) -> int:
-        report = run(load_config(args.config, args.overrides))
+        report = run(load_config(args.config, args.overrides), dry_run=args.dry_run)
+        if report is None:
+            return 0
         return 0 if report["adds_up"] else 1  # the counts do not add up to the plan
 
     parser = job_parser("jobs.synthesize", __doc__, set_example="compute.actors=2")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="plan and run the qualification probe only: print each language's probe acceptance and "
+                             "cost estimate, generate nothing else (the probe rows are kept for the real run)")
     return run_main(parser, argv, body, [((ConfigError, SeedError, PlanChanged, ValueError), 2), (StageFailed, 3)])
 
 

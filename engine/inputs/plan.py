@@ -227,6 +227,25 @@ class TaskPlan:
         keep = pa.chunked_array([pc.invert(pc.is_in(ids, value_set=done)) for ids in self.id_chunks()], pa.bool_())
         return TaskPlan(self.seeds, self.index.filter(keep), self.recipe)
 
+    def first_per_language(self, count: int) -> TaskPlan:
+        """The first `count` tasks of each language, in plan order (a qualification probe)."""
+        codes = pc.dictionary_encode(self.index.column("lang")).combine_chunks().indices.to_numpy()
+        order = np.argsort(codes, kind="stable")
+        ranked = codes[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(ranked)) + 1] if len(ranked) else np.zeros(0, np.int64)
+        rank = np.empty(len(codes), np.int64)
+        rank[order] = np.arange(len(codes)) - np.repeat(starts, np.diff(np.r_[starts, len(codes)]))
+        return TaskPlan(self.seeds, self.index.filter(pa.array(rank < count)), self.recipe)
+
+    def for_languages(self, codes) -> TaskPlan:
+        """The tasks of these languages only."""
+        keep = pc.is_in(self.index.column("lang"), value_set=pa.array(list(codes), pa.string()))
+        return TaskPlan(self.seeds, self.index.filter(keep), self.recipe)
+
+    def rows_per_language(self) -> dict[str, int]:
+        counts = pc.value_counts(self.index.column("lang")).to_pylist()
+        return {entry["values"]: entry["counts"] for entry in counts}
+
     def tasks(self, start: int = 0, length: int | None = None) -> pa.Table:
         """The task rows, text included, of index rows [start, start + length)."""
         return assemble_tasks(self.index.slice(start, length), self.seeds, self.recipe)

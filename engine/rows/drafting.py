@@ -67,6 +67,7 @@ class Ledger:
 class Draft:
     text: str  # the model's answer as written (sentinels and all): what a rewrite builds on
     output: dict  # restored fields plus validation columns
+    author: str = "llm"  # who wrote it: "llm", or "mt" (a machine-translation draft)
 
 
 async def draft_until_valid(

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from engine.config import Config
 from engine.languages import get_language
-from engine.protocols import GenParams, Generator, LanguageIdentifier
+from engine.protocols import GenParams, Generator, LanguageIdentifier, MachineTranslator
 from engine.reasons import make_reason
 from engine.rows.drafting import Draft
 from engine.rows.judge import JUDGE_VERSION, judge_messages, judge_params, judge_schema, mean_score, parse_score, rewrite_message
@@ -23,7 +23,13 @@ from engine.rows.refine import ExtraCheck, Judgement, RefinementLoop, Request, r
 from engine.rows.round_trip import BACKTRANSLATE_VERSION, RoundTripField
 from engine.rows.validate import validate_translation
 from engine.text.parse import parse_fields
-from engine.text.spans import SENTINEL_RE, protect_many, restore
+from engine.text.spans import SENTINEL_RE, protect_many, restore, strip_sentinels
+
+
+# How sure language ID must be that a source sentence is not English before the machine
+# translator leaves it as written: an English sentence full of names or terms can read as
+# another language at lower confidence, and translating it is the safe error.
+KEEP_CONFIDENCE = 0.8
 
 
 class TranslationRecipe:
@@ -57,7 +63,8 @@ class TranslationRecipe:
             max_tokens=min(self.params.max_tokens, budget),
             json_schema=answer_schema(keys) if self.config.model.structured_output else None,
         )
-        facts = {"source": source, "keys": keys, "spans": spans, "expected": expected}
+        facts = {"source": source, "keys": keys, "spans": spans, "expected": expected,
+                 "protected": {field: protected_fields[field] for field in keys}}
         return Request(task, language, messages, params, facts, {"protected_spans": list(spans)})
 
     def check(self, request: Request, text: str) -> tuple[str | None, str | None, dict]:
@@ -83,6 +90,21 @@ class TranslationRecipe:
             return verdict.reason, verdict.field, output
         reason, failed_field, columns = run_checks(self.checks, shown, restored, request.language)
         return reason, failed_field, {**output, **columns}
+
+    def machine_fields(self, request: Request) -> dict[str, str]:
+        """The fields a machine translator drafts: the source's, markers in place of its spans."""
+        return request.facts["protected"]
+
+    def machine_keeps(self, sentence: str) -> bool:
+        """A sentence the machine translator leaves as written: one that language ID confidently
+        reads as another language than English, i.e. the text a task operates on (the French
+        sentence a grammar answer explains). The LLM's prompt asks it to keep those; an MT model
+        cannot be asked, so they never reach it."""
+        prose = strip_sentinels(sentence)
+        if sum(ch.isalpha() for ch in prose) < self.config.validation.langid_min_chars:
+            return False
+        label, confidence = self.langid.predict(prose)
+        return label != "en" and confidence >= KEEP_CONFIDENCE
 
     def feedback(self, request: Request, reason: str, failed_field: str | None) -> dict:
         return feedback_message(reason, failed_field, request.language.name, request.facts["keys"])
@@ -119,5 +141,6 @@ class TranslationRecipe:
 class SelectiveTranslator(RefinementLoop):
     """Reads task columns; returns a full output row (engine.records.SCHEMA)."""
 
-    def __init__(self, config: Config, generator: Generator, langid: LanguageIdentifier, checks: Sequence[ExtraCheck] = ()):
-        super().__init__(TranslationRecipe(config, langid, checks), config, generator)
+    def __init__(self, config: Config, generator: Generator | None, langid: LanguageIdentifier, checks: Sequence[ExtraCheck] = (),
+                 machine: MachineTranslator | None = None):
+        super().__init__(TranslationRecipe(config, langid, checks), config, generator, machine)

@@ -60,7 +60,7 @@ def validate_translation(
         src = source[field]
         if text == src and (field in MAY_STAY_UNCHANGED or _not_english(src, langid)):
             continue
-        lid_text = strip_sentinels(protected_output[field])
+        lid_text = strip_sentinels(without_kept_lines(protected_output[field], src, langid))
         reason = (
             check_empty(text)
             or check_degeneration(text, cfg.degeneration_ngram, cfg.degeneration_max_repeat)
@@ -75,6 +75,16 @@ def validate_translation(
         if reason is not None:
             return Verdict(reason, field, label, confidence, method)
     return Verdict(None, None, *weakest)
+
+
+def without_kept_lines(output: str, source: str, langid: LanguageIdentifier) -> str:
+    """The output less the lines it kept word for word from a source line that is not English:
+    the text a task operates on (the French sentence a grammar answer explains) stays as it was,
+    and language ID must read the translation around it, not that sentence."""
+    foreign = {line.strip() for line in source.splitlines() if line.strip() and _not_english(line, langid)}
+    if not foreign:
+        return output
+    return "\n".join(line for line in output.splitlines() if line.strip() not in foreign)
 
 
 def _not_english(text: str, langid: LanguageIdentifier) -> bool:

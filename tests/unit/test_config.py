@@ -41,7 +41,8 @@ def test_minimal_config_loads_with_defaults(tmp_path):
 def test_demo_config_loads():
     config = load_config(REPO / "configs" / "demo.yaml")
     assert config.run.name == "demo"
-    assert config.languages.targets == ("fr", "es", "de")
+    assert config.languages.targets == ("fr", "es", "de", "pt")
+    assert config.mt_languages() == ("pt",) and config.translator_for("fr") == "llm"
     assert config.model.engine_kwargs["max_model_len"] == 4096
 
 
@@ -226,6 +227,6 @@ def test_redacted_keeps_the_rest_of_the_config():
     config = load_config(REPO / "configs" / "demo.yaml")
     data = redacted(config)
     assert data["generation"]["max_tokens"] == config.generation.max_tokens
-    assert data["languages"]["targets"] == ["fr", "es", "de"]
+    assert data["languages"]["targets"] == ["fr", "es", "de", "pt"]
     assert data["run"]["name"] == "demo"
     assert "***" not in yaml.safe_dump(data)
