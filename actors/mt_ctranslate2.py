@@ -31,7 +31,6 @@ class CTranslate2Backend:
         self.convention = convention
         self.batch_size = batch_size
         self.beam_size = beam_size
-        self.max_decoding_length = max_decoding_length
         self._tokenizer = AutoTokenizer.from_pretrained(tokenizer or model)
         if convention in TOKENIZER_SRC_LANG and hasattr(self._tokenizer, "src_lang"):
             # NLLB and M2M-100 tokenizers put the source-language token in; it must say English.
@@ -40,6 +39,7 @@ class CTranslate2Backend:
         # ("no position encodings"), so inputs are cut at the tokenizer's stated limit instead.
         limit = self._tokenizer.model_max_length
         self.max_input_length = limit if 0 < limit < 1_000_000 else _CT2_MAX_INPUT
+        self.max_decoding_length = min(max_decoding_length, self.max_input_length)  # the decoder's positions end there too
         self._vocab = frozenset(self._tokenizer.get_vocab())
         self._special = frozenset(self._tokenizer.all_special_tokens)
         self._translator = ctranslate2.Translator(model, device=device, compute_type=compute_type,

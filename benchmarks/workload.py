@@ -52,6 +52,7 @@ def bench_config(
     }
     demo["ray"] = {"num_cpus": spec["num_cpus"]}
     demo["build"] = {"enabled": False}
+    demo["qualify"] = {"enabled": False}  # the suites measure a stage, not the job's probe before it
     for section in ("select", "dedup"):
         demo.pop(section, None)  # selection is the tokens suite's subject, not this one's
     if model_name is not None:

@@ -200,8 +200,9 @@ class QualifyConfig(Section):
     of its own planned rows through every check and the gate; a pair whose probe acceptance is
     under min_accept does not run (its other planned rows are rejected translator_unqualified)."""
 
-    enabled: bool = True
-    """Run the probe before the rest of the plan (`--dry-run` runs it and stops)."""
+    enabled: bool = False
+    """Run the probe before the rest of the plan (`--dry-run` runs it and stops). Off unless a
+    config turns it on (the demo and the production configs do), so a run does what it plans."""
     probe_rows: int = Field(default=16, ge=1)
     """Planned rows per language in the probe (the first of its sample); they count as run rows, never generated twice."""
     min_accept: float = Field(default=0.5, ge=0.0, le=1.0)

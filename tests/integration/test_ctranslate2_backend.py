@@ -151,3 +151,39 @@ def test_unknown_convention_is_refused(model_dir):
 
     with pytest.raises(ValueError, match="nllb"):
         CTranslate2Backend(str(model_dir), convention="opus")
+
+
+def test_the_job_s_machine_translator_restores_every_span_around_the_model_s_output(model_dir):
+    """mt.backend ctranslate2 as a run configures it (actors.machine_translation), drafting a row
+    through the row machine's own cutting: whatever the random model writes, every protected span
+    comes back byte-exact, because none of them ever reached it."""
+    import asyncio
+
+    from actors.machine_translation import build_machine_translator
+    from engine.config import parse_config
+    from engine.languages import get_language
+    from engine.text.segments import translate_fields
+    from engine.text.spans import SENTINEL_RE, protect_many, restore
+
+    config = parse_config({
+        "seeds": {"paths": ["unused.jsonl"]}, "languages": {"targets": ["pt"]}, "translators": {"pt": "mt"},
+        "mt": {"backend": "ctranslate2", "model": str(model_dir), "codes": "marian", "batch_size": 4},
+    })
+    machine = build_machine_translator(config)
+    assert machine.model_name == f"ctranslate2:{model_dir.name}" and machine.backend == "ctranslate2"
+    sources = ["Run `ls -la` in the folder.\n```\nprint('hi')\n```", "See https://example.org/a_(b) and {name}. Then $x^2$."]
+    protected, spans, _ = protect_many(sources)
+
+    async def draft():
+        return await translate_fields(dict(zip(("instruction", "output"), protected)),
+                                      lambda units: machine.translate(units, get_language("pt")))
+
+    fields, _ = asyncio.run(draft())
+    assert machine.batches >= 1 and machine.texts >= 4
+    for key, text in fields.items():
+        expected = {int(n) for n in SENTINEL_RE.findall(dict(zip(("instruction", "output"), protected))[key])}
+        restored, why = restore(text, spans, expected)
+        assert why is None, (key, text)
+        for n in expected:
+            assert spans[n - 1] in restored
+    machine.shutdown()

