@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 
 import pyarrow as pa
@@ -133,6 +134,8 @@ class TranslateActor:
         yield table
 
     def __del__(self):
+        if sys.is_finalizing():
+            return  # the process is exiting: the engine's atexit hook has stopped it, and imports no longer work
         # Ray Data's teardown hook for a map_batches class: when the pool lets an actor go,
         # MapWorker.__ray_shutdown__ drops the UDF and this stops the engine cleanly (failing
         # that, VLLMGenerator's atexit hook does; see ENGINE_ACTOR_RUNTIME_ENV).

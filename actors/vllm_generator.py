@@ -143,12 +143,16 @@ class VLLMGenerator:
         """Stop the engine, its output handler first. AsyncLLM.shutdown stops the engine core and
         only then cancels the handler; called from a thread other than the engine's event loop
         (Ray Data drops a UDF on the actor's main thread, its async loop runs in another) the
-        handler sees the core die first and logs `ERROR ... AsyncLLM output_handler failed`."""
+        handler sees the core die first and logs `ERROR ... AsyncLLM output_handler failed`.
+
+        Safe to call again, at any time: a pool that ends before the job does (the qualification
+        probe's) leaves its actors to exit with the engine still held, so the atexit hook stops it
+        and a later call (the actor's __del__, during interpreter teardown) returns at once."""
+        if getattr(self, "_stopped", False):
+            return
         import asyncio
         import concurrent.futures
 
-        if getattr(self, "_stopped", False):
-            return
         self._stopped = True
         handler = getattr(self.engine, "output_handler", None)
         if handler is not None and not handler.done():
@@ -169,3 +173,6 @@ class VLLMGenerator:
                 except (concurrent.futures.TimeoutError, RuntimeError) as error:
                     log.warning("engine output handler did not stop in %.0fs: %s", timeout_s, error)
         self.engine.shutdown()
+        # Let go of the stopped engine now, while the interpreter is whole: AsyncLLM.__del__ calls
+        # shutdown again, which fails with a TypeError once module globals are torn down at exit.
+        self.engine = None

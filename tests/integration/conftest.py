@@ -16,10 +16,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 # The adequacy gate and its number and sentence checks, switched off. SmolLM2-135M writes no
-# translation that means what its source means (README, "What accepted means": 0 of 72 in the
-# demo), so with the gate on a tiny run accepts nothing, and a test of what happens *after*
-# acceptance (spans byte-identical, judging and rewriting, datasets built, resume) would check
-# nothing at all. Only such tests pass this, saying so; the gate itself is tested with its
+# translation that means what its source means (README, "What accepted means"), so with the gate
+# on its languages accept nothing, and a test of what happens *after* the LLM's drafts are
+# accepted (its markers copied back byte-identical, resume, its rows through the build) would
+# check nothing at all. Only such tests pass this, saying so. What follows acceptance with the gate
+# ON runs on machine-translated Portuguese rows (test_machine_translation.py: spans, datasets; the
+# judge and rewrites in test_refine_and_xinstruction.py); the gate itself is tested with its
 # defaults in test_adequacy_gate.py and test_adequacy_calibration.py, and the demo runs with it.
 GATE_OFF = {"adequacy": False, "check_numbers": False, "check_sentences": False}
 
