@@ -326,7 +326,7 @@ def qualify_languages(config: Config, planned: PlannedRun, actor_cls=None, dry_r
     plan rejected translator_unqualified, a slice at a time (not in a dry run, which decides
     nothing beyond its probe). Returns the run with what is left to do (the qualified languages'
     other rows) and the verdicts."""
-    from engine.qualify import PROBE_COLUMNS, qualify, render_table, unqualified_reason
+    from engine.qualify import PROBE_COLUMNS, qualify, render_table
 
     probe = planned.plan.tasks.first_per_language(config.qualify.probe_rows)
     probe_todo = probe.without(planned.store.done_id_array())  # a rerun reads its probe back
@@ -341,18 +341,20 @@ def qualify_languages(config: Config, planned: PlannedRun, actor_cls=None, dry_r
     rest = planned.todo.without(probe_ids)
     failed = [v.lang for v in verdicts if not v.qualified]
     if failed and not dry_run:
-        write_unqualified(planned, rest.for_languages(failed), config, unqualified_reason)
+        write_unqualified(planned, rest.for_languages(failed), config)
     todo = rest.for_languages([v.lang for v in verdicts if v.qualified])
     return PlannedRun(planned.plan, planned.planned_ids, planned.folder, planned.store, todo, planned.selector), verdicts
 
 
-def write_unqualified(planned: PlannedRun, tasks: TaskPlan, config: Config, reason_of) -> None:
+def write_unqualified(planned: PlannedRun, tasks: TaskPlan, config: Config) -> None:
     """The planned rows of languages that did not qualify, as rejected rows with their reason,
     a shard of at most run.shard_rows rows at a time (their text assembled a slice at a time)."""
+    from engine.qualify import unqualified_reason
+
     step = config.run.shard_rows
     for start in range(0, tasks.num_rows, step):
         rows = tasks.tasks(start, step).to_pylist()
-        planned.store.write(to_table([{**row, "status": REJECTED, "reason": reason_of(config, row["lang"])} for row in rows]))
+        planned.store.write(to_table([{**row, "status": REJECTED, "reason": unqualified_reason(config, row["lang"])} for row in rows]))
     log.info("%d planned rows of languages that did not qualify written as rejected", tasks.num_rows)
 
 

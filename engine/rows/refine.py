@@ -255,7 +255,9 @@ class RefinementLoop:
         if by_machine:
             current, text = await machine_draft(recipe, self.machine, request, ledger)
             if current is None and self.llm_repairs(ledger):
-                messages = retry_messages(request.messages, text, recipe.feedback(request, ledger.reasons[-1], ledger.last_field))
+                # The machine draft with its failure as feedback; a translator that wrote nothing leaves a fresh draft.
+                feedback = recipe.feedback(request, ledger.reasons[-1], ledger.last_field)
+                messages = retry_messages(request.messages, text, feedback) if text else request.messages
                 current = await draft(recipe, self.generator, messages, request, ledger, attempts - 1, "draft")
                 row.update(self.provenance(True, current or Draft("", {})))
         else:

@@ -173,3 +173,31 @@ def test_protect_then_cut_never_shows_a_span_to_the_model():
     protected, spans, _ = protect_many([text])
     parts, units = layout(protected[0])
     assert not any(span in unit for span in spans for unit in units)
+
+
+def test_with_judging_on_the_llm_drafts_afresh_where_the_machine_translator_failed():
+    fixed = json.dumps({"instruction": "Expliquez le résultat de [[1]].", "output": "Le outil liste les fichiers modifiés de la copie."})
+    generator = FakeGenerator(lambda messages: json.dumps({"score": 2}) if "score" in messages[0]["content"].lower() else fixed)
+    row = run(machine_translator(FakeMachine(fail=True), generator, refine={"rounds": 1})(TASK))
+    assert row["status"] == ACCEPTED and row["attempt_reasons"][0].startswith("generation_error:mt")
+    first_request = generator.requests[0][0]
+    assert [m["role"] for m in first_request] == ["system", "user"], "no empty answer is shown to the LLM as its own"
+
+
+def test_the_probe_is_the_first_rows_of_each_language_in_plan_order():
+    from pathlib import Path
+
+    from engine.inputs.plan import build_task_plan
+    from engine.inputs.seeds import load_seed_table
+    from engine.languages import resolve_languages
+
+    seeds, _ = load_seed_table([str(Path(__file__).resolve().parents[2] / "data/seeds/english_seeds.jsonl")], "error", 20)
+    plan = build_task_plan(seeds, resolve_languages(["fr", "pt", "sw"]), "per_language", {"high": 10, "mid": 5, "low": 3}, 0, "sphinx", "v")
+    assert plan.rows_per_language() == {"fr": 10, "pt": 10, "sw": 3}
+    probe = plan.first_per_language(4)
+    assert probe.rows_per_language() == {"fr": 4, "pt": 4, "sw": 3}
+    ids = plan.ids.to_pylist()
+    by_lang = {lang: [i for i, row_lang in zip(ids, plan.index.column("lang").to_pylist()) if row_lang == lang] for lang in ("fr", "pt", "sw")}
+    assert probe.ids.to_pylist() == by_lang["fr"][:4] + by_lang["pt"][:4] + by_lang["sw"][:3]
+    rest = plan.without(probe.ids.combine_chunks()).for_languages(["pt"])
+    assert rest.ids.to_pylist() == by_lang["pt"][4:]
