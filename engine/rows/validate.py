@@ -81,7 +81,9 @@ def without_kept_lines(output: str, source: str, langid: LanguageIdentifier) -> 
     """The output less the lines it kept word for word from a source line that is not English:
     the text a task operates on (the French sentence a grammar answer explains) stays as it was,
     and language ID must read the translation around it, not that sentence."""
-    foreign = {line.strip() for line in source.splitlines() if line.strip() and _not_english(line, langid)}
+    # Language ID only for source lines the output repeats: every draft of every row passes here.
+    shared = {line.strip() for line in source.splitlines()} & {line.strip() for line in output.splitlines()} - {""}
+    foreign = {line for line in shared if _not_english(line, langid)}
     if not foreign:
         return output
     return "\n".join(line for line in output.splitlines() if line.strip() not in foreign)
