@@ -162,11 +162,6 @@ class OpenAIGenerator:
         log.warning("request to %s refused: %s", self.url, cause)
         return Completion(cause, estimate, 0, ERROR)
 
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
 
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (seconds or an HTTP date), capped; None if absent or bad."""

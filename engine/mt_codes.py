@@ -69,7 +69,3 @@ def target_codes(language: Language, convention: str) -> tuple[str, ...]:
     raise ValueError(f"language {code!r} ({language.name}) has no target code under the {convention!r} "
                      "MT convention: that model family does not translate into it")
 
-
-def target_code(language: Language, convention: str) -> str:
-    """The target-language token a model of this convention expects ("" where it takes none)."""
-    return target_codes(language, convention)[0]

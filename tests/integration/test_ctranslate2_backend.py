@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.languages import LANGUAGES
-from engine.mt_codes import target_code
+from engine.mt_codes import target_codes
 
 pytestmark = pytest.mark.integration
 
@@ -125,7 +125,7 @@ def test_smaller_batch_size_splits_and_is_deterministic(model_dir, backend):
 
 def test_languages_under_the_marian_convention(backend):
     # A single-pair model takes no target token, so any language "is supported": the caller picks the model.
-    assert target_code(LANGUAGES["pt"], "marian") == ""
+    assert target_codes(LANGUAGES["pt"], "marian")[0] == ""
     assert backend.supports(LANGUAGES["pt"]) and backend.supports(LANGUAGES["te"])
 
 

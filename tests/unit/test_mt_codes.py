@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.languages import LANGUAGES, Language
-from engine.mt_codes import CONVENTIONS, SOURCE_CODES, target_code, target_codes
+from engine.mt_codes import CONVENTIONS, SOURCE_CODES, target_codes
 
 # ISO 15924 script codes of the registry's scripts, as FLORES-200 appends them.
 SCRIPT_SUFFIX = {
@@ -24,7 +24,7 @@ TARGETS = sorted(code for code in LANGUAGES if code != "en")
 @pytest.mark.parametrize("code", TARGETS)
 def test_every_language_has_a_flores_code_in_its_script(code):
     language = LANGUAGES[code]
-    nllb = target_code(language, "nllb")
+    nllb = target_codes(language, "nllb")[0]
     assert re.fullmatch(r"[a-z]{3}_[A-Z][a-z]{3}", nllb)
     assert nllb.endswith("_" + SCRIPT_SUFFIX[language.script])
 
@@ -35,13 +35,13 @@ def test_every_language_has_a_flores_code_in_its_script(code):
     ("et", "est_Latn"), ("lv", "lvs_Latn"), ("ha", "hau_Latn"), ("zu", "zul_Latn"), ("xh", "xho_Latn"),
 ])
 def test_nllb_spot_checks(code, expected):
-    assert target_code(LANGUAGES[code], "nllb") == expected
+    assert target_codes(LANGUAGES[code], "nllb")[0] == expected
 
 
 def test_nllb_codes_are_in_the_nllb_tokenizer_vocabulary():
     # The real list NLLB-200 was trained with, where transformers is installed (it is in the venv).
     nllb = pytest.importorskip("transformers.models.nllb.tokenization_nllb")
-    assert {target_code(LANGUAGES[code], "nllb") for code in TARGETS} <= set(nllb.FAIRSEQ_LANGUAGE_CODES)
+    assert {target_codes(LANGUAGES[code], "nllb")[0] for code in TARGETS} <= set(nllb.FAIRSEQ_LANGUAGE_CODES)
 
 
 @pytest.mark.parametrize("code, convention, expected", [
@@ -50,7 +50,7 @@ def test_nllb_codes_are_in_the_nllb_tokenizer_vocabulary():
     ("pt", "marian", ""), ("te", "marian", ""),
 ])
 def test_other_conventions(code, convention, expected):
-    assert target_code(LANGUAGES[code], convention) == expected
+    assert target_codes(LANGUAGES[code], convention)[0] == expected
 
 
 def test_multi_target_alternatives_follow_the_macrolanguage_code():
@@ -60,7 +60,7 @@ def test_multi_target_alternatives_follow_the_macrolanguage_code():
 
 def _covered(code: str, convention: str) -> bool:
     try:
-        return bool(target_code(LANGUAGES[code], convention))
+        return bool(target_codes(LANGUAGES[code], convention)[0])
     except ValueError:
         return False
 
@@ -78,12 +78,12 @@ def test_source_codes():
 
 def test_unknown_convention_names_it_and_the_known_ones():
     with pytest.raises(ValueError, match=r"'opus'.*nllb, m2m100, marian, marian-multi"):
-        target_code(LANGUAGES["pt"], "opus")
+        target_codes(LANGUAGES["pt"], "opus")
 
 
 def test_unsupported_language_names_the_language_and_the_convention():
     with pytest.raises(ValueError, match=r"'te' \(Telugu\).*'m2m100'"):
-        target_code(LANGUAGES["te"], "m2m100")
+        target_codes(LANGUAGES["te"], "m2m100")
 
 
 @pytest.mark.parametrize("convention", ["nllb", "m2m100", "marian-multi"])
