@@ -90,7 +90,7 @@ def test_unsupported_language_names_the_language_and_the_convention():
 def test_language_outside_the_registry_is_refused(convention):
     klingon = Language("tlh", "Klingon", "Latin", "low", None)
     with pytest.raises(ValueError, match=rf"'tlh' \(Klingon\).*'{convention}'"):
-        target_code(klingon, convention)
+        target_codes(klingon, convention)
 
 
 def test_imports_no_heavy_library():
