@@ -2,12 +2,14 @@
 machine's checks accept per kind of pair and language group, the curve over similarity
 thresholds, and the gate's speed.
 
-    .venv/bin/python -m benchmarks.adequacy [--pairs FILE] [--out DIR]
+    .venv/bin/python -m benchmarks.adequacy [--pairs FILE] [--encoder NAME] [--out DIR]
 
-Every pair goes through the same checks a draft meets in the row machine: the field checks of
-engine/rows/validate.py (language ID with lid.176, length ratio, untranslated, degeneration) and
-the gate of engine/text/adequacy.py at the config's defaults. tests/unit/test_adequacy_calibration.py
-asserts the targets on the same numbers.
+Every pair goes through the same checks a draft meets in the row machine (engine.calibration.evaluate):
+the field checks of engine/rows/validate.py (language ID with lid.176, length ratio, untranslated,
+degeneration) and the gate of engine/text/adequacy.py, at each language's thresholds from the
+encoder's calibration (data/calibration/thresholds/<encoder>.json, python -m jobs.calibrate), a
+language the calibration marks not separable at its best-effort thresholds (said in the JSON).
+tests/integration/test_adequacy_calibration.py asserts the targets on the same numbers.
 """
 
 from __future__ import annotations
@@ -15,17 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections import Counter, defaultdict
-from dataclasses import dataclass
+from collections import defaultdict
 from datetime import date
 from pathlib import Path
 
 from benchmarks.harness import RESULTS, ROOT, save_json
-from engine.config import QualityConfig, ValidationConfig
-from engine.languages import get_language
-from engine.reasons import make_reason
-from engine.text.adequacy import FieldPair, judge_pairs, scorable, similarities
-from engine.text.spans import protect
+from engine.calibration import MUST_ACCEPT, MUST_REJECT, Outcome, evaluate, limits_for  # noqa: F401  (evaluate, Outcome: read by tests)
+from engine.config import QualityConfig
 
 PAIRS = ROOT / "tests/data/adequacy_pairs.jsonl"
 # X-Instruction: {id, lang, text_id, instruction, kind}; kind correct (an instruction the text
@@ -33,62 +31,30 @@ PAIRS = ROOT / "tests/data/adequacy_pairs.jsonl"
 # in the demo); text_id names a text of data/texts/target_texts.jsonl.
 INSTRUCTION_PAIRS = ROOT / "tests/data/xinstruct_pairs.jsonl"
 TEXTS = ROOT / "data/texts/target_texts.jsonl"
-MUST_ACCEPT = ("correct",)
-MUST_REJECT = ("nonsense", "other_seed", "copied")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    pair: dict
-    group: str  # "latin" / "non_latin"
-    form_reason: str | None  # the field checks' reason (language ID, length, ...)
-    score: float | None  # cosine, None when the field has too little prose to score
-    other_reason: str | None  # numbers or sentence count
-
-    def reason(self, threshold: float | None, quality: QualityConfig) -> str | None:
-        """The first reason the row machine gives at `threshold` (None: the config's own)."""
-        if self.form_reason:
-            return self.form_reason
-        limit = threshold if threshold is not None else getattr(
-            quality.min_similarity if self.group == "latin" else quality.min_similarity_non_latin, self.pair["field"])
-        if quality.adequacy and self.score is not None and self.score < limit:
-            return f"low_similarity:{self.pair['field']}:{self.score:.2f}"
-        return self.other_reason
 
 
 def load_pairs(path: str | Path = PAIRS) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def evaluate(pairs: list[dict], encoder, langid, quality: QualityConfig = QualityConfig(),
-             validation: ValidationConfig = ValidationConfig()) -> list[Outcome]:
-    from engine.rows.validate import validate_translation
-
-    quality_rest = quality.model_copy(update={"adequacy": False})
-    fields = [FieldPair(p["field"], p["source"], p["candidate"]) for p in pairs]
-    scored = [i for i, f in enumerate(fields) if scorable(f, quality.min_letters)]
-    values = similarities(encoder, [fields[i].source for i in scored], [fields[i].translation for i in scored])
-    score_of = dict(zip(scored, values))
-    outcomes = []
-    for i, (pair, field) in enumerate(zip(pairs, fields)):
-        language = get_language(pair["lang"])
-        # Spans are restored from the source, never written by the model: a candidate that lacks
-        # one of the source's spans is what the row machine rejects as span_missing.
-        missing = Counter(protect(field.source).spans) - Counter(protect(field.translation).spans)
-        verdict = validate_translation({field.field: field.source}, {field.field: field.translation},
-                                       {field.field: protect(field.translation).text}, language, langid, validation)
-        latin = language.script == "Latin"
-        rest = judge_pairs([field], {}, quality_rest, latin)
-        form = make_reason("span_missing", next(iter(missing))) if missing else verdict.reason
-        outcomes.append(Outcome(pair, "latin" if latin else "non_latin", form, score_of.get(i), rest.reason))
-    return outcomes
+def thresholds(outcomes: list[Outcome], quality: QualityConfig) -> dict[str, dict]:
+    """Each language's thresholds at the config (override, or the encoder's calibration; best
+    effort where it is not separable) and where they come from."""
+    found = {}
+    for lang in sorted({o.pair["lang"] for o in outcomes}):
+        decision = limits_for(quality, lang)
+        found[lang] = {"thresholds": decision.limits.model_dump(), "source": decision.source}
+    return found
 
 
 def rates(outcomes: list[Outcome], quality: QualityConfig, threshold: float | None = None) -> dict:
-    """Share accepted per kind, overall and per language group."""
+    """Share accepted per kind, overall and per language group, at `threshold` for every field
+    and language, or (None) at each language's thresholds."""
+    limits = thresholds(outcomes, quality) if threshold is None else {}
     counts: dict = defaultdict(lambda: [0, 0])
     for outcome in outcomes:
-        accepted = outcome.reason(threshold, quality) is None
+        limit = threshold if threshold is not None else limits[outcome.pair["lang"]]["thresholds"][outcome.pair["field"]]
+        accepted = outcome.reason(limit, quality.adequacy) is None
         for key in (outcome.pair["kind"], f"{outcome.pair['kind']}/{outcome.group}"):
             counts[key][0] += accepted
             counts[key][1] += 1
@@ -96,7 +62,7 @@ def rates(outcomes: list[Outcome], quality: QualityConfig, threshold: float | No
 
 
 def curve(outcomes: list[Outcome], quality: QualityConfig) -> list[dict]:
-    """Per threshold (one for every field and group): correct pairs accepted, junk rejected."""
+    """Per threshold (one for every field and language): correct pairs accepted, junk rejected."""
     points = []
     for step in range(76, 96):
         table = rates(outcomes, quality, step / 100)
@@ -169,11 +135,13 @@ def main(argv: list[str] | None = None) -> None:
     encoder, langid, quality = load_embedder(args.encoder, threads=1), FastTextLangId(), QualityConfig(encoder=args.encoder)
     pairs = load_pairs(args.pairs)
     outcomes = evaluate(pairs, encoder, langid, quality)
+    limits = thresholds(outcomes, quality)
     reasons: dict = defaultdict(lambda: defaultdict(int))
     for outcome in outcomes:
-        reasons[outcome.pair["kind"]][(outcome.reason(None, quality) or "accepted").split(":")[0]] += 1
+        limit = limits[outcome.pair["lang"]]["thresholds"][outcome.pair["field"]]
+        reasons[outcome.pair["kind"]][(outcome.reason(limit) or "accepted").split(":")[0]] += 1
     report = {
-        "date": date.today().isoformat(), "encoder": args.encoder, "pairs": len(pairs),
+        "date": date.today().isoformat(), "encoder": args.encoder, "pairs": len(pairs), "thresholds": limits,
         "at_defaults": rates(outcomes, quality), "reasons_by_kind": {k: dict(v) for k, v in reasons.items()},
         "curve": curve(outcomes, quality), "xinstruction_at_default": instruction_rates(encoder, quality),
         "speed_one_thread": speed(encoder, pairs),

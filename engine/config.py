@@ -276,10 +276,35 @@ class SimilarityThresholds(Section):
     """The answer: long fields, where a wrong or invented sentence moves the cosine least."""
 
 
+class ResolvedGate(Section):
+    """The gate's thresholds as a run resolved them at startup (engine/calibration.py resolve_gate,
+    called by jobs.synthesize before anything starts): written by the job into the config its
+    actors get and into config.resolved.yaml, not by hand."""
+
+    encoder: str
+    """The encoder the calibration was fitted for."""
+    file: str
+    """The calibration file (data/calibration/thresholds/<encoder>.json, quality.calibration, or the run folder's)."""
+    digest: str
+    """The calibration set's digest the file was fitted on."""
+    date: str
+    """When the calibration was fitted."""
+    languages: dict[str, SimilarityThresholds]
+    """Each target's thresholds."""
+    sources: dict[str, str] = Field(default_factory=dict)
+    """Where each target's thresholds come from: own, group:<group> (too few calibration pairs),
+    best_effort (not separable, allowed by quality.allow_unseparable) or override
+    (min_similarity / min_similarity_non_latin)."""
+
+
 class QualityConfig(Section):
     """The adequacy gate: does the translation mean what the source means? Its thresholds are
-    calibrated for the bundled encoder on tests/data/adequacy_pairs.jsonl (benchmarks/adequacy.py
-    prints the curve); another encoder (LaBSE, a larger e5) needs its own calibration."""
+    fitted per target language and per encoder on data/calibration (engine/calibration.py) and
+    stored as data: data/calibration/thresholds/<encoder>.json, written by
+    `python -m jobs.calibrate --encoder NAME`. A run whose encoder has no calibration refuses to
+    start (or calibrates first with calibrate: auto), and so does a run targeting a language whose
+    correct translations the encoder cannot tell from another seed's (unless allow_unseparable
+    names it). min_similarity / min_similarity_non_latin override the calibration."""
 
     adequacy: bool = True
     """Reject drafts whose cross-lingual similarity to the source is below the thresholds
@@ -291,21 +316,41 @@ class QualityConfig(Section):
     """Torch device of a sentence-transformers encoder (the bundled one is CPU-only)."""
     encoder_threads: int | None = Field(default=None, ge=1)
     """CPU threads of the encoder; None leaves the library's default."""
-    # Defaults from tests/data/adequacy_pairs.jsonl (benchmarks/adequacy.py). Instructions: correct
-    # translations scored >= 0.884 (Latin script) / >= 0.873 (others), fluent nonsense and other
-    # seeds' translations <= 0.876 / <= 0.868, so each threshold sits in that gap. Outputs are
-    # longer and score lower when correct (>= 0.844 / >= 0.828); there the threshold stops another
-    # seed's answer (<= 0.821 / <= 0.816), and the sentence and number checks stop the long fluent
-    # nonsense that a cosine of 0.83-0.87 cannot tell from a loose but right translation. Inputs
-    # take the output values: often long passages (a text to summarise), and the set's ten short
-    # inputs all scored >= 0.89.
-    min_similarity: SimilarityThresholds = SimilarityThresholds(instruction=0.88, input=0.84, output=0.84)
-    """Thresholds for targets written in Latin script."""
-    min_similarity_non_latin: SimilarityThresholds = SimilarityThresholds(instruction=0.87, input=0.82, output=0.82)
-    """Thresholds for other scripts: the encoder places their translations a little farther from English."""
+    calibration: str | None = None
+    """The thresholds file to gate with; None: data/calibration/thresholds/<encoder slug>.json
+    (engine.calibration.calibration_path), or with calibrate: auto the run folder's."""
+    calibrate: Literal["manual", "auto"] = "manual"
+    """manual: a run whose encoder has no calibration file refuses to start and names the command
+    (python -m jobs.calibrate --encoder NAME); auto: the run calibrates first, on the driver, into
+    its run folder (calibration-<encoder slug>.json, reused on resume): a minute or two on a CPU."""
+    allow_unseparable: tuple[str, ...] = ()
+    """Target languages that may run although the calibration found that the encoder cannot tell
+    their correct translations from another seed's: they are gated at the calibration's
+    best-effort thresholds (its record says how many calibration pairs those misclassify), and
+    the log says so. Any other such target makes the run refuse to start. (A language where only
+    some fluent nonsense scores as high as correct translations is gated without this, with a
+    warning: the calibration records how much of it gets through.)"""
+
+    @field_validator("allow_unseparable")
+    @classmethod
+    def _known_codes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(lang.code for lang in resolve_languages(value))
+
+    min_similarity: SimilarityThresholds | None = None
+    """Explicit thresholds for every Latin-script target, instead of the calibration's per-language
+    ones (experiments, tests); None: from the calibration."""
+    min_similarity_non_latin: SimilarityThresholds | None = None
+    """Explicit thresholds for every target in another script; None: from the calibration."""
+    resolved_gate: ResolvedGate | None = None
+    """Set by the job at startup (see ResolvedGate); leave unset."""
+    # Counted in text_units (engine/text/adequacy.py): letters and combining marks, a Han character
+    # counting 2.5, a kana 1.5, a Hangul syllable 2 (their ratio to English letters on
+    # data/calibration), so the limit means the same length of meaning in every script.
     min_letters: int = Field(default=12, ge=0)
-    """A field with fewer letters than this once code, math and URLs are removed is not scored
-    by similarity nor by the round trip (a formula or a one-word answer says too little)."""
+    """A field whose source has fewer script-fair letters than this once code, math and URLs are
+    removed is not scored by similarity (a formula or a one-word answer says too little); the
+    translation of one that has is scored however short it came out. The round trip uses the same
+    number, in plain letters on both sides."""
     check_numbers: bool = True
     """Reject a translation whose prose numbers differ from the source's (numbers_changed:<field>)."""
     check_sentences: bool = True

@@ -68,6 +68,12 @@ class RunFigures:
     row_clusters: dict = field(default_factory=lambda: defaultdict(set))  # language label -> clusters of accepted rows
     seed_clusters_planned: dict = field(default_factory=lambda: defaultdict(set))  # lang -> seed clusters planned
     seed_clusters_accepted: dict = field(default_factory=lambda: defaultdict(set))  # lang -> ... accepted
+    # The adequacy gate's own figures (engine/report/gate.py): rows with a score by outcome
+    # (accepted, low_similarity: rejected by the gate, other: rejected for another reason), their
+    # scores (capped), and drafts the gate turned away (attempt_reasons), per language.
+    gate_rows: Counter = field(default_factory=Counter)  # (language label, outcome) -> rows with a score
+    gate_scores: dict = field(default_factory=lambda: defaultdict(list))  # (language label, outcome) -> values (capped)
+    gate_drafts: Counter = field(default_factory=Counter)  # language label -> drafts rejected low_similarity
 
     @property
     def total_rows(self) -> int:
@@ -79,13 +85,13 @@ class RunFigures:
     def __add__(self, other: RunFigures) -> RunFigures:
         out = RunFigures()
         for name in ("rows", "completion", "reasons", "attempts", "lid_methods", "phase_tokens", "accepted_rounds",
-                     "scores", "score_sums", "score_counts", "lid_hist"):
+                     "scores", "score_sums", "score_counts", "lid_hist", "gate_rows", "gate_drafts"):
             setattr(out, name, getattr(self, name) + getattr(other, name))
         out.prompt_tokens = self.prompt_tokens + other.prompt_tokens
         out.judged_rows = self.judged_rows + other.judged_rows
         out.round_trip_rows = self.round_trip_rows + other.round_trip_rows
         out.round_trip_rejected = self.round_trip_rejected + other.round_trip_rejected
-        for name in ("score_sample", "adequacy"):
+        for name in ("score_sample", "adequacy", "gate_scores"):
             merged = getattr(out, name)
             for part in (getattr(self, name), getattr(other, name)):
                 for key, values in part.items():
@@ -123,6 +129,7 @@ class RunFigures:
         figures.round_trip_rejected = sum(n for (_, kind), n in figures.reasons.items() if kind in ("round_trip", "round_trip_failed"))
         figures._judge(table, accepted)
         figures._distributions(table, label, status, accepted)
+        figures._gate(table, label, status)
         if seed_clusters:
             figures._seed_clusters(table, seed_clusters, accepted)
         return figures
@@ -167,6 +174,26 @@ class RunFigures:
             part = part.filter(pc.is_valid(part.column("cluster")))
             for lang, cluster in _counter(part, ["lang", "cluster"]):
                 self.row_clusters[lang].add(cluster)
+
+    def _gate(self, table: pa.Table, label, status) -> None:
+        if "adequacy" in table.column_names:
+            reason = table.column("reason") if "reason" in table.column_names else pa.nulls(table.num_rows, pa.string())
+            gated = pc.fill_null(pc.starts_with(reason, "low_similarity"), False)
+            outcome = pc.if_else(pc.equal(status, ACCEPTED), "accepted", pc.if_else(gated, "low_similarity", "other"))
+            part = pa.table({"lang": label, "outcome": pc.fill_null(outcome, "other"), "adequacy": table.column("adequacy")})
+            part = part.filter(pc.is_valid(part.column("adequacy")))
+            self.gate_rows = _counter(part, ["lang", "outcome"])
+            for lang, kind in self.gate_rows:
+                mask = pc.and_(pc.equal(part.column("lang"), lang), pc.equal(part.column("outcome"), kind))
+                _capped_extend(self.gate_scores[(lang, kind)], part.filter(mask).column("adequacy").slice(0, SAMPLE_CAP).to_pylist())
+        if "attempt_reasons" in table.column_names:
+            reasons = table.column("attempt_reasons").combine_chunks() if isinstance(table.column("attempt_reasons"), pa.ChunkedArray) else table.column("attempt_reasons")
+            flat = pc.list_flatten(reasons)
+            if len(flat):
+                langs = pc.take(label.combine_chunks() if isinstance(label, pa.ChunkedArray) else label, pc.list_parent_indices(reasons))
+                drafts = pa.table({"lang": langs, "gated": pc.fill_null(pc.starts_with(flat, "low_similarity"), False)})
+                drafts = drafts.filter(drafts.column("gated"))
+                self.gate_drafts = Counter(_counter(drafts, ["lang"]))
 
     def _seed_clusters(self, table: pa.Table, seed_clusters: dict[str, int], accepted) -> None:
         # Rows decided before planning (duplicates, bad records) belong to no language.

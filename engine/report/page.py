@@ -14,6 +14,7 @@ from html import escape
 from engine.reasons import meaning
 from engine.report.samples import DEFAULT_SAMPLES_PER_LANGUAGE, pair_rows, render_browser
 from engine.report.plots import TITLES
+from engine.report.gate import render_gate
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222;max-width:1500px}
@@ -131,7 +132,7 @@ def build_html(report: dict, rows: list[dict], plots: dict[str, bytes | None], s
     name = str(report.get("run") or "run")
     skipped = ", ".join(escape(TITLES.get(k, k)).lower() for k, v in plots.items() if v is None)
     body = (
-        f"<h1>babelforge run: {escape(name)}</h1>{render_summary(report)}"
+        f"<h1>babelforge run: {escape(name)}</h1>{render_summary(report)}{render_gate(report.get('gate'))}"
         f'<h2>Plots</h2><div class="plots">{"".join(render_plot(k, v) for k, v in plots.items() if v is not None)}</div>'
         + (f'<p class="muted">Nothing to plot in this run for: {skipped}.</p>' if skipped else "")
         + render_browser([[row] for row in rows], ["output"], samples_per_language, total_rows)

@@ -48,6 +48,26 @@ def test_gate_rejections_are_retried_then_rejected_and_accounted_for(run):
         assert row["attempts"] == 2 and any(r.startswith("low_similarity:") for r in row["attempt_reasons"])
 
 
+def test_the_report_has_the_gates_section_with_the_thresholds_it_ran_with(run):
+    """The job resolved each target's thresholds before starting (here the config's explicit ones)
+    and the report counts what the gate did per language, rejected rows included."""
+    import yaml
+
+    run_dir, _ = run
+    resolved = yaml.safe_load((run_dir / "config.resolved.yaml").read_text())["quality"]["resolved_gate"]
+    assert resolved["sources"] == {"fr": "override", "es": "override"} and resolved["languages"]["fr"] == STRICT
+    gate = read_report(run_dir)["gate"]
+    rows = read_rows(run_dir, "accepted") + read_rows(run_dir, "rejected")
+    for lang in ("fr", "es"):
+        entry, mine = gate["languages"][lang], [row for row in rows if row["lang"] == lang]
+        assert entry["thresholds"] == STRICT and entry["source"] == "override"
+        assert entry["low_similarity"] == sum((row["reason"] or "").startswith("low_similarity:") for row in mine)
+        assert entry["accepted"] == sum(row["status"] == "accepted" and row["adequacy"] is not None for row in mine)
+        assert entry["drafts_rejected"] == sum(r.startswith("low_similarity:") for row in mine for r in row["attempt_reasons"] or [])
+    page = (run_dir / "report.html").read_text()
+    assert "<h2>Adequacy gate</h2>" in page and "thresholds from the config" in page
+
+
 @pytest.fixture(scope="module")
 def round_trip_run(tmp_path_factory):
     """The optional round trip (quality.round_trip) in the real job: the first three seeds (short

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from engine.config import QualityConfig
+from engine.config import QualityConfig, SimilarityThresholds
 from engine.text.adequacy import (
     FieldPair,
     assess,
@@ -109,21 +109,24 @@ class FakeEncoder:
     encode_queries = encode_passages
 
 
+LATIN = SimilarityThresholds(instruction=0.88, input=0.84, output=0.84)  # a language's thresholds, as the calibration gives them
+
+
 def test_verdict_order_and_weakest_score():
     cfg = QualityConfig()
     src, good, bad = "Explain why the sky is blue.", "Expliquez pourquoi le ciel est bleu.", "Le lado de la ciela est bleu."
     encoder = FakeEncoder({src: [1, 0], good: [0.95, 0.312], bad: [0.7, 0.714]})
-    ok = assess(encoder, [FieldPair("instruction", src, good)], cfg, latin=True)
+    ok = assess(encoder, [FieldPair("instruction", src, good)], cfg, LATIN)
     assert ok.reason is None and ok.score == pytest.approx(0.95, abs=1e-3)
-    low = assess(encoder, [FieldPair("instruction", src, good), FieldPair("output", src, bad)], cfg, latin=True)
+    low = assess(encoder, [FieldPair("instruction", src, good), FieldPair("output", src, bad)], cfg, LATIN)
     assert low.reason == "low_similarity:output:0.70" and low.field == "output" and low.score == pytest.approx(0.7, abs=1e-3)
-    off = assess(encoder, [FieldPair("output", src, bad)], cfg.model_copy(update={"adequacy": False}), latin=True)
+    off = assess(encoder, [FieldPair("output", src, bad)], cfg.model_copy(update={"adequacy": False}), LATIN)
     assert off.reason is None and off.score == pytest.approx(0.7, abs=1e-3)  # the column is filled all the same
 
 
 def test_numbers_and_sentences_reasons_name_the_field():
     cfg = QualityConfig()
     pairs = [FieldPair("output", "Use 4 eggs. Bake it.", "Utilisez 5 œufs. Faites cuire.")]
-    assert assess(None, pairs, cfg, latin=True).reason == "numbers_changed:output"
+    assert assess(None, pairs, cfg, LATIN).reason == "numbers_changed:output"
     pairs = [FieldPair("output", "Use eggs. Bake it.", "Utilisez des œufs.")]
-    assert assess(None, pairs, cfg, latin=True).reason == "sentence_count:output:2->1"
+    assert assess(None, pairs, cfg, LATIN).reason == "sentence_count:output:2->1"
