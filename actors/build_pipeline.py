@@ -45,7 +45,7 @@ from engine.builders.pool import ENGLISH, ROW_COLUMNS
 from engine.builders.ranks import KEEP_ALL, KEEP_NONE, Cut, copies, crossin_rank, keeps_each, mix_rank, seed_rank, validation_count
 from engine.builders.sphinx import BUILDER as SPHINX
 from engine.builders.summary import dataset_entries, make_summary, rows_license, source_file
-from engine.config import BUILDER_DATASETS, Config, redacted
+from engine.config import BUILDER_DATASETS, Config, MixConfig, redacted
 from engine.runfolder import RunFolder
 
 log = logging.getLogger("babelforge.build")
@@ -273,10 +273,15 @@ def build_on_ray(run_dir: RunFolder, config: Config, out: RunFolder, partitions:
     has (the built examples do not depend on it)."""
     import ray
 
+    read_kwargs = {"override_num_blocks": partitions} if partitions else {}
+    return build_rows(ray.data.read_parquet(run_dir.path("accepted.parquet"), filesystem=run_dir.fs, **read_kwargs), config, out, partitions)
+
+
+def build_rows(rows, config: Config, out: RunFolder, partitions: int | None = None) -> dict:
+    """build_on_ray from `rows`, a Ray dataset of the run's accepted rows (engine.records.SCHEMA
+    columns, or the builders' ROW_COLUMNS at least)."""
     build, started, seed = config.build, time.monotonic(), config.build.seed
     stage = StageClock()
-    read_kwargs = {"override_num_blocks": partitions} if partitions else {}
-    rows = ray.data.read_parquet(run_dir.path("accepted.parquet"), filesystem=run_dir.fs, **read_kwargs)
     rows = rows.map_batches(lambda b: conform(translated_only(b)), batch_format="pyarrow")
     rows = (rows.repartition(partitions) if partitions else rows).materialize()
     accepted_rows = rows.count()
@@ -328,27 +333,39 @@ def build_on_ray(run_dir: RunFolder, config: Config, out: RunFolder, partitions:
     del per_seed
     stage("examples%s", " with sPhinX N-shot (group by language)" if SPHINX in build.builders else "")
 
-    names = [name for builder in build.builders for name in BUILDER_DATASETS[builder]]
     tally = write_examples(examples, out, build.formats)
     stage("%d examples written", sum(tally.values()))
     if build.mix.enabled:
-        names.append(MIX)
-        mixed = write_examples(mix_rows(examples, tally, names[:-1], build), out, build.formats)
+        mixed = write_examples(mix_rows(examples, tally, built_datasets(build), build.mix), out, build.formats)
         tally.update(mixed)
         stage("mix: %d examples written", sum(mixed.values()))
-    repeated = Counter()
-    for (dataset, split, *_ , copy), n in tally.items():
-        if split == "train" and copy:
-            repeated[dataset] += n
-    counts = Counter()
-    for (dataset, split, lang, builder, mode, _), n in tally.items():
-        counts[(dataset, split, lang, builder, mode)] += n
-    summary = make_summary(dataset_entries(dict(counts), names, dict(repeated)), accepted_rows,
-                           {"train": n_seeds - held_out, "validation": held_out}, provenance,
-                           redacted(config)["build"],
-                           rows_license(provenance["models"], config.model.license, config.mt.backend, config.mt.license))
+    summary = summary_of(config, tally, accepted_rows, n_seeds, held_out, provenance)
     log.info("built %d examples from %d rows over %d seeds in %.1fs", sum(tally.values()), accepted_rows, n_seeds, time.monotonic() - started)
     return summary
+
+
+def summary_of(config: Config, tally: Counter, accepted_rows: int, n_seeds: int, held_out: int, provenance: dict) -> dict:
+    """build.json's content: the datasets' counts from write_examples' tally (per dataset, split,
+    language, builder, mode, drawn again?) and the rows' own counts."""
+    names = built_datasets(config.build) + ([MIX] if config.build.mix.enabled else [])
+    repeated, counts = Counter(), Counter()
+    for (dataset, split, lang, builder, mode, copy), n in tally.items():
+        counts[(dataset, split, lang, builder, mode)] += n
+        if split == "train" and copy:
+            repeated[dataset] += n
+    return make_summary(dataset_entries(dict(counts), names, dict(repeated)), accepted_rows,
+                        {"train": n_seeds - held_out, "validation": held_out}, provenance, redacted(config)["build"],
+                        rows_license(provenance["models"], config.model.license, config.mt.backend, config.mt.license))
+
+
+def built_datasets(build) -> list[str]:
+    """The datasets the builders of `build` make, in the config's order (the mix not included)."""
+    return [name for builder in build.builders for name in BUILDER_DATASETS[builder]]
+
+
+def empty_summary(config: Config) -> dict:
+    """The summary of a build from no accepted rows (every configured dataset, empty), without Ray."""
+    return summary_of(config, Counter(), 0, 0, 0, {kind: {} for kind in PROVENANCE_KINDS})
 
 
 class StageClock:
@@ -364,10 +381,9 @@ class StageClock:
         self.last = now
 
 
-def mix_rows(examples, tally: Counter, names: list[str], build):
+def mix_rows(examples, tally: Counter, names: list[str], mix: MixConfig):
     """The mix: training rows drawn per dataset × language by quota (repeats by rank order), and
     every validation row of the mixed datasets once."""
-    mix = build.mix
     mixed = [n for n in names if not mix.ratios or mix.ratios.get(n, 0) > 0]
     available: dict[str, dict[str, int]] = {n: {} for n in names}
     for (dataset, split, lang, *_), n in tally.items():
@@ -406,6 +422,9 @@ def mix_rows(examples, tally: Counter, names: list[str], build):
     return examples.map_batches(draw, batch_format="pyarrow")
 
 
+PROVENANCE_KINDS = ("models", "prompt_versions", "sources")
+
+
 def provenance_counts(rows) -> dict:
     def keys(batch: pa.Table) -> pa.Table:
         kinds, values = [], []
@@ -416,7 +435,7 @@ def provenance_counts(rows) -> dict:
         values += [source_file(v) for v in batch.column("source").to_pylist()]
         return pa.table({"kind": pa.array(kinds, pa.string()), "key": pa.array(values, pa.string())})
 
-    found: dict[str, Counter] = {"models": Counter(), "prompt_versions": Counter(), "sources": Counter()}
+    found: dict[str, Counter] = {kind: Counter() for kind in PROVENANCE_KINDS}
     for (kind, key), n in summed(rows, keys, ["kind", "key"]).items():
         found[kind][key] += n
     return {kind: dict(sorted(c.items())) for kind, c in found.items()}

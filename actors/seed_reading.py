@@ -19,9 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.config import Config
+from engine.recipes import recipe_spec
 from engine.inputs.seeds import (
     DEDUP_KEY, LANGUAGE_VERDICT, SEED_SCHEMA, BadRecord, SeedPiece, count_piece, number_pieces, plan_pieces,
-    resolve_records, validate_piece,
+    resolve_records, task_texts, validate_piece,
 )
 
 log = logging.getLogger("babelforge.seeds")
@@ -124,8 +125,7 @@ def _texts_of(block: pa.Table, ords) -> pa.Table:
     pos = np.searchsorted(ords, keys)
     found = (pos < len(ords)) & (ords[np.minimum(pos, len(ords) - 1)] == keys) if len(ords) else np.zeros(len(keys), bool)
     kept = block.filter(pa.array(found))
-    texts = [f"{i}\n{x}".strip() for i, x in zip(kept.column("instruction").to_pylist(), kept.column("input").to_pylist())]
-    return pa.table({"pos": pa.array(pos[found], pa.int64()), "id": kept.column("id"), "text": pa.array(texts, pa.string())})
+    return pa.table({"pos": pa.array(pos[found], pa.int64()), "id": kept.column("id"), "text": pa.array(task_texts(kept), pa.string())})
 
 
 _LANGID: dict = {}
@@ -236,6 +236,6 @@ class SeedReader:
     def __call__(self, paths, on_bad_record: str, limit: int | None) -> tuple[SeedView, list[BadRecord]]:
         self.start_ray()
         validation = self.config.validation
-        language_model = validation.langid_model if self.config.recipe == "sphinx" and validation.seed_language_check else None
+        language_model = validation.langid_model if recipe_spec(self.config).checks_seed_language and validation.seed_language_check else None
         # the dedup keys also key the cached clusters (actors.seed_selection), so they are always computed
         return read_seed_view(paths, on_bad_record, limit, language_model, keys=True)

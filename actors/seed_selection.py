@@ -23,7 +23,7 @@ from engine.config import Config
 from engine.runfolder import RunFolder
 from engine.selection.dedup import exact_duplicates, text_key
 from engine.selection.dedup_rows import duplicate_rows
-from engine.inputs.seeds import DEDUP_KEY, Seed, seeds_table
+from engine.inputs.seeds import DEDUP_KEY, Seed, task_texts
 from actors.clustering import cluster_dataset, cluster_texts
 
 log = logging.getLogger("babelforge.select")
@@ -47,15 +47,6 @@ class SeedSelection:
         return duplicate_rows(self.duplicates, [Seed(**row) for row in self.dropped.to_pylist()], recipe)
 
 
-def seed_text(seed: Seed) -> str:
-    """What is embedded: the task (instruction and its input), not the answer."""
-    return f"{seed.instruction}\n{seed.input}".strip()
-
-
-def _texts(seeds: pa.Table) -> list[str]:
-    return [f"{i}\n{x}".strip() for i, x in zip(seeds.column("instruction").to_pylist(), seeds.column("input").to_pylist())]
-
-
 def _keys(seeds: pa.Table) -> list[str]:
     if DEDUP_KEY in seeds.column_names:  # computed by the workers that read the seeds
         return seeds.column(DEDUP_KEY).to_pylist()
@@ -76,8 +67,6 @@ class SeedSelector:
         self.selection: SeedSelection | None = None
 
     def __call__(self, seeds: pa.Table) -> SeedSelection:
-        if not isinstance(seeds, pa.Table) and not hasattr(seeds, "text_dataset"):
-            seeds = seeds_table(seeds)
         select, dedup = self.config.select, self.config.dedup
         ids = seeds.column("id").to_pylist()
         duplicates = exact_duplicates(ids, _keys(seeds)) if dedup.exact else {}
@@ -117,7 +106,7 @@ class SeedSelector:
         if hasattr(seeds, "text_dataset"):  # seeds in the object store (actors.seed_reading.SeedView)
             table, k = cluster_dataset(seeds.text_dataset(), seeds.num_rows, self.config.select, self.config.dedup.near_threshold)
         else:
-            table, k = cluster_texts(seeds.column("id").to_pylist(), _texts(seeds), self.config.select, self.config.dedup.near_threshold)
+            table, k = cluster_texts(seeds.column("id").to_pylist(), task_texts(seeds), self.config.select, self.config.dedup.near_threshold)
         self.pending = table.replace_schema_metadata({"key": key, "k": str(k)})
         return table, k
 

@@ -100,7 +100,9 @@ class TranslateActor:
     `__call__` is an async generator on the actor's one event loop. With the pool jobs.synthesize
     builds (actor_pool), Ray Data hands each actor up to compute.batches_per_actor batches at
     once; RowSlots keeps compute.rows_in_flight of their rows running (the engine sees all of
-    their requests), and the batches beyond that wait with their rows queued for a slot.
+    their requests), and the batches beyond that wait with their rows queued for a slot. Each row
+    is a coroutine that drives the row machine's steps against this actor's generator and
+    machine translator (engine.rows.refine.RefinementLoop.__call__: next_requests, then advance).
     """
 
     def __init__(self, config_data: dict):

@@ -15,16 +15,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from benchmarks.harness import ROOT, SEEDS, case_main, init_ray
+from benchmarks.harness import ROOT, case_main, init_ray, seed_sentences
 
 
 def texts(count: int) -> list[str]:
     """Seed instructions and answers (English) and the project's target-language texts, cycled,
     each made distinct by a counter."""
-    from engine.inputs.seeds import load_seeds
-
-    seeds, _ = load_seeds([str(SEEDS)])
-    pool = [text for seed in seeds for text in (seed.instruction, seed.output)]
+    pool = seed_sentences()
     with open(ROOT / "data/texts/target_texts.jsonl", encoding="utf-8") as handle:
         pool += [json.loads(line)["text"] for line in handle if line.strip()]
     return [f"{pool[i % len(pool)]} {i}" for i in range(count)]

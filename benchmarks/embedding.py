@@ -20,14 +20,12 @@ from datetime import date
 import numpy as np
 import pyarrow as pa
 
-from benchmarks.harness import RESULTS, SEEDS, save_json
+from benchmarks.harness import RESULTS, save_json, seed_sentences
 from engine.config import SelectConfig
-from engine.inputs.seeds import load_seeds
 
 
 def sentences(count: int) -> list[str]:
-    seeds, _ = load_seeds([str(SEEDS)])
-    pool = [text for seed in seeds for text in (seed.instruction, seed.output)]
+    pool = seed_sentences()
     # A counter keeps cycled sentences distinct, so nothing downstream can reuse an earlier result.
     return [f"{pool[i % len(pool)]} ({i})" for i in range(count)]
 

@@ -24,6 +24,14 @@ SEEDS = ROOT / "data/seeds/english_seeds.jsonl"  # the project's English seeds: 
 log = logging.getLogger("babelforge.bench")
 
 
+def seed_sentences() -> list[str]:
+    """The instruction and the answer of every seed in SEEDS, in order (read as the job reads seeds)."""
+    from engine.inputs.seeds import load_seed_table
+
+    seeds, _ = load_seed_table([str(SEEDS)])
+    return [text for pair in zip(seeds.column("instruction").to_pylist(), seeds.column("output").to_pylist()) for text in pair]
+
+
 # ---------------------------------------------------------------- cases, each in its own process
 
 

@@ -25,6 +25,11 @@ def raydata_row(key: str, messages: list[dict], params: GenParams) -> dict:
     return {"key": key, "messages": messages, "sampling_params": sampling}
 
 
+def raydata_rows(asks) -> list[dict]:
+    """The processor's input rows for a chain stage's requests: [(key, engine.rows.refine.Ask)]."""
+    return [raydata_row(key, ask.messages, ask.params) for key, ask in asks]
+
+
 def _raydata_request(row: dict) -> dict:
     return {"key": row["key"], "messages": row["messages"], "sampling_params": row["sampling_params"]}
 

@@ -17,17 +17,17 @@ from datetime import date
 
 from benchmarks.harness import RESULTS, ROOT, save_json
 from engine.config import parse_config
-from engine.languages import get_language
-from engine.inputs.plan import build_plan
-from engine.recipes import prompt_version, row_machine
+from engine.recipes import plan_run, row_machine
 from engine.records import ACCEPTED
-from engine.inputs.seeds import load_seeds
 
 
-def config_for(rounds: int, lang: str) -> dict:
+def config_for(rounds: int, lang: str, seeds: int) -> dict:
+    """configs/demo.yaml into `lang` alone, every one of the first `seeds` seeds (mode all)."""
     demo = __import__("yaml").safe_load((ROOT / "configs/demo.yaml").read_text())
     demo["languages"] = {"targets": [lang]}
     demo["refine"] = {"rounds": rounds}
+    demo["seeds"] = {**demo["seeds"], "paths": [str(ROOT / path) for path in demo["seeds"]["paths"]], "limit": seeds}
+    demo["plan"] = {**demo["plan"], "mode": "all", "seed": 0}
     return demo
 
 
@@ -62,9 +62,8 @@ def main(argv: list[str] | None = None) -> dict:
     from actors.langid import FastTextLangId
     from actors.vllm_generator import VLLMGenerator
 
-    base = parse_config(config_for(0, args.lang))
+    base = parse_config(config_for(0, args.lang, args.seeds))
     langid = FastTextLangId(base.validation.langid_model)
-    seeds, _ = load_seeds([str(ROOT / path) for path in base.seeds.paths], limit=args.seeds)
 
     async def both() -> dict:
         # One event loop for the engine's whole life: AsyncLLM binds its output handler to it.
@@ -74,8 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
         results = {}
         try:
             for rounds in (0, 2):
-                config = parse_config(config_for(rounds, args.lang))
-                tasks = build_plan(seeds, [get_language(args.lang)], "all", config.plan.quotas, 0, config.recipe, prompt_version(config))
+                config = parse_config(config_for(rounds, args.lang, args.seeds))
+                tasks = plan_run(config).tasks.tasks().to_pylist()  # the job's plan: the same seeds in both settings
                 results[f"rounds_{rounds}"] = await measure(row_machine(config, generator, langid), tasks)
         finally:
             generator.shutdown()
@@ -89,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, CPU only",
         "model": base.model.name,
         "language": args.lang,
-        "seeds": len(seeds),
+        "seeds": r0["rows"],
         **results,
         "wall_time_ratio_rounds2_over_rounds0": round(r2["seconds"] / r0["seconds"], 2),
         "generated_tokens_ratio": round(r2["generated_tokens"] / max(r0["generated_tokens"], 1), 2),

@@ -6,8 +6,8 @@ SIMULATED GENERATOR, NOT A MODEL. Generation runs the job's own Ray Data pool
 (jobs.synthesize.translate_dataset) over benchmarks.simulated's fixed-latency generator, whose
 "translation" is French words: a benchmark-only lenient validation (SCALE_VALIDATION, stated in the
 result) lets those rows through in every language, so finalise and build see accepted rows.
-The job is jobs.synthesize.run itself, with the simulated actor in place of TranslateActor and a
-marker at each stage's start: plan (the seeds read on Ray Data, the plan, the run folder and the
+The job is jobs.synthesize.run's own stages, composed here (simulated_job) with the simulated actor
+in place of TranslateActor and a marker at each stage's start: plan (the seeds read on Ray Data, the plan, the run folder and the
 anti-join against its shards), generation (the actor pool writing shards), finalise (the languages
 on Ray workers, the report) and build (jobs.build.build_run). Seed selection (k-means over
 embedded seeds) is off.
@@ -17,12 +17,15 @@ embedded seeds) is off.
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 from benchmarks.harness import RssSampler, case_main, own_rss_mib
 from benchmarks.refinement_chain import BENCH_VALIDATION
 from benchmarks.scaling import write_synthetic_seeds
 from benchmarks.simulated import SimulatedTranslateActor, simulated_config
+from benchmarks.workload import bench_pool
 from engine.config import Config
 from engine.languages import DEFAULT_TARGETS, resolve_languages
 from engine.store import RowStore
@@ -76,10 +79,35 @@ def seeds_file(spec: dict) -> str:
     return str(path)
 
 
+def simulated_job(config: Config, stage) -> dict:
+    """jobs.synthesize.run's stages (qualification off) with SimulatedTranslateActor as the pool's
+    actor; `stage(name)` is called as each starts. Returns the report."""
+    from jobs.build import build_run
+    from jobs.calibrate import prepare_gate
+    from jobs.synthesize import finish, init_ray, plan_job, pool_config, save_rows
+
+    started = time.monotonic()
+    stage("plan")
+    config = prepare_gate(config)  # as the job: the adequacy gate's thresholds (the simulated runs have the gate off)
+    planned = plan_job(config)
+    if planned.todo.num_rows:
+        stage("generation")
+        init_ray(config)
+        todo = planned.todo
+        save_rows(config, planned, todo, bench_pool(pool_config(config, todo.rows_per_language()), todo, SimulatedTranslateActor))
+    stage("finalise")
+    report = finish(config, planned, time.monotonic() - started)
+    if config.build.enabled:
+        stage("build")
+        build_run(planned.folder, config)
+        report = json.loads(planned.folder.read_text("report.json"))
+    return report
+
+
 def case_job(spec: dict) -> dict:
-    """The job (jobs.synthesize.run) at spec['rows'] planned rows, each stage measured as it starts;
+    """The job's stages (simulated_job) at spec['rows'] planned rows, each measured as it starts;
     spec['plan_only']: the plan stage alone (jobs.synthesize.plan_job)."""
-    from jobs.synthesize import plan_job, run
+    from jobs.synthesize import plan_job
 
     work_dir = Path(spec["work_dir"])
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +130,7 @@ def case_job(spec: dict) -> dict:
                 planned = plan_job(config)
                 result.update(planned=len(planned.planned_ids), to_generate=planned.todo.num_rows)
             else:
-                report = run(config, SimulatedTranslateActor, rss.stage)
+                report = simulated_job(config, rss.stage)
                 result.update(planned=report["planned"], accepted=report["accepted"], rejected=report["rejected"],
                               adds_up=report["adds_up"], reject_reasons=report.get("reject_reasons"),
                               shards=len(RowStore(config.run.output_dir).shard_names()))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from benchmarks.harness import SEEDS, case_main, cpu_seconds, init_ray, machine_cpu_seconds, peak_rss_mib
 from benchmarks.simulated import LONG_RATIO, LONG_SHARE, TAIL_SEED, SimulatedTranslateActor, simulated_config
-from benchmarks.workload import run_translation_stage, synthetic_tasks
+from benchmarks.workload import bench_pool, run_translation_stage, synthetic_tasks
 from engine.config import Config
 
 
@@ -130,13 +130,13 @@ def case_scaling(spec: dict) -> dict:
 
 def write_synthetic_seeds(path: Path, count: int) -> Path:
     """`count` distinct seeds made from the project's seeds (a counter keeps them distinct)."""
-    from engine.inputs.seeds import load_seeds
+    from engine.inputs.seeds import load_seed_table
 
-    seeds, _ = load_seeds([str(SEEDS)])
+    seeds = load_seed_table([str(SEEDS)])[0].to_pylist()
     with open(path, "w", encoding="utf-8") as handle:
         for i in range(count):
             seed = seeds[i % len(seeds)]
-            record = {"id": f"syn-{i:07d}", "instruction": f"{seed.instruction} ({i})", "input": seed.input, "output": seed.output}
+            record = {"id": f"syn-{i:07d}", "instruction": f"{seed['instruction']} ({i})", "input": seed["input"], "output": seed["output"]}
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return path
 
@@ -182,14 +182,12 @@ def case_plan_memory(spec: dict) -> dict:
         return result
     import ray
 
-    from jobs.synthesize import translate_dataset
-
     store = RowStore(work_dir / "run", config.run.shard_rows, config.run.shard_seconds)
     init_ray(spec)
     try:
         cpu_before = cpu_seconds()
         started = time.perf_counter()
-        dataset = translate_dataset(config, plan.tasks, SimulatedTranslateActor)
+        dataset = bench_pool(config, plan.tasks, SimulatedTranslateActor)
         done = accepted = 0
         for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
             store.add(batch)

@@ -34,20 +34,21 @@ def case_selection(spec: dict) -> dict:
     """The seeds the project's selection plans for a budget, and the cluster of every seed."""
     import ray
 
-    from engine.recipes import plan_tasks
+    from engine.recipes import plan_run
     from actors.seed_selection import SeedSelector
 
     config = selection_config(spec)
     started = time.perf_counter()
     selector = SeedSelector(config, lambda: init_ray(spec))
     try:
-        tasks, decided, read = plan_tasks(config, selector)
+        plan = plan_run(config, selector)
+        selected = plan.tasks.tasks().column("seed_id").to_pylist()
     finally:
         ray.shutdown()
     selection = selector.selection
     return {
-        "seconds": round(time.perf_counter() - started, 1), "seeds_read": read, "k": selection.k,
-        "duplicates": len(selection.duplicates), "selected": [task["seed_id"] for task in tasks],
+        "seconds": round(time.perf_counter() - started, 1), "seeds_read": plan.read, "k": selection.k,
+        "duplicates": len(selection.duplicates), "selected": selected,
         "clusters": selection.clusters,
     }
 

@@ -5,10 +5,10 @@
       of TranslateActor) with refine.rounds 0 and validation.max_attempts 1: one pass;
   (c) Ray Data LLM: a `ray.data.llm` vLLM processor doing the same pass.
 
-Requests for (a) and (c) are prepared and their answers checked by the engine's own recipe
-(engine.recipes.recipe_class: Recipe.prepare, Recipe.check), so all three send the same prompts
-and apply the same checks; the suite compares the prompt token counts with babelforge's rows, so
-a drift shows up. Each case runs in its own process, one after another (benchmarks.harness.Runner),
+Requests for (a) and (c) come from the job's own row machine and its answers go back to it
+(benchmarks.refinement_chain.refine_chain: one stage of the machine's steps), so all three send
+the same prompts and apply the same checks; the suite compares the prompt token counts with
+babelforge's rows, so a drift shows up. Each case runs in its own process, one after another (benchmarks.harness.Runner),
 so only one engine exists at a time and each case's engine and Ray are gone before the next starts.
 
     .venv/bin/python -m benchmarks.translation --case raw --spec spec.json --result out.json
@@ -19,63 +19,23 @@ from __future__ import annotations
 import gc
 import os
 import time
-from types import SimpleNamespace
 
-from actors.vllm_generator import VLLMGenerator, cpu_capability, engine_env, host_engine_kwargs
+from actors.vllm_generator import cpu_capability, engine_env, host_engine_kwargs
 from benchmarks.harness import CpuSampler, agreement, case_main, init_ray, peak_rss_mib, rate, ratio
-from benchmarks.raydata import raydata_generate, raydata_row
-from benchmarks.simulated import FixedLatencyGenerator, SimulatedTranslateActor, is_simulated, spec_config
-from benchmarks.workload import TimedTranslateActor, accepted_digest, base_spec, bench_config, load_tasks, run_translation_stage
-from engine.config import Config
-from engine.recipes import quality_checks, recipe_class
-from engine.records import ACCEPTED, REJECTED
-from engine.rows.refine import Recipe, Request
+from benchmarks.raydata import raydata_generate, raydata_rows
+from benchmarks.refinement_chain import chain_machine, model_count_tokens, refine_chain, tokenizer_functions
+from benchmarks.simulated import SimulatedTranslateActor, is_simulated, spec_config
+from benchmarks.workload import TimedTranslateActor, base_spec, bench_config, load_tasks, row_summary, run_translation_stage
 
 
-def tokenizer_functions(tokenizer) -> tuple:
-    """(prompt_ids, count_tokens) by VLLMGenerator's own code, over any tokenizer."""
-    holder = SimpleNamespace(tokenizer=tokenizer)
-    return (lambda messages: VLLMGenerator.prompt_ids(holder, messages)), (lambda text: VLLMGenerator.count_tokens(holder, text))
-
-
-def driver_recipe(config: Config) -> Recipe:
-    """The config's recipe with the language ID and added checks (the adequacy gate) that
-    TranslateActor gives its row machines."""
-    from actors.langid import FastTextLangId
-    from actors.translate import load_encoder
-
-    return recipe_class(config)(config, FastTextLangId(config.validation.langid_model), quality_checks(config, load_encoder(config)))
-
-
-def driver_requests(config: Config, recipe: Recipe, tasks: list[dict]) -> list[Request]:
-    """The recipe's requests for `tasks`, token budgets counted with the model's tokenizer (or
-    the simulated generator's word count), prepared in this process as a chain's driver does."""
-    if is_simulated(config):
-        count_tokens = FixedLatencyGenerator(0).count_tokens
-    else:
-        from transformers import AutoTokenizer
-
-        from actors.models import resolve_model
-
-        _, count_tokens = tokenizer_functions(AutoTokenizer.from_pretrained(resolve_model(config.model.name)))
-    return [recipe.prepare(task, count_tokens) for task in tasks]
-
-
-def checked_row(recipe: Recipe, request: Request, text: str, prompt_tokens: int, completion_tokens: int) -> dict:
-    """One answer checked as the row machine checks a draft, summarised as a per_row entry."""
-    reason, _, output = recipe.check(request, text)
+def totals(rows: list[dict]) -> dict:
+    """What a one-pass case reports of its rows (engine.records.SCHEMA columns)."""
+    summary = row_summary(rows)
     return {
-        "seed_id": request.task["seed_id"], "status": REJECTED if reason else ACCEPTED, "reason": reason,
-        "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-        "out": None if reason else accepted_digest({**request.task, **output}),
-    }
-
-
-def totals(per_row: list[dict]) -> dict:
-    return {
-        "rows": len(per_row), "generated_tokens": sum(row["completion_tokens"] for row in per_row),
-        "prompt_tokens": sum(row["prompt_tokens"] for row in per_row),
-        "accepted": sum(1 for row in per_row if row["status"] == ACCEPTED), "per_row": per_row,
+        "rows": len(rows), "generated_tokens": sum(row["completion_tokens"] for row in rows),
+        "prompt_tokens": sum(row["prompt_tokens"] for row in rows), "accepted": summary["accepted"],
+        "per_row": [{key: entry[key] for key in ("seed_id", "status", "reason", "prompt_tokens", "completion_tokens", "out")}
+                    for entry in summary["per_row"]],
     }
 
 
@@ -98,6 +58,7 @@ def case_babelforge(spec: dict) -> dict:
     rows = table.to_pylist()
     generated = sum(row["completion_tokens"] for row in rows)
     gate = timing.pop("adequacy_gate")
+    summary = row_summary(rows)
     cpu = {"generation": sampler.table(stage_started + timing["first_ready_s"], stage_started + timing["end_to_end_s"]),
            "whole_case": sampler.table()}
     return {
@@ -111,18 +72,7 @@ def case_babelforge(spec: dict) -> dict:
         "tokens_per_s_end_to_end": rate(generated, timing["end_to_end_s"]),
         "tokens_per_s_generation": rate(generated, timing["generation_s"]),
         "rows_per_s_generation": timing["rows_per_s_after_ready"],
-        "accepted": sum(1 for row in rows if row["status"] == ACCEPTED),
-        "judged_rows": sum(1 for row in rows if row["tokens_judge"]),
-        "rewritten_rows": sum(1 for row in rows if row["rounds"]),
-        "phase_tokens": {phase: sum(row[f"tokens_{phase}"] for row in rows) for phase in ("draft", "judge", "rewrite")},
-        "per_row": [
-            {
-                "seed_id": row["seed_id"], "status": row["status"], "reason": row["reason"], "prompt_tokens": row["prompt_tokens"],
-                "completion_tokens": row["completion_tokens"], "rounds": row["rounds"],
-                "out": accepted_digest(row) if row["status"] == ACCEPTED else None,
-            }
-            for row in rows
-        ],
+        **summary,
         "peak_rss_mib": peak_rss_mib(),
     }
 
@@ -141,32 +91,38 @@ def case_raw(spec: dict) -> dict:
     from vllm.sampling_params import StructuredOutputsParams
 
     tasks = load_tasks(config, spec["seeds"])
-    recipe = driver_recipe(config)  # loads lid.176 before the clock starts
+    machine = chain_machine(config, model_count_tokens(config))  # loads lid.176 (and the gate's encoder) before the clock starts
     sampler = CpuSampler().start()  # this process and the engine core it spawns
     started = time.perf_counter()
-    llm = LLM(model=resolve_model(config.model.name), **host_engine_kwargs(config.model.engine_kwargs, cpu_capability()))
+    engine = {"llm": LLM(model=resolve_model(config.model.name), **host_engine_kwargs(config.model.engine_kwargs, cpu_capability()))}
     ready = time.perf_counter()
-    prompt_ids, count_tokens = tokenizer_functions(llm.get_tokenizer())
-    requests = [recipe.prepare(task, count_tokens) for task in tasks]
-    prompts = [TokensPrompt(prompt_token_ids=prompt_ids(r.messages)) for r in requests]
-    params = [
-        SamplingParams(
-            temperature=r.params.temperature, top_p=r.params.top_p, max_tokens=r.params.max_tokens,
-            repetition_penalty=r.params.repetition_penalty,
-            structured_outputs=StructuredOutputsParams(json=r.params.json_schema, disable_any_whitespace=True) if r.params.json_schema else None,
-        )
-        for r in requests
-    ]
-    prepared, prepared_at = time.perf_counter(), time.time()
-    outputs = llm.generate(prompts, params, use_tqdm=False)
-    done, done_at = time.perf_counter(), time.time()
-    del llm
-    gc.collect()
-    sampler.stop()
-    result = totals([
-        checked_row(recipe, request, output.outputs[0].text, len(output.prompt_token_ids), len(output.outputs[0].token_ids))
-        for request, output in zip(requests, outputs)
-    ])
+    prompt_ids, _ = tokenizer_functions(engine["llm"].get_tokenizer())
+    clock = {}
+
+    def generate(asks):
+        """The one stage of a pass: every prompt in one generate call, then the engine is gone
+        and the sampler stopped before the machine checks the answers."""
+        prompts = [TokensPrompt(prompt_token_ids=prompt_ids(ask.messages)) for _, ask in asks]
+        params = [
+            SamplingParams(
+                temperature=a.params.temperature, top_p=a.params.top_p, max_tokens=a.params.max_tokens,
+                repetition_penalty=a.params.repetition_penalty,
+                structured_outputs=StructuredOutputsParams(json=a.params.json_schema, disable_any_whitespace=True) if a.params.json_schema else None,
+            )
+            for _, a in asks
+        ]
+        clock.update(prepared=time.perf_counter(), prepared_at=time.time())
+        outputs = engine["llm"].generate(prompts, params, use_tqdm=False)
+        clock.update(done=time.perf_counter(), done_at=time.time())
+        engine.clear()
+        gc.collect()
+        sampler.stop()
+        return [{"key": key, "text": output.outputs[0].text, "prompt_tokens": len(output.prompt_token_ids),
+                 "completion_tokens": len(output.outputs[0].token_ids)} for (key, _), output in zip(asks, outputs)], {}
+
+    rows, _ = refine_chain(machine, tasks, generate)  # one pass (rounds 0, one attempt): a single stage
+    result = totals(rows)
+    prepared, prepared_at, done, done_at = clock["prepared"], clock["prepared_at"], clock["done"], clock["done_at"]
     generation_s = done - prepared
     return {
         "case": "raw_vllm", **result, "engine_start_s": round(ready - started, 2),
@@ -185,18 +141,15 @@ def case_raydata(spec: dict) -> dict:
     import ray
 
     config = bench_config(spec)
-    recipe = driver_recipe(config)
-    requests = driver_requests(config, recipe, load_tasks(config, spec["seeds"]))
+    machine = chain_machine(config, model_count_tokens(config))
+    tasks = load_tasks(config, spec["seeds"])
     ray_init_s = init_ray(spec)
     try:
-        answers, timing = raydata_generate(config, [raydata_row(str(i), r.messages, r.params) for i, r in enumerate(requests)])
+        rows, [stage] = refine_chain(machine, tasks, lambda asks: raydata_generate(config, raydata_rows(asks)))  # one pass: one stage
     finally:
         ray.shutdown()
-    by_key = {answer["key"]: answer for answer in answers}
-    result = totals([
-        checked_row(recipe, request, by_key[str(i)]["text"], by_key[str(i)]["prompt_tokens"], by_key[str(i)]["completion_tokens"])
-        for i, request in enumerate(requests)
-    ])
+    timing = {key: value for key, value in stage.items() if key not in ("stage", "requests", "generated_tokens")}
+    result = totals(rows)
     return {
         "case": "ray_data_llm", **result, "ray_init_s": ray_init_s, **timing,
         "tokens_per_s_end_to_end": rate(result["generated_tokens"], timing["end_to_end_s"]),

@@ -1,6 +1,6 @@
 """What the benchmarks run: configs/demo.yaml narrowed to one pass over one language, the tasks
-planned from the project's seeds, and the job's own translation stage
-(jobs.synthesize.translate_dataset) with an actor that timestamps its batches.
+planned from the project's seeds (engine.recipes.plan_run), and the job's own translation stage
+(jobs.synthesize: its task blocks and actor pool) with an actor that timestamps its batches.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import yaml
 from actors.translate import TranslateActor
 from benchmarks.harness import ROOT, SEEDS, rate
 from engine.config import Config, parse_config
-from engine.inputs.plan import build_plan
-from engine.inputs.seeds import load_seeds
-from engine.languages import get_language
-from engine.recipes import prompt_version
+from engine.inputs.seeds import load_seed_table
+from engine.recipes import plan_run
+from engine.records import ACCEPTED
 from engine.rows.prompts import FIELDS
 
 
@@ -65,23 +64,42 @@ def bench_config(
 
 
 def load_tasks(config: Config, seeds: int | None) -> list[dict]:
-    """The first `seeds` seeds of the config's seed file, each into the config's one language."""
-    loaded, _ = load_seeds(list(config.seeds.paths), limit=seeds)
-    languages = [get_language(code) for code in config.languages.targets]
-    return build_plan(loaded, languages, "all", config.plan.quotas, config.plan.seed, config.recipe, prompt_version(config))
+    """The first `seeds` seeds of the config's seed file, each into the config's languages (mode
+    all), planned as the job plans them."""
+    limited = config.model_copy(update={"seeds": config.seeds.model_copy(update={"limit": seeds})})
+    return plan_run(limited).tasks.tasks().to_pylist()
 
 
 def synthetic_tasks(rows: int, lang: str) -> list[dict]:
     """`rows` distinct tasks cycled from the project's seeds (ids carry a counter)."""
-    seeds, _ = load_seeds([str(SEEDS)])
+    seeds = load_seed_table([str(SEEDS)])[0].to_pylist()
     tasks = []
     for i in range(rows):
         seed = seeds[i % len(seeds)]
         tasks.append({
-            "id": f"sim-{i:08d}", "seed_id": f"{seed.id}-{i}", "recipe": "sphinx", "lang": lang,
-            "src_instruction": seed.instruction, "src_input": seed.input, "src_output": seed.output, "source": seed.source,
+            "id": f"sim-{i:08d}", "seed_id": f"{seed['id']}-{i}", "recipe": "sphinx", "lang": lang,
+            "src_instruction": seed["instruction"], "src_input": seed["input"], "src_output": seed["output"], "source": seed["source"],
         })
     return tasks
+
+
+def row_summary(rows: list[dict]) -> dict:
+    """What every refinement-shaped case reports of its rows (engine.records.SCHEMA columns):
+    accepted, judged and rewritten rows, generated tokens by phase, and each row."""
+    return {
+        "accepted": sum(1 for row in rows if row["status"] == ACCEPTED),
+        "judged_rows": sum(1 for row in rows if row["tokens_judge"]),
+        "rewritten_rows": sum(1 for row in rows if row["rounds"]),
+        "phase_tokens": {phase: sum(row[f"tokens_{phase}"] for row in rows) for phase in ("draft", "judge", "rewrite")},
+        "per_row": [
+            {
+                "seed_id": row["seed_id"], "status": row["status"], "reason": row["reason"], "prompt_tokens": row["prompt_tokens"],
+                "completion_tokens": row["completion_tokens"], "rounds": row["rounds"],
+                "out": accepted_digest(row) if row["status"] == ACCEPTED else None,
+            }
+            for row in rows
+        ],
+    }
 
 
 def accepted_digest(row: dict) -> str | None:
@@ -138,14 +156,21 @@ class TimedTranslateActor(TranslateActor):
             self.running -= 1
 
 
-def run_translation_stage(config: Config, tasks: list[dict], actor_cls) -> tuple[dict, pa.Table]:
-    """jobs.synthesize.translate_dataset with `actor_cls` (a TimedTranslateActor) as the
-    pool's actor class; timed from the dataset's start to its last row. The timing's
-    adequacy_gate holds the gate's seconds and texts summed over the pool's actors."""
-    from jobs.synthesize import translate_dataset
+def bench_pool(config: Config, tasks, actor_cls):
+    """The job's generation stage (jobs.synthesize.translate_dataset's task blocks and actor
+    pool) with `actor_cls`, a TranslateActor of the benchmarks', as the pool's actor class."""
+    from jobs.synthesize import pool_options, task_blocks
 
+    blocks, size = task_blocks(config, tasks)
+    return blocks.map_batches(actor_cls, **pool_options(config, size))
+
+
+def run_translation_stage(config: Config, tasks: list[dict], actor_cls) -> tuple[dict, pa.Table]:
+    """The job's generation stage with `actor_cls` (a TimedTranslateActor: bench_pool); timed
+    from the dataset's start to its last row. The timing's adequacy_gate holds the gate's
+    seconds and texts summed over the pool's actors."""
     started = time.time()
-    dataset = translate_dataset(config, pa.Table.from_pylist(tasks), actor_cls)
+    dataset = bench_pool(config, pa.Table.from_pylist(tasks), actor_cls)
     tables, arrivals = [], []
     for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
         arrivals.append(time.time())

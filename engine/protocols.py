@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 # Completion.finish_reason values besides the engine's own ("stop", "length").
 TOO_LONG = "too_long"  # the prompt plus max_tokens does not fit the model's context
@@ -25,6 +25,52 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str
+
+
+class CheckResult(NamedTuple):
+    """What a check says of a draft: `reason` (None: it passed), the `field` the reason is about
+    (None: the whole reply), and `columns` for the row (scores, language-ID answers, the restored
+    fields), kept whether or not it passed. A plain (reason, field, columns) tuple reads the same."""
+
+    reason: str | None
+    field: str | None
+    columns: dict
+
+
+def passed(columns: dict | None = None) -> CheckResult:
+    """A check that found nothing wrong, with its columns."""
+    return CheckResult(None, None, {} if columns is None else columns)
+
+
+class ExtraCheck(Protocol):
+    """A check added to a recipe's own (the adequacy gate, engine/text/adequacy.py): it sees a draft
+    that passed every built-in check, as (source fields, draft fields, language: an
+    engine.languages.Language). Translation passes the English source and the restored
+    translation, field by field; X-Instruction passes {"output": the text} and {"instruction": the
+    English instruction}. Its reasons go in engine/reasons.py."""
+
+    def __call__(self, source: dict[str, str], drafted: dict[str, str], language) -> CheckResult: ...
+
+
+class SeedTable(Protocol):
+    """The seeds as the planner sees them: a pyarrow.Table read in this process, or the job's
+    actors.seed_reading.SeedView (the text in Ray's object store, small columns here)."""
+
+    @property
+    def num_rows(self) -> int: ...
+
+    @property
+    def column_names(self) -> list[str]: ...
+
+    def column(self, name: str): ...
+
+    def filter(self, mask) -> SeedTable: ...
+
+    def append_column(self, name: str, values) -> SeedTable: ...
+
+    def take(self, indices):
+        """The rows at `indices`, with their text, as a pyarrow.Table."""
+        ...
 
 
 class Generator(Protocol):

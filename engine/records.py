@@ -79,6 +79,15 @@ def row_id(seed_id: str, lang: str, recipe: str, prompt_version: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
 
 
+def decided_row(seed_id: str, recipe: str, prompt_version: str, reason: str, lang: str | None = None, **columns) -> dict:
+    """A row rejected before any model call: a bad record, a seed that is not English, a text in no
+    target language, a language that did not qualify. Its id hashes (seed, language, recipe,
+    prompt version) as every planned row's does, with language "" where the decision is about the
+    seed itself (no target language: `lang` is None); `columns` are any other SCHEMA columns."""
+    return {**columns, "id": row_id(seed_id, lang or "", recipe, prompt_version), "seed_id": seed_id, "recipe": recipe, "lang": lang,
+            "status": REJECTED, "reason": reason}
+
+
 def empty_row() -> dict:
     """Every column present with a neutral value, so partial rows always fit SCHEMA."""
     row: dict = {name: None for name in SCHEMA.names}

@@ -63,12 +63,8 @@ def dataset_name(status: str) -> str:
     return f"{status}.parquet"
 
 
-def language_dir(lang: str | None) -> str:
-    return lang or NO_LANGUAGE_DIR
-
-
 def language_of(directory: str) -> str | None:
-    """The language a dataset's directory holds (language_dir's inverse)."""
+    """The language a dataset's directory holds (the inverse of _language_dirs)."""
     return None if directory == NO_LANGUAGE_DIR else directory
 
 

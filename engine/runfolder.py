@@ -145,11 +145,6 @@ class RunFolder:
         with self.open_output(name) as stream:
             pq.write_table(table, stream, **options)
 
-    def delete(self, name: str) -> None:
-        """Remove a file (missing is fine)."""
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.delete_file(self.path(name))
-
     def clean_partial(self, prefix: str = "") -> int:
         """Remove temporaries a killed local writer left in folder `prefix`; returns how many.
         (An object store keeps no partial objects to clean.)"""

@@ -75,17 +75,9 @@ class RowStore:
         self.shard_rows, self.shard_seconds = shard_rows, shard_seconds
         self.pending = ShardBuffer(shard_rows, shard_seconds)
 
-    @property
-    def pending_rows(self) -> int:
-        return self.pending.rows
-
     def _path(self, name: str = "") -> Path | PurePosixPath:
         path = self.folder.path(name)
         return Path(path) if self.folder.local else PurePosixPath(path)
-
-    @property
-    def shard_dir(self) -> Path | PurePosixPath:
-        return self._path(SHARDS)
 
     def shard_names(self) -> list[str]:
         """Shard names relative to the run folder, sorted."""
@@ -125,16 +117,6 @@ class RowStore:
             table = self.folder.read_parquet(shard, columns=names).cast(schema)
             parts.append(table.filter(pc.is_in(table.column("id"), value_set=ids)))
         return pa.concat_tables(parts)
-
-    def done_ids(self) -> set[str]:
-        """done_id_array as a Python set, for small callers and tests."""
-        return set(self.done_id_array().to_pylist())
-
-    def read_all(self) -> pa.Table:
-        shards = self.shard_names()
-        if not shards:
-            return SCHEMA.empty_table()
-        return pa.concat_tables([self.folder.read_parquet(name).cast(SCHEMA) for name in shards])
 
     def clean_partial(self) -> int:
         """Remove temporaries a killed writer left behind; returns how many."""

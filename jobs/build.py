@@ -20,11 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from engine.builders import build_datasets
 from engine.builders.output import swap_in, write_card
-from engine.builders.summary import summarise
 from engine.cli import job_parser, run_main
-from engine.config import Config, ConfigError, load_config, redacted
+from engine.config import Config, ConfigError, load_config
 from engine.records import ACCEPTED
 from engine.runfolder import RunFolder
 
@@ -43,11 +41,6 @@ def accepted_count(run_dir: RunFolder) -> int:
     return ds.dataset(run_dir.path(f"{ACCEPTED}.parquet"), format="parquet", filesystem=run_dir.fs).count_rows()
 
 
-def empty_summary(config: Config) -> dict:
-    built = build_datasets([], config.build)
-    return summarise(built, redacted(config)["build"], config.model.license)
-
-
 def record_in_report(run_dir: RunFolder, summary: dict) -> None:
     """Put the dataset counts into report.json, so the run's report and its datasets agree."""
     if not run_dir.exists("report.json"):
@@ -63,7 +56,7 @@ def build_run(run_dir: str | Path | RunFolder, config: Config, output: str | Pat
     or joined as jobs.synthesize does, unless this process already runs Ray); the datasets go to
     <run>/datasets/ (counts recorded in report.json) or to `output`. `partitions` sets the number
     of blocks the rows are read into; the examples built do not depend on it."""
-    from actors.build_pipeline import build_on_ray
+    from actors.build_pipeline import build_on_ray, empty_summary
     from actors.ray_session import init_ray
 
     run_dir = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)

@@ -14,8 +14,8 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,18 +24,19 @@ import yaml
 
 from engine.cli import job_parser, run_main
 from engine.config import Config, ConfigError, load_config, redacted
-from engine.records import REJECTED, to_table
+from engine.records import decided_row, to_table
 from engine.report.cluster_plot import plot_clusters
 from engine.selection.dedup_rows import NearDuplicateOutputs, reject_duplicate_outputs
 from engine.report.counts import cluster_figures_from, reason_kind, render_markdown, render_summary, report_from_figures
 from engine.report.samples import DEFAULT_SAMPLES_PER_LANGUAGE
 from engine.run_outputs import PlanMismatch, finalise_outputs
-from engine.recipes import RunPlan, plan_run
+from engine.recipes import RunPlan, plan_run, prompt_version, recipe_spec
 from engine.inputs.plan import PlannedIds, TaskPlan, plan_fingerprint
 from engine.inputs.seeds import SeedError
 from engine.runfolder import RunFolder
 from engine.store import RowStore
 from jobs.build import build_run
+from jobs.calibrate import prepare_gate
 from jobs.report import write_report_page
 from actors.seed_reading import SeedReader
 from actors.seed_selection import SeedSelection, SeedSelector
@@ -99,36 +100,46 @@ def pool_config(config: Config, languages) -> Config:
     return config.model_copy(update={"languages": config.languages.model_copy(update={"targets": targets})})
 
 
-def translate_dataset(config: Config, tasks: pa.Table | TaskPlan, actor_cls=None):
+def translate_dataset(config: Config, tasks: pa.Table | TaskPlan):
     """The generation stage over `tasks` (a table of task rows, or a TaskPlan assembled on Ray
-    workers: actors/plan_source.py): an actor pool of `actor_cls` (TranslateActor unless a
-    benchmark passes a simulated or instrumented one built on it)."""
+    workers: actors/plan_source.py): an actor pool of TranslateActor over the task blocks."""
+    from actors.translate import TranslateActor
+
+    blocks, size = task_blocks(config, tasks)
+    return blocks.map_batches(TranslateActor, **pool_options(config, size))
+
+
+def task_blocks(config: Config, tasks: pa.Table | TaskPlan):
+    """(the tasks as a Ray dataset, rows a block): blocks of several batches, one call each: the
+    reads must keep up with the pool, and Ray Data's driver keeps state for every block
+    (actors/plan_source.py)."""
     import ray
 
     from actors.plan_source import block_rows, plan_dataset
-    from actors.translate import TranslateActor
-    from actors.vllm_generator import ENGINE_ACTOR_RUNTIME_ENV
 
-    actor_cls = actor_cls or TranslateActor
-
-    # Blocks of several batches, one call each: the reads must keep up with the pool, and Ray
-    # Data's driver keeps state for every block (actors/plan_source.py).
     size = block_rows(tasks.num_rows, config.compute.batch_size, config.compute.actors)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = sys.stderr.isatty()
     # An engine that cannot start (bad model path, out of memory) must fail the job, not retry forever.
     ctx.max_consecutive_actor_init_deaths = config.compute.actor_start_attempts
-    return plan_dataset(tasks, size).map_batches(
-        actor_cls,
-        fn_constructor_kwargs={"config_data": json.loads(config.model_dump_json())},
-        batch_size=size,
-        batch_format="pyarrow",
-        compute=actor_pool(config.compute.actors, config.compute.actor_batches, size // config.compute.batch_size),
-        num_cpus=config.compute.num_cpus_per_actor,
-        num_gpus=config.compute.num_gpus_per_actor or None,
-        resources=config.compute.resources or None,
-        runtime_env=ENGINE_ACTOR_RUNTIME_ENV,  # the actor stops its engine itself (see there)
-    )
+    return plan_dataset(tasks, size), size
+
+
+def pool_options(config: Config, size: int) -> dict:
+    """map_batches' arguments for the generation pool over blocks of `size` rows: its actors get
+    the config, the pool's size and calls, and each actor's resources."""
+    from actors.vllm_generator import ENGINE_ACTOR_RUNTIME_ENV
+
+    return {
+        "fn_constructor_kwargs": {"config_data": json.loads(config.model_dump_json())},
+        "batch_size": size,
+        "batch_format": "pyarrow",
+        "compute": actor_pool(config.compute.actors, config.compute.actor_batches, size // config.compute.batch_size),
+        "num_cpus": config.compute.num_cpus_per_actor,
+        "num_gpus": config.compute.num_gpus_per_actor or None,
+        "resources": config.compute.resources or None,
+        "runtime_env": ENGINE_ACTOR_RUNTIME_ENV,  # the actor stops its engine itself (see there)
+    }
 
 
 class Progress:
@@ -167,23 +178,11 @@ class Progress:
         )
 
 
-def diversify_pairs(table: pa.Table, config: Config, embedder: list | None = None) -> pa.Table:
-    """X-Instruction's diversification: a language over select.budget_per_language keeps the pairs
-    nearest each centroid first, across clusters of its English instructions. `embedder`: a
-    one-item cache, so a run with many languages over budget loads the model once."""
-    from engine.selection.budget import apply_budget_table
+def select_embedder(select):
+    """The encoder of config.select (a recipe's finalise steps load it only when they need it)."""
+    from actors.embed import Embedder
 
-    select = config.select
-    embedder = [] if embedder is None else embedder
-
-    def embed(texts: list[str]):
-        if not embedder:
-            from actors.embed import Embedder  # loaded only when a language is over budget
-
-            embedder.append(Embedder(select.embed_model, select.batch_size, select.device, select.threads))
-        return embedder[0].encode(texts)
-
-    return apply_budget_table(table, select.budget_per_language, embed, select.clusters, select.sample_size, select.seed)
+    return Embedder(select.embed_model, select.batch_size, select.device, select.threads)
 
 
 def language_map():
@@ -213,9 +212,7 @@ def finalise(
             steps.append(near)
         else:
             log.info("near-duplicate outputs not checked: quality.adequacy is off, so rows carry no output_embedding")
-    if config.recipe == "xinstruction":
-        embedder: list = []
-        steps.append(lambda table: diversify_pairs(table, config, embedder))
+    steps += recipe_spec(config).finalise_steps(config, partial(select_embedder, config.select))  # X-Instruction's budget
     seed_clusters = selection.clusters if selection and selection.clusters else None
     try:
         done = finalise_outputs(folder, planned_ids, steps, seed_clusters, DEFAULT_SAMPLES_PER_LANGUAGE, language_map())
@@ -255,13 +252,14 @@ class PlannedRun:
 def plan_job(config: Config) -> PlannedRun:
     """Seeds read (on Ray Data), selected and planned; the run folder made or checked against the
     plan; the rows decided before any model call written; the ids already in the shards left out."""
+    spec = recipe_spec(config)
     # Dedup and clusters of the seeds (embeddings on Ray) happen before planning: no LLM call yet.
-    selector = SeedSelector(config, lambda: init_ray(config)) if config.recipe == "sphinx" else None
+    selector = SeedSelector(config, lambda: init_ray(config)) if spec.selects_seeds else None
     # Seeds read and checked on Ray Data (the language check and dedup keys too): the driver gets
     # ids and small columns, the text stays in the object store until the pipeline assembles tasks.
-    reader = SeedReader(config, lambda: init_ray(config)) if config.recipe == "sphinx" else None
+    reader = SeedReader(config, lambda: init_ray(config)) if spec.reads_seeds else None
     plan = plan_run(config, selector, None, reader)
-    log.info("read %d %s records from %s", plan.read, "text" if config.recipe == "xinstruction" else "seed", ", ".join(config.seeds.paths))
+    log.info("read %d %s records from %s", plan.read, spec.records, ", ".join(config.seeds.paths))
     planned_ids = plan.planned_ids()  # derived a slice at a time: the driver holds seed indices, never per-language text
     folder = prepare_run_dir(config, planned_ids)
     if selector:
@@ -282,17 +280,22 @@ def plan_job(config: Config) -> PlannedRun:
     return PlannedRun(plan, planned_ids, folder, store, todo, selector)
 
 
-def generate(config: Config, planned: PlannedRun, actor_cls=None, todo: TaskPlan | None = None) -> None:
+def generate(config: Config, planned: PlannedRun, todo: TaskPlan | None = None) -> None:
     """The generation stage over `todo` (by default what is left to do), its rows written to the
-    shards as they come, by Ray workers: the driver handles references and counts, never the rows."""
-    from actors.shard_writer import ShardWriter
-
+    shards as they come (save_rows)."""
     init_ray(config)
     todo = planned.todo if todo is None else todo
+    save_rows(config, planned, todo, translate_dataset(pool_config(config, todo.rows_per_language()), todo))
+
+
+def save_rows(config: Config, planned: PlannedRun, todo: TaskPlan, dataset) -> None:
+    """The rows of `dataset` (the generation stage over `todo`) written to the shards as they
+    come, by Ray workers: the driver handles references and counts, never the rows."""
+    from actors.shard_writer import ShardWriter
+
     total = len(planned.planned_ids)
     progress = Progress(total, total - todo.num_rows if todo is planned.todo else planned.done_rows())
     writer = ShardWriter(planned.folder, config.run.shard_rows, config.run.shard_seconds, progress.update)
-    dataset = translate_dataset(pool_config(config, todo.rows_per_language()), todo, actor_cls)
     try:
         # References to the pool's output blocks, with their row counts (a Ray Data developer API;
         # iter_batches would fetch every row into this process).
@@ -320,7 +323,7 @@ def save_finished(writer) -> None:
         log.warning("could not save the last finished rows (a rerun generates them again): %s", root_cause(error))
 
 
-def qualify_languages(config: Config, planned: PlannedRun, actor_cls=None, dry_run: bool = False) -> tuple[PlannedRun, list]:
+def qualify_languages(config: Config, planned: PlannedRun, dry_run: bool = False) -> tuple[PlannedRun, list]:
     """The probe: the first qualify.probe_rows planned rows of each language, generated (those not
     written yet) and read back; the languages under qualify.min_accept have the rest of their
     plan rejected translator_unqualified, a slice at a time (not in a dry run, which decides
@@ -332,7 +335,7 @@ def qualify_languages(config: Config, planned: PlannedRun, actor_cls=None, dry_r
     probe_todo = probe.without(planned.store.done_id_array())  # a rerun reads its probe back
     if probe_todo.num_rows:
         log.info("qualification: probing %d rows over %d languages before the rest of the plan", probe_todo.num_rows, len(probe_todo.rows_per_language()))
-        generate(config, planned, actor_cls, probe_todo)
+        generate(config, planned, probe_todo)
     probe_ids = pa.chunked_array(list(probe.id_chunks()), pa.string()).combine_chunks()
     rows = planned.store.read_rows(probe_ids, PROBE_COLUMNS)
     verdicts = qualify(config, planned.plan.tasks.rows_per_language(), rows)
@@ -351,43 +354,43 @@ def write_unqualified(planned: PlannedRun, tasks: TaskPlan, config: Config) -> N
     a shard of at most run.shard_rows rows at a time (their text assembled a slice at a time)."""
     from engine.qualify import unqualified_reason
 
-    step = config.run.shard_rows
+    step, version = config.run.shard_rows, prompt_version(config)
     for start in range(0, tasks.num_rows, step):
-        rows = tasks.tasks(start, step).to_pylist()
-        planned.store.write(to_table([{**row, "status": REJECTED, "reason": unqualified_reason(config, row["lang"])} for row in rows]))
+        rows = []
+        for task in tasks.tasks(start, step).to_pylist():  # its id is the decided row's: the same seed, language, recipe, version
+            seed_id, recipe, lang = task.pop("seed_id"), task.pop("recipe"), task.pop("lang")
+            rows.append(decided_row(seed_id, recipe, version, unqualified_reason(config, lang), lang, **task))
+        planned.store.write(to_table(rows))
     log.info("%d planned rows of languages that did not qualify written as rejected", tasks.num_rows)
 
 
-def run(config: Config, actor_cls=None, stage: Callable[[str], None] | None = None, dry_run: bool = False) -> dict | None:
+def run(config: Config, dry_run: bool = False) -> dict | None:
     """The whole job: plan, qualification (qualify.enabled), generation, finalise and (build.enabled)
-    the training sets; returns the report. `dry_run` stops after qualification and returns None.
-    `stage(name)` is called as each stage starts (the scale benchmark measures them), and
-    `actor_cls` replaces TranslateActor (the benchmarks' simulated generator)."""
-    stage = stage or (lambda name: None)
+    the training sets; returns the report. `dry_run` stops after qualification and returns None."""
     started = time.monotonic()
-    stage("plan")
+    config = prepare_gate(config)  # the gate's thresholds per target, or a refusal, before Ray or any model starts
     planned = plan_job(config)
     if planned.todo.num_rows and (config.qualify.enabled or dry_run):
-        stage("qualify")
-        planned, _ = qualify_languages(config, planned, actor_cls, dry_run)
+        planned, _ = qualify_languages(config, planned, dry_run)
     if dry_run:
         log.info("dry run: qualification done; nothing else generated (the same command without --dry-run goes on "
                  "from here: the probe rows are kept)")
         return None
     if planned.todo.num_rows:
-        stage("generation")
-        generate(config, planned, actor_cls)
-    stage("finalise")
-    plan, folder = planned.plan, planned.folder
-    selection = planned.selector.selection if planned.selector else None
-    bad_records = sum(1 for row in plan.decided if reason_kind(row["reason"]) == "bad_record")  # not duplicates
-    report = finalise(folder, planned.store, config, planned.planned_ids, bad_records, time.monotonic() - started, selection)
+        generate(config, planned)
+    report = finish(config, planned, time.monotonic() - started)
     if config.build.enabled:
-        stage("build")
-        build_run(folder, config)  # training sets from the accepted rows; counts go into report.json
-        report = json.loads(folder.read_text("report.json"))
-    print(render_summary(report, str(folder)), flush=True)
+        build_run(planned.folder, config)  # training sets from the accepted rows; counts go into report.json
+        report = json.loads(planned.folder.read_text("report.json"))
+    print(render_summary(report, str(planned.folder)), flush=True)
     return report
+
+
+def finish(config: Config, planned: PlannedRun, seconds: float) -> dict:
+    """finalise over the planned run: its bad records counted, its seed selection's clusters."""
+    selection = planned.selector.selection if planned.selector else None
+    bad_records = sum(1 for row in planned.plan.decided if reason_kind(row["reason"]) == "bad_record")  # not duplicates
+    return finalise(planned.folder, planned.store, config, planned.planned_ids, bad_records, seconds, selection)
 
 
 def root_cause(error: BaseException) -> str:

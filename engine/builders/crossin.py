@@ -14,7 +14,6 @@ import random
 from engine.builders.example import make_example
 from engine.builders.mixing import apportion, feasible_total
 from engine.builders.pool import ENGLISH, Pool, query_text
-from engine.builders.ranks import crossin_rank, lowest_cut
 
 BUILDER = "crossin"
 TRANSLATE_INSTRUCTION = "Translate the following text into English."
@@ -61,14 +60,3 @@ def crossin_quotas(available: dict[str, int], modes: dict[str, float], size: int
     total = min(size, feasible_total(counts, weights)) if size else feasible_total(counts, weights)
     return apportion(total, weights)
 
-
-def build_crossin(pool: Pool, modes: dict[str, float], size: int | None, seed: int) -> dict[str, list[dict]]:
-    """A mode keeps the candidates of lowest rank (engine/builders/ranks.py) up to its quota, so
-    which candidates it keeps does not depend on their order or on how the seeds are partitioned."""
-    candidates = {mode: rows for mode, rows in crossin_candidates(pool, seed).items() if modes.get(mode, 0) > 0}
-    quotas = crossin_quotas({mode: len(rows) for mode, rows in candidates.items()}, modes, size)
-    examples = []
-    for mode in sorted(candidates):
-        cut = lowest_cut(((crossin_rank(seed, mode, e["id"]), e["id"]) for e in candidates[mode]), quotas[mode])
-        examples.extend(e for e in candidates[mode] if cut.keeps(crossin_rank(seed, mode, e["id"]), e["id"]))
-    return {BUILDER: examples}

@@ -8,7 +8,10 @@ Each returns examples tagged with their `dataset` and `split`; what a group make
 its own rows and the config. What spans groups is decided by counts and hash-rank cuts
 (engine/builders/ranks.py): the split (`validation`, a cut over seed ranks), CrossIn's size caps
 (`crossin_quotas` over candidates per mode) and the mix (`mixing.mix_quotas`). actors/build_pipeline.py
-runs these on Ray Data; engine.builders.build_datasets is the same build in one process.
+runs these on Ray Data.
+
+SEED_BUILDERS is the registry of per-seed builders; CrossIn (candidates cut later) and sPhinX (per
+language) are the two builders with a step of their own.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import pyarrow as pa
 from engine.builders.crossin import BUILDER as CROSSIN
 from engine.builders.crossin import crossin_candidates
 from engine.builders.example import EXAMPLE_SCHEMA
-from engine.builders.pool import ENGLISH, build_pool
+from engine.builders.pool import build_pool
 from engine.builders.qalign import build_qalign
 from engine.builders.retrieval import Embed
 from engine.builders.sphinx import BUILDER as SPHINX
@@ -48,7 +51,7 @@ def tagged(examples: list[dict], dataset: str, validation: Validation) -> list[d
 def seed_examples(rows: list[dict], config: BuildConfig, validation: Validation) -> list[dict]:
     """Every per-seed example of one seed's accepted rows; CrossIn's are candidates, each kept
     later if its rank is under its mode's cut (crossin_quotas)."""
-    pool = build_pool(rows, 0.0, config.seed)
+    pool = build_pool(rows)
     examples: list[dict] = []
     for name in config.builders:
         if name == CROSSIN:
@@ -65,7 +68,7 @@ def seed_examples(rows: list[dict], config: BuildConfig, validation: Validation)
 def english_of_seed(rows: list[dict]) -> dict | None:
     """The English original the pool derives for this seed (from the first row in language order
     that carries one), or None."""
-    pool = build_pool(rows, 0.0, 0)
+    pool = build_pool(rows)
     return next(iter(pool.english.values()), None)
 
 
@@ -82,7 +85,3 @@ def needs_language_pass(config: BuildConfig) -> bool:
 
 def wants_english_rows(config: BuildConfig) -> bool:
     return needs_language_pass(config) and config.sphinx.include_english
-
-
-def is_translated(lang: str | None) -> bool:
-    return bool(lang) and lang != ENGLISH

@@ -1,4 +1,5 @@
-"""Quotas by ratio, language temperature and the mix of several datasets into one.
+"""Quotas by ratio and language temperature: CrossIn's modes and the mix of several datasets into
+one (actors/build_pipeline.py draws the mix's rows by these quotas).
 
 All counts are whole rows apportioned by largest remainder, so quotas add up to the total exactly
 and the same inputs always give the same quotas.
@@ -9,7 +10,6 @@ from __future__ import annotations
 import math
 
 from engine.builders.pool import ENGLISH
-from engine.builders.ranks import copies, mix_rank, rank
 
 
 def apportion(total: int, weights: dict[str, float]) -> dict[str, int]:
@@ -52,15 +52,6 @@ def language_quotas(counts: dict[str, int], total: int, anchor_share: float | No
     return {ENGLISH: english, **apportion(total - english, temperature_weights(others, temperature))}
 
 
-def draw(rows: list[dict], quota: int, seed: int, dataset: str, lang: str) -> list[dict]:
-    """`quota` rows of one dataset and language: the lowest-ranked without repeats while rows last,
-    then every row again and again in rank order (upsampling), so the draw depends only on the rows
-    and the seed, not on their order."""
-    ranked = sorted(rows, key=lambda row: (mix_rank(seed, dataset, lang, row["id"]), row["id"]))
-    whole, extra = copies(quota, len(ranked))
-    return ranked * whole + ranked[:extra]
-
-
 def mix_quotas(available: dict[str, dict[str, int]], ratios: dict[str, float], size: int | None,
                anchor_share: float | None, temperature: float) -> dict[tuple[str, str], int]:
     """(dataset, language) -> rows drawn, from the training rows' counts per dataset and language:
@@ -77,25 +68,3 @@ def mix_quotas(available: dict[str, dict[str, int]], ratios: dict[str, float], s
                 quotas[(name, lang)] = lang_quota
     return quotas
 
-
-def mix_order(seed: int, row: dict, copy: int) -> tuple[int, str, int]:
-    """Where a drawn row sits in the mixed list: a hash, so the mix is shuffled the same way by any executor."""
-    return rank(seed, "mix-order", row["id"], copy), row["id"], copy
-
-
-def mix_datasets(datasets: dict[str, list[dict]], ratios: dict[str, float], size: int | None,
-                 anchor_share: float | None, temperature: float, seed: int) -> list[dict]:
-    """Training rows of several datasets in one shuffled list (see mix_quotas and draw)."""
-    by_lang: dict[str, dict[str, list[dict]]] = {}
-    for name, rows in datasets.items():
-        by_lang[name] = {}
-        for row in rows:
-            by_lang[name].setdefault(row["lang"], []).append(row)
-    available = {name: {lang: len(rows) for lang, rows in langs.items()} for name, langs in by_lang.items()}
-    drawn: list[tuple[tuple, dict]] = []
-    for (name, lang), quota in mix_quotas(available, ratios, size, anchor_share, temperature).items():
-        seen: dict[str, int] = {}
-        for row in draw(by_lang[name].get(lang, []), quota, seed, name, lang):
-            copy = seen[row["id"]] = seen.get(row["id"], -1) + 1
-            drawn.append((mix_order(seed, row, copy), row))
-    return [row for _, row in sorted(drawn, key=lambda pair: pair[0])]

@@ -21,12 +21,11 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 
-from engine.builders import Built
 from engine.builders.card import render_card
 from engine.builders.example import EXAMPLE_SCHEMA, messages_column
 from engine.runfolder import RunFolder
 
-ROWS_PER_FILE = 50_000  # examples per part file at most (a distributed build writes smaller ones per block)
+ROWS_PER_FILE = 50_000  # examples per part file at most (the build writes parts per block, often smaller)
 JSONL_CHUNK = 1_000  # examples turned into JSON at a time
 
 
@@ -50,22 +49,10 @@ def write_part(table: pa.Table, folder: RunFolder, name: str, split: str, format
                 stream.write(b"".join(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in table.slice(start, JSONL_CHUNK).to_pylist()))
 
 
-def write_split(rows: list[dict], folder: RunFolder, name: str, split: str, formats) -> None:
-    for number, start in enumerate(range(0, len(rows), ROWS_PER_FILE)):
-        write_part(pa.Table.from_pylist(rows[start:start + ROWS_PER_FILE], schema=EXAMPLE_SCHEMA), folder, name, split, formats, f"{number:05d}")
-
-
 def write_card(summary: dict, folder: RunFolder, formats, run_name: str) -> None:
     card_format = "parquet" if "parquet" in formats else "jsonl"
     folder.write_text("README.md", render_card(summary, run_name, card_format))
     folder.write_text("build.json", json.dumps(summary, indent=2, ensure_ascii=False))
-
-
-def write_files(built: Built, summary: dict, folder: RunFolder, formats, run_name: str) -> None:
-    for name, splits in built.splits.items():
-        for split, rows in splits.items():
-            write_split(rows, folder, name, split, formats)
-    write_card(summary, folder, formats, run_name)
 
 
 def swap_in(out_dir: str | Path | RunFolder, fill: Callable[[RunFolder], None]) -> Path | RunFolder:
@@ -96,7 +83,3 @@ def swap_in(out_dir: str | Path | RunFolder, fill: Callable[[RunFolder], None]) 
     shutil.rmtree(previous, ignore_errors=True)
     return out_dir
 
-
-def write_build(built: Built, summary: dict, out_dir: str | Path | RunFolder, formats, run_name: str) -> Path | RunFolder:
-    """An in-memory build (engine.builders.build_datasets) written and swapped in (see swap_in)."""
-    return swap_in(out_dir, lambda folder: write_files(built, summary, folder, formats, run_name))

@@ -1,19 +1,16 @@
-"""The pool every builder reads: accepted rows grouped by seed, the English originals, the split.
+"""The pool every builder reads: accepted rows grouped by seed, and the English originals.
 
 English is not a row of the run: each translated row carries its seed's English source in the
 src_* fields, so the pool derives one English row per seed from them. Rows without an English
 instruction there (X-Instruction's generation mode: an English instruction written for a
-target-language text) have no English original; builders that need one skip them. The
-train/validation split is drawn over seed ids, so a seed's rows, in every language and every
-builder, land on one side.
+target-language text) have no English original; builders that need one skip them. (The
+train/validation split is a cut over seed ranks that actors/build_pipeline.py makes across pools.)
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-
-from engine.builders.ranks import lowest_cut, seed_rank, validation_count
 
 ENGLISH = "en"
 # The row columns the builders read (engine.records.SCHEMA has more): jobs.build loads only these.
@@ -29,14 +26,9 @@ class Pool:
     """seed_id -> the seed's English original, shaped like a row (lang 'en', no model)."""
     seeds: frozenset[str]
     """Every seed id of the pool, with or without an English original."""
-    validation_seeds: frozenset[str]
-    """Seeds held out: none of their rows may appear in a training example, demonstrations included."""
     by_seed: dict[str, dict[str, dict]] = field(default_factory=dict)
     """seed_id -> {lang: row}, English included: the index-aligned translations of one seed
     (seeds with an English original only)."""
-
-    def split_of(self, seed_id: str) -> str:
-        return "validation" if seed_id in self.validation_seeds else "train"
 
     @property
     def aligned(self) -> tuple[dict, ...]:
@@ -65,20 +57,11 @@ def english_row(row: dict) -> dict:
     }
 
 
-def split_seeds(seed_ids, validation_share: float, seed: int) -> frozenset[str]:
-    """Hold out round(share × seeds) seeds (at least one when share > 0 and two seeds exist),
-    those of lowest rank (a salted hash, engine/builders/ranks.seed_rank): the same seeds and seed
-    give the same split on any machine, and the Ray executor's cut over the same ranks agrees."""
-    unique = set(seed_ids)
-    cut = lowest_cut(((seed_rank(seed, s), s) for s in unique), validation_count(len(unique), validation_share))
-    return frozenset(s for s in unique if cut.keeps(seed_rank(seed, s), s))
-
-
 def has_english_original(row: dict) -> bool:
     return bool((row.get("src_instruction") or "").strip())
 
 
-def build_pool(accepted: list[dict], validation_share: float, seed: int) -> Pool:
+def build_pool(accepted: list[dict]) -> Pool:
     rows = sorted((r for r in accepted if r.get("lang") and r["lang"] != ENGLISH), key=lambda r: (r["lang"], r["seed_id"], r["id"]))
     english: dict[str, dict] = {}
     by_seed: dict[str, dict[str, dict]] = defaultdict(dict)
@@ -91,5 +74,4 @@ def build_pool(accepted: list[dict], validation_share: float, seed: int) -> Pool
     for seed_id, original in english.items():
         by_seed[seed_id][ENGLISH] = original
     aligned = {seed_id: langs for seed_id, langs in by_seed.items() if seed_id in english}
-    seeds = frozenset(by_seed)
-    return Pool(tuple(rows), dict(sorted(english.items())), seeds, split_seeds(seeds, validation_share, seed), aligned)
+    return Pool(tuple(rows), dict(sorted(english.items())), frozenset(by_seed), aligned)

@@ -4,13 +4,12 @@ Every candidate gets a rank, a stable hash of (config seed, purpose, key…), an
 candidates whose (rank, id) are among the lowest `quota`. Whether a candidate is kept depends on
 its own key and on one threshold (a `Cut`) per quota, never on the order in which candidates
 arrive or on how they are partitioned: the Ray executor computes the cut from counts (see
-actors/build_pipeline.py), the in-memory one by sorting, and both keep the same rows.
+actors/build_pipeline.py), and it is the cut that sorting every candidate would give.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +19,7 @@ RANK_LIMIT = 2**64  # ranks are the first 8 bytes of a sha256, big-endian: 0 <= 
 
 def rank(*parts) -> int:
     """The stable rank of a key: sha256 of its parts joined by \\x1f, first 8 bytes. The order of
-    ranks is the order of the hex digests' first 16 characters (what split_seeds sorted by)."""
+    ranks is the order of the hex digests' first 16 characters."""
     digest = hashlib.sha256("\x1f".join(str(part) for part in parts).encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big")
 
@@ -65,16 +64,6 @@ def keeps_each(cuts: list[Cut], which: np.ndarray, ranks: np.ndarray, keys) -> n
         key = keys[i]
         mask[i] = str(key.as_py() if hasattr(key, "as_py") else key) <= cuts[which[i]].key
     return mask
-
-
-def lowest_cut(candidates: Iterable[tuple[int, str]], quota: int) -> Cut:
-    """The cut that keeps exactly the `quota` lowest (rank, key) pairs (all when quota >= their number)."""
-    ordered = sorted(candidates)
-    if quota <= 0:
-        return KEEP_NONE
-    if quota >= len(ordered):
-        return KEEP_ALL
-    return Cut(*ordered[quota - 1])
 
 
 def validation_count(seeds: int, share: float) -> int:

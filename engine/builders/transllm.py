@@ -1,6 +1,6 @@
 """TransLLM translation chain-of-thought: a target-language query is answered with
 `<EN> English query <RESPONSE> English answer <XX> target answer`, XX the language's code in
-capitals; at inference the text after the last tag (the language tag) is the answer."""
+capitals; at inference the text after the language tag that follows <RESPONSE> is the answer."""
 
 from __future__ import annotations
 
@@ -19,16 +19,6 @@ def tcot_completion(english: dict, row: dict) -> str:
         f"<EN> {query_text(english)} <RESPONSE> {(english.get('output') or '').strip()} "
         f"{language_tag(row['lang'])} {(row.get('output') or '').strip()}"
     )
-
-
-def final_answer(completion: str, lang: str) -> str:
-    """What a TCoT model's user sees: the text after the language tag that follows <RESPONSE>.
-
-    Anchoring on the known tag, not on any tag-like text, keeps an answer that itself contains
-    markup such as `<B>` whole."""
-    response = completion.find("<RESPONSE>")
-    tag = completion.find(language_tag(lang), max(response, 0))
-    return completion[tag + len(language_tag(lang)):].strip() if tag >= 0 else completion.strip()
 
 
 def build_transllm(pool: Pool) -> dict[str, list[dict]]:

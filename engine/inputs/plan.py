@@ -23,7 +23,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,8 +33,9 @@ import pyarrow.compute as pc
 from engine.reasons import make_reason
 from engine.selection.cluster import stratified_select
 from engine.languages import Language
+from engine.protocols import SeedTable
 from engine.records import row_id
-from engine.inputs.seeds import SEED_SCHEMA, Seed, seeds_table
+from engine.inputs.seeds import SEED_SCHEMA
 
 INDEX_SCHEMA = pa.schema([("seed_index", pa.int32()), ("lang", pa.dictionary(pa.int16(), pa.string()))])
 ID_KEY = b"babelforge.row_id"  # index metadata: recipe and prompt version, which every row id hashes
@@ -58,16 +59,6 @@ def stratified_indices(labels: np.ndarray, lang: str, quota: int, plan_seed: int
     if quota >= len(labels):
         return np.arange(len(labels), dtype=np.int64)
     return np.asarray(stratified_select(labels, quota, language_rng(plan_seed, lang).getrandbits(64)), dtype=np.int64)
-
-
-def sample_for_language(seeds: Sequence[Seed], lang: str, quota: int, plan_seed: int) -> list[Seed]:
-    return [seeds[i] for i in sample_indices(len(seeds), lang, quota, plan_seed)]
-
-
-def sample_stratified_for_language(seeds: Sequence[Seed], clusters: Mapping[str, int], lang: str, quota: int, plan_seed: int) -> list[Seed]:
-    """Like sample_for_language, stratified over the seeds' clusters (seed id → cluster)."""
-    labels = np.array([clusters[seed.id] for seed in seeds], dtype=np.int64)
-    return [seeds[i] for i in stratified_indices(labels, lang, quota, plan_seed)]
 
 
 def plan_fingerprint(ids) -> str:
@@ -163,7 +154,7 @@ def index_version(index: pa.Table) -> tuple[str, str]:
     return recipe, version
 
 
-def assemble_tasks(index: pa.Table, seeds: pa.Table, recipe: str) -> pa.Table:
+def assemble_tasks(index: pa.Table, seeds: SeedTable, recipe: str) -> pa.Table:
     """Task rows (engine.records.TASK_COLUMNS, plus cluster where the seeds have one) for the index
     rows: the seed text is taken from the seed table here, batch by batch, and the row ids derived
     (the prompt version comes with the index's metadata; an index with an id column keeps its ids)."""
@@ -193,7 +184,7 @@ class TaskPlan:
     per task, in plan order: language by language, each sample in seed order; its metadata names
     the recipe and prompt version that the row ids hash)."""
 
-    seeds: pa.Table
+    seeds: SeedTable  # a pyarrow.Table, or the job's actors.seed_reading.SeedView
     index: pa.Table
     recipe: str
 
@@ -211,11 +202,6 @@ class TaskPlan:
         for start in range(0, self.index.num_rows, step):
             part = self.index.slice(start, step)
             yield task_ids(seed_ids.take(part.column("seed_index")), part.column("lang"), self.recipe, version)
-
-    @property
-    def ids(self) -> pa.ChunkedArray:
-        """Every row id at once (small callers and tests; the job reads id_chunks)."""
-        return pa.chunked_array(list(self.id_chunks()), pa.string())
 
     def without(self, done: pa.Array | pa.ChunkedArray) -> TaskPlan:
         """The plan less the ids in `done` (an Arrow anti-join, a slice of the plan at a time: no
@@ -249,9 +235,6 @@ class TaskPlan:
     def tasks(self, start: int = 0, length: int | None = None) -> pa.Table:
         """The task rows, text included, of index rows [start, start + length)."""
         return assemble_tasks(self.index.slice(start, length), self.seeds, self.recipe)
-
-    def to_pylist(self) -> list[dict]:
-        return self.tasks().to_pylist()
 
 
 @dataclass(frozen=True)
@@ -292,7 +275,7 @@ def plan_index(seed_ids: pa.Array | pa.ChunkedArray, languages: Sequence[Languag
 
 
 def build_task_plan(
-    seeds: pa.Table,
+    seeds: SeedTable,
     languages: Sequence[Language],
     mode: str,
     quotas: dict[str, int],
@@ -314,14 +297,6 @@ def build_task_plan(
         return sample_indices(count, language.code, quota, plan_seed)
 
     return TaskPlan(seeds, plan_index(seeds.column("id"), languages, pick, recipe, prompt_version), recipe)
-
-
-def build_plan(seeds: Sequence[Seed], languages: Sequence[Language], mode: str, quotas: dict[str, int], plan_seed: int,
-               recipe: str, prompt_version: str, clusters: Mapping[str, int] | None = None) -> list[dict]:
-    """One task row per (seed, language), columns as engine.records.TASK_COLUMNS: build_task_plan
-    as Python rows, for small callers. `clusters` (seed id → cluster) makes samples stratified."""
-    labels = np.array([clusters[seed.id] for seed in seeds], dtype=np.int64) if clusters is not None else None
-    return build_task_plan(seeds_table(seeds), languages, mode, quotas, plan_seed, recipe, prompt_version, labels).to_pylist()
 
 
 def build_text_task_plan(texts, languages: Sequence[Language], quotas: dict[str, int], plan_seed: int, recipe: str, prompt_version: str) -> tuple[TaskPlan, list[dict]]:
@@ -349,9 +324,3 @@ def build_text_task_plan(texts, languages: Sequence[Language], quotas: dict[str,
         for text in texts if text.lang not in targets
     ]
     return plan, untargeted
-
-
-def build_text_plan(texts, languages: Sequence[Language], quotas: dict[str, int], plan_seed: int, recipe: str, prompt_version: str) -> tuple[list[dict], list[dict]]:
-    """build_text_task_plan with the tasks as Python rows."""
-    plan, untargeted = build_text_task_plan(texts, languages, quotas, plan_seed, recipe, prompt_version)
-    return plan.to_pylist(), untargeted

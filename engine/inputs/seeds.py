@@ -43,9 +43,10 @@ LANGUAGE_VERDICT = "langid_verdict"
 DEDUP_KEY = "dedup_key"
 
 
-def seeds_table(seeds) -> pa.Table:
-    """Seeds as one columnar table (SEED_SCHEMA): the text once, a few bytes of overhead a seed."""
-    return pa.table({name: [getattr(seed, name) for seed in seeds] for name in SEED_SCHEMA.names}, schema=SEED_SCHEMA)
+def task_texts(seeds: pa.Table) -> list[str]:
+    """What seed selection embeds of each seed (a table with instruction and input columns): the
+    task, its instruction and input, not the answer."""
+    return [f"{i}\n{x}".strip() for i, x in zip(seeds.column("instruction").to_pylist(), seeds.column("input").to_pylist())]
 
 
 @dataclass(frozen=True)
@@ -74,20 +75,6 @@ def _read_bytes(uri: str) -> bytes:
     return raw.removeprefix(codecs.BOM_UTF8)
 
 
-def _lines(uri: str) -> Iterator[tuple[int, bytes]]:
-    """(line number, raw bytes without the newline), streamed: a seed file is never read whole."""
-    fs, path = _resolve(uri)
-    try:
-        stream = fs.open_input_stream(path)
-    except FileNotFoundError:
-        raise SeedError(f"{uri}: seed file not found") from None
-    with stream, io.BufferedReader(stream, READ_BUFFER) as reader:
-        for number, raw_line in enumerate(reader, start=1):
-            if number == 1:
-                raw_line = raw_line.removeprefix(codecs.BOM_UTF8)
-            yield number, raw_line.removesuffix(b"\n")
-
-
 def _decode(raw: bytes, uri: str, first_line: int = 1) -> str:
     try:
         return raw.decode("utf-8")
@@ -101,26 +88,15 @@ def _open_text(uri: str) -> str:
 
 
 def _records(uri: str) -> Iterator[tuple[str, Any]]:
-    """(location, record) pairs; location is file:line for JSONL, file:#index otherwise."""
-    lower = uri.lower().rstrip("/")
-    if lower.endswith(".jsonl"):
-        # Binary lines end at b"\n" only, unlike str.splitlines(): JSON strings may hold raw
-        # U+2028, U+0085, \x0c, which splitlines() would break a record at; "\r" of CRLF files is
-        # JSON whitespace. Streamed, so a large seed file is never in memory whole.
-        # Decoded line by line, so one line of bad bytes is one bad record, not a lost file.
-        for number, raw_line in _lines(uri):
-            try:
-                line = _decode(raw_line, uri, number)
-            except SeedError as error:
-                yield f"{uri}:{number}", error
-                continue
-            if not line.strip():
-                continue
-            try:
-                yield f"{uri}:{number}", json.loads(line)
-            except json.JSONDecodeError as error:
-                yield f"{uri}:{number}", SeedError(f"{uri}:{number}: malformed JSON ({error.msg} at column {error.colno})")
-    elif lower.endswith(".json"):
+    """(location, record) pairs of one file, a record that cannot be decoded as its SeedError;
+    location is file:line for JSONL, file:#index otherwise. JSONL and Parquet are read as the
+    pieces are (the whole file as one piece): one decoding loop for both readers."""
+    kind = _kind(uri)
+    if kind in ("jsonl", "parquet"):
+        for piece in plan_pieces([uri], piece_bytes=WHOLE_FILE):
+            for where, record, _, _ in _piece_records(piece):
+                yield where, record
+    elif kind == "json":
         try:
             data = json.loads(_open_text(uri))
         except json.JSONDecodeError as error:
@@ -129,17 +105,7 @@ def _records(uri: str) -> Iterator[tuple[str, Any]]:
             raise SeedError(f"{uri}: a .json seed file must hold a list of records")
         for index, record in enumerate(data):
             yield f"{uri}:#{index}", record
-    elif lower.endswith(".parquet"):
-        if "://" not in uri and not Path(uri).exists():
-            raise SeedError(f"{uri}: seed file not found")
-        fs, path = _resolve(uri)
-        index = 0
-        with fs.open_input_file(path) as handle:  # row groups in batches, never the whole file at once
-            for batch in pq.ParquetFile(handle).iter_batches(batch_size=COLUMN_BATCH):
-                for record in batch.to_pylist():
-                    yield f"{uri}:#{index}", record
-                    index += 1
-    elif Path(uri).is_dir() and any((Path(uri) / name).exists() for name in ("dataset_info.json", "dataset_dict.json")):
+    else:
         from datasets import load_from_disk  # heavy: only for this format
 
         dataset = load_from_disk(uri)
@@ -147,8 +113,6 @@ def _records(uri: str) -> Iterator[tuple[str, Any]]:
             dataset = dataset["train"] if "train" in dataset else dataset[next(iter(dataset.keys()))]
         for index, record in enumerate(dataset):
             yield f"{uri}:#{index}", record
-    else:
-        raise SeedError(f"{uri}: unknown seed format (use .jsonl, .json, .parquet or a saved Hugging Face dataset)")
 
 
 def _text_field(record: dict, field: str, where: str, required: bool) -> str:
@@ -200,16 +164,11 @@ def _normalise(record: Any, where: str, index: int) -> Seed:
     return Seed(str(seed_id), instruction, input_text, output, where)
 
 
-def load_seeds(paths: tuple[str, ...] | list[str], on_bad_record: str = "error", limit: int | None = None) -> tuple[list[Seed], list[BadRecord]]:
-    """Read every path; returns (seeds, bad records). Raises SeedError unless on_bad_record == 'skip'."""
-    table, bad = load_seed_table(paths, on_bad_record, limit)
-    return [Seed(**row) for row in table.to_pylist()], bad
-
-
 def load_seed_table(paths: tuple[str, ...] | list[str], on_bad_record: str = "error", limit: int | None = None,
                     piece_bytes: int | None = None) -> tuple[pa.Table, list[BadRecord]]:
-    """load_seeds as one columnar table (SEED_SCHEMA), in this process: the same pieces, checks and
-    resolution as the job's Ray Data reader (actors/seed_reading.py), run one piece after another."""
+    """Read every path into one columnar table (SEED_SCHEMA) and the bad records, in this process:
+    the same pieces, checks and resolution as the job's Ray Data reader (actors/seed_reading.py),
+    run one piece after another. Raises SeedError unless on_bad_record == 'skip'."""
     pieces = plan_pieces(paths, piece_bytes)
     pieces = number_pieces(pieces, [count_piece(piece) if piece.kind == "jsonl" else (0, 0) for piece in pieces])
     checked = [table for piece in pieces for table in validate_piece(piece)]
@@ -227,6 +186,7 @@ def load_seed_table(paths: tuple[str, ...] | list[str], on_bad_record: str = "er
 # error), which records are kept and which are bad, with exactly the sequential rules of _load.
 
 PIECE_BYTES = 32 << 20  # a JSONL piece: big enough that per-piece costs vanish, small enough to spread
+WHOLE_FILE = 1 << 62  # piece_bytes that makes a JSONL file one piece
 FILE_SHIFT = 40  # ord = file number << FILE_SHIFT | line number (JSONL) or record index + 1
 VALIDATED_SCHEMA = pa.schema(
     [("ord", pa.int64()), *((name, pa.string()) for name in SEED_SCHEMA.names), ("error", pa.string()),
@@ -298,7 +258,12 @@ def plan_pieces(paths, piece_bytes: int | None = None) -> list[SeedPiece]:
 
 def _piece_lines(piece: SeedPiece) -> Iterator[tuple[int, bytes]]:
     """(line number counted from the piece's first line, raw bytes without the newline) of the
-    lines that start inside the piece's byte range."""
+    lines that start inside the piece's byte range.
+
+    Binary lines end at b"\\n" only, unlike str.splitlines(): JSON strings may hold raw U+2028,
+    U+0085, \\x0c, which splitlines() would break a record at; "\\r" of CRLF files is JSON
+    whitespace. Streamed, so a large seed file is never in memory whole, and decoded line by line
+    (_piece_records), so one line of bad bytes is one bad record, not a lost file."""
     fs, path = _resolve(piece.uri)
     try:
         handle = fs.open_input_file(path)
@@ -491,9 +456,8 @@ def resolve_records(meta: pa.Table, on_bad_record: str, limit: int | None, paths
     return kept, bad
 
 
-def _load(paths, normalise, kind: str, on_bad_record: str, limit: int | None, keep=None) -> tuple[list, list[BadRecord]]:
-    """Records of every path through `normalise`, with ids unique across all files; `keep` (if
-    given) receives each good item instead of the returned list."""
+def _load(paths, normalise, kind: str, on_bad_record: str, limit: int | None) -> tuple[list, list[BadRecord]]:
+    """Records of every path through `normalise`, with ids unique across all files."""
     items: list = []
     bad: list[BadRecord] = []
     count = 0
@@ -517,10 +481,7 @@ def _load(paths, normalise, kind: str, on_bad_record: str, limit: int | None, ke
                 continue
             seen[item.id] = where
             count += 1
-            if keep is None:
-                items.append(item)
-            else:
-                keep(item)
+            items.append(item)
             if limit is not None and count >= limit:
                 return items, bad
     if not count and not bad:

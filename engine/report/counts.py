@@ -4,21 +4,14 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-import pyarrow as pa
-
 from engine.reasons import meaning, reason_kind  # noqa: F401  (reason_kind: read here by jobs and plots)
 from engine.records import ACCEPTED, REJECTED
 from engine.report.aggregate import NO_LANGUAGE, PHASES, RunFigures, most_common  # noqa: F401  (NO_LANGUAGE: read by jobs)
+from engine.report.gate import gate_report
 
 
 def lang_of(row: dict) -> str:
     return row.get("lang") or NO_LANGUAGE
-
-
-def build_report(table: pa.Table, planned: int, bad_records: int, seconds: float, config: dict) -> dict:
-    """The report of a whole (small) table; a large run merges RunFigures group by group and
-    calls report_from_figures."""
-    return report_from_figures(RunFigures.of(table), planned, bad_records, seconds, config)
 
 
 def report_from_figures(figures: RunFigures, planned: int, bad_records: int, seconds: float, config: dict) -> dict:
@@ -57,6 +50,7 @@ def report_from_figures(figures: RunFigures, planned: int, bad_records: int, sec
         "refinement": refinement_from_figures(figures),
         "round_trip": round_trip_from_figures(figures),
         "lid_methods": dict(figures.lid_methods),
+        "gate": gate_report(figures, config),
         "seconds": round(seconds, 1),
         "rows_per_second": round(total / seconds, 3) if seconds > 0 else None,
         "completion_tokens_per_second": round(completion_tokens / seconds, 1) if seconds > 0 else None,

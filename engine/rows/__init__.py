@@ -1,1 +1,1 @@
-"""The per-row machines: prompts, drafting with retries, validation, the judge and the refinement loop."""
+"""The per-row machine: the refinement loop's steps (refine), the recipes' prompts and checks, validation, the judge and the round trip."""

@@ -1,4 +1,6 @@
-"""Drafting with retries, shared by every row state machine.
+"""What the row state machine (engine/rows/refine.py) keeps of one row's drafts: the ledger of
+what it spent and why its drafts failed, a valid draft, the conversation a retry sends, and the
+thread its checks run on.
 
 A draft is generated, checked, and on failure retried with the failure as feedback, up to a
 number of attempts. Token use is booked per phase (draft, judge, rewrite, round_trip) so the
@@ -7,18 +9,11 @@ report can show what refinement and the round-trip check cost.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 
-from engine.protocols import ERROR, TOO_LONG, Completion, GenParams, Generator
-from engine.reasons import make_reason, retry_makes_sense
-
-# check(model text) → (reason or None, failing field or None, output columns)
-Check = Callable[[str], tuple[str | None, str | None, dict]]
-Feedback = Callable[[str, str | None], dict]
+from engine.protocols import Completion
 
 
 @cache
@@ -68,38 +63,6 @@ class Draft:
     text: str  # the model's answer as written (sentinels and all): what a rewrite builds on
     output: dict  # restored fields plus validation columns
     author: str = "llm"  # who wrote it: "llm", or "mt" (a machine-translation draft)
-
-
-async def draft_until_valid(
-    generator: Generator,
-    messages: list[dict],
-    params: GenParams,
-    check: Check,
-    feedback: Feedback,
-    max_attempts: int,
-    ledger: Ledger,
-    phase: str,
-) -> Draft | None:
-    """The first valid draft, or None when every attempt failed (reasons are in the ledger)."""
-    for _ in range(max_attempts):
-        completion = await generator.generate(messages, params)
-        ledger.book(phase, completion)
-        ledger.attempts += 1
-        failed_field, output = None, {}
-        if completion.finish_reason == TOO_LONG:
-            reason = make_reason("too_long")  # not retried: a retry only makes the prompt longer
-        elif completion.finish_reason == ERROR:
-            reason = make_reason("generation_error", completion.text)[:200]
-        else:
-            reason, failed_field, output = await asyncio.get_running_loop().run_in_executor(checks_thread(), check, completion.text)
-            if reason is None:
-                return Draft(completion.text, output)
-        ledger.fail(reason, failed_field, output)
-        if not retry_makes_sense(reason):
-            return None
-        if completion.finish_reason != ERROR:  # a failed request is sent again as it was
-            messages = retry_messages(messages, completion.text, feedback(reason, failed_field))
-    return None
 
 
 def retry_messages(messages: list[dict], reply: str, feedback: dict) -> list[dict]:

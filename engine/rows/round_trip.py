@@ -18,19 +18,17 @@ the task operates on), is not scored.
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
 from engine.config import Config
-from engine.protocols import GenParams, Generator
+from engine.protocols import CheckResult, Completion, GenParams
 from engine.reasons import make_reason
-from engine.rows.drafting import Ledger
 from engine.rows.prompts import load_template
 from engine.text.adequacy import letter_count, visible_text
 
 BACKTRANSLATE_VERSION = "backtranslate.v1"
-PHASE = "round_trip"  # the ledger's phase: tokens_round_trip
 
 
 @dataclass(frozen=True)
@@ -86,28 +84,28 @@ def verdict(scores: dict[str, float | None], threshold: float) -> tuple[str | No
 
 
 class RoundTrip:
-    """Back-translates a kept version and decides on it; returns (reason, field, row columns)."""
+    """Back-translation requests for a kept version, and the decision on their answers: the loop
+    (engine/rows/refine.py) asks `requests`, sends them together, and hands the answers to `decide`."""
 
-    def __init__(self, config: Config, generator: Generator):
-        self.generator, self.quality, gen = generator, config.quality, config.generation
-        self.max_tokens, self.factor = gen.max_tokens, gen.max_tokens_factor
-        self.params = GenParams(temperature=0.0, top_p=1.0, repetition_penalty=gen.repetition_penalty)  # greedy
+    def __init__(self, config: Config, count_tokens: Callable[[str], int]):
+        self.quality, gen = config.quality, config.generation
+        self.count_tokens, self.max_tokens, self.factor = count_tokens, gen.max_tokens, gen.max_tokens_factor
+        self.repetition_penalty = gen.repetition_penalty
 
-    async def __call__(self, fields: list[RoundTripField], language_name: str, ledger: Ledger) -> tuple[str | None, str | None, dict]:
-        chosen = scored_fields(fields, self.quality.min_letters)
-        scores = await asyncio.gather(*(self._score(f, language_name, ledger) for f in chosen))
-        by_field = {f.field: score for f, score in zip(chosen, scores)}
+    def chosen(self, fields: list[RoundTripField]) -> list[RoundTripField]:
+        return scored_fields(fields, self.quality.min_letters)
+
+    def request(self, item: RoundTripField, language_name: str) -> tuple[list[dict], GenParams]:
+        """One field's back-translation: greedy, its answer budget sized from the translation."""
+        budget = int(self.factor * self.count_tokens(item.translation)) + 64
+        params = GenParams(temperature=0.0, top_p=1.0, max_tokens=min(self.max_tokens, budget), repetition_penalty=self.repetition_penalty)
+        return backtranslate_messages(item.translation, language_name), params
+
+    def decide(self, chosen: list[RoundTripField], replies: list[Completion]) -> CheckResult:
+        """(reason, field, {"round_trip_chrf": the weakest field's chrF}) from each chosen field's
+        answer; a failed or cut-off request scores None (a reply cut at its length is scored as it is)."""
+        by_field = {item.field: chrf(reply.text.strip(), item.source) if reply.finish_reason in ("stop", "length") else None
+                    for item, reply in zip(chosen, replies)}
         reason, failed_field = verdict(by_field, self.quality.round_trip_min_chrf)
         read = [score for score in by_field.values() if score is not None]
-        return reason, failed_field, {"round_trip_chrf": min(read) if read else None}
-
-    async def _score(self, item: RoundTripField, language_name: str, ledger: Ledger) -> float | None:
-        """chrF of one field's back-translation; None when the request failed or did not fit."""
-        messages = backtranslate_messages(item.translation, language_name)
-        budget = int(self.factor * self.generator.count_tokens(item.translation)) + 64
-        params = GenParams(self.params.temperature, self.params.top_p, min(self.max_tokens, budget), self.params.repetition_penalty)
-        completion = await self.generator.generate(messages, params)
-        ledger.book(PHASE, completion)
-        if completion.finish_reason not in ("stop", "length"):  # a cut-off reply is scored as it is
-            return None
-        return chrf(completion.text.strip(), item.source)
+        return CheckResult(reason, failed_field, {"round_trip_chrf": min(read) if read else None})

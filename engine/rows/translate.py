@@ -9,17 +9,16 @@ prompt, the span-protected request, the checks and the judge's criteria.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from engine.config import Config
 from engine.languages import get_language
-from engine.protocols import GenParams, Generator, LanguageIdentifier, MachineTranslator
+from engine.protocols import CheckResult, GenParams, LanguageIdentifier, passed
 from engine.reasons import make_reason
 from engine.rows.drafting import Draft
 from engine.rows.judge import JUDGE_VERSION, judge_messages, judge_params, judge_schema, mean_score, parse_score, rewrite_message
 from engine.rows.prompts import FIELDS, TRANSLATE_VERSION, answer_schema, feedback_message, translate_messages
-from engine.rows.refine import ExtraCheck, Judgement, RefinementLoop, Request, run_checks
+from engine.rows.refine import Judgement, Request
 from engine.rows.round_trip import BACKTRANSLATE_VERSION, RoundTripField
 from engine.rows.validate import validate_translation
 from engine.text.parse import parse_fields
@@ -32,6 +31,17 @@ from engine.text.spans import SENTINEL_RE, protect_many, restore, strip_sentinel
 KEEP_CONFIDENCE = 0.8
 
 
+@dataclass(frozen=True)
+class TranslationFacts:
+    """What the check and the judge need of one translation request."""
+
+    source: dict[str, str]  # every field of the English source (empty ones as "")
+    keys: list[str]  # the fields with text: what the model translates and is checked on
+    spans: list[str]  # the protected spans, marker n is spans[n - 1]
+    expected: dict[str, set[int]]  # per field, the markers its translation must carry
+    protected: dict[str, str]  # per field, the source with markers in place of its spans
+
+
 class TranslationRecipe:
     """Prompts, checks and judge rubric of selective translation (see engine.rows.refine.Recipe)."""
 
@@ -39,14 +49,14 @@ class TranslationRecipe:
     judge_version = JUDGE_VERSION
     round_trip_version = BACKTRANSLATE_VERSION  # quality.round_trip
 
-    def __init__(self, config: Config, langid: LanguageIdentifier, checks: Sequence[ExtraCheck] = ()):
-        self.config, self.langid, self.checks = config, langid, tuple(checks)
+    def __init__(self, config: Config, langid: LanguageIdentifier):
+        self.config, self.langid = config, langid
         gen = config.generation
         self.params = GenParams(gen.temperature, gen.top_p, gen.max_tokens, gen.repetition_penalty)
         self.judge_params = judge_params(judge_schema, config.model.structured_output)
 
-    def screen(self, task: dict) -> tuple[str | None, str | None, dict]:
-        return None, None, {}
+    def screen(self, task: dict) -> CheckResult:
+        return passed()
 
     def prepare(self, task: dict, count_tokens) -> Request:
         """Protect the spans, build the prompt, size the answer budget from the source's tokens."""
@@ -63,17 +73,16 @@ class TranslationRecipe:
             max_tokens=min(self.params.max_tokens, budget),
             json_schema=answer_schema(keys) if self.config.model.structured_output else None,
         )
-        facts = {"source": source, "keys": keys, "spans": spans, "expected": expected,
-                 "protected": {field: protected_fields[field] for field in keys}}
+        facts = TranslationFacts(source, keys, list(spans), expected, {field: protected_fields[field] for field in keys})
         return Request(task, language, messages, params, facts, {"protected_spans": list(spans)})
 
-    def check(self, request: Request, text: str) -> tuple[str | None, str | None, dict]:
-        """Parse, restore every span, validate field by field, then the added checks (self.checks).
-        A failed draft keeps what it wrote."""
-        keys, spans, expected, source = (request.facts[k] for k in ("keys", "spans", "expected", "source"))
+    def check(self, request: Request[TranslationFacts], text: str) -> CheckResult:
+        """Parse, restore every span, validate field by field. A failed draft keeps what it wrote."""
+        facts = request.facts
+        keys, spans, expected, source = facts.keys, facts.spans, facts.expected, facts.source
         fields, reason = parse_fields(text, keys)
         if fields is None:
-            return reason, None, {}
+            return CheckResult(reason, None, {})
         restored, failure = {}, None
         for field in keys:
             restored[field], why = restore(fields[field], spans, expected[field])
@@ -82,18 +91,20 @@ class TranslationRecipe:
                 failure = failure or (why, field)
         output = {field: restored.get(field, "") for field in FIELDS}
         if failure is not None:
-            return failure[0], failure[1], output
+            return CheckResult(failure[0], failure[1], output)
         shown = {k: source[k] for k in keys}
         verdict = validate_translation(shown, restored, fields, request.language, self.langid, self.config.validation)
         output.update(lid_label=verdict.lid_label, lid_confidence=verdict.lid_confidence, lid_method=verdict.lid_method)
-        if verdict.reason is not None:
-            return verdict.reason, verdict.field, output
-        reason, failed_field, columns = run_checks(self.checks, shown, restored, request.language)
-        return reason, failed_field, {**output, **columns}
+        return CheckResult(verdict.reason, verdict.field, output)
 
-    def machine_fields(self, request: Request) -> dict[str, str]:
+    def checked_fields(self, request: Request[TranslationFacts], output: dict) -> tuple[dict[str, str], dict[str, str]]:
+        """The English source and the restored translation, field by field (the fields with text)."""
+        keys = request.facts.keys
+        return {k: request.facts.source[k] for k in keys}, {k: output[k] for k in keys}
+
+    def machine_fields(self, request: Request[TranslationFacts]) -> dict[str, str]:
         """The fields a machine translator drafts: the source's, markers in place of its spans."""
-        return request.facts["protected"]
+        return request.facts.protected
 
     def machine_keeps(self, sentence: str) -> bool:
         """A sentence the machine translator leaves as written: one that language ID confidently
@@ -106,11 +117,11 @@ class TranslationRecipe:
         label, confidence = self.langid.predict(prose)
         return label != "en" and confidence >= KEEP_CONFIDENCE
 
-    def feedback(self, request: Request, reason: str, failed_field: str | None) -> dict:
-        return feedback_message(reason, failed_field, request.language.name, request.facts["keys"])
+    def feedback(self, request: Request[TranslationFacts], reason: str, failed_field: str | None) -> dict:
+        return feedback_message(reason, failed_field, request.language.name, request.facts.keys)
 
-    def judge_messages(self, request: Request, draft: Draft) -> list[list[dict]]:
-        keys, source = request.facts["keys"], request.facts["source"]
+    def judge_messages(self, request: Request[TranslationFacts], draft: Draft) -> list[list[dict]]:
+        keys, source = request.facts.keys, request.facts.source
         translated = {field: draft.output[field] for field in keys}
         shown = {field: source[field] for field in keys}
         return [judge_messages(c, request.language.name, shown, translated) for c in self.config.refine.criteria]
@@ -130,17 +141,10 @@ class TranslationRecipe:
     def output(self, request: Request, draft: Draft) -> dict:
         return draft.output
 
-    def round_trip_fields(self, request: Request, draft: Draft) -> list[RoundTripField]:
+    def round_trip_fields(self, request: Request[TranslationFacts], draft: Draft) -> list[RoundTripField]:
         """Each translated field as the model wrote it, span markers and all (engine/rows/round_trip.py
         says why), next to its English source. The kept version passed the parse, so it parses again."""
-        keys, source = request.facts["keys"], request.facts["source"]
+        keys, source = request.facts.keys, request.facts.source
         fields, _ = parse_fields(draft.text, keys)
         return [RoundTripField(field, source[field], fields[field]) for field in keys] if fields else []
 
-
-class SelectiveTranslator(RefinementLoop):
-    """Reads task columns; returns a full output row (engine.records.SCHEMA)."""
-
-    def __init__(self, config: Config, generator: Generator | None, langid: LanguageIdentifier, checks: Sequence[ExtraCheck] = (),
-                 machine: MachineTranslator | None = None):
-        super().__init__(TranslationRecipe(config, langid, checks), config, generator, machine)

@@ -13,16 +13,16 @@ engine/rows/refine.py; this file holds X-Instruction's prompts, checks and judge
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 from engine.config import Config
 from engine.languages import get_language
-from engine.protocols import GenParams, Generator, LanguageIdentifier
+from engine.protocols import CheckResult, GenParams, LanguageIdentifier
 from engine.reasons import make_reason
 from engine.rows.drafting import Draft
 from engine.rows.judge import LABELS, judge_params, label_schema, parse_label
 from engine.rows.prompts import answer_schema, load_template, with_directive
-from engine.rows.refine import ExtraCheck, Judgement, RefinementLoop, Request, run_checks
+from engine.rows.refine import Judgement, Request
 from engine.rows.validate import language_check
 from engine.text.checks import check_degeneration, check_empty, check_language
 from engine.text.parse import parse_fields
@@ -35,25 +35,32 @@ INSTRUCTION_CHARS = (10, 400)  # X-Instruction's instructions are about 100 char
 LABEL_OF = {value: label for label, value in LABELS.items()}
 
 
+@dataclass(frozen=True)
+class InstructionFacts:
+    """What the check and the judge need of one X-Instruction request."""
+
+    text: str  # the target-language text the instruction must fit (the pair's response)
+
+
 class InstructionRecipe:
     """Prompts, checks and judge rubric of X-Instruction (see engine.rows.refine.Recipe)."""
 
     draft_version = XINSTRUCT_VERSION
     judge_version = XJUDGE_VERSION
 
-    def __init__(self, config: Config, langid: LanguageIdentifier, checks: Sequence[ExtraCheck] = ()):
-        self.config, self.langid, self.checks = config, langid, tuple(checks)
+    def __init__(self, config: Config, langid: LanguageIdentifier):
+        self.config, self.langid = config, langid
         gen = config.generation
         structured = config.model.structured_output
         self.params = GenParams(gen.temperature, gen.top_p, min(gen.max_tokens, 160), gen.repetition_penalty,
                                 answer_schema(["instruction"]) if structured else None)
         self.judge_params = judge_params(label_schema, structured)
 
-    def screen(self, task: dict) -> tuple[str | None, str | None, dict]:
+    def screen(self, task: dict) -> CheckResult:
         """Does the text really read as its claimed language? Checked before any model call."""
         text = task["src_output"] or ""
         reason, label, confidence, method = language_check(text, get_language(task["lang"]), self.langid, self.config.validation)
-        return reason, "output", {"lid_label": label, "lid_confidence": confidence, "lid_method": method, "output": text}
+        return CheckResult(reason, "output", {"lid_label": label, "lid_confidence": confidence, "lid_method": method, "output": text})
 
     def prepare(self, task: dict, count_tokens=None) -> Request:
         language = get_language(task["lang"])
@@ -61,12 +68,12 @@ class InstructionRecipe:
             {"role": "system", "content": load_template(XINSTRUCT_VERSION).format(language=language.name)},
             {"role": "user", "content": task["src_output"] or ""},
         ]
-        return Request(task, language, messages, self.params, {"text": task["src_output"] or ""})
+        return Request(task, language, messages, self.params, InstructionFacts(task["src_output"] or ""))
 
-    def check(self, request: Request, text: str) -> tuple[str | None, str | None, dict]:
+    def check(self, request: Request[InstructionFacts], text: str) -> CheckResult:
         fields, reason = parse_fields(text, ["instruction"])
         if fields is None:
-            return reason, None, {}
+            return CheckResult(reason, None, {})
         instruction = " ".join(fields["instruction"].split())
         low, high = INSTRUCTION_CHARS
         reason = check_empty(instruction) or check_degeneration(instruction)
@@ -75,16 +82,17 @@ class InstructionRecipe:
         if reason is None:
             label, confidence = self.langid.predict(instruction)
             reason = check_language(label, confidence, "en", self.config.validation.langid_threshold)
-        if reason is not None:
-            return reason, "instruction", {"instruction": instruction}
-        reason, failed_field, columns = run_checks(self.checks, {"output": request.facts["text"]}, {"instruction": instruction}, request.language)
-        return reason, failed_field, {"instruction": instruction, **columns}
+        return CheckResult(reason, "instruction" if reason is not None else None, {"instruction": instruction})
+
+    def checked_fields(self, request: Request[InstructionFacts], output: dict) -> tuple[dict[str, str], dict[str, str]]:
+        """The text as the source, the English instruction as the draft."""
+        return {"output": request.facts.text}, {"instruction": output["instruction"]}
 
     def feedback(self, request: Request, reason: str, failed_field: str | None) -> dict:
         return {"role": "user", "content": load_template(XFEEDBACK_VERSION).format(reason=reason)}
 
-    def judge_messages(self, request: Request, draft: Draft) -> list[list[dict]]:
-        pair = json.dumps({"instruction": draft.output["instruction"], "response": request.facts["text"]}, ensure_ascii=False, indent=1)
+    def judge_messages(self, request: Request[InstructionFacts], draft: Draft) -> list[list[dict]]:
+        pair = json.dumps({"instruction": draft.output["instruction"], "response": request.facts.text}, ensure_ascii=False, indent=1)
         system = load_template(XJUDGE_VERSION).format(language=request.language.name)
         return [[{"role": "system", "content": system}, {"role": "user", "content": pair}]]
 
@@ -109,9 +117,3 @@ class InstructionRecipe:
         # The added checks' columns (the adequacy score) come along with the instruction.
         return {**draft.output, "instruction": with_directive(draft.output["instruction"], request.language.name), "input": ""}
 
-
-class InstructionWriter(RefinementLoop):
-    """Reads a task row whose src_output is a target-language text; returns a full output row."""
-
-    def __init__(self, config: Config, generator: Generator, langid: LanguageIdentifier, checks: Sequence[ExtraCheck] = ()):
-        super().__init__(InstructionRecipe(config, langid, checks), config, generator)

@@ -89,25 +89,11 @@ def diversify_over_budget(instructions: Sequence[str | None], langs: Sequence[st
     return chosen, diversify_instructions(texts, [langs[i] for i in chosen], embed, budget, clusters, sample_size, seed)
 
 
-def apply_budget(rows: list[dict], budget: int, embed: Callable[[list[str]], np.ndarray], clusters: int, sample_size: int, seed: int) -> list[dict]:
-    """X-Instruction after generation: where a language has more accepted pairs than `budget`, keep
-    the most diverse ones and reject the rest (reason diversity_budget), so nothing is lost.
-    Languages within budget are left as they are, and nothing is embedded for them."""
-    chosen, result = diversify_over_budget([r["instruction"] for r in rows], [r["lang"] for r in rows], [r["status"] for r in rows],
-                                           budget, embed, clusters, sample_size, seed)
-    if result is None:
-        return rows
-    out = list(rows)
-    for position, i in enumerate(chosen):
-        reason = result.reason(position)
-        out[i] = {**rows[i], "cluster": int(result.cluster[position])}
-        if reason is not None:
-            out[i].update(status="rejected", reason=reason)
-    return out
-
-
 def apply_budget_table(table: pa.Table, budget: int, embed: Callable[[list[str]], np.ndarray], clusters: int, sample_size: int, seed: int) -> pa.Table:
-    """apply_budget on an Arrow table (one language's rows, or any group of whole languages)."""
+    """X-Instruction after generation, on an Arrow table (one language's rows, or any group of whole
+    languages): where a language has more accepted pairs than `budget`, keep the most diverse ones
+    and reject the rest (reason diversity_budget, with their cluster), so nothing is lost.
+    Languages within budget are left as they are, and nothing is embedded for them."""
     statuses = table.column("status").to_pylist()
     langs = table.column("lang").to_pylist()
     if max(Counter(lang for lang, status in zip(langs, statuses) if status == "accepted").values(), default=0) <= budget:

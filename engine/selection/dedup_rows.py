@@ -21,11 +21,6 @@ from engine.inputs.seeds import Seed
 EMBEDDING = "output_embedding"
 
 
-def seed_key(seed: Seed) -> str:
-    """A seed's task is its instruction + input: the same task twice is a duplicate, whatever the answer."""
-    return text_key(seed.instruction, seed.input)
-
-
 def duplicate_rows(duplicates: Mapping[str, str], seeds: Sequence[Seed], recipe: str) -> list[dict]:
     """One rejected row per dropped seed (not per language), so the plan still accounts for it."""
     return [

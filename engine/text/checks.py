@@ -124,12 +124,6 @@ def _script_letter_counts(text: str, script: str) -> tuple[int, int]:
     return inside, letters
 
 
-def script_share(text: str, script: str) -> float:
-    """Share of the letters of text that belong to script; 0.0 when text has no letters."""
-    inside, letters = _script_letter_counts(text, script)
-    return inside / letters if letters else 0.0
-
-
 def check_script(text: str, script: str, min_share: float = 0.5) -> str | None:
     """'wrong_script:<script>' when under min_share of the letters are in script."""
     inside, letters = _script_letter_counts(text, script)

@@ -1,6 +1,6 @@
 """The distributed build (actors/build_pipeline.py on Ray Data): the examples it writes depend on
 the rows and the config alone, not on how many blocks the rows come in, and they are the examples
-of the in-memory build (engine.builders.build_datasets) over the same rows."""
+of the plain in-memory reference build (tests/reference_build.py) over the same rows."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from engine.builders import build_datasets
-from engine.builders.summary import summarise
 from engine.config import load_config, redacted
 from engine.records import to_table
+from tests.reference_build import build_datasets, summarise
 from tests.unit.test_builders import make_row, make_rows
 from tests.unit.test_builders_output import ROOT, fake_run
 

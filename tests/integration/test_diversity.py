@@ -13,10 +13,10 @@ import pytest
 from engine.selection.cluster import assign_clusters, fit_centroids
 from engine.config import parse_config
 from engine.languages import resolve_languages
-from engine.inputs.plan import build_plan
-from engine.recipes import plan_tasks
-from engine.inputs.seeds import load_seeds
-from actors.seed_selection import CACHE_NAME, SeedSelector, seed_text
+from engine.inputs.plan import build_task_plan
+from engine.recipes import plan_run
+from engine.inputs.seeds import load_seed_table, task_texts
+from actors.seed_selection import CACHE_NAME, SeedSelector
 from tests.integration.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -34,8 +34,8 @@ def embedder():
 
 @pytest.fixture(scope="module")
 def seeds_and_vectors(embedder):
-    seeds, _ = load_seeds([str(SEEDS)])
-    return seeds, embedder.encode([seed_text(seed) for seed in seeds])
+    seeds, _ = load_seed_table([str(SEEDS)])
+    return seeds, embedder.encode(task_texts(seeds))
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +56,10 @@ def clusters_covered(tasks: list[dict], clusters: dict[str, int], lang: str) -> 
 def test_stratified_selection_covers_more_clusters_than_uniform(seeds_and_vectors, k, quota):
     seeds, vectors = seeds_and_vectors
     labels, _ = assign_clusters(vectors, fit_centroids(vectors, k, seed=0))
-    clusters = {seed.id: int(label) for seed, label in zip(seeds, labels)}
+    clusters = {seed_id: int(label) for seed_id, label in zip(seeds.column("id").to_pylist(), labels)}
     languages, quotas = resolve_languages(HIGH), {"high": quota, "mid": quota, "low": quota}
-    uniform = build_plan(seeds, languages, "per_language", quotas, 0, "sphinx", "v1")
-    stratified = build_plan(seeds, languages, "per_language", quotas, 0, "sphinx", "v1", clusters)
+    uniform = build_task_plan(seeds, languages, "per_language", quotas, 0, "sphinx", "v1").tasks().to_pylist()
+    stratified = build_task_plan(seeds, languages, "per_language", quotas, 0, "sphinx", "v1", np.asarray(labels, dtype=np.int64)).tasks().to_pylist()
     covered_uniform = [clusters_covered(uniform, clusters, lang) for lang in HIGH]
     covered_stratified = [clusters_covered(stratified, clusters, lang) for lang in HIGH]
     assert all(s >= u for s, u in zip(covered_stratified, covered_uniform))
@@ -86,7 +86,7 @@ def test_embed_actor_pool_matches_direct_encoding(local_ray, embedder, seeds_and
     from actors.clustering import embed_dataset
 
     seeds, vectors = seeds_and_vectors
-    table = pa.table({"pos": range(40), "text": [seed_text(seed) for seed in seeds[:40]]})
+    table = pa.table({"pos": range(40), "text": task_texts(seeds.slice(0, 40))})
     blocks = [table.slice(start, 16) for start in range(0, 40, 16)]
     dataset = embed_dataset(local_ray.data.from_arrow(blocks), SelectConfig(batch_size=16))
     out = pa.concat_tables(local_ray.get(dataset.to_arrow_refs())).sort_by("pos")
@@ -113,7 +113,8 @@ def test_planted_duplicates_are_rejected_on_ray_and_counted(local_ray, tmp_path)
     }
     config = parse_config(data)
     selector = SeedSelector(config, start_ray=lambda: None)
-    tasks, decided, read = plan_tasks(config, selector)
+    plan = plan_run(config, selector)
+    tasks, decided, read = plan.tasks.tasks().to_pylist(), plan.decided, plan.read
 
     assert read == 32
     assert sorted((row["seed_id"], row["reason"]) for row in decided) == [
@@ -133,7 +134,8 @@ def test_planted_duplicates_are_rejected_on_ray_and_counted(local_ray, tmp_path)
     def no_ray():
         raise AssertionError("a rerun with the same seeds and settings must read the cached clusters")
 
-    again, decided_again, _ = plan_tasks(config, SeedSelector(config, no_ray))
+    plan = plan_run(config, SeedSelector(config, no_ray))
+    again, decided_again, _ = plan.tasks.tasks().to_pylist(), plan.decided, plan.read
     assert [t["id"] for t in again] == [t["id"] for t in tasks] and decided_again == decided
 
 

@@ -1,6 +1,6 @@
 """The generation stage's rows are saved by Ray workers (actors/shard_writer.py): the driver
 buffers references to the pool's blocks and never reads a generated row, so its memory does not
-grow with what the run generates. The job's own plan, pool and generate() on real Ray, over an
+grow with what the run generates. The job's own plan, pool and save_rows() on real Ray, over an
 actor that answers every task with a large accepted row (no model: the rows' size is the point).
 
 Before, the driver read every block (iter_batches) and wrote the shards itself; each block it read
@@ -33,7 +33,7 @@ SCRIPT = textwrap.dedent(
     from benchmarks.harness import own_rss_mib
     from engine.config import parse_config
     from engine.records import ACCEPTED, SCHEMA
-    from jobs.synthesize import generate, plan_job
+    from jobs.synthesize import init_ray, plan_job, pool_options, save_rows, task_blocks
 
     run_dir, row_bytes, shard_rows, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     logging.basicConfig(level=logging.INFO)  # the job's progress lines
@@ -65,7 +65,9 @@ SCRIPT = textwrap.dedent(
 
     start = {field: own_rss_mib(field) for field in ("VmRSS", "RssShmem")}
     threading.Thread(target=sample, daemon=True).start()
-    generate(config, planned, BigAnswerActor)
+    init_ray(config)
+    blocks, size = task_blocks(config, planned.todo)  # the job's generation stage, the big-answer actor in the pool
+    save_rows(config, planned, planned.todo, blocks.map_batches(BigAnswerActor, **pool_options(config, size)))
     stop.set()
     print("RESULT " + json.dumps({"planned": len(planned.planned_ids), "start": start, "peak": peak}))
     """

@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent(
     from engine.inputs.plan import build_task_plan
     from engine.inputs.seeds import load_seed_table
     from engine.languages import resolve_languages
-    from jobs.synthesize import translate_dataset
+    from jobs.synthesize import pool_options, task_blocks
 
     class EchoActor:
         # A stand-in for the translate actor: no model, the pool's resources are what matter.
@@ -38,7 +38,8 @@ SCRIPT = textwrap.dedent(
                            "compute": {"actors": 2, "num_cpus_per_actor": 1, "batch_size": 4}, "ray": {"num_cpus": 2}})
     seeds, _ = load_seed_table(config.seeds.paths)
     plan = build_task_plan(seeds, resolve_languages(["fr", "es"]), "all", {"high": 1, "mid": 1, "low": 1}, 0, "sphinx", "v1")
-    tables = list(translate_dataset(config, plan, EchoActor).iter_batches(batch_size=None, batch_format="pyarrow"))
+    blocks, size = task_blocks(config, plan)  # the job's generation stage, the echo actor in the pool
+    tables = list(blocks.map_batches(EchoActor, **pool_options(config, size)).iter_batches(batch_size=None, batch_format="pyarrow"))
     ids = [i for table in tables for i in table.column("id").to_pylist()]
     print("ROWS", len(ids), len(set(ids)), plan.num_rows, len(tables), max(t.num_rows for t in tables))
     """

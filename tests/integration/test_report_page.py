@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.records import ACCEPTED, REJECTED, to_table
-from engine.report.counts import build_report
+from tests.unit.test_store_report import build_report
 from jobs.report import main as report_main
 from tests.integration.browser import RenderedPage, dump_dom, png_size, screenshot
 

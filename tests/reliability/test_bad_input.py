@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from engine.config import parse_config
-from engine.recipes import plan_tasks
+from engine.recipes import plan_run
 from jobs.synthesize import main
 
 GOOD = {"id": "ok-1", "instruction": "Name three colours.", "input": "", "output": "Red, green and blue."}
@@ -56,7 +56,8 @@ def test_on_bad_record_skip_turns_it_into_a_rejected_row(case, tmp_path):
     line, expected = CASES[case]
     seeds = write_seeds(tmp_path, line)
     config = parse_config({"seeds": {"paths": [str(seeds)], "on_bad_record": "skip"}, "languages": {"targets": ["fr"]}})
-    tasks, decided, read = plan_tasks(config)
+    plan = plan_run(config)
+    tasks, decided, read = plan.tasks.tasks().to_pylist(), plan.decided, plan.read
     assert [task["seed_id"] for task in tasks] == ["ok-1"]
     assert len(decided) == 1 and read == 2
     assert decided[0]["status"] == "rejected"
@@ -93,7 +94,8 @@ def test_seeds_that_are_not_english_become_rejected_rows(tmp_path):
     path = tmp_path / "seeds.jsonl"
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in (GOOD, french, formula)) + "\n", encoding="utf-8")
     config = parse_config({"seeds": {"paths": [str(path)]}, "languages": {"targets": ["de"]}})
-    tasks, decided, read = plan_tasks(config, None, FastTextLangId())
+    plan = plan_run(config, None, FastTextLangId())
+    tasks, decided, read = plan.tasks.tasks().to_pylist(), plan.decided, plan.read
     assert read == 3
     assert sorted(task["seed_id"] for task in tasks) == ["math-1", "ok-1"], "short formulas are too little text to judge"
     assert [(row["seed_id"], row["reason"]) for row in decided] == [("fr-1", "seed_not_english:fr")]

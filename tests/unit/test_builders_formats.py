@@ -1,4 +1,5 @@
-"""Ring (a): CrossIn, QAlign, X-Instruction and TransLLM formats on hand-made rows."""
+"""Ring (a): CrossIn, QAlign, X-Instruction and TransLLM formats on hand-made rows (CrossIn's mode
+shares and size through jobs.build's build, run in one process: tests/local_build.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ from collections import Counter
 
 import pytest
 
-from engine.builders.crossin import TRANSLATE_INSTRUCTION, build_crossin, crossin_candidates
+from engine.builders.crossin import TRANSLATE_INSTRUCTION, crossin_candidates
 from engine.builders.pool import build_pool
 from engine.builders.qalign import build_qalign
-from engine.builders.transllm import build_transllm, final_answer
+from engine.builders.transllm import build_transllm, language_tag
 from engine.builders.xinstruction import build_xinstruction
+from engine.config import BuildConfig
+from tests.local_build import build_and_read
 from tests.unit.test_builders import make_row, make_rows, pool
 
 ALL_MODES = {"en_x": 1.0, "x_en": 1.0, "x_x": 1.0, "translation": 1.0}
@@ -21,6 +24,20 @@ def by_mode(examples: list[dict]) -> dict[str, list[dict]]:
     for example in examples:
         modes.setdefault(example["mode"], []).append(example)
     return modes
+
+
+def build_crossin(out, modes: dict[str, float], size: int | None, seed: int) -> list[dict]:
+    """CrossIn over make_rows() as jobs.build makes it: candidates per seed, each mode cut to its quota."""
+    build = BuildConfig(builders=("crossin",), validation_share=0.0, seed=seed, crossin={"modes": modes, "size": size}, mix={"enabled": False})
+    return build_and_read(make_rows(), build, out)[1].get("crossin", {}).get("train", [])
+
+
+def final_answer(completion: str, lang: str) -> str:
+    """What a TCoT model's user sees: the text after the language tag that follows <RESPONSE>.
+    Anchored on the known tag, not on any tag-like text, so an answer with markup such as `<B>` stays whole."""
+    response = completion.find("<RESPONSE>")
+    tag = completion.find(language_tag(lang), max(response, 0))
+    return completion[tag + len(language_tag(lang)):].strip() if tag >= 0 else completion.strip()
 
 
 # --- CrossIn ----------------------------------------------------------------------------------
@@ -51,7 +68,7 @@ def test_crossin_translation_pairs_map_the_x_instruction_to_its_english_original
 def test_crossin_x_x_draws_input_and_output_languages_independently():
     # 60 seeds, each in fr, de, ja: four languages per seed with English.
     rows = make_rows({lang: range(60) for lang in ("fr", "de", "ja")})
-    x_x = crossin_candidates(build_pool(rows, 0.0, 0), seed=0)["x_x"]
+    x_x = crossin_candidates(build_pool(rows), seed=0)["x_x"]
     assert len(x_x) == len(rows), "as many as the seeds have translations"
     assert len({e["id"] for e in x_x}) == len(x_x), "no pair twice"
     pairs = Counter((e["input_lang"], e["output_lang"]) for e in x_x)
@@ -64,22 +81,21 @@ def test_crossin_x_x_draws_input_and_output_languages_independently():
         assert example["completion"].startswith(f"{example['output_lang']} answer") or example["output_lang"] == "en"
 
 
-def test_crossin_mode_shares_and_size():
+def test_crossin_mode_shares_and_size(tmp_path):
     p = pool()
-    full = by_mode(build_crossin(p, ALL_MODES, None, 0)["crossin"])
+    full = by_mode(build_crossin(tmp_path / "full", ALL_MODES, None, 0))
     assert {mode: len(rows) for mode, rows in full.items()} == {mode: len(p.rows) for mode in ALL_MODES}
-    weighted = by_mode(build_crossin(p, {"en_x": 2, "x_en": 1, "x_x": 1, "translation": 0}, 20, 0)["crossin"])
+    weighted = by_mode(build_crossin(tmp_path / "weighted", {"en_x": 2, "x_en": 1, "x_x": 1, "translation": 0}, 20, 0))
     assert {mode: len(rows) for mode, rows in weighted.items()} == {"en_x": 10, "x_en": 5, "x_x": 5}
     # A size beyond what the modes hold is capped, keeping the shares.
-    capped = by_mode(build_crossin(p, {"en_x": 1, "x_en": 1}, 10_000, 0)["crossin"])
+    capped = by_mode(build_crossin(tmp_path / "capped", {"en_x": 1, "x_en": 1}, 10_000, 0))
     assert {mode: len(rows) for mode, rows in capped.items()} == {"en_x": len(p.rows), "x_en": len(p.rows)}
 
 
-def test_crossin_is_deterministic_and_moves_with_the_seed():
-    p = pool()
-    first, again = build_crossin(p, ALL_MODES, 12, 0), build_crossin(p, ALL_MODES, 12, 0)
+def test_crossin_is_deterministic_and_moves_with_the_seed(tmp_path):
+    first, again = build_crossin(tmp_path / "first", ALL_MODES, 12, 0), build_crossin(tmp_path / "again", ALL_MODES, 12, 0)
     assert first == again
-    assert [e["id"] for e in first["crossin"]] != [e["id"] for e in build_crossin(p, ALL_MODES, 12, 1)["crossin"]]
+    assert sorted(e["id"] for e in first) != sorted(e["id"] for e in build_crossin(tmp_path / "other", ALL_MODES, 12, 1))
 
 
 # --- QAlign ---------------------------------------------------------------------------------
@@ -124,11 +140,11 @@ def test_xinstruction_input_stays_english_after_the_directive():
 
 def test_xinstruction_generation_rows_are_taken_as_they_are():
     generated = make_row(50, "fr", src_instruction="", src_input="", src_output="Un texte.", instruction="Describe Paris. Answer in French.", input="", output="Un texte.")
-    examples = build_xinstruction(build_pool([generated], 0.0, 0))["xinstruction"]
+    examples = build_xinstruction(build_pool([generated]))["xinstruction"]
     assert [(e["prompt"], e["completion"], e["source_ids"]) for e in examples] == [("Describe Paris. Answer in French.", "Un texte.", ["s50-fr"])]
     # Builders that need an English original skip such rows instead of inventing one.
-    assert build_transllm(build_pool([generated], 0.0, 0)) == {"transllm": []}
-    assert build_qalign(build_pool([generated], 0.0, 0)) == {"qalign_question": [], "qalign_response": []}
+    assert build_transllm(build_pool([generated])) == {"transllm": []}
+    assert build_qalign(build_pool([generated])) == {"qalign_question": [], "qalign_response": []}
 
 
 # --- TransLLM ---------------------------------------------------------------------------------

@@ -6,14 +6,29 @@ from collections import Counter
 
 import pytest
 
-from engine.builders import build_datasets
-from engine.builders.mixing import apportion, feasible_total, language_quotas, mix_datasets, temperature_weights
-from engine.config import BuildConfig, ConfigError, parse_config
+import pyarrow as pa
+
+from actors.build_pipeline import MixRanked, mix_rows
+from engine.builders.groups import BUILT_SCHEMA
+from engine.builders.mixing import apportion, feasible_total, language_quotas, temperature_weights
+from engine.config import BuildConfig, ConfigError, MixConfig, parse_config
+from tests.local_build import LocalDataset, build_and_read
 from tests.unit.test_builders import make_rows
 
 
 def rows(dataset: str, counts: dict[str, int]) -> list[dict]:
     return [{"id": f"{dataset}-{lang}-{i}", "lang": lang, "builder": dataset} for lang, n in counts.items() for i in range(n)]
+
+
+def mix_datasets(datasets: dict[str, list[dict]], ratios: dict[str, float], size: int | None, anchor_share: float | None,
+                 temperature: float, seed: int) -> list[dict]:
+    """The build's mix (actors.build_pipeline.mix_rows) of these datasets' training rows, in one process."""
+    examples = [{**row, "dataset": name, "split": "train", "copy": 0} for name, named in datasets.items() for row in named]
+    table = MixRanked(seed)(pa.Table.from_pylist(examples, schema=BUILT_SCHEMA))
+    tally = Counter((row["dataset"], "train", row["lang"], row["builder"], None, False) for row in examples)
+    mix = MixConfig(ratios=ratios, size=size, anchor_share=anchor_share, temperature=temperature)
+    mixed = mix_rows(LocalDataset([table]), tally, list(datasets), mix)
+    return [row for batch in mixed.iter_batches(batch_format="pyarrow", batch_size=None) for row in batch.to_pylist()]
 
 
 @pytest.mark.parametrize(
@@ -88,19 +103,20 @@ def test_mix_is_deterministic_and_moves_with_the_seed():
     assert first != [row["id"] for row in mix_datasets(datasets, {"a": 1, "b": 1}, 60, None, 1.0, seed=4)]
 
 
-def test_built_mix_draws_training_rows_only_and_keeps_every_validation_row_once():
+def test_built_mix_draws_training_rows_only_and_keeps_every_validation_row_once(tmp_path):
     config = BuildConfig(builders=("sphinx", "transllm", "crossin"), validation_share=0.3, mix={"ratios": {"sphinx": 1, "transllm": 1}})
-    built = build_datasets(make_rows(), config)
-    mix = built.splits["mix"]
-    train_ids = {row["id"] for name in ("sphinx", "transllm") for row in built.splits[name]["train"]}
+    _, built = build_and_read(make_rows(), config, tmp_path)
+    mix = built["mix"]
+    train_ids = {row["id"] for name in ("sphinx", "transllm") for row in built[name]["train"]}
     assert {row["id"] for row in mix["train"]} <= train_ids
     assert {row["builder"] for row in mix["train"]} == {"sphinx", "transllm"}
-    expected = [row["id"] for name in ("sphinx", "transllm") for row in built.splits[name]["validation"]]
+    expected = [row["id"] for name in ("sphinx", "transllm") for row in built[name]["validation"]]
     assert sorted(row["id"] for row in mix["validation"]) == sorted(expected)
 
 
-def test_mix_can_be_turned_off():
-    assert "mix" not in build_datasets(make_rows(), BuildConfig(builders=("transllm",), mix={"enabled": False})).splits
+def test_mix_can_be_turned_off(tmp_path):
+    summary, built = build_and_read(make_rows(), BuildConfig(builders=("transllm",), mix={"enabled": False}), tmp_path)
+    assert "mix" not in built and "mix" not in summary["datasets"]
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """Ring (a)/(b): written datasets load with `datasets`, the card adds up, and `jobs.build` says
-what is missing (its Ray Data build is tested in tests/integration/test_build_distributed.py)."""
+what is missing. The build here is jobs.build's, run in one process (tests/local_build.py); on Ray
+Data it is tested in tests/integration/test_build_distributed.py."""
 
 from __future__ import annotations
 
@@ -12,20 +13,25 @@ import datasets
 import pyarrow.parquet as pq
 import yaml
 
-from engine.builders import build_datasets
-from engine.builders.output import write_build
-from engine.builders.summary import source_file, summarise
+from engine.builders.output import swap_in, write_card
+from engine.builders.summary import source_file
 from engine.config import BuildConfig
 from engine.records import to_table
+from tests.local_build import build_here, run_config
 from tests.unit.test_builders import make_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path: Path, config: BuildConfig, license: str = "Apache-2.0") -> tuple[Path, dict]:
-    built = build_datasets(make_rows(), config)
-    summary = summarise(built, config.model_dump(mode="json"), license)
-    return write_build(built, summary, tmp_path / "datasets", config.formats, "unit"), summary
+    """The build of make_rows() written as jobs.build writes it: into a folder swapped in, with its card."""
+    summaries = []
+
+    def fill(folder):
+        summaries.append(build_here(make_rows(), run_config(config, license), folder))
+        write_card(summaries[0], folder, config.formats, "unit")
+
+    return swap_in(tmp_path / "datasets", fill), summaries[0]
 
 
 def test_every_split_loads_with_datasets_and_matches_build_json(tmp_path):

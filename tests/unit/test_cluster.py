@@ -162,15 +162,17 @@ def test_diversify_rejects_misaligned_inputs():
 
 def test_stratified_plan_covers_clusters_and_keeps_the_plan_properties():
     from engine.languages import resolve_languages
-    from engine.inputs.plan import build_plan
+    from engine.inputs.plan import build_task_plan
     from engine.inputs.seeds import Seed
+    from tests.unit.test_plan import seeds_table
 
     seeds = [Seed(f"s{i:03d}", f"Instruction {i}", "", f"Output {i}", f"seeds.jsonl:{i + 1}") for i in range(60)]
     clusters = {seed.id: (0 if i < 40 else 1 + i % 5) for i, seed in enumerate(seeds)}  # one big cluster, five small
     quotas = {"high": 6, "mid": 3, "low": 1}
 
     def plan(codes):
-        return build_plan(seeds, resolve_languages(codes), "per_language", quotas, 0, "sphinx", "v1", clusters)
+        labels = np.array([clusters[seed.id] for seed in seeds])
+        return build_task_plan(seeds_table(seeds), resolve_languages(codes), "per_language", quotas, 0, "sphinx", "v1", labels).tasks().to_pylist()
 
     tasks = plan(["fr", "bg"])
     for lang, quota in (("fr", 6), ("bg", 3)):
@@ -184,7 +186,8 @@ def test_stratified_plan_covers_clusters_and_keeps_the_plan_properties():
 def test_apply_budget_keeps_the_budget_per_language_and_rejects_the_rest_with_a_reason():
     import numpy as np
 
-    from engine.selection.budget import apply_budget
+    from engine.records import to_table
+    from engine.selection.budget import apply_budget_table
 
     def embed(texts):
         # Two clear topics: questions about bread and questions about rivers.
@@ -195,12 +198,12 @@ def test_apply_budget_keeps_the_budget_per_language_and_rejects_the_rest_with_a_
         for i, topic in enumerate(["Why does bread rise", "Why does bread rise", "Where do rivers go", "Where do rivers go", "Why is bread brown"])
     ] + [{"id": "es0", "lang": "es", "status": "accepted", "instruction": "Why? Answer in Spanish."},
          {"id": "fr-rej", "lang": "fr", "status": "rejected", "reason": "judge_bad", "instruction": "x"}]
-    out = apply_budget(rows, budget=2, embed=embed, clusters=2, sample_size=100, seed=0)
+    out = apply_budget_table(to_table(rows), budget=2, embed=embed, clusters=2, sample_size=100, seed=0).to_pylist()
     french = [row for row in out if row["lang"] == "fr" and row["id"] != "fr-rej"]
     kept = [row for row in french if row["status"] == "accepted"]
     assert len(kept) == 2
     assert {"bread" in row["instruction"] for row in kept} == {True, False}, "one per cluster before a second from any"
     assert all(row["reason"] == "diversity_budget" for row in french if row["status"] == "rejected")
     assert len(out) == len(rows), "nothing lost"
-    assert out[5]["status"] == "accepted" and "cluster" not in out[5], "a language within budget is untouched"
+    assert out[5]["status"] == "accepted" and out[5]["cluster"] is None, "a language within budget is untouched"
     assert out[6]["reason"] == "judge_bad"

@@ -14,8 +14,8 @@ from engine.selection.dedup import (
     normalise_text,
     text_key,
 )
-from engine.selection.dedup_rows import duplicate_rows, reject_duplicate_outputs, seed_key
-from engine.recipes import plan_tasks
+from engine.selection.dedup_rows import duplicate_rows, reject_duplicate_outputs
+from engine.recipes import plan_run
 from engine.records import ACCEPTED, REJECTED, to_table
 from engine.inputs.seeds import Seed
 from actors.seed_selection import SeedSelector
@@ -93,7 +93,10 @@ def test_duplicate_rows_are_rejected_with_the_id_they_repeat():
     assert len(rows) == 1 and rows[0]["seed_id"] == "b" and rows[0]["status"] == REJECTED
     assert rows[0]["reason"] == duplicate_reason("a") == "duplicate_of:a"
     assert rows[0]["src_instruction"] == "say HI" and rows[0]["id"] == duplicate_rows({"b": "a"}, seeds, "sphinx")[0]["id"]
-    assert seed_key(seeds[0]) == seed_key(seeds[1]) != seed_key(seed("d", "Say hi", "with input"))
+    def key(s):  # what the seed reader computes per seed (engine.inputs.seeds.DEDUP_KEY)
+        return text_key(s.instruction, s.input)
+
+    assert key(seeds[0]) == key(seeds[1]) != key(seed("d", "Say hi", "with input"))
 
 
 def test_planted_exact_duplicates_are_planned_as_rejected_rows(tmp_path):
@@ -118,7 +121,8 @@ def test_planted_exact_duplicates_are_planned_as_rejected_rows(tmp_path):
     def no_ray():
         raise AssertionError("exact dedup with uniform selection must not need embeddings")
 
-    tasks, decided, read = plan_tasks(config, SeedSelector(config, no_ray))
+    plan = plan_run(config, SeedSelector(config, no_ray))
+    tasks, decided, read = plan.tasks.tasks().to_pylist(), plan.decided, plan.read
     assert read == 4
     assert {t["seed_id"] for t in tasks} == {"s1", "s2", "s4"} and len(tasks) == 6
     assert [(r["seed_id"], r["reason"]) for r in decided] == [("s3", "duplicate_of:s1")]

@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from engine.config import load_config
+from engine.config import load_config, redacted
 from engine.records import ACCEPTED, REJECTED, row_id, to_table
-from engine.report.counts import build_report
+from tests.unit.test_store_report import build_report
 from engine.store import RowStore
 from jobs.report import main as report_main
 from jobs.synthesize import finalise
@@ -109,8 +109,7 @@ def test_rows_are_written_by_language_and_add_up_to_the_plan(finished):
 def test_the_report_equals_the_one_table_report_of_the_written_rows(finished):
     run_dir, rows, report = finished
     table = pa.concat_tables([pq.read_table(run_dir / "accepted.parquet"), pq.read_table(run_dir / "rejected.parquet")])
-    config = {"run": {"name": report["run"]}, "recipe": report["recipe"], "model": {"name": report["model"]}}
-    whole = build_report(table, len(rows), 0, 2.0, config)
+    whole = build_report(table, len(rows), 0, 2.0, redacted(config_for(run_dir)))  # the run's config: the gate section reads its thresholds
     assert report == whole
     assert (run_dir / "report.json").read_text() == json.dumps(whole, indent=2, ensure_ascii=False), "the same keys, numbers and order"
 
@@ -294,12 +293,28 @@ def test_a_run_without_accepted_rows_builds_empty_datasets(tmp_path):
     assert summary["accepted_rows"] == 0 and all(entry["train"] == 0 for entry in summary["datasets"].values())
 
 
+def reference_budget(rows: list[dict], budget: int, embed, clusters: int, sample_size: int, seed: int) -> list[dict]:
+    """The budget written plainly over row dicts (the reference apply_budget_table must agree with):
+    the accepted rows of languages over budget get their cluster, and those diversification does
+    not keep are rejected with its reason."""
+    from engine.selection.budget import diversify_over_budget
+
+    chosen, result = diversify_over_budget([r["instruction"] for r in rows], [r["lang"] for r in rows], [r["status"] for r in rows],
+                                           budget, embed, clusters, sample_size, seed)
+    out = list(rows)
+    for position, i in enumerate(chosen):
+        out[i] = {**rows[i], "cluster": int(result.cluster[position])}
+        if result.reason(position) is not None:
+            out[i].update(status=REJECTED, reason=result.reason(position))
+    return out
+
+
 def test_the_budget_on_a_language_table_decides_as_on_rows():
     """apply_budget_table (what finalise runs per language) keeps, rejects and labels the same
-    rows as apply_budget on the same rows as dicts, and leaves a table within budget untouched."""
+    rows as the reference budget on the same rows as dicts, and leaves a table within budget untouched."""
     import numpy as np
 
-    from engine.selection.budget import apply_budget, apply_budget_table
+    from engine.selection.budget import apply_budget_table
 
     def embed(texts):  # three topics: bread, rivers, anything else
         return np.array([[1.0, 0.0] if "bread" in t else [0.0, 1.0] if "river" in t else [0.6, 0.8] for t in texts], dtype=np.float32)
@@ -309,7 +324,7 @@ def test_the_budget_on_a_language_table_decides_as_on_rows():
             for i in range(12)] + [{"id": "fr-rej", "seed_id": "s99", "lang": "fr", "status": REJECTED, "reason": "judge_bad", "instruction": "x"}]
     table = to_table(rows)
     out = apply_budget_table(table, 4, embed, 3, 100, 0)
-    expected = apply_budget(table.to_pylist(), 4, embed, 3, 100, 0)
+    expected = reference_budget(table.to_pylist(), 4, embed, 3, 100, 0)
     assert out.to_pylist() == expected
     assert pc.sum(pc.equal(out.column("status"), ACCEPTED)).as_py() == 4
     assert apply_budget_table(table, 50, embed, 3, 100, 0) is table

@@ -10,7 +10,7 @@ from engine.report.page import build_compare_html, build_html
 from engine.report.samples import highlight, pair_rows, pick_samples
 from engine.report.plots import PLOTS, build_plots
 from engine.records import ACCEPTED, REJECTED, SCHEMA, to_table
-from engine.report.counts import build_report
+from tests.unit.test_store_report import build_report
 from jobs.report import main as report_main
 
 CONFIG = {"run": {"name": "unit"}, "recipe": "sphinx", "model": {"name": "fake-model"}}

@@ -14,7 +14,8 @@ import pytest
 from engine.config import ConfigError, parse_config
 from engine.qualify import Qualification, qualify, render_table, unqualified_reason
 from engine.records import ACCEPTED, REJECTED
-from engine.rows.translate import SelectiveTranslator
+from engine.recipes import row_machine
+from engine.rows.refine import RefinementLoop
 from engine.text.segments import assemble, layout, translate_fields
 from engine.text.spans import protect_many
 from tests.unit.test_translate_state_machine import FakeGenerator, FakeLangId, make_task
@@ -84,11 +85,11 @@ class FakeMachine:
         return [f"{self.words} {text}" for text in texts]
 
 
-def machine_translator(machine, generator=None, **sections) -> SelectiveTranslator:
+def machine_translator(machine, generator=None, **sections) -> RefinementLoop:
     config = parse_config({"seeds": {"paths": ["unused.jsonl"]}, "languages": {"targets": ["fr"]},
                            "translators": {"fr": "mt"}, "mt": {"backend": "ctranslate2", "model": "fake"},
                            "quality": {"adequacy": False}, **sections})
-    return SelectiveTranslator(config, generator, FakeLangId(), machine=machine)
+    return row_machine(config, generator, FakeLangId(), machine=machine)
 
 
 TASK = make_task("Explain what `git status` shows.", "It lists the changed files in the tree.")
@@ -196,8 +197,8 @@ def test_the_probe_is_the_first_rows_of_each_language_in_plan_order():
     assert plan.rows_per_language() == {"fr": 10, "pt": 10, "sw": 3}
     probe = plan.first_per_language(4)
     assert probe.rows_per_language() == {"fr": 4, "pt": 4, "sw": 3}
-    ids = plan.ids.to_pylist()
+    ids = plan.tasks().column("id").to_pylist()
     by_lang = {lang: [i for i, row_lang in zip(ids, plan.index.column("lang").to_pylist()) if row_lang == lang] for lang in ("fr", "pt", "sw")}
-    assert probe.ids.to_pylist() == by_lang["fr"][:4] + by_lang["pt"][:4] + by_lang["sw"][:3]
-    rest = plan.without(probe.ids.combine_chunks()).for_languages(["pt"])
-    assert rest.ids.to_pylist() == by_lang["pt"][4:]
+    assert probe.tasks().column("id").to_pylist() == by_lang["fr"][:4] + by_lang["pt"][:4] + by_lang["sw"][:3]
+    rest = plan.without(probe.tasks().column("id")).for_languages(["pt"])
+    assert rest.tasks().column("id").to_pylist() == by_lang["pt"][4:]

@@ -1,14 +1,20 @@
 """Ring (a): the per-language plan is deterministic, sized by tier, and stable as languages change."""
 
+import pyarrow as pa
 import pytest
 
 from engine.languages import resolve_languages
-from engine.inputs.plan import build_plan, sample_for_language
+from engine.inputs.plan import build_task_plan, sample_indices
 from engine.records import TASK_COLUMNS, row_id
-from engine.inputs.seeds import Seed
+from engine.inputs.seeds import SEED_SCHEMA, Seed
 
 QUOTAS = {"high": 30, "mid": 20, "low": 10}
 VERSION = "translate.v1"
+
+
+def seeds_table(seeds: list[Seed]) -> pa.Table:
+    """Seeds as the seed reader's table (SEED_SCHEMA)."""
+    return pa.table({name: [getattr(seed, name) for seed in seeds] for name in SEED_SCHEMA.names}, schema=SEED_SCHEMA)
 
 
 def make_seeds(count: int) -> list[Seed]:
@@ -16,7 +22,7 @@ def make_seeds(count: int) -> list[Seed]:
 
 
 def plan(seeds, codes, mode="per_language", quotas=QUOTAS, plan_seed=0, version=VERSION) -> list[dict]:
-    return build_plan(seeds, resolve_languages(codes), mode, quotas, plan_seed, "sphinx", version)
+    return build_task_plan(seeds_table(seeds), resolve_languages(codes), mode, quotas, plan_seed, "sphinx", version).tasks().to_pylist()
 
 
 def seed_ids(tasks: list[dict], lang: str) -> list[str]:
@@ -125,8 +131,8 @@ def test_row_id_separates_its_parts(a, b):
     assert row_id(*a) == row_id(*a)
 
 
-def test_sample_for_language_is_a_subset_of_the_right_size():
-    sample = sample_for_language(SEEDS, "fr", 7, plan_seed=3)
+def test_a_language_sample_is_a_subset_of_the_right_size():
+    sample = [SEEDS[i] for i in sample_indices(len(SEEDS), "fr", 7, plan_seed=3)]
     assert len(sample) == 7
     assert set(sample) <= set(SEEDS)
-    assert sample == sample_for_language(SEEDS, "fr", 7, plan_seed=3)
+    assert sample == [SEEDS[i] for i in sample_indices(len(SEEDS), "fr", 7, plan_seed=3)]

@@ -10,7 +10,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from actors.build_pipeline import cut_mask, find_cuts
-from engine.builders.ranks import KEEP_ALL, KEEP_NONE, Cut, keeps_each, lowest_cut, rank
+from engine.builders.ranks import KEEP_ALL, KEEP_NONE, Cut, keeps_each, rank
+from tests.local_build import LocalDataset
+from tests.reference_build import lowest_cut
 
 
 def candidates(n: int, seed: int = 0) -> list[tuple[int, str]]:
@@ -34,19 +36,6 @@ def test_keeps_each_is_cut_keeps_row_by_row():
     assert 0 < got.sum() < len(pairs)
 
 
-class Blocks:
-    """The two calls find_cuts makes on a Ray dataset, over tables in this process."""
-
-    def __init__(self, tables: list[pa.Table]):
-        self.tables = tables
-
-    def map_batches(self, fn, **_):
-        return Blocks([fn(t) for t in self.tables])
-
-    def iter_batches(self, **_):
-        return iter(self.tables)
-
-
 def test_two_pass_cuts_keep_each_groups_lowest_quota():
     rng = random.Random(3)
     rows = [(g, r, k) for g in ("a", "b", "c", "d") for r, k in candidates({"a": 900, "b": 300, "c": 40, "d": 10}[g], seed=ord(g))]
@@ -59,7 +48,7 @@ def test_two_pass_cuts_keep_each_groups_lowest_quota():
         return batch.column("group").combine_chunks(), batch.column("rank").to_numpy(), batch.column("key").combine_chunks()
 
     quotas = {"a": 333, "b": 300, "c": 0, "d": 4}
-    cuts, sizes = find_cuts(Blocks(tables), rank_of, lambda _sizes: quotas, {"b": 17})
+    cuts, sizes = find_cuts(LocalDataset(tables), rank_of, lambda _sizes: quotas, {"b": 17})
     assert sizes == {"a": 905, "b": 305, "c": 45, "d": 15}
     assert cuts["c"] == KEEP_NONE
     for group, quota in quotas.items():

@@ -15,15 +15,14 @@ from pathlib import Path
 import pytest
 
 from engine.config import ValidationConfig, parse_config
-from engine.inputs.plan import build_text_plan
-from engine.inputs.seeds import Text, load_seeds
+from engine.inputs.plan import build_text_task_plan
+from engine.inputs.seeds import Text, load_seed_table
 from engine.languages import get_language
 from engine.protocols import ERROR, TOO_LONG, Completion
 from engine.reasons import REASONS, feedback_text, lookup, make_reason, meaning, reason_kind
 from engine.rows.judge import parse_label, parse_score
-from engine.rows.translate import SelectiveTranslator
+from engine.recipes import row_machine
 from engine.rows.validate import seed_language_reason, validate_translation
-from engine.rows.xinstruct import InstructionWriter
 from engine.selection.budget import OVER_BUDGET
 from engine.selection.dedup import duplicate_reason
 from engine.text import checks
@@ -119,9 +118,9 @@ def test_validation_returns_listed_reasons(translated):
 def test_inputs_and_selection_return_listed_reasons(tmp_path):
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_text('{"id": "a", "instruction": "Hi", "output": "Hello"}\nnot json\n{"id": "a", "instruction": "x", "output": "y"}\n{"id": 3}\n')
-    _, bad = load_seeds([str(seeds)], on_bad_record="skip")
+    _, bad = load_seed_table([str(seeds)], on_bad_record="skip")
     assert len(bad) == 3
-    _, untargeted = build_text_plan([Text("t1", "pt", "Olá, tudo bem?", "t.jsonl:1")], [get_language("fr")], {"high": 1, "mid": 1, "low": 1}, 0, "xinstruction", "v")
+    _, untargeted = build_text_task_plan([Text("t1", "pt", "Olá, tudo bem?", "t.jsonl:1")], [get_language("fr")], {"high": 1, "mid": 1, "low": 1}, 0, "xinstruction", "v")
     for reason in [record.reason for record in bad] + [row["reason"] for row in untargeted] + [duplicate_reason("abc"), OVER_BUDGET]:
         assert_listed(reason)
 
@@ -162,10 +161,10 @@ def machines(draft, judge, rounds: int):
         first = messages[0]["content"]
         return judge if first.startswith(("You review a translation", "You check a pair")) else draft
 
-    for recipe, machine, task in (("sphinx", SelectiveTranslator, TASK), ("xinstruction", InstructionWriter, TEXT_TASK)):
+    for recipe, task in (("sphinx", TASK), ("xinstruction", TEXT_TASK)):
         config = parse_config({"recipe": recipe, "seeds": {"paths": ["x.jsonl"]}, "languages": {"targets": ["fr"]},
                                "refine": {"rounds": rounds}, "validation": {"max_attempts": 2}})
-        yield machine(config, FakeGenerator(reply), FakeLangId()), task
+        yield row_machine(config, FakeGenerator(reply), FakeLangId()), task
 
 
 @pytest.mark.parametrize("judge", JUDGE_REPLIES)

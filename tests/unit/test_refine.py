@@ -7,8 +7,8 @@ import json
 from engine.config import parse_config
 from engine.protocols import Completion
 from engine.records import ACCEPTED, REJECTED
-from engine.rows.translate import SelectiveTranslator
-from engine.rows.xinstruct import InstructionWriter
+from engine.recipes import row_machine
+from engine.rows.refine import RefinementLoop
 from tests.unit.test_translate_state_machine import FakeGenerator, FakeLangId, make_task
 
 SOURCE = ("Explain the loop in `for i in range(3)` briefly.", "The loop runs the body three times, with i from 0 to 2.")
@@ -62,12 +62,12 @@ class ScriptedByRubric(FakeGenerator):
         super().__init__(reply)
 
 
-def translator(generator, rounds=2, **refine) -> SelectiveTranslator:
+def translator(generator, rounds=2, **refine) -> RefinementLoop:
     config = parse_config({
         "seeds": {"paths": ["unused.jsonl"]}, "languages": {"targets": ["fr"]},
         "refine": {"rounds": rounds, **refine}, "validation": {"max_attempts": 1},
     })
-    return SelectiveTranslator(config, generator, FakeLangId())
+    return row_machine(config, generator, FakeLangId())
 
 
 def run(machine, task):
@@ -153,12 +153,12 @@ class XScripted(FakeGenerator):
         super().__init__(reply)
 
 
-def writer(generator, rounds=2, **refine) -> InstructionWriter:
+def writer(generator, rounds=2, **refine) -> RefinementLoop:
     config = parse_config({
         "recipe": "xinstruction", "seeds": {"paths": ["unused.jsonl"]}, "languages": {"targets": ["fr"]},
         "refine": {"rounds": rounds, **refine}, "validation": {"max_attempts": 2},
     })
-    return InstructionWriter(config, generator, FakeLangId())
+    return row_machine(config, generator, FakeLangId())
 
 
 def text_task(text=FRENCH_TEXT, lang="fr"):

@@ -8,7 +8,7 @@ import pytest
 
 from engine.config import parse_config
 from engine.protocols import Completion
-from engine.recipes import prompt_version, recipe_class, row_machine
+from engine.recipes import prompt_version, recipe_spec, row_machine
 from engine.records import REJECTED, to_table
 from engine.rows.drafting import Draft
 from engine.rows.refine import Judgement, Version, best_version, final_verdict, should_rewrite
@@ -60,7 +60,7 @@ def test_one_prompt_version_for_ids_and_rows(recipe, rounds, expected):
     cfg = config(recipe, rounds)
     assert prompt_version(cfg) == expected
     assert row_machine(cfg, FakeGenerator([]), FakeLangId()).prompt_version == expected
-    assert recipe_class(cfg) in (TranslationRecipe, InstructionRecipe)
+    assert recipe_spec(cfg).recipe in (TranslationRecipe, InstructionRecipe)
 
 
 def test_prepared_request_is_what_the_row_machine_sends():
@@ -131,3 +131,38 @@ def test_an_added_check_sees_xinstructions_instruction_and_text():
     row = asyncio.run(row_machine(config("xinstruction"), generator, FakeLangId(), checks=[check])(task))
     assert seen[0] == ({"output": FRENCH_TEXT}, {"instruction": "Why does bread dough rise when it is made with yeast?"})
     assert (row["reason"], row["reason_field"]) == ("low_similarity:instruction:0.20", "instruction")
+
+
+def test_the_steps_a_driver_sees_draft_judge_rewrite_judge():
+    """The row machine's step API, driven by hand: what each step asks, and the row once done."""
+    from engine.rows.refine import DRAFT, JUDGE, REWRITE
+
+    good = json.dumps({"instruction": "Expliquez ce que [[1]] affiche et où la page [[2]] le documente.",
+                       "output": "La liste des fichiers modifiés. Lancez [[3]] pour une vue courte de la liste."})
+    machine = row_machine(config(rounds=1, criteria=["adequacy"]), FakeGenerator([]), FakeLangId())
+    state = machine.start(CODE_TASK)
+    seen = []
+    while not state.done:
+        asks = machine.next_requests(state)
+        seen.append([(ask.phase, ask.round, ask.attempt) for ask in asks])
+        if asks[0].phase == JUDGE:
+            replies = [Completion(json.dumps({"feedback": "ok", "score": 1 if ask.round == 0 else 2}), 10, 3, "stop") for ask in asks]
+        else:
+            replies = [Completion("not json" if len(seen) == 1 else good, 10, 20, "stop")]
+        machine.advance(state, replies)
+    assert seen == [[(DRAFT, 0, 1)], [(DRAFT, 0, 2)], [(JUDGE, 0, 1)], [(REWRITE, 1, 1)], [(JUDGE, 1, 1)]]
+    assert machine.next_requests(state) == []
+    row = state.row
+    assert (row["status"], row["rounds"], row["best_round"], row["attempts"]) == ("accepted", 1, 1, 3)
+    assert (row["tokens_draft"], row["tokens_judge"], row["tokens_rewrite"]) == (40, 6, 20)
+    with pytest.raises(ValueError):
+        machine.advance(state, [])
+
+
+def test_a_screened_out_task_is_done_before_any_request():
+    machine = row_machine(config("xinstruction"), FakeGenerator([]), FakeLangId())
+    task = {"id": "t1", "seed_id": "txt-1", "recipe": "xinstruction", "lang": "fr", "src_instruction": "", "src_input": "",
+            "src_output": "Der Hund und der Mann gehen zusammen spazieren.", "source": "t.jsonl:1"}
+    state = machine.start(task)
+    assert state.done and machine.next_requests(state) == []
+    assert (state.row["status"], state.row["reason"], state.row["attempts"]) == (REJECTED, "wrong_language:de", 0)

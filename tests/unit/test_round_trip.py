@@ -12,13 +12,13 @@ import pytest
 
 from engine.config import QualityConfig, parse_config
 from engine.protocols import ERROR, Completion
-from engine.recipes import prompt_version
+from engine.recipes import prompt_version, row_machine
 from engine.records import ACCEPTED, REJECTED, SCHEMA, to_table
 from engine.reasons import REASONS
-from engine.report.counts import build_report, render_markdown
+from engine.report.counts import render_markdown
 from engine.report.samples import render_fate
 from engine.rows.round_trip import RoundTripField, chrf, scored_fields, verdict
-from engine.rows.translate import SelectiveTranslator
+from tests.unit.test_store_report import build_report
 from tests.unit.test_translate_state_machine import FakeGenerator, FakeLangId, make_task
 
 THRESHOLD = QualityConfig().round_trip_min_chrf
@@ -157,12 +157,12 @@ def scripted(back: dict[str, str | Completion]):
     return FakeGenerator(reply)
 
 
-def machine(generator, rounds=0, **quality) -> SelectiveTranslator:
+def machine(generator, rounds=0, **quality):
     config = parse_config({
         "seeds": {"paths": ["unused.jsonl"]}, "languages": {"targets": ["fr"]}, "refine": {"rounds": rounds},
         "validation": {"max_attempts": 1}, "quality": quality,
     })
-    return SelectiveTranslator(config, generator, FakeLangId())
+    return row_machine(config, generator, FakeLangId())
 
 
 def run(translator, task=None):

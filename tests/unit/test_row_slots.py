@@ -1,7 +1,7 @@
 """The translate actor's limit of rows in flight (actors.translate.RowSlots), without Ray: a new
 row starts as soon as any row finishes, whichever batch it belongs to; a batch held by one slow
 row holds no other slot; batches come back whole and in their rows' order. And the drafts'
-checks run off the event loop (engine.rows.drafting), so a slow check does not stop the others."""
+checks run off the event loop (engine.rows.drafting.checks_thread), so a slow check does not stop the others."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import asyncio
 import threading
 import time
 
+import json
+
 from actors.translate import RowSlots
-from engine.config import ComputeConfig
-from engine.protocols import Completion, GenParams
-from engine.rows.drafting import Ledger, draft_until_valid
+from engine.config import ComputeConfig, parse_config
+from engine.protocols import CheckResult, Completion, GenParams
+from engine.recipes import row_machine
+from tests.unit.test_translate_state_machine import FakeLangId, make_task
 
 
 class HeldRows:
@@ -92,11 +95,14 @@ def test_rows_in_flight_defaults_to_batches_in_flight_batches_and_the_pool_holds
     assert ComputeConfig(batches_in_flight=6, batches_per_actor=2).actor_batches == 6  # never fewer than run at once
 
 
+BONJOUR = {"instruction": "Dites bonjour à toute la équipe.", "output": "Bonjour la équipe, et bonne journée à tous."}
+
+
 class InstantGenerator:
     backend = "fake"
 
     async def generate(self, messages: list[dict], params: GenParams) -> Completion:
-        return Completion('{"text": "bonjour"}', 3, 2, "stop")
+        return Completion(json.dumps(BONJOUR, ensure_ascii=False), 3, 2, "stop")
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
@@ -107,10 +113,10 @@ def test_a_slow_check_runs_off_the_event_loop():
     loop keeps running the other rows' coroutines."""
     loop_thread, check_threads, ticks = threading.get_ident(), [], []
 
-    def slow_check(text: str):
+    def slow_check(source: dict, drafted: dict, language) -> CheckResult:
         check_threads.append(threading.get_ident())
         time.sleep(0.3)
-        return None, None, {"checked": text}
+        return CheckResult(None, None, {"checked": drafted})
 
     async def ticker(stop: asyncio.Event):
         while not stop.is_set():
@@ -120,13 +126,14 @@ def test_a_slow_check_runs_off_the_event_loop():
     async def scenario():
         stop = asyncio.Event()
         ticking = asyncio.ensure_future(ticker(stop))
-        draft = await draft_until_valid(InstantGenerator(), [{"role": "user", "content": "hi"}], GenParams(), slow_check,
-                                        lambda reason, field: {}, 1, Ledger(), "draft")
+        config = parse_config({"seeds": {"paths": ["unused.jsonl"]}, "languages": {"targets": ["fr"]}, "validation": {"max_attempts": 1}})
+        machine = row_machine(config, InstantGenerator(), FakeLangId(), [slow_check])
+        row = await machine(make_task("Say hello to the whole team.", "Hello team, and have a nice day, everyone."))
         stop.set()
         await ticking
-        return draft
+        return row
 
-    draft = asyncio.run(scenario())
-    assert draft is not None and draft.output == {"checked": '{"text": "bonjour"}'}
+    row = asyncio.run(scenario())
+    assert row["status"] == "accepted" and row["checked"] == BONJOUR
     assert check_threads and check_threads[0] != loop_thread
     assert len(ticks) >= 10, "the loop ran other coroutines while the check worked"

@@ -29,9 +29,6 @@ def test_bytes_text_parquet_round_trip(folder):
     assert folder.exists("plan.json") and folder.exists("shards/part-1.parquet")
     assert folder.list("shards", suffix=".parquet") == ["shards/part-1.parquet"]
     assert folder.list("missing") == []
-    folder.delete("plan.json")
-    folder.delete("plan.json")  # missing is fine
-    assert not folder.exists("plan.json")
 
 
 def test_a_failed_write_leaves_nothing(folder):

@@ -7,9 +7,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine.inputs.seeds import BadRecord, Seed, SeedError, load_seeds
+from engine.inputs.seeds import BadRecord, Seed, SeedError, load_seed_table
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def load_seeds(paths, on_bad_record: str = "error", limit: int | None = None) -> tuple[list[Seed], list[BadRecord]]:
+    """The seed reader's table as Seed records, for assertions on whole seeds."""
+    table, bad = load_seed_table(paths, on_bad_record, limit)
+    return [Seed(**row) for row in table.to_pylist()], bad
 
 
 def pair(seed_id: str = "s1", instruction: str = "Name three primary colours.", output: str = "Red, yellow and blue.", **extra) -> dict:

@@ -5,8 +5,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.records import ACCEPTED, REJECTED, SCHEMA, to_table
-from engine.report.counts import build_report, reason_kind, render_markdown, render_summary
-from engine.store import RowStore
+from engine.report.aggregate import RunFigures
+from engine.report.counts import reason_kind, render_markdown, render_summary, report_from_figures
+from engine.store import SHARDS, RowStore
 
 CONFIG = {"run": {"name": "unit"}, "recipe": "sphinx", "model": {"name": "fake-model"}}
 
@@ -19,6 +20,20 @@ def rejected(row_id: str, reason: str, lang: str | None = "fr", **extra) -> dict
     return row(row_id, lang, REJECTED, reason, **extra)
 
 
+def build_report(table: pa.Table, planned: int, bad_records: int, seconds: float, config: dict) -> dict:
+    """The report of a whole (small) table: its figures read at once (a run merges them group by group)."""
+    return report_from_figures(RunFigures.of(table), planned, bad_records, seconds, config)
+
+
+def read_all(store: RowStore) -> pa.Table:
+    """Every row the store's shards hold, in SCHEMA (what finalise reads, here at once)."""
+    return pa.concat_tables([SCHEMA.empty_table(), *(store.folder.read_parquet(name).cast(SCHEMA) for name in store.shard_names())])
+
+
+def done_ids(store: RowStore) -> set[str]:
+    return set(store.done_id_array().to_pylist())
+
+
 def test_write_then_read_all_roundtrip(tmp_path):
     store = RowStore(tmp_path)
     first = [row("a", instruction="Bonjour", protected_spans=["`x`"], attempts=1, attempt_reasons=[])]
@@ -26,12 +41,12 @@ def test_write_then_read_all_roundtrip(tmp_path):
     shard = store.write(to_table(first))
     store.write(to_table(second))
     assert shard.parent == tmp_path / "shards" and shard.name.startswith("part-") and shard.suffix == ".parquet"
-    table = store.read_all()
+    table = read_all(store)
     assert table.schema == SCHEMA
     rows = {r["id"]: r for r in table.to_pylist()}
     assert rows["a"]["instruction"] == "Bonjour" and rows["a"]["protected_spans"] == ["`x`"]
     assert rows["b"]["attempt_reasons"] == ["parse_no_json", "span_missing:[[1]]"] and rows["b"]["attempts"] == 2
-    assert store.done_ids() == {"a", "b"}
+    assert done_ids(store) == {"a", "b"}
     assert len(store.shards()) == 2
 
 
@@ -40,7 +55,7 @@ def test_write_drops_extra_columns_and_orders_by_schema(tmp_path):
     table = to_table([row("a")]).append_column("scratch", pa.array([1]))
     reordered = table.select(list(reversed(table.column_names)))
     store.write(reordered)
-    assert store.read_all().schema == SCHEMA
+    assert read_all(store).schema == SCHEMA
 
 
 def test_write_without_a_schema_column_fails(tmp_path):
@@ -50,32 +65,32 @@ def test_write_without_a_schema_column_fails(tmp_path):
 
 def test_empty_store(tmp_path):
     store = RowStore(tmp_path)
-    assert store.done_ids() == set()
-    assert store.read_all().num_rows == 0 and store.read_all().schema == SCHEMA
+    assert done_ids(store) == set()
+    assert read_all(store).num_rows == 0 and read_all(store).schema == SCHEMA
     assert store.clean_partial() == 0
 
 
 def test_stale_temporary_is_ignored_then_removed(tmp_path):
     store = RowStore(tmp_path)
     store.write(to_table([row("done")]))
-    stale = store.shard_dir / ".part-x.parquet.tmp"
+    stale = (tmp_path / SHARDS) / ".part-x.parquet.tmp"
     pq.write_table(to_table([row("half-written")]), stale)  # a killed writer's leftover
-    assert store.done_ids() == {"done"}
-    assert store.read_all().column("id").to_pylist() == ["done"]
+    assert done_ids(store) == {"done"}
+    assert read_all(store).column("id").to_pylist() == ["done"]
     assert store.clean_partial() == 1
     assert not stale.exists()
-    assert store.done_ids() == {"done"}
+    assert done_ids(store) == {"done"}
 
 
 def test_write_leaves_no_temporary(tmp_path):
     store = RowStore(tmp_path)
     store.write(to_table([row("a")]))
-    assert [p.name for p in store.shard_dir.iterdir() if not p.name.startswith("part-")] == []
+    assert [p.name for p in (tmp_path / SHARDS).iterdir() if not p.name.startswith("part-")] == []
 
 
 def test_reopening_the_folder_sees_earlier_shards(tmp_path):
     RowStore(tmp_path).write(to_table([row("a"), row("b")]))
-    assert RowStore(tmp_path).done_ids() == {"a", "b"}
+    assert done_ids(RowStore(tmp_path)) == {"a", "b"}
 
 
 ROWS = [

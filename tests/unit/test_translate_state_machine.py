@@ -14,7 +14,8 @@ from engine.config import parse_config
 from engine.protocols import ERROR, TOO_LONG, Completion, GenParams
 from engine.rows.prompts import TRANSLATE_VERSION
 from engine.records import ACCEPTED, REJECTED, TASK_COLUMNS
-from engine.rows.translate import SelectiveTranslator
+from engine.recipes import row_machine
+from engine.rows.refine import RefinementLoop
 
 Reply = Completion | str
 
@@ -59,11 +60,11 @@ class FakeLangId:
         return "en", 0.99
 
 
-def make_translator(generator: FakeGenerator, model: dict | None = None, **validation) -> SelectiveTranslator:
+def make_translator(generator: FakeGenerator, model: dict | None = None, **validation) -> RefinementLoop:
     config = parse_config(
         {"seeds": {"paths": ["unused.jsonl"]}, "languages": {"targets": ["fr"]}, "model": model or {}, "validation": validation}
     )
-    return SelectiveTranslator(config, generator, FakeLangId())
+    return row_machine(config, generator, FakeLangId())
 
 
 def make_task(instruction: str, output: str, input: str = "", lang: str = "fr", seed_id: str = "s1") -> dict:

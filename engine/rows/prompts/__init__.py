@@ -45,14 +45,6 @@ def feedback_message(reason: str, field: str | None, language_name: str, keys: l
     return {"role": "user", "content": feedback_text(reason, field, language_name, keys)}
 
 
-def prompt_version(draft_version: str, judge_version: str, rounds: int, round_trip_version: str | None = None) -> str:
-    """Goes into every row's id and provenance: the draft prompt's version, plus the judge's when
-    judging is on and the back-translation's when the round trip is, so a changed prompt, judge
-    or check means new rows."""
-    version = draft_version if rounds == 0 else f"{draft_version}+{judge_version}"
-    return version if round_trip_version is None else f"{version}+{round_trip_version}"
-
-
 # X-Instruction's target-language directive, appended to the English instruction.
 DIRECTIVE = "Answer in {language}."
 
