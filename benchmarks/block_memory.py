@@ -1,16 +1,18 @@
-"""What a block of the generation stage costs the driver: the job's own plan source and actor pool
-(actors.plan_source.plan_dataset, jobs.synthesize.actor_pool) over an echo actor that adds
-`--row-bytes` of text to each row, its output saved as the job saves it (actors.shard_writer: the
+r"""What a block of the generation stage costs the driver: the job's own plan source and actor pool
+(actors.dataflow.plan_source.plan_dataset, actors.dataflow.generation.actor_pool) over an echo actor that adds
+`--row-bytes` of text to each row, its output saved as the job saves it (actors.dataflow.shard_writer: the
 driver buffers references, Ray tasks write the shards into a temporary folder) or, with
 `--consumer driver`, read into the driver and coalesced there (how the job saved rows before).
 No model, no checks: only Ray Data's bookkeeping and the blocks.
 
     .venv/bin/python -m benchmarks.block_memory --rows 640000 --block-rows 64 --calls 32
-    .venv/bin/python -m benchmarks.block_memory --rows 200000 --block-rows 512 --calls 4 --row-bytes 3000 [--consumer driver]
+    .venv/bin/python -m benchmarks.block_memory --rows 200000 --block-rows 512 --calls 4 --row-bytes 3000 \
+        [--consumer driver]
 
 Prints one JSON line: the driver's memory at the start and its peak during the run, sampled every
 0.1 s from /proc/self/status: VmRSS, RssAnon (its heap and Arrow buffers), RssShmem (object store
-pages it has mapped while reading blocks) and RssFile (libraries). actors/plan_source.py cites it.
+pages it has mapped while reading blocks) and RssFile (libraries). actors/dataflow/plan_source.py
+cites it.
 """
 
 from __future__ import annotations
@@ -45,8 +47,12 @@ class EchoActor:
 
         rows = batch.num_rows
         columns = {field.name: pa.nulls(rows, field.type) for field in SCHEMA}
-        columns.update(id=batch.column("id").cast(pa.string()), status=pa.array([ACCEPTED] * rows, pa.string()),
-                       output=pa.array([self.text] * rows, pa.string()), completion_tokens=pa.array([1] * rows, pa.int64()))
+        columns.update(
+            id=batch.column("id").cast(pa.string()),
+            status=pa.array([ACCEPTED] * rows, pa.string()),
+            output=pa.array([self.text] * rows, pa.string()),
+            completion_tokens=pa.array([1] * rows, pa.int64()),
+        )
         yield pa.table(columns, schema=SCHEMA)
 
 
@@ -54,7 +60,7 @@ def save_with_writer(dataset, shard_rows: int) -> tuple[int, int]:
     """The job's way: references to ShardWriter, shards written by Ray tasks; (rows, blocks)."""
     import tempfile
 
-    from actors.shard_writer import ShardWriter
+    from actors.dataflow.shard_writer import ShardWriter
     from engine.runfolder import RunFolder
 
     saved, blocks = [], 0
@@ -85,18 +91,28 @@ def save_in_driver(dataset, shard_rows: int) -> tuple[int, int]:
 CONSUMERS = {"writer": save_with_writer, "driver": save_in_driver}
 
 
-def measure(rows: int, block_rows: int, calls: int, row_bytes: int, shard_rows: int, object_store_mib: int | None, consumer: str = "writer") -> dict:
+def measure(
+    rows: int,
+    block_rows: int,
+    calls: int,
+    row_bytes: int,
+    shard_rows: int,
+    object_store_mib: int | None,
+    consumer: str = "writer",
+) -> dict:
     import pyarrow as pa
     import ray
 
-    from actors.plan_source import plan_dataset
-    from jobs.synthesize import actor_pool
+    from actors.dataflow.generation import actor_pool
+    from actors.dataflow.plan_source import plan_dataset
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     if object_store_mib:
-        context.execution_options.resource_limits = context.execution_options.resource_limits.copy(object_store_memory=object_store_mib * 2**20)
+        context.execution_options.resource_limits = context.execution_options.resource_limits.copy(
+            object_store_memory=object_store_mib * 2**20
+        )
     peak: dict[str, float] = {}
     stop = threading.Event()
 
@@ -109,18 +125,32 @@ def measure(rows: int, block_rows: int, calls: int, row_bytes: int, shard_rows: 
     start = memory_mib()
     threading.Thread(target=sample, daemon=True, name="memory").start()
     dataset = plan_dataset(tasks, block_rows).map_batches(
-        EchoActor, fn_constructor_kwargs={"row_bytes": row_bytes}, batch_size=block_rows, batch_format="pyarrow",
-        compute=actor_pool(2, calls), num_cpus=0.5,
+        EchoActor,
+        fn_constructor_kwargs={"row_bytes": row_bytes},
+        batch_size=block_rows,
+        batch_format="pyarrow",
+        compute=actor_pool(2, calls),
+        num_cpus=0.5,
     )
     started = time.monotonic()
     seen, blocks = CONSUMERS[consumer](dataset, shard_rows)
     seconds = time.monotonic() - started
     stop.set()
     ray.shutdown()
-    return {"consumer": consumer, "rows": rows, "rows_seen": seen, "blocks": blocks, "block_rows": block_rows, "calls_per_actor": calls,
-            "row_bytes": row_bytes, "object_store_limit_mib": object_store_mib, "seconds": round(seconds, 1),
-            "driver_at_start_mib": start, "driver_peak_mib": peak,
-            "driver_peak_growth_mib": {name: round(peak.get(name, 0.0) - start.get(name, 0.0), 1) for name in FIELDS}}
+    return {
+        "consumer": consumer,
+        "rows": rows,
+        "rows_seen": seen,
+        "blocks": blocks,
+        "block_rows": block_rows,
+        "calls_per_actor": calls,
+        "row_bytes": row_bytes,
+        "object_store_limit_mib": object_store_mib,
+        "seconds": round(seconds, 1),
+        "driver_at_start_mib": start,
+        "driver_peak_mib": peak,
+        "driver_peak_growth_mib": {name: round(peak.get(name, 0.0) - start.get(name, 0.0), 1) for name in FIELDS},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,10 +161,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--row-bytes", type=int, default=0, help="text added to each row by the echo actor")
     parser.add_argument("--shard-rows", type=int, default=5000)
     parser.add_argument("--object-store-mib", type=int, default=None, help="cap Ray Data's object store budget")
-    parser.add_argument("--consumer", choices=sorted(CONSUMERS), default="writer",
-                        help="writer: as the job saves rows (Ray tasks write the shards); driver: every block read into the driver")
+    parser.add_argument(
+        "--consumer",
+        choices=sorted(CONSUMERS),
+        default="writer",
+        help="writer: as the job saves rows (Ray tasks write the shards); driver: every block read into the driver",
+    )
     args = parser.parse_args(argv)
-    result = measure(args.rows, args.block_rows, args.calls, args.row_bytes, args.shard_rows, args.object_store_mib, args.consumer)
+    result = measure(
+        args.rows, args.block_rows, args.calls, args.row_bytes, args.shard_rows, args.object_store_mib, args.consumer
+    )
     print(json.dumps(result), flush=True)
     return 0 if result["rows_seen"] == result["rows"] else 1
 

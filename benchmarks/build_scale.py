@@ -1,8 +1,9 @@
-"""The end of a run at scale: fabricated rows over 50 languages built (and, with --finalise, first
+r"""The end of a run at scale: fabricated rows over 50 languages built (and, with --finalise, first
 finalised from shards) by the current code on Ray and, for comparison, by an older commit's
 one-process code.
 
-    .venv/bin/python -m benchmarks.build_scale --rows 200000 --arms new,old [--finalise] [--old-commit REV] --out result.json
+    .venv/bin/python -m benchmarks.build_scale --rows 200000 --arms new,old [--finalise] [--old-commit REV] \
+        --out result.json
 
 Each arm runs in a fresh process: wall time of each stage, the driver's peak RSS (VmHWM) and, for
 the Ray arm, the largest worker's (benchmarks.harness.RssSampler). The old arm runs that commit's
@@ -29,7 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD_COMMIT = "208e941"  # the last commit whose jobs.build read every accepted row into one process
-OLD_FINALISE_COMMIT = "d123868"  # the last commit whose finalise read every shard into one table (and built in one process)
+OLD_FINALISE_COMMIT = (
+    "d123868"  # the last commit whose finalise read every shard into one table (and built in one process)
+)
 SHARD_ROWS = 5000  # the job's default run.shard_rows
 
 
@@ -55,10 +58,24 @@ def fabricate_run(run_dir: Path, rows: int, langs: int = 50, seed: int = 0, shar
         batch = []
         for s in chosen:
             src = english.setdefault(s, (text(25), text(10) if s % 3 == 0 else "", text(90)))
-            batch.append({"id": f"{s:07d}-{lang}", "seed_id": f"seed-{s:07d}", "recipe": "sphinx", "lang": lang, "status": "accepted",
-                          "instruction": text(25), "input": text(10) if s % 3 == 0 else "", "output": text(95),
-                          "src_instruction": src[0], "src_input": src[1], "src_output": src[2],
-                          "model": "fabricated", "prompt_version": "translate.v1", "source": f"seeds.jsonl:{s + 1}"})
+            batch.append(
+                {
+                    "id": f"{s:07d}-{lang}",
+                    "seed_id": f"seed-{s:07d}",
+                    "recipe": "sphinx",
+                    "lang": lang,
+                    "status": "accepted",
+                    "instruction": text(25),
+                    "input": text(10) if s % 3 == 0 else "",
+                    "output": text(95),
+                    "src_instruction": src[0],
+                    "src_input": src[1],
+                    "src_output": src[2],
+                    "model": "fabricated",
+                    "prompt_version": "translate.v1",
+                    "source": f"seeds.jsonl:{s + 1}",
+                }
+            )
         if shards:
             every += batch
             continue
@@ -71,10 +88,15 @@ def fabricate_run(run_dir: Path, rows: int, langs: int = 50, seed: int = 0, shar
         rng.shuffle(every)  # rows finish in no particular order
         store = RowStore(run_dir)
         for start in range(0, len(every), SHARD_ROWS):
-            store.write(to_table(every[start:start + SHARD_ROWS]))
+            store.write(to_table(every[start : start + SHARD_ROWS]))
         (run_dir / "planned.json").write_text(json.dumps([row["id"] for row in every]))
-    config = {"run": {"name": "build-scale", "output_dir": str(run_dir)}, "seeds": {"paths": ["seeds.jsonl"]},
-              "languages": {"targets": codes}, "ray": {"num_cpus": os.cpu_count()}, "build": {"enabled": True}}
+    config = {
+        "run": {"name": "build-scale", "output_dir": str(run_dir)},
+        "seeds": {"paths": ["seeds.jsonl"]},
+        "languages": {"targets": codes},
+        "ray": {"num_cpus": os.cpu_count()},
+        "build": {"enabled": True},
+    }
     import yaml
 
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
@@ -83,14 +105,13 @@ def fabricate_run(run_dir: Path, rows: int, langs: int = 50, seed: int = 0, shar
 
 def measure_build(run_dir: Path, out: Path, finalise: bool = False) -> dict:
     """This process runs the current code once and measures it: jobs.build.build_run, after the
-    job's finalise (jobs.synthesize.finalise, its languages on Ray as the job runs them) with
+    job's finalise (actors.dataflow.finalise.finalise, its languages on Ray as the job runs them) with
     `finalise`."""
-    from actors.ray_session import init_ray
+    from actors.dataflow.finalise import finalise as finalise_run
+    from actors.dataflow.ray_session import init_ray
     from benchmarks.harness import RssSampler
     from engine.config import load_config
-    from engine.store import RowStore
     from jobs.build import build_run
-    from jobs.synthesize import finalise as finalise_run
 
     config = load_config(run_dir / "config.yaml", [])
     stages = StageTimes()
@@ -100,19 +121,23 @@ def measure_build(run_dir: Path, out: Path, finalise: bool = False) -> dict:
         if finalise:
             init_ray(config.ray)  # the job has Ray up by its end
             sampler.stage("finalise")
-            finalise_run(run_dir, RowStore(run_dir), config, json.loads((run_dir / "planned.json").read_text()), 0, 1.0)
+            finalise_run(run_dir, config, json.loads((run_dir / "planned.json").read_text()), 0, 1.0)
         sampler.stage("build")
         summary = build_run(run_dir, config, out)
     examples = {name: entry["train"] + entry["validation"] for name, entry in summary["datasets"].items()}
     if not finalise:
         return {**sampler.stages["build"], "stages_s": stages.times, "examples": examples}
-    return {"wall_s": round(sum(stage["wall_s"] for stage in sampler.stages.values()), 2),
-            "driver_peak_rss_mib": max(stage["driver_peak_rss_mib"] for stage in sampler.stages.values()),
-            "stages": sampler.stages, "stages_s": stages.times, "examples": examples}
+    return {
+        "wall_s": round(sum(stage["wall_s"] for stage in sampler.stages.values()), 2),
+        "driver_peak_rss_mib": max(stage["driver_peak_rss_mib"] for stage in sampler.stages.values()),
+        "stages": sampler.stages,
+        "stages_s": stages.times,
+        "examples": examples,
+    }
 
 
 class StageTimes(logging.Handler):
-    """The build's own stage clock (actors.build_pipeline.StageClock), as {stage: seconds}."""
+    """The build's own stage clock (actors.dataflow.build_pipeline.StageClock), as {stage: seconds}."""
 
     def __init__(self):
         super().__init__(logging.INFO)
@@ -140,8 +165,9 @@ if finalise:
     import pyarrow.parquet as pq
     from engine.records import SCHEMA
     from engine.store import RowStore
-    from jobs.synthesize import finalise as finalise_run
-    for shard in RowStore(run_dir).shards():  # this commit's row schema lacks columns added since (before the clock starts)
+    from jobs.synthesize import finalise as finalise_run  # the old commit's module
+    # this commit's row schema lacks columns added since (before the clock starts)
+    for shard in RowStore(run_dir).shards():
         pq.write_table(pq.read_table(shard).select(SCHEMA.names), shard)
     started = time.perf_counter()
     finalise_run(run_dir, RowStore(run_dir), config, json.loads((run_dir / 'planned.json').read_text()), 0, 1.0)
@@ -149,7 +175,9 @@ if finalise:
 started = time.perf_counter()
 summary = build_run(run_dir, config, out)
 stages['build'] = round(time.perf_counter() - started, 2)
-print(json.dumps({'wall_s': round(sum(stages.values()), 2), 'driver_peak_rss_mib': hwm(), 'largest_worker_peak_rss_mib': None,
+print(json.dumps({'wall_s': round(sum(stages.values()), 2),
+                  'driver_peak_rss_mib': hwm(),
+                  'largest_worker_peak_rss_mib': None,
                   **({'stages_s': stages} if finalise else {}),
                   'examples': {n: e['train'] + e['validation'] for n, e in summary['datasets'].items()}}))
 """
@@ -173,7 +201,9 @@ def run_arm(arm: str, fabricated: Path, scratch: Path, old_commit: str, finalise
         tree = scratch / "old-tree"
         if not tree.exists():
             tree.mkdir()
-            archive = subprocess.run(["git", "archive", old_commit, "engine", "jobs", "actors"], cwd=ROOT, capture_output=True, check=True).stdout
+            archive = subprocess.run(
+                ["git", "archive", old_commit, "engine", "jobs", "actors"], cwd=ROOT, capture_output=True, check=True
+            ).stdout
             subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
         command = [sys.executable, "-c", OLD_SCRIPT, str(tree), str(run_dir), str(out), what]
     else:
@@ -198,8 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--langs", type=int, default=50)
     parser.add_argument("--arms", default="new,old")
-    parser.add_argument("--finalise", action="store_true", help="fabricate shards and run finalise before the build in both arms")
-    parser.add_argument("--old-commit", help=f"the old arm's commit (default {OLD_COMMIT}, with --finalise {OLD_FINALISE_COMMIT})")
+    parser.add_argument(
+        "--finalise", action="store_true", help="fabricate shards and run finalise before the build in both arms"
+    )
+    parser.add_argument(
+        "--old-commit", help=f"the old arm's commit (default {OLD_COMMIT}, with --finalise {OLD_FINALISE_COMMIT})"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="build-scale-") as scratch:
@@ -207,10 +241,15 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = scratch / "run"
         made = fabricate_run(run_dir, args.rows, args.langs, shards=args.finalise)
         old_commit = args.old_commit or (OLD_FINALISE_COMMIT if args.finalise else OLD_COMMIT)
-        results = {"command": "python -m benchmarks.build_scale " + " ".join(argv if argv is not None else sys.argv[1:]),
-                   "fabricated": made, "cpus": os.cpu_count(), "old_commit": old_commit, "finalise": args.finalise,
-                   "load_average_before": [round(x, 2) for x in os.getloadavg()],
-                   "arms": [run_arm(arm, run_dir, scratch, old_commit, args.finalise) for arm in args.arms.split(",")]}
+        results = {
+            "command": "python -m benchmarks.build_scale " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "fabricated": made,
+            "cpus": os.cpu_count(),
+            "old_commit": old_commit,
+            "finalise": args.finalise,
+            "load_average_before": [round(x, 2) for x in os.getloadavg()],
+            "arms": [run_arm(arm, run_dir, scratch, old_commit, args.finalise) for arm in args.arms.split(",")],
+        }
     text = json.dumps(results, indent=2)
     if args.out:
         args.out.write_text(text)

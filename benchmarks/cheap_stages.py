@@ -31,13 +31,15 @@ class LangIdActor:
     """Reads `text`; writes `lid_label` and `lid_confidence` (lid.176, as validation calls it)."""
 
     def __init__(self, model: str = "lid176"):
-        from actors.langid import FastTextLangId
+        from actors.engines.langid import FastTextLangId
 
         self.lid = FastTextLangId(model)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         labels, scores = predict_batch(self.lid, batch.column("text").to_pylist())
-        return batch.append_column("lid_label", pa.array(labels)).append_column("lid_confidence", pa.array(scores, pa.float32()))
+        return batch.append_column("lid_label", pa.array(labels)).append_column(
+            "lid_confidence", pa.array(scores, pa.float32())
+        )
 
 
 def predict_batch(lid, batch: list[str]) -> tuple[list[str], list[float]]:
@@ -51,7 +53,7 @@ def case_langid(spec: dict) -> dict:
     import ray
     from ray.data import ActorPoolStrategy
 
-    from actors.langid import FastTextLangId
+    from actors.engines.langid import FastTextLangId
 
     corpus = texts(spec["texts"])
     started = time.perf_counter()
@@ -59,8 +61,15 @@ def case_langid(spec: dict) -> dict:
     loaded = time.perf_counter()
     reference, _ = predict_batch(lid, corpus)
     predicted = time.perf_counter()
-    direct = [{"shape": "direct, in this process", "texts": len(corpus), "load_s": round(loaded - started, 3),
-               "seconds": round(predicted - loaded, 3), "texts_per_s": round(len(corpus) / (predicted - loaded), 1)}]
+    direct = [
+        {
+            "shape": "direct, in this process",
+            "texts": len(corpus),
+            "load_s": round(loaded - started, 3),
+            "seconds": round(predicted - loaded, 3),
+            "texts_per_s": round(len(corpus) / (predicted - loaded), 1),
+        }
+    ]
     table = pa.table({"text": corpus})
     blocks = [table.slice(start, spec["batch_size"]) for start in range(0, len(corpus), spec["batch_size"])]
     init_s = init_ray(spec)
@@ -69,23 +78,39 @@ def case_langid(spec: dict) -> dict:
         for actors in spec["actors"]:
             started = time.perf_counter()
             dataset = ray.data.from_arrow(blocks).map_batches(
-                LangIdActor, batch_size=spec["batch_size"], batch_format="pyarrow", num_cpus=1, compute=ActorPoolStrategy(size=actors),
+                LangIdActor,
+                batch_size=spec["batch_size"],
+                batch_format="pyarrow",
+                num_cpus=1,
+                compute=ActorPoolStrategy(size=actors),
             )
             out = pa.concat_tables(list(dataset.iter_batches(batch_size=None, batch_format="pyarrow")))
             seconds = time.perf_counter() - started
             got = dict(zip(out.column("text").to_pylist(), out.column("lid_label").to_pylist()))
             same = sum(got[text] == label for text, label in zip(corpus, reference))
-            pools.append({"shape": f"pool, {actors} actor(s)", "texts": out.num_rows, "seconds": round(seconds, 3),
-                          "texts_per_s": round(out.num_rows / seconds, 1), "same_label_as_direct": round(same / len(corpus), 4)})
+            pools.append(
+                {
+                    "shape": f"pool, {actors} actor(s)",
+                    "texts": out.num_rows,
+                    "seconds": round(seconds, 3),
+                    "texts_per_s": round(out.num_rows / seconds, 1),
+                    "same_label_as_direct": round(same / len(corpus), 4),
+                }
+            )
     finally:
         ray.shutdown()
-    return {"texts": len(corpus), "batch_size": spec["batch_size"], "ray_init_s": init_s, "direct": direct, "pool": pools,
-            "pool_over_direct_seconds": [round(p["seconds"] / direct[0]["seconds"], 1) for p in pools]}
+    return {
+        "texts": len(corpus),
+        "batch_size": spec["batch_size"],
+        "ray_init_s": init_s,
+        "direct": direct,
+        "pool": pools,
+        "pool_over_direct_seconds": [round(p["seconds"] / direct[0]["seconds"], 1) for p in pools],
+    }
 
 
 def suite(sizes: dict, simulated: bool, runner) -> dict:
-    spec = {"texts": sizes["lid_texts"], "batch_size": 4096,
-            "actors": sizes["lid_actors"], "num_cpus": 2}
+    spec = {"texts": sizes["lid_texts"], "batch_size": 4096, "actors": sizes["lid_actors"], "num_cpus": 2}
     langid = runner.case("benchmarks.cheap_stages", "langid", spec)
     if sizes["embed_sentences"] is None:  # tiny (tests): a model load per shape would double the test's time
         embedding = {"skipped": "not run at this size"}
@@ -93,9 +118,14 @@ def suite(sizes: dict, simulated: bool, runner) -> dict:
         out = Path(runner.scratch("embedding"))
         error = runner.module("benchmarks.embedding", ["--sentences", str(sizes["embed_sentences"]), "--out", str(out)])
         written = sorted(out.glob("embedding-*.json"))
-        embedding = json.loads(written[-1].read_text()) if written and not error else {"error": error or "benchmarks.embedding wrote no result"}
+        embedding = (
+            json.loads(written[-1].read_text())
+            if written and not error
+            else {"error": error or "benchmarks.embedding wrote no result"}
+        )
     return {
-        "langid": langid, "embedding": embedding,
+        "langid": langid,
+        "embedding": embedding,
         "notes": [
             "pools are timed end to end: Ray Data start, actor start and model load included (Ray init excluded)",
             "embedding: benchmarks/embedding.py, run as it is (its own Ray, its shapes)",

@@ -66,8 +66,13 @@ def case_fit(impl: str, sample_size: int, k: int) -> dict:
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
     _, similarity = assign_clusters(sample, centroids)
     return {
-        "impl": impl, "sample": sample_size, "k": k, "fit_s": round(seconds, 2), "fit_cpu_s": round(cpu_seconds, 2),
-        "mean_cosine_to_centroid": round(float(similarity.mean()), 4), "load_average": round(os.getloadavg()[0], 1),
+        "impl": impl,
+        "sample": sample_size,
+        "k": k,
+        "fit_s": round(seconds, 2),
+        "fit_cpu_s": round(cpu_seconds, 2),
+        "mean_cosine_to_centroid": round(float(similarity.mean()), 4),
+        "load_average": round(os.getloadavg()[0], 1),
     }
 
 
@@ -88,11 +93,18 @@ def case_scale(count: int, sample_size: int, k: int) -> dict:
     total = time.perf_counter() - started
     fit_s = fitted - sampled
     return {
-        "vectors": count, "sample": len(sample), "k": len(centroids),
-        "fit_s": round(fit_s, 2), "fit_cpu_s": round(fit_cpu, 2), "assign_s": round(assign_s, 2), "fit_plus_assign_s": round(fit_s + assign_s, 2),
+        "vectors": count,
+        "sample": len(sample),
+        "k": len(centroids),
+        "fit_s": round(fit_s, 2),
+        "fit_cpu_s": round(fit_cpu, 2),
+        "assign_s": round(assign_s, 2),
+        "fit_plus_assign_s": round(fit_s + assign_s, 2),
         "data_generation_s": round(total - fit_s - assign_s, 2),
-        "peak_rss_mib": peak_rss_mib(), "rss_before_data_mib": baseline,
-        "all_vectors_would_take_mib": round(count * DIM * 4 / 2**20, 1), "empty_clusters": int((sizes == 0).sum()),
+        "peak_rss_mib": peak_rss_mib(),
+        "rss_before_data_mib": baseline,
+        "all_vectors_would_take_mib": round(count * DIM * 4 / 2**20, 1),
+        "empty_clusters": int((sizes == 0).sum()),
         "load_average": round(os.getloadavg()[0], 1),
     }
 
@@ -101,15 +113,22 @@ def run_case(*args: str) -> dict:
     command = [sys.executable, "-m", "benchmarks.clustering", "--case", *args]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
-        return {"case": args, "error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}"}
+        return {
+            "case": args,
+            "error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}",
+        }
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.clustering", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="vectors per scale case")
-    parser.add_argument("--sample", type=int, default=100_000, help="fitting sample of the scale cases (select.sample_size)")
-    parser.add_argument("--fit-sample", type=int, default=20_000, help="sample of the side-by-side implementation cases")
+    parser.add_argument(
+        "--sample", type=int, default=100_000, help="fitting sample of the scale cases (select.sample_size)"
+    )
+    parser.add_argument(
+        "--fit-sample", type=int, default=20_000, help="sample of the side-by-side implementation cases"
+    )
     parser.add_argument("--k", type=int, default=K)
     parser.add_argument("--quick", action="store_true", help="small sizes, for tests: 20k vectors, k=32")
     parser.add_argument("--case", nargs="+", help=argparse.SUPPRESS)  # internal: one case in this process

@@ -31,7 +31,7 @@ def sentences(count: int) -> list[str]:
 
 
 def direct(texts: list[str], batch_size: int, threads: int) -> tuple[dict, np.ndarray]:
-    from actors.embed import Embedder
+    from actors.engines.embed import Embedder
 
     started = time.perf_counter()
     embedder = Embedder("minilm-l6", batch_size, "cpu", threads)
@@ -40,14 +40,17 @@ def direct(texts: list[str], batch_size: int, threads: int) -> tuple[dict, np.nd
     done = time.perf_counter()
     encode_s = done - loaded
     return {
-        "shape": f"direct, {threads} threads", "load_s": round(loaded - started, 2), "encode_s": round(encode_s, 2),
-        "end_to_end_s": round(done - started, 2), "sentences_per_s": round(len(texts) / encode_s, 1),
+        "shape": f"direct, {threads} threads",
+        "load_s": round(loaded - started, 2),
+        "encode_s": round(encode_s, 2),
+        "end_to_end_s": round(done - started, 2),
+        "sentences_per_s": round(len(texts) / encode_s, 1),
     }, vectors
 
 
 def pooled(ray, texts: list[str], batch_size: int, actors: int, threads: int | None, reference: np.ndarray) -> dict:
-    from actors.embed import arrow_to_vectors
-    from actors.clustering import embed_dataset
+    from actors.dataflow.clustering import embed_dataset
+    from actors.engines.embed import arrow_to_vectors
 
     table = pa.table({"pos": range(len(texts)), "text": texts})
     blocks = [table.slice(start, batch_size) for start in range(0, len(texts), batch_size)]
@@ -59,7 +62,8 @@ def pooled(ray, texts: list[str], batch_size: int, actors: int, threads: int | N
     vectors = arrow_to_vectors(out.column("embedding"))
     return {
         "shape": f"pool, {actors} actor(s) x {threads or 'Ray default (1)'} threads",
-        "end_to_end_s": round(seconds, 2), "sentences_per_s": round(len(texts) / seconds, 1),
+        "end_to_end_s": round(seconds, 2),
+        "sentences_per_s": round(len(texts) / seconds, 1),
         "max_abs_diff_vs_direct": float(np.abs(vectors - reference).max()),
     }
 

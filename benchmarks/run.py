@@ -3,13 +3,16 @@
     .venv/bin/python -m benchmarks.run [--suite translation,refinement,tokens,scaling,cheap] [--quick]
 
   translation  (a) raw vLLM LLM.generate, (b) babelforge's translation stage, (c) a ray.data.llm processor
-  refinement   judge → rewrite rounds, most rows judged and rewritten: babelforge vs a chain of ray.data.llm processors
+  refinement   judge → rewrite rounds, most rows judged and rewritten: babelforge vs a chain of ray.data.llm
+               processors
   tokens       generated tokens per accepted example: translate-then-filter vs select-then-translate
-  scaling      rows/s with 1, 2, 4, 8 actors (a SIMULATED generator, fixed and long-tailed latency) and driver memory on a big plan
+  scaling      rows/s with 1, 2, 4, 8 actors (a SIMULATED generator, fixed and long-tailed latency) and driver
+               memory on a big plan
   cheap        fastText language ID and MiniLM embeddings: actor pools vs direct calls
   training     direct DeepSpeed and Ray Train alternated (ABAB...): tokens/s median and spread, load per run
   adequacy     the adequacy gate on the labelled pairs (benchmarks/adequacy.py): accepted per kind, encoder texts/s
-  scale        the job's stages (plan, generation on a SIMULATED generator, finalise, build) at 100k-1M rows: time, driver and worker RSS
+  scale        the job's stages (plan, generation on a SIMULATED generator, finalise, build) at 100k-1M rows:
+               time, driver and worker RSS
 
 Writes benchmarks/results/<date>.json, <date>.md (the tables) and <date>-<suite>.png. Every case runs
 in its own process, one at a time: only one engine ever exists on the machine, and a case's engine
@@ -38,21 +41,76 @@ SUITES = ("translation", "refinement", "tokens", "scaling", "cheap", "adequacy",
 # fastText and Ray, as a real model's would: the pool, not the cores, is what the scaling cases measure.
 SIZES = {
     "tiny": {
-        "seeds": 3, "refine_seeds": 3, "refine_rounds": 2, "training_pairs": 1, "training_steps": 3, "training_max_length": 128, "latency_s": 0.5, "budget": 2, "clusters": 2, "actors": [1, 2], "waves": 4, "tail_waves": 2,
-        "plan_rows": 2_000, "stream_rows": 500, "lid_texts": 2_000, "lid_actors": [1], "embed_sentences": None, "adequacy_pairs": 40, "ray_defaults_case": False,
-        "scale_rows": [3_000], "scale_seeds": 1_000, "scale_latency_s": 0.01, "scale_build_max_rows": 0,
+        "seeds": 3,
+        "refine_seeds": 3,
+        "refine_rounds": 2,
+        "training_pairs": 1,
+        "training_steps": 3,
+        "training_max_length": 128,
+        "latency_s": 0.5,
+        "budget": 2,
+        "clusters": 2,
+        "actors": [1, 2],
+        "waves": 4,
+        "tail_waves": 2,
+        "plan_rows": 2_000,
+        "stream_rows": 500,
+        "lid_texts": 2_000,
+        "lid_actors": [1],
+        "embed_sentences": None,
+        "adequacy_pairs": 40,
+        "ray_defaults_case": False,
+        "scale_rows": [3_000],
+        "scale_seeds": 1_000,
+        "scale_latency_s": 0.01,
+        "scale_build_max_rows": 0,
     },
     "quick": {
-        "seeds": 48, "refine_seeds": 64, "refine_rounds": 1, "training_pairs": 3, "training_steps": 8, "training_max_length": 128, "latency_s": 0.5, "budget": 16, "clusters": 8,
-        "actors": [1, 2, 4, 8], "scaling_latency_s": 1.0, "waves": 8, "tail_waves": 24, "plan_rows": 1_000_000, "stream_rows": 20_000, "lid_texts": 50_000,
-        "lid_actors": [1, 2], "embed_sentences": 500,
-        "scale_rows": [100_000, 300_000], "scale_seeds": 100_000, "scale_latency_s": 0.01,
+        "seeds": 48,
+        "refine_seeds": 64,
+        "refine_rounds": 1,
+        "training_pairs": 3,
+        "training_steps": 8,
+        "training_max_length": 128,
+        "latency_s": 0.5,
+        "budget": 16,
+        "clusters": 8,
+        "actors": [1, 2, 4, 8],
+        "scaling_latency_s": 1.0,
+        "waves": 8,
+        "tail_waves": 24,
+        "plan_rows": 1_000_000,
+        "stream_rows": 20_000,
+        "lid_texts": 50_000,
+        "lid_actors": [1, 2],
+        "embed_sentences": 500,
+        "scale_rows": [100_000, 300_000],
+        "scale_seeds": 100_000,
+        "scale_latency_s": 0.01,
     },
     "full": {
-        "seeds": None, "refine_seeds": None, "refine_rounds": 2, "training_pairs": 5, "training_steps": 10, "training_max_length": 256, "latency_s": 0.5, "budget": 32, "clusters": 16,
-        "actors": [1, 2, 4, 8], "scaling_latency_s": 1.0, "waves": 16, "tail_waves": 48, "plan_rows": 1_000_000, "stream_rows": 1_000_000, "lid_texts": 1_000_000,
-        "lid_actors": [1, 2], "embed_sentences": 3000,
-        "scale_rows": [100_000, 300_000, 1_000_000], "scale_seeds": 100_000, "scale_latency_s": 0.01, "scale_build_max_rows": None,
+        "seeds": None,
+        "refine_seeds": None,
+        "refine_rounds": 2,
+        "training_pairs": 5,
+        "training_steps": 10,
+        "training_max_length": 256,
+        "latency_s": 0.5,
+        "budget": 32,
+        "clusters": 16,
+        "actors": [1, 2, 4, 8],
+        "scaling_latency_s": 1.0,
+        "waves": 16,
+        "tail_waves": 48,
+        "plan_rows": 1_000_000,
+        "stream_rows": 1_000_000,
+        "lid_texts": 1_000_000,
+        "lid_actors": [1, 2],
+        "embed_sentences": 3000,
+        "scale_rows": [100_000, 300_000, 1_000_000],
+        "scale_seeds": 100_000,
+        "scale_latency_s": 0.01,
+        "scale_build_max_rows": None,
     },
 }
 
@@ -85,10 +143,18 @@ def main(argv: list[str] | None = None) -> dict:
     # Tests: in these suites (translation, refinement, tokens) the fixed-latency generator stands in for the LLM.
     parser.add_argument("--simulate", default="", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(RESULTS))
-    parser.add_argument("--max-load", type=float, default=3.0, help="1-minute load average to wait for before measuring")
-    parser.add_argument("--wait-quiet", type=float, default=300.0, help="seconds to wait at most for that load (0: do not wait)")
+    parser.add_argument(
+        "--max-load", type=float, default=3.0, help="1-minute load average to wait for before measuring"
+    )
+    parser.add_argument(
+        "--wait-quiet", type=float, default=300.0, help="seconds to wait at most for that load (0: do not wait)"
+    )
     parser.add_argument("--case-timeout", type=int, default=1800, help="seconds one case may take")
-    parser.add_argument("--scale-rows", default="", help="planned rows of the scale suite's cases, comma-separated (default: the size's)")
+    parser.add_argument(
+        "--scale-rows",
+        default="",
+        help="planned rows of the scale suite's cases, comma-separated (default: the size's)",
+    )
     args = parser.parse_args(argv)
     suites = [s.strip() for s in args.suite.split(",") if s.strip()]
     unknown = sorted(set(suites) - set(SUITES))
@@ -105,8 +171,11 @@ def main(argv: list[str] | None = None) -> dict:
     quiet = wait_for_quiet(args.max_load, args.wait_quiet)
     work_dir = Path(tempfile.mkdtemp(prefix="babelforge-bench-"))
     runner = Runner(work_dir, args.case_timeout)
-    print(f"benchmarks ({size}{', simulated: ' + ', '.join(sorted(simulate)) if simulate else ''}): {', '.join(suites)}; "
-          f"logs in {work_dir / 'logs'}", flush=True)
+    print(
+        f"benchmarks ({size}{', simulated: ' + ', '.join(sorted(simulate)) if simulate else ''}): {', '.join(suites)}; "
+        f"logs in {work_dir / 'logs'}",
+        flush=True,
+    )
     started = time.perf_counter()
     results: dict = {}
     loads: dict = {}
@@ -124,9 +193,16 @@ def main(argv: list[str] | None = None) -> dict:
         results[name]["load_average_at_end"] = load_average()
     shutil.rmtree(work_dir / "scratch", ignore_errors=True)
     report = {
-        "benchmark": "babelforge", "date": date.today().isoformat(), "command": command, "size": size,
-        "simulated": sorted(simulate), "machine": machine(), "quiet_wait": quiet, "load_average_at_suite_start": loads,
-        "seconds": round(time.perf_counter() - started, 1), "suites": results,
+        "benchmark": "babelforge",
+        "date": date.today().isoformat(),
+        "command": command,
+        "size": size,
+        "simulated": sorted(simulate),
+        "machine": machine(),
+        "quiet_wait": quiet,
+        "load_average_at_suite_start": loads,
+        "seconds": round(time.perf_counter() - started, 1),
+        "suites": results,
     }
     paths = write_report(report, Path(args.out))
     print(f"wrote {', '.join(str(p) for p in paths)} in {report['seconds']:.0f}s", flush=True)

@@ -4,7 +4,7 @@ ones, markers kept), or a judge score of 1 of 2 so that every valid row is rewri
 
 A SIMULATION of the orchestration, not of a model: every row still goes through the real row
 state machine (spans, parsing, fastText validation), the real TranslateActor batching and the
-real Ray Data pool of jobs.synthesize.translate_dataset. Here: the generator, the translate actor
+real Ray Data pool of actors.dataflow.generation.translate_dataset. Here: the generator, the translate actor
 over it (SimulatedTranslateActor, the pool's actor class), and a Ray Data stage over it in place
 of a ray.data.llm processor (simulated_generate).
 """
@@ -83,7 +83,9 @@ def simulated_text(text: str) -> str:
     """Every English word → a French word chosen by its hash; markers, digits, punctuation kept."""
     parts = _SENTINEL.split(text)
     return "".join(
-        part if _SENTINEL.fullmatch(part) else _WORD.sub(lambda m: FRENCH[zlib.crc32(m.group().lower().encode()) % len(FRENCH)], part)
+        part
+        if _SENTINEL.fullmatch(part)
+        else _WORD.sub(lambda m: FRENCH[zlib.crc32(m.group().lower().encode()) % len(FRENCH)], part)
         for part in parts
     )
 
@@ -154,8 +156,12 @@ class FixedLatencyGenerator:
         """What happened since the last drain: the samples; requests, latency seconds given and
         seconds observed (start to finish) so far."""
         samples, self.samples = self.samples, []
-        return {"samples": samples, "requests": self.requests, "latency_total_s": self.latency_total_s,
-                "observed_total_s": self.observed_total_s}
+        return {
+            "samples": samples,
+            "requests": self.requests,
+            "latency_total_s": self.latency_total_s,
+            "observed_total_s": self.observed_total_s,
+        }
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
@@ -208,8 +214,15 @@ class SimulatedStage:
     async def __call__(self, batch: pa.Table):
         async def one(row: dict) -> dict:
             schema = (row["sampling_params"].get("structured_outputs") or {}).get("json")
-            done = await self.generator.generate(row["messages"], GenParams(json_schema=json.loads(schema) if schema else None))
-            return {"key": row["key"], "text": done.text, "prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens}
+            done = await self.generator.generate(
+                row["messages"], GenParams(json_schema=json.loads(schema) if schema else None)
+            )
+            return {
+                "key": row["key"],
+                "text": done.text,
+                "prompt_tokens": done.prompt_tokens,
+                "completion_tokens": done.completion_tokens,
+            }
 
         yield pa.Table.from_pylist(list(await asyncio.gather(*(one(row) for row in batch.to_pylist()))))
 
@@ -219,12 +232,15 @@ def simulated_generate(config: Config, rows: list[dict], latency_s: float) -> tu
     config's batch size and batches in flight."""
     import ray
 
-    from jobs.synthesize import actor_pool
+    from actors.dataflow.generation import actor_pool
 
     started = time.time()
     dataset = ray.data.from_items(rows).map_batches(
-        SimulatedStage, fn_constructor_kwargs={"latency_s": latency_s}, batch_size=config.compute.batch_size,
-        batch_format="pyarrow", num_cpus=config.compute.num_cpus_per_actor,
+        SimulatedStage,
+        fn_constructor_kwargs={"latency_s": latency_s},
+        batch_size=config.compute.batch_size,
+        batch_format="pyarrow",
+        num_cpus=config.compute.num_cpus_per_actor,
         compute=actor_pool(1, config.compute.batches_in_flight),
     )
     answers, timing = collect(dataset, started)

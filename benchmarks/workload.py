@@ -12,7 +12,7 @@ import time
 import pyarrow as pa
 import yaml
 
-from actors.translate import TranslateActor
+from actors.engines.translate import TranslateActor
 from benchmarks.harness import ROOT, SEEDS, rate
 from engine.config import Config, parse_config
 from engine.inputs.seeds import load_seed_table
@@ -24,14 +24,24 @@ from engine.rows.prompts import FIELDS
 def base_spec(sizes: dict, simulated: bool) -> dict:
     """The settings every translation-shaped case shares; latency_s set: the simulated generator."""
     return {
-        "lang": sizes.get("lang", "fr"), "batch_size": 16, "batches_in_flight": 4, "num_cpus": 2,
+        "lang": sizes.get("lang", "fr"),
+        "batch_size": 16,
+        "batches_in_flight": 4,
+        "num_cpus": 2,
         "latency_s": sizes["latency_s"] if simulated else None,
     }
 
 
 def bench_config(
-    spec: dict, *, rounds: int | None = None, model_name: str | None = None, actors: int = 1,
-    num_cpus_per_actor: float | None = None, seeds_path: str | None = None, languages=None, run_dir: str | None = None,
+    spec: dict,
+    *,
+    rounds: int | None = None,
+    model_name: str | None = None,
+    actors: int = 1,
+    num_cpus_per_actor: float | None = None,
+    seeds_path: str | None = None,
+    languages=None,
+    run_dir: str | None = None,
     adequacy: bool | None = None,
 ) -> Config:
     """configs/demo.yaml narrowed to one pass over one language: mode all, one attempt, no build;
@@ -46,7 +56,10 @@ def bench_config(
     demo["refine"] = {"rounds": spec.get("rounds", 0) if rounds is None else rounds}
     demo["validation"] = {**demo.get("validation", {}), "max_attempts": 1}
     demo["compute"] = {
-        **demo.get("compute", {}), "actors": actors, "batch_size": spec["batch_size"], "batches_in_flight": spec["batches_in_flight"],
+        **demo.get("compute", {}),
+        "actors": actors,
+        "batch_size": spec["batch_size"],
+        "batches_in_flight": spec["batches_in_flight"],
         **({"num_cpus_per_actor": num_cpus_per_actor} if num_cpus_per_actor is not None else {}),
     }
     demo["ray"] = {"num_cpus": spec["num_cpus"]}
@@ -76,10 +89,18 @@ def synthetic_tasks(rows: int, lang: str) -> list[dict]:
     tasks = []
     for i in range(rows):
         seed = seeds[i % len(seeds)]
-        tasks.append({
-            "id": f"sim-{i:08d}", "seed_id": f"{seed['id']}-{i}", "recipe": "sphinx", "lang": lang,
-            "src_instruction": seed["instruction"], "src_input": seed["input"], "src_output": seed["output"], "source": seed["source"],
-        })
+        tasks.append(
+            {
+                "id": f"sim-{i:08d}",
+                "seed_id": f"{seed['id']}-{i}",
+                "recipe": "sphinx",
+                "lang": lang,
+                "src_instruction": seed["instruction"],
+                "src_input": seed["input"],
+                "src_output": seed["output"],
+                "source": seed["source"],
+            }
+        )
     return tasks
 
 
@@ -93,8 +114,12 @@ def row_summary(rows: list[dict]) -> dict:
         "phase_tokens": {phase: sum(row[f"tokens_{phase}"] for row in rows) for phase in ("draft", "judge", "rewrite")},
         "per_row": [
             {
-                "seed_id": row["seed_id"], "status": row["status"], "reason": row["reason"], "prompt_tokens": row["prompt_tokens"],
-                "completion_tokens": row["completion_tokens"], "rounds": row["rounds"],
+                "seed_id": row["seed_id"],
+                "status": row["status"],
+                "reason": row["reason"],
+                "prompt_tokens": row["prompt_tokens"],
+                "completion_tokens": row["completion_tokens"],
+                "rounds": row["rounds"],
                 "out": accepted_digest(row) if row["status"] == ACCEPTED else None,
             }
             for row in rows
@@ -105,7 +130,11 @@ def row_summary(rows: list[dict]) -> dict:
 def accepted_digest(row: dict) -> str | None:
     """A short digest of a row's translated fields (those with a source), to compare outputs between cases."""
     fields = {k: row[k] for k in FIELDS if row[f"src_{k}"]}
-    return hashlib.sha1(json.dumps(fields, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12] if fields else None
+    return (
+        hashlib.sha1(json.dumps(fields, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12]
+        if fields
+        else None
+    )
 
 
 class CountingEncoder:
@@ -149,17 +178,21 @@ class TimedTranslateActor(TranslateActor):
                 rows = table.num_rows
                 table = table.append_column("bench_ready_at", pa.array([self.ready_at] * rows, pa.float64()))
                 table = table.append_column("bench_peak_batches", pa.array([self.peak_running] * rows, pa.int32()))
-                table = table.append_column("bench_gate_s", pa.array([sum(c.seconds for c in self.checks)] * rows, pa.float64()))
-                table = table.append_column("bench_gate_texts", pa.array([sum(c.texts for c in self.counters)] * rows, pa.int64()))
+                table = table.append_column(
+                    "bench_gate_s", pa.array([sum(c.seconds for c in self.checks)] * rows, pa.float64())
+                )
+                table = table.append_column(
+                    "bench_gate_texts", pa.array([sum(c.texts for c in self.counters)] * rows, pa.int64())
+                )
                 yield table.append_column("bench_done_at", pa.array([time.time()] * rows, pa.float64()))
         finally:
             self.running -= 1
 
 
 def bench_pool(config: Config, tasks, actor_cls):
-    """The job's generation stage (jobs.synthesize.translate_dataset's task blocks and actor
+    """The job's generation stage (actors.dataflow.generation.translate_dataset's task blocks and actor
     pool) with `actor_cls`, a TranslateActor of the benchmarks', as the pool's actor class."""
-    from jobs.synthesize import pool_options, task_blocks
+    from actors.dataflow.generation import pool_options, task_blocks
 
     blocks, size = task_blocks(config, tasks)
     return blocks.map_batches(actor_cls, **pool_options(config, size))
@@ -182,16 +215,22 @@ def run_translation_stage(config: Config, tasks: list[dict], actor_cls) -> tuple
     after_all_ready = sum(1 for t in done_at if t >= all_ready)
     window = max(done_at) - all_ready
     timing = {
-        "first_ready_s": round(first_ready - started, 2), "all_ready_s": round(all_ready - started, 2),
-        "first_row_s": round(arrivals[0] - started, 2), "end_to_end_s": round(last - started, 2),
+        "first_ready_s": round(first_ready - started, 2),
+        "all_ready_s": round(all_ready - started, 2),
+        "first_row_s": round(arrivals[0] - started, 2),
+        "end_to_end_s": round(last - started, 2),
         "generation_s": round(last - first_ready, 2),
         "rows_per_s_end_to_end": rate(table.num_rows, last - started),
         "rows_per_s_after_ready": rate(table.num_rows, last - first_ready),
         "rows_per_s_after_all_ready": rate(after_all_ready, window) if window > 0 else None,
         "peak_batches_per_actor": max(table.column("bench_peak_batches").to_pylist()),
-        "adequacy_gate": gate_totals(ready, table.column("bench_gate_s").to_pylist(), table.column("bench_gate_texts").to_pylist()),
+        "adequacy_gate": gate_totals(
+            ready, table.column("bench_gate_s").to_pylist(), table.column("bench_gate_texts").to_pylist()
+        ),
     }
-    return timing, table.drop_columns(["bench_ready_at", "bench_done_at", "bench_peak_batches", "bench_gate_s", "bench_gate_texts"])
+    return timing, table.drop_columns(
+        ["bench_ready_at", "bench_done_at", "bench_peak_batches", "bench_gate_s", "bench_gate_texts"]
+    )
 
 
 def gate_totals(ready_at: list[float], seconds: list[float], texts: list[int]) -> dict:

@@ -76,11 +76,13 @@ MAY_STAY_UNCHANGED = frozenset({"input"})
 # score: 6 lets two more translations be too short to score before a language falls back.
 MIN_PAIRS = 6
 GROUPS = ("latin", "non_latin")
-RULE = ("per language and field class: the midpoint of the gap between the highest other_seed and the lowest correct "
-        "score (overlapping: of the midpoints between neighbouring scores, those misclassifying fewest, the middle one); where "
-        "they separate, raised as far as needed to stop the nonsense no other check stops, at most halfway to the lowest "
-        "correct score; under MIN_PAIRS scored correct or other_seed pairs: the group's threshold, fitted the same way on "
-        "the pooled pairs of the group's languages that have their own")
+RULE = (
+    "per language and field class: the midpoint of the gap between the highest other_seed and the lowest correct "
+    "score (overlapping: of the midpoints between neighbouring scores, those misclassifying fewest, the middle one); "
+    "where they separate, raised as far as needed to stop the nonsense no other check stops, at most halfway to the "
+    "lowest correct score; under MIN_PAIRS scored correct or other_seed pairs: the group's threshold, fitted the same "
+    "way on the pooled pairs of the group's languages that have their own"
+)
 
 
 class CalibrationError(ValueError):
@@ -124,10 +126,17 @@ def build_set(sources: Sequence[dict], texts: Iterable[dict]) -> list[dict]:
         rows = per_lang[lang]
         correct = {row["source"]: row["text"] for row in rows if row["kind"] == "correct"}
 
-        def pair(kind: str, sid: str, candidate: str) -> dict:
+        def pair(kind: str, sid: str, candidate: str, lang: str = lang) -> dict:
             field = by_id[sid]["field"]
-            return {"lang": lang, "kind": kind, "field": field, "class": FIELD_CLASSES[field], "source_id": sid,
-                    "source": by_id[sid]["text"], "candidate": candidate}
+            return {
+                "lang": lang,
+                "kind": kind,
+                "field": field,
+                "class": FIELD_CLASSES[field],
+                "source_id": sid,
+                "source": by_id[sid]["text"],
+                "candidate": candidate,
+            }
 
         out = [pair("correct", sid, text) for sid, text in correct.items()]
         out += [pair(row["kind"], row["source"], row["text"]) for row in rows if row["kind"] not in ("correct",)]
@@ -136,9 +145,15 @@ def build_set(sources: Sequence[dict], texts: Iterable[dict]) -> list[dict]:
             for i, sid in enumerate(translated if len(translated) > 1 else ()):
                 out.append(pair("other_seed", sid, correct[translated[(i + 1) % len(translated)]]))
         # An input may stay as it is (the text a task operates on): copying it is no error there.
-        out += [pair("copied", sid, by_id[sid]["text"]) for sid in sorted(by_id, key=order.get) if by_id[sid]["field"] not in MAY_STAY_UNCHANGED]
+        out += [
+            pair("copied", sid, by_id[sid]["text"])
+            for sid in sorted(by_id, key=order.get)
+            if by_id[sid]["field"] not in MAY_STAY_UNCHANGED
+        ]
         kind_order = {kind: i for i, kind in enumerate(KINDS)}
-        pairs += sorted(out, key=lambda p: (kind_order.get(p["kind"], len(KINDS)), p["kind"], order[p["source_id"]], p["candidate"]))
+        pairs += sorted(
+            out, key=lambda p: (kind_order.get(p["kind"], len(KINDS)), p["kind"], order[p["source_id"]], p["candidate"])
+        )
     return pairs
 
 
@@ -156,7 +171,9 @@ def load_set(folder: Path = DATA, languages: Iterable[str] | None = None) -> lis
 
 def set_digest(pairs: Sequence[dict]) -> str:
     """sha256 of the set's canonical JSON: a changed, added or removed pair changes it."""
-    canonical = json.dumps(sorted(pairs, key=lambda p: json.dumps(p, sort_keys=True)), sort_keys=True, ensure_ascii=False)
+    canonical = json.dumps(
+        sorted(pairs, key=lambda p: json.dumps(p, sort_keys=True)), sort_keys=True, ensure_ascii=False
+    )
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -174,8 +191,11 @@ def script_ratios(pairs: Sequence[dict]) -> dict[str, dict[str, float]]:
             entry[0] += letter_count(visible_text(pair["source"]))
             entry[1] += letter_count(visible_text(pair["candidate"]))
             entry[2] += text_units(visible_text(pair["candidate"]))
-    return {script: {"letters": round(en / letters, 2), "units": round(en / units, 2)}
-            for script, (en, letters, units) in sorted(totals.items()) if letters and units}
+    return {
+        script: {"letters": round(en / letters, 2), "units": round(en / units, 2)}
+        for script, (en, letters, units) in sorted(totals.items())
+        if letters and units
+    }
 
 
 # ---------------------------------------------------------------------------------------- scoring
@@ -208,8 +228,13 @@ class Outcome:
         return self.reason(limit) is None
 
 
-def evaluate(pairs: Sequence[dict], encoder, langid, quality: QualityConfig = QualityConfig(),
-             validation: ValidationConfig = ValidationConfig()) -> list[Outcome]:
+def evaluate(
+    pairs: Sequence[dict],
+    encoder,
+    langid,
+    quality: QualityConfig = QualityConfig(),
+    validation: ValidationConfig = ValidationConfig(),
+) -> list[Outcome]:
     """Every pair ({lang, field, source, candidate, ...}) through the checks a draft meets in the
     row machine, the similarity scored but not yet judged (thresholds are what is fitted)."""
     from engine.rows.validate import validate_translation
@@ -227,11 +252,21 @@ def evaluate(pairs: Sequence[dict], encoder, langid, quality: QualityConfig = Qu
         # Spans are restored from the source, never written by the model: a candidate that lacks
         # one of the source's spans is what the row machine rejects as span_missing.
         missing = Counter(protect(field.source).spans) - Counter(protect(field.translation).spans)
-        verdict = validate_translation({field.field: field.source}, {field.field: field.translation},
-                                       {field.field: protect(field.translation).text}, language, langid, validation)
+        verdict = validate_translation(
+            {field.field: field.source},
+            {field.field: field.translation},
+            {field.field: protect(field.translation).text},
+            language,
+            langid,
+            validation,
+        )
         rest = judge_pairs([field], {}, quality_rest, None)
         form = make_reason("span_missing", next(iter(missing))) if missing else verdict.reason
-        outcomes.append(Outcome(pair, form, score_of.get(i), rest.reason, text_units(visible_text(field.source)) >= quality.min_letters))
+        outcomes.append(
+            Outcome(
+                pair, form, score_of.get(i), rest.reason, text_units(visible_text(field.source)) >= quality.min_letters
+            )
+        )
     return outcomes
 
 
@@ -256,8 +291,14 @@ class Point:
 
 # Which points a count of misclassified points takes (see ClassFit.errors).
 LEVELS = (
-    ("meaning", lambda p: p.kind != "nonsense"),  # every correct vs every other seed's translation: what the threshold is fitted on
-    ("nonsense", lambda p: p.decides and p.kind == "nonsense"),  # fluent nonsense no other check stops: recorded, not fitted
+    (
+        "meaning",
+        lambda p: p.kind != "nonsense",
+    ),  # every correct vs every other seed's translation: what the threshold is fitted on
+    (
+        "nonsense",
+        lambda p: p.decides and p.kind == "nonsense",
+    ),  # fluent nonsense no other check stops: recorded, not fitted
     ("all", lambda p: True),
 )
 
@@ -296,9 +337,15 @@ class ClassFit:
 
     def record(self) -> dict:
         decided = [p for p in self.points if p.decides]
-        return {"threshold": self.threshold, "separable": self.separable, "separates_meaning": self.separates_meaning,
-                "errors": self.errors("meaning") + self.errors("nonsense"), "nonsense_passed": self.errors("nonsense"),
-                **_separation(decided), "scores": _separation(self.points)}
+        return {
+            "threshold": self.threshold,
+            "separable": self.separable,
+            "separates_meaning": self.separates_meaning,
+            "errors": self.errors("meaning") + self.errors("nonsense"),
+            "nonsense_passed": self.errors("nonsense"),
+            **_separation(decided),
+            "scores": _separation(self.points),
+        }
 
 
 def _separation(points: Sequence[Point]) -> dict:
@@ -306,8 +353,13 @@ def _separation(points: Sequence[Point]) -> dict:
     (lowest correct - highest junk; negative: they overlap) and how many points lie in the overlap."""
     correct = [p.score for p in points if p.correct]
     junk = [p.score for p in points if not p.correct]
-    found = {"correct": _spread(correct), "junk": _spread(junk), "gap": None, "overlap": 0,
-             **{kind: _spread([p.score for p in points if p.kind == kind]) for kind in FITTED_JUNK}}
+    found = {
+        "correct": _spread(correct),
+        "junk": _spread(junk),
+        "gap": None,
+        "overlap": 0,
+        **{kind: _spread([p.score for p in points if p.kind == kind]) for kind in FITTED_JUNK},
+    }
     if correct and junk:
         low, high = min(correct), max(junk)
         found["gap"] = round(low - high, 4)
@@ -367,7 +419,9 @@ def _point(outcome: Outcome) -> Point | None:
     kind = outcome.pair["kind"]
     if outcome.score is None or kind not in (*MUST_ACCEPT, *FITTED_JUNK):
         return None
-    return Point(outcome.score, kind, kind in MUST_ACCEPT or (outcome.form_reason is None and outcome.other_reason is None))
+    return Point(
+        outcome.score, kind, kind in MUST_ACCEPT or (outcome.form_reason is None and outcome.other_reason is None)
+    )
 
 
 def _thresholds(instruction: float, passage: float) -> dict[str, float]:
@@ -402,8 +456,13 @@ def _rates(outcomes: Sequence[Outcome], limit_of: Callable[[int, Outcome], float
     for kind in sorted(counts, key=lambda k: (KINDS.index(k) if k in KINDS else len(KINDS), k)):
         missed, n, scope_missed, scope_n = counts[kind]
         key = "accepted" if kind in MUST_ACCEPT else "rejected"
-        table[kind] = {key: round(1 - missed / n, 3), "n": n, "missed": missed,
-                       "gate": round(1 - scope_missed / scope_n, 3) if scope_n else None, "gate_n": scope_n}
+        table[kind] = {
+            key: round(1 - missed / n, 3),
+            "n": n,
+            "missed": missed,
+            "gate": round(1 - scope_missed / scope_n, 3) if scope_n else None,
+            "gate_n": scope_n,
+        }
     return table
 
 
@@ -413,14 +472,27 @@ def _wrong_pairs(outcomes: Sequence[Outcome], limits: dict[str, float]) -> list[
     for outcome in outcomes:
         reason = outcome.reason(limits[outcome.pair["class"]])
         if (reason is not None) == (outcome.pair["kind"] in MUST_ACCEPT):
-            found.append({"kind": outcome.pair["kind"], "source": outcome.pair["source_id"], "field": outcome.pair["field"],
-                          "reason": reason or "accepted", "score": None if outcome.score is None else round(outcome.score, 4),
-                          "gate_scope": in_scope(outcome)})
+            found.append(
+                {
+                    "kind": outcome.pair["kind"],
+                    "source": outcome.pair["source_id"],
+                    "field": outcome.pair["field"],
+                    "reason": reason or "accepted",
+                    "score": None if outcome.score is None else round(outcome.score, 4),
+                    "gate_scope": in_scope(outcome),
+                }
+            )
     return found
 
 
-def fit_calibration(outcomes: Sequence[Outcome], encoder: str, digest: str, date: str, min_pairs: int = MIN_PAIRS,
-                    extra: dict | None = None) -> dict:
+def fit_calibration(
+    outcomes: Sequence[Outcome],
+    encoder: str,
+    digest: str,
+    date: str,
+    min_pairs: int = MIN_PAIRS,
+    extra: dict | None = None,
+) -> dict:
     """The calibration record (what jobs.calibrate writes) from scored pairs of every language."""
     points: dict[tuple[str, str], list[Point]] = defaultdict(list)
     for outcome in outcomes:
@@ -446,7 +518,10 @@ def fit_calibration(outcomes: Sequence[Outcome], encoder: str, digest: str, date
                 group_fit[(group, cls)] = fit_threshold([p for lang in pooled for p in own[(lang, cls)].points])
                 classes[cls] = group_fit[(group, cls)].record() | {"languages": pooled}
         if len(classes) == len(CLASSES):
-            groups[group] = {"thresholds": _thresholds(*(group_fit[(group, cls)].threshold for cls in CLASSES)), "classes": classes}
+            groups[group] = {
+                "thresholds": _thresholds(*(group_fit[(group, cls)].threshold for cls in CLASSES)),
+                "classes": classes,
+            }
 
     by_lang: dict[str, list[Outcome]] = defaultdict(list)
     for outcome in outcomes:
@@ -464,7 +539,8 @@ def fit_calibration(outcomes: Sequence[Outcome], encoder: str, digest: str, date
         mine = by_lang[lang]
         limits = {cls: fits[cls].threshold for cls in CLASSES}
         own_classes = [cls for cls in CLASSES if sources[cls] == "own"]
-        def flag(name: str) -> bool | None:
+
+        def flag(name: str, fits: dict = fits, own_classes: list = own_classes) -> bool | None:
             """False as soon as a class of its own fails it; None (unknown) where a class took the group's."""
             if any(not getattr(fits[cls], name) for cls in own_classes):
                 return False
@@ -476,23 +552,35 @@ def fit_calibration(outcomes: Sequence[Outcome], encoder: str, digest: str, date
                 classes[cls] = fits[cls].record() | {"source": "own"}
             else:  # the group's threshold, with this language's own (too few) pairs against it
                 mine_points = points.get((lang, cls), [])
-                classes[cls] = {"threshold": fits[cls].threshold, "source": sources[cls],
-                                **_separation([p for p in mine_points if p.decides]), "scores": _separation(mine_points)}
+                classes[cls] = {
+                    "threshold": fits[cls].threshold,
+                    "source": sources[cls],
+                    **_separation([p for p in mine_points if p.decides]),
+                    "scores": _separation(mine_points),
+                }
         languages[lang] = {
-            "script": get_language(lang).script, "group": group_of(lang),
-            "separable": flag("separable"), "separates_meaning": flag("separates_meaning"),
+            "script": get_language(lang).script,
+            "group": group_of(lang),
+            "separable": flag("separable"),
+            "separates_meaning": flag("separates_meaning"),
             "fallback": sorted({sources[cls] for cls in CLASSES if sources[cls] != "own"}) or None,
             "thresholds": _thresholds(limits["instruction"], limits["passage"]),
             "classes": classes,
             "kinds": _kind_spreads(mine),
-            "in_sample": _rates(mine, lambda i, o: limits[o.pair["class"]]),
+            "in_sample": _rates(mine, lambda i, o, limits=limits: limits[o.pair["class"]]),
             "misses": _wrong_pairs(mine, limits),
             "leave_one_out": _leave_one_out(mine, limits, set(own_classes)),
         }
     return {
-        "encoder": encoder, "date": date, "set": {"digest": digest, "pairs": len(outcomes), "languages": len(langs)},
-        "rule": RULE, "min_pairs": min_pairs, **(extra or {}),
-        "summary": summarise(languages), "groups": groups, "languages": languages,
+        "encoder": encoder,
+        "date": date,
+        "set": {"digest": digest, "pairs": len(outcomes), "languages": len(langs)},
+        "rule": RULE,
+        "min_pairs": min_pairs,
+        **(extra or {}),
+        "summary": summarise(languages),
+        "groups": groups,
+        "languages": languages,
     }
 
 
@@ -523,7 +611,7 @@ def _leave_one_out(outcomes: Sequence[Outcome], limits: dict[str, float], own_cl
         if i not in slot:
             return limits[outcome.pair["class"]]
         cls, k = slot[i]
-        rest = pools[cls][:k] + pools[cls][k + 1:]
+        rest = pools[cls][:k] + pools[cls][k + 1 :]
         if not any(p.correct for p in rest) or not any(p.kind == "other_seed" for p in rest):
             return limits[cls]
         return fit_threshold(rest).threshold
@@ -542,23 +630,32 @@ def summarise(languages: dict[str, dict]) -> dict:
         "languages": len(languages),
         "separable": sorted(lang for lang, r in languages.items() if r["separable"] is True),
         "not_separable": sorted(lang for lang, r in languages.items() if r["separable"] is False),
-        "separates_meaning_only": sorted(lang for lang, r in languages.items() if r["separates_meaning"] and r["separable"] is False),
+        "separates_meaning_only": sorted(
+            lang for lang, r in languages.items() if r["separates_meaning"] and r["separable"] is False
+        ),
         "not_separating_meaning": sorted(lang for lang, r in languages.items() if r["separates_meaning"] is False),
         "fallback": {lang: r["fallback"] for lang, r in sorted(languages.items()) if r["fallback"]},
     }
     gated = [lang for lang, r in languages.items() if r["separates_meaning"] is True]
     for estimate in ("in_sample", "leave_one_out"):
         summary[estimate] = {}
-        for over, records in (("separable", [languages[lang] for lang in summary["separable"]]),
-                              ("gated", [languages[lang] for lang in gated]), ("all", list(languages.values()))):
+        for over, records in (
+            ("separable", [languages[lang] for lang in summary["separable"]]),
+            ("gated", [languages[lang] for lang in gated]),
+            ("all", list(languages.values())),
+        ):
             entry = {}
             for kind in KINDS:
                 rows = [r[estimate][kind] for r in records if kind in r[estimate]]
                 if rows:
                     key = "accepted" if kind in MUST_ACCEPT else "rejected"
                     values, gate = [row[key] for row in rows], [row["gate"] for row in rows if row["gate"] is not None]
-                    entry[kind] = {"min": min(values), "median": round(statistics.median(values), 3),
-                                   "gate_min": min(gate) if gate else None, "gate_median": round(statistics.median(gate), 3) if gate else None}
+                    entry[kind] = {
+                        "min": min(values),
+                        "median": round(statistics.median(values), 3),
+                        "gate_min": min(gate) if gate else None,
+                        "gate_median": round(statistics.median(gate), 3) if gate else None,
+                    }
             summary[estimate][over] = entry
     return summary
 
@@ -570,17 +667,19 @@ def table_lines(calibration: dict) -> list[str]:
     every check, correct accepted and nonsense / other_seed / copied rejected: in-sample over all
     pairs, in-sample over the pairs in the gate's scope (engine.calibration.in_scope), and
     leave-one-out over all pairs."""
-    lines = [f"calibration of {calibration['encoder']}: {calibration['set']['pairs']} pairs, {calibration['set']['languages']} "
-             f"languages (set {calibration['set']['digest'][:19]}, {calibration['date']})",
-             f"{'lang':5} {'m/n':4} {'from':16} {'thresh i/p':12} {'correct>= i/p':14} {'junk<= i/p':14} {'m/n':5}  "
-             f"{'in-sample cor/non/oth/cop':26} {'gate scope':20} leave-one-out"]
+    lines = [
+        f"calibration of {calibration['encoder']}: {calibration['set']['pairs']} pairs, "
+        f"{calibration['set']['languages']} languages (set {calibration['set']['digest'][:19]}, {calibration['date']})",
+        f"{'lang':5} {'m/n':4} {'from':16} {'thresh i/p':12} {'correct>= i/p':14} {'junk<= i/p':14} {'m/n':5}  "
+        f"{'in-sample cor/non/oth/cop':26} {'gate scope':20} leave-one-out",
+    ]
     for lang, record in calibration["languages"].items():
         classes = record["classes"]
 
-        def both(value) -> str:
+        def both(value, classes: dict = classes) -> str:
             return "/".join(value(classes[c]) for c in CLASSES)
 
-        def rates(estimate: str, column: str | None = None) -> str:
+        def rates(estimate: str, column: str | None = None, record: dict = record) -> str:
             cells = []
             for kind in KINDS:
                 row = record[estimate].get(kind)
@@ -596,21 +695,31 @@ def table_lines(calibration: dict) -> list[str]:
         thresholds = both(lambda c: f"{c['threshold']:.3f}")
         lowest = both(lambda c: f"{c['correct']['min']:.3f}" if c["correct"]["n"] else "-")
         highest = both(lambda c: f"{c['junk']['max']:.3f}" if c["junk"]["n"] else "-")
-        lines.append(f"{lang:5} {sep:4} {source:16} {thresholds:12} {lowest:14} {highest:14} {wrong:5}  "
-                     f"{rates('in_sample'):26} {rates('in_sample', 'gate'):20} {rates('leave_one_out')}")
+        lines.append(
+            f"{lang:5} {sep:4} {source:16} {thresholds:12} {lowest:14} {highest:14} {wrong:5}  "
+            f"{rates('in_sample'):26} {rates('in_sample', 'gate'):20} {rates('leave_one_out')}"
+        )
     summary = calibration["summary"]
-    lines.append("m/n: separates meaning (correct vs another seed's translation) / separates every junk kind "
-                 "(fluent nonsense too); the second m/n: pairs on the wrong side of the threshold that nothing else stops")
+    lines.append(
+        "m/n: separates meaning (correct vs another seed's translation) / separates every junk kind "
+        "(fluent nonsense too); the second m/n: pairs on the wrong side of the threshold that nothing else stops"
+    )
     lines.append(f"separable (every junk kind): {', '.join(summary['separable']) or 'none'}")
-    lines.append(f"separating meaning only (some fluent nonsense scores as high as correct translations; gated, "
-                 f"with a warning): {', '.join(summary['separates_meaning_only']) or 'none'}")
-    lines.append(f"not separating meaning (a run refuses them): {', '.join(summary['not_separating_meaning']) or 'none'}")
+    lines.append(
+        f"separating meaning only (some fluent nonsense scores as high as correct translations; gated, "
+        f"with a warning): {', '.join(summary['separates_meaning_only']) or 'none'}"
+    )
+    lines.append(
+        f"not separating meaning (a run refuses them): {', '.join(summary['not_separating_meaning']) or 'none'}"
+    )
     lines.append(f"group fallback: {', '.join(f'{k} ({v[0]})' for k, v in summary['fallback'].items()) or 'none'}")
     for estimate in ("in_sample", "leave_one_out"):
         for over in ("separable", "gated", "all"):
-            parts = [f"{kind} min {row['min']:.2f} median {row['median']:.2f}"
-                     + (f" (gate scope min {row['gate_min']:.2f})" if row["gate_min"] is not None else "")
-                     for kind, row in summary[estimate][over].items()]
+            parts = [
+                f"{kind} min {row['min']:.2f} median {row['median']:.2f}"
+                + (f" (gate scope min {row['gate_min']:.2f})" if row["gate_min"] is not None else "")
+                for kind, row in summary[estimate][over].items()
+            ]
             lines.append(f"{estimate}, {over} languages: " + "; ".join(parts))
     return lines
 
@@ -636,9 +745,12 @@ def read_calibration(path: str | Path) -> dict:
 
 
 def missing_message(encoder: str, path: str | Path) -> str:
-    return (f"the adequacy gate has no calibration for encoder '{encoder}' (looked for {path}): run "
-            f"`python -m jobs.calibrate --encoder {encoder}` first (a minute or two on a CPU), set "
-            "quality.calibrate: auto to calibrate at the start of the run, or quality.adequacy: false to run without the gate")
+    return (
+        f"the adequacy gate has no calibration for encoder '{encoder}' (looked for {path}): run "
+        f"`python -m jobs.calibrate --encoder {encoder}` first (a minute or two on a CPU), set "
+        "quality.calibrate: auto to calibrate at the start of the run, "
+        "or quality.adequacy: false to run without the gate"
+    )
 
 
 def limits_of(record: dict) -> SimilarityThresholds:
@@ -669,9 +781,16 @@ def decide(calibration: dict, lang: str, allow_unseparable: Iterable[str] = ()) 
     if record["separates_meaning"] is False:
         if lang in set(allow_unseparable):
             return Decision(limits_of(record), "best_effort")
-        bad = {cls: fit for cls, fit in record["classes"].items() if fit.get("source") == "own" and not fit["separates_meaning"]}
-        detail = ", ".join(f"{cls}: correct >= {fit['correct']['min']:.3f}, another seed's translation <= "
-                           f"{fit['other_seed'].get('max', float('nan')):.3f}" for cls, fit in bad.items())
+        bad = {
+            cls: fit
+            for cls, fit in record["classes"].items()
+            if fit.get("source") == "own" and not fit["separates_meaning"]
+        }
+        detail = ", ".join(
+            f"{cls}: correct >= {fit['correct']['min']:.3f}, another seed's translation <= "
+            f"{fit['other_seed'].get('max', float('nan')):.3f}"
+            for cls, fit in bad.items()
+        )
         return Decision(None, "own", f"{lang} ({detail})")
     return Decision(limits_of(record), "own" if not record["fallback"] else record["fallback"][0])
 
@@ -737,31 +856,56 @@ def resolve_gate(config: Config, calibrate: Callable[[Config], tuple[str, dict]]
             log.info("no calibration for encoder %s: calibrating it now (quality.calibrate: auto)", quality.encoder)
             where, calibration = calibrate(config)
         if calibration["encoder"] != quality.encoder:
-            raise CalibrationError(f"{where} was fitted for encoder '{calibration['encoder']}', the run's is "
-                                   f"'{quality.encoder}': run `python -m jobs.calibrate --encoder {quality.encoder}`")
+            raise CalibrationError(
+                f"{where} was fitted for encoder '{calibration['encoder']}', the run's is "
+                f"'{quality.encoder}': run `python -m jobs.calibrate --encoder {quality.encoder}`"
+            )
         decisions |= {lang: decide(calibration, lang, quality.allow_unseparable) for lang in needed}
         refused = [d.refused for d in decisions.values() if d.refused]
         if refused:
             raise CalibrationError(
-                f"encoder '{quality.encoder}' cannot tell a correct translation from another seed's in {len(refused)} target "
-                f"language(s), by its calibration {where}: {'; '.join(refused)}. Use an encoder that separates them "
-                "(python -m jobs.calibrate --encoder NAME says which do), drop these targets, let them run at the calibration's "
-                "best-effort thresholds with quality.allow_unseparable: [codes], or turn the gate off with quality.adequacy: false")
-        leaky = {lang: note for lang in needed if decisions[lang].source == "own" and (note := nonsense_note(calibration, lang))}
+                f"encoder '{quality.encoder}' cannot tell a correct translation from another seed's in "
+                f"{len(refused)} target language(s), by its calibration {where}: {'; '.join(refused)}. "
+                "Use an encoder that separates them (python -m jobs.calibrate --encoder NAME says which do), "
+                "drop these targets, let them run at the calibration's best-effort thresholds with "
+                "quality.allow_unseparable: [codes], or turn the gate off with quality.adequacy: false"
+            )
+        leaky = {
+            lang: note
+            for lang in needed
+            if decisions[lang].source == "own" and (note := nonsense_note(calibration, lang))
+        }
         if leaky:
-            log.warning("adequacy gate: %s does not separate all fluent nonsense from correct translations in %d target(s) "
-                        "(the number and sentence checks stop some of the rest): %s", quality.encoder, len(leaky),
-                        "; ".join(f"{lang}: {note}" for lang, note in leaky.items()))
+            log.warning(
+                "adequacy gate: %s does not separate all fluent nonsense from correct translations in %d target(s) "
+                "(the number and sentence checks stop some of the rest): %s",
+                quality.encoder,
+                len(leaky),
+                "; ".join(f"{lang}: {note}" for lang, note in leaky.items()),
+            )
         digest, date = calibration["set"]["digest"], calibration["date"]
         for lang, decision in decisions.items():
             if decision.source.startswith("group:"):
-                log.info("adequacy gate: %s has too few calibration pairs; it takes the %s group's thresholds", lang, decision.source[6:])
+                log.info(
+                    "adequacy gate: %s has too few calibration pairs; it takes the %s group's thresholds",
+                    lang,
+                    decision.source[6:],
+                )
             elif decision.source == "best_effort":
-                log.warning("adequacy gate: %s is not separable by %s; it runs at the calibration's best-effort thresholds "
-                            "(quality.allow_unseparable)", lang, quality.encoder)
-    resolved = ResolvedGate(encoder=quality.encoder, file=where, digest=digest, date=date,
-                            languages={lang: d.limits for lang, d in decisions.items()},
-                            sources={lang: d.source for lang, d in decisions.items()})
+                log.warning(
+                    "adequacy gate: %s is not separable by %s; it runs at the calibration's best-effort thresholds "
+                    "(quality.allow_unseparable)",
+                    lang,
+                    quality.encoder,
+                )
+    resolved = ResolvedGate(
+        encoder=quality.encoder,
+        file=where,
+        digest=digest,
+        date=date,
+        languages={lang: d.limits for lang, d in decisions.items()},
+        sources={lang: d.source for lang, d in decisions.items()},
+    )
     return config.model_copy(update={"quality": quality.model_copy(update={"resolved_gate": resolved})})
 
 
@@ -798,4 +942,3 @@ def gate_limits(quality: QualityConfig, language) -> SimilarityThresholds | None
     if decision.refused:
         raise CalibrationError(f"encoder '{quality.encoder}' cannot separate {decision.refused} (calibration {where})")
     return decision.limits
-

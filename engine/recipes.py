@@ -55,16 +55,16 @@ class RecipeSpec:
     # The planner: (config, prompt version, select_seeds, langid, read_seeds) → RunPlan (see plan_run).
     plan: Callable[..., RunPlan]
     records: str  # what its input records are called in the job's log: "seed" or "text"
-    reads_seeds: bool  # the job reads the seeds on Ray Data (actors.seed_reading.SeedReader)
+    reads_seeds: bool  # the job reads the seeds on Ray Data (actors.dataflow.seed_reading.SeedReader)
     checks_seed_language: bool  # the reader rejects seeds that are not English (validation.seed_language_check)
-    selects_seeds: bool  # dedup and clusters of the seeds before planning (actors.seed_selection.SeedSelector)
+    selects_seeds: bool  # dedup and clusters of the seeds before planning (actors.dataflow.seed_selection.SeedSelector)
     # (config, encoder or None) → the checks added to the recipe's own: the adequacy gate (engine/text/adequacy.py).
     quality_checks: Callable[[Config, TextEncoder | None], list[ExtraCheck]]
     # Its gate's similarity thresholds come from the encoder's calibration (engine/calibration.py
     # resolves them per target); X-Instruction's check has a threshold of its own.
     calibrated_gate: bool
     # (config, load_embedder) → finalise steps of this recipe, after the shared dedup steps;
-    # load_embedder() gives an encoder with encode(texts) (actors.embed.Embedder), called only when needed.
+    # load_embedder() gives an encoder with encode(texts) (actors.engines.embed.Embedder), called only when needed.
     finalise_steps: Callable[[Config, Callable[[], object]], list[Step]]
 
 
@@ -105,12 +105,12 @@ def row_machine(
 
 
 def plan_run(config: Config, select_seeds=None, langid: LanguageIdentifier | None = None, read_seeds=None) -> RunPlan:
-    """The run's plan, by the recipe's planner. select_seeds (actors.seed_selection.SeedSelector,
+    """The run's plan, by the recipe's planner. select_seeds (actors.dataflow.seed_selection.SeedSelector,
     sphinx only): seed table → dedup and clusters, applied before planning so no LLM call is spent
     on a duplicate. langid (sphinx only): seeds whose instruction clearly is not English are
     rejected before planning. read_seeds (sphinx only): (paths, on_bad_record, limit) → (seed
     table, bad records), by default load_seed_table in this process; the job's
-    (actors.seed_reading.SeedReader) reads on Ray Data and may bring each seed's language verdict
+    (actors.dataflow.seed_reading.SeedReader) reads on Ray Data and may bring each seed's language verdict
     as a LANGUAGE_VERDICT column."""
     return recipe_spec(config).plan(config, prompt_version(config), select_seeds, langid, read_seeds)
 
@@ -157,7 +157,7 @@ def plan_seeds(config: Config, version: str, select_seeds, langid: LanguageIdent
     stratify = labels if selection and selection.stratify else None
     languages = resolve_languages(config.languages.targets)
     tasks = build_task_plan(kept, languages, plan_cfg.mode, plan_cfg.quotas, plan_cfg.seed, recipe, version, stratify)
-    duplicates = selection.duplicate_rows(recipe) if selection else []
+    duplicates = selection.duplicate_rows(recipe, version) if selection else []
     return RunPlan(tasks, bad_rows(bad, recipe, version) + not_english + duplicates, read)
 
 

@@ -79,19 +79,40 @@ def row_id(seed_id: str, lang: str, recipe: str, prompt_version: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
 
 
-def decided_row(seed_id: str, recipe: str, prompt_version: str, reason: str, lang: str | None = None, **columns) -> dict:
+def decided_row(
+    seed_id: str, recipe: str, prompt_version: str, reason: str, lang: str | None = None, **columns
+) -> dict:
     """A row rejected before any model call: a bad record, a seed that is not English, a text in no
     target language, a language that did not qualify. Its id hashes (seed, language, recipe,
     prompt version) as every planned row's does, with language "" where the decision is about the
     seed itself (no target language: `lang` is None); `columns` are any other SCHEMA columns."""
-    return {**columns, "id": row_id(seed_id, lang or "", recipe, prompt_version), "seed_id": seed_id, "recipe": recipe, "lang": lang,
-            "status": REJECTED, "reason": reason}
+    return {
+        **columns,
+        "id": row_id(seed_id, lang or "", recipe, prompt_version),
+        "seed_id": seed_id,
+        "recipe": recipe,
+        "lang": lang,
+        "status": REJECTED,
+        "reason": reason,
+    }
 
 
 def empty_row() -> dict:
     """Every column present with a neutral value, so partial rows always fit SCHEMA."""
     row: dict = {name: None for name in SCHEMA.names}
-    row.update(protected_spans=[], attempt_reasons=[], scores=[], attempts=0, rounds=0, prompt_tokens=0, completion_tokens=0, tokens_draft=0, tokens_judge=0, tokens_rewrite=0, tokens_round_trip=0)
+    row.update(
+        protected_spans=[],
+        attempt_reasons=[],
+        scores=[],
+        attempts=0,
+        rounds=0,
+        prompt_tokens=0,
+        completion_tokens=0,
+        tokens_draft=0,
+        tokens_judge=0,
+        tokens_rewrite=0,
+        tokens_round_trip=0,
+    )
     return row
 
 
@@ -101,5 +122,7 @@ def to_table(rows: list[dict]) -> pa.Table:
     Built column by column: about 7x faster than pa.Table.from_pylist with the schema (0.3 against
     2.1 ms for 16 rows), which every actor pays on every batch it returns."""
     empty = empty_row()
-    columns = [pa.array([row.get(name, empty[name]) for row in rows], field.type) for name, field in zip(SCHEMA.names, SCHEMA)]
+    columns = [
+        pa.array([row.get(name, empty[name]) for row in rows], field.type) for name, field in zip(SCHEMA.names, SCHEMA)
+    ]
     return pa.Table.from_arrays(columns, schema=SCHEMA)

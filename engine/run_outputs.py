@@ -13,7 +13,7 @@ staging dataset by language (batch by batch, STAGE_BYTES at a time) while it tal
 (IdTally: a count and sums, nothing per row), which must equal the plan's tally; then each
 language is finalised on its own (`finalise_language`: its exact duplicates and X-Instruction
 budget decided, its rows and JSONL part written, its figures and a bounded sample returned), on
-Ray workers when the job passes a Ray map (actors/finalise_tasks.py), else in this process. The
+Ray workers when the job passes a Ray map (actors/dataflow/finalise_tasks.py), else in this process. The
 driver keeps figures and samples, and copies the JSONL parts into one file a chunk at a time.
 The largest thing one process holds is one language's rows, never the run's.
 
@@ -135,12 +135,16 @@ def plan_tally(planned) -> IdTally:
         for chunk in planned.id_chunks():
             tally.add(chunk)
         return tally
-    return tally.add(planned if isinstance(planned, (pa.Array, pa.ChunkedArray)) else pa.array(list(planned), pa.string()))
+    return tally.add(
+        planned if isinstance(planned, (pa.Array, pa.ChunkedArray)) else pa.array(list(planned), pa.string())
+    )
 
 
 def read_shard_ids(folder: RunFolder) -> pa.ChunkedArray:
     """Every id in the shards (for saying what a mismatch is: the error path only)."""
-    chunks = [chunk for name in shard_names(folder) for chunk in folder.read_parquet(name, columns=["id"]).column("id").chunks]
+    chunks = [
+        chunk for name in shard_names(folder) for chunk in folder.read_parquet(name, columns=["id"]).column("id").chunks
+    ]
     return pa.chunked_array(chunks, pa.string())
 
 
@@ -163,9 +167,14 @@ def stage_by_language(folder: RunFolder, shard_names: list[str]) -> IdTally:
                 folder.makedirs(f"{STAGING}/{directory}")
                 made.add(directory)
             # Written plainly, not through the atomic, fsync'd path: a killed finalise restages from the shards.
-            pq.write_table(pa.concat_tables(pieces), folder.path(f"{STAGING}/{directory}/{flushes:06d}.parquet"), filesystem=folder.fs)
+            pq.write_table(
+                pa.concat_tables(pieces),
+                folder.path(f"{STAGING}/{directory}/{flushes:06d}.parquet"),
+                filesystem=folder.fs,
+            )
         pending, flushes = [], flushes + 1
-        pa.default_memory_pool().release_unused()  # else the pool keeps what each flush freed, and the peak creeps up with the run
+        # else the pool keeps what each flush freed, and the peak creeps up with the run
+        pa.default_memory_pool().release_unused()
 
     for name in shard_names:
         table = _conform(folder.read_parquet(name))
@@ -185,7 +194,9 @@ def _language_dirs(table: pa.Table) -> pa.ChunkedArray:
 
 def _conform(table: pa.Table) -> pa.Table:
     """A shard written before a column was added gets it as nulls; the rest cast to SCHEMA."""
-    columns = [table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type) for f in SCHEMA]
+    columns = [
+        table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type) for f in SCHEMA
+    ]
     return table if table.schema == SCHEMA else pa.Table.from_arrays(columns, names=SCHEMA.names).cast(SCHEMA)
 
 
@@ -197,7 +208,9 @@ def list_dirs(folder: RunFolder, name: str) -> list[str]:
 def read_dataset(folder: RunFolder, name: str, columns: list[str] | None = None) -> pa.Table:
     """A dataset folder (or a single file) read with the row schema: a dataset with no rows, or a
     file of an older run missing a newer column, still gives every column."""
-    return ds.dataset(folder.path(name), schema=SCHEMA, format="parquet", filesystem=folder.fs).to_table(columns=columns)
+    return ds.dataset(folder.path(name), schema=SCHEMA, format="parquet", filesystem=folder.fs).to_table(
+        columns=columns
+    )
 
 
 def remove_outputs(folder: RunFolder) -> None:
@@ -269,8 +282,9 @@ class LanguageDone:
     stats: Counter
 
 
-def finalise_language(directory: str, folder: RunFolder, steps: list[LanguageStep],
-                      seed_clusters: dict[str, int] | None, sample_cap: int) -> LanguageDone:
+def finalise_language(
+    directory: str, folder: RunFolder, steps: list[LanguageStep], seed_clusters: dict[str, int] | None, sample_cap: int
+) -> LanguageDone:
     """One staged language: its rows in a fixed order, the steps, its outputs written."""
     table = read_dataset(folder, f"{STAGING}/{directory}")
     # A deterministic order, whatever order the shards were written in.
@@ -312,13 +326,18 @@ class Finalised:
 LanguageMap = Callable[[Callable[[str], LanguageDone], list[str]], Iterable[LanguageDone]]
 
 
-def finalise_outputs(folder: RunFolder, planned, steps: list[LanguageStep],
-                     seed_clusters: dict[str, int] | None = None, sample_cap: int = 50,
-                     map_languages: LanguageMap | None = None) -> Finalised:
+def finalise_outputs(
+    folder: RunFolder,
+    planned,
+    steps: list[LanguageStep],
+    seed_clusters: dict[str, int] | None = None,
+    sample_cap: int = 50,
+    map_languages: LanguageMap | None = None,
+) -> Finalised:
     """Check the shards against the plan, then write every language's rows after `steps`
     (dedup, budget); returns the merged figures and the page's sample. `map_languages(fn,
     directories)` runs `fn` on each staged language and yields the results in order (the job's
-    runs them as Ray tasks: actors/finalise_tasks.py); without it they run here, one by one."""
+    runs them as Ray tasks: actors/dataflow/finalise_tasks.py); without it they run here, one by one."""
     found = stage_by_language(folder, shard_names(folder))
     if found != plan_tally(planned):
         folder.fs.delete_dir(folder.path(STAGING))

@@ -99,7 +99,7 @@ class RunFolder:
         for info in self.fs.get_file_info(selector):
             if info.type != pafs.FileType.File:
                 continue
-            relative = info.path[len(self.root):].lstrip("/")
+            relative = info.path[len(self.root) :].lstrip("/")
             if any(part.startswith(".") for part in relative.split("/")) or not relative.endswith(suffix):
                 continue
             names.append(relative)

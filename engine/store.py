@@ -9,7 +9,7 @@ once it holds `shard_rows` rows or its first row waited `shard_seconds`, whichev
 the actors and those buffered, at most `shard_rows` rows or `shard_seconds` of work.
 
 The generation stage buffers references to blocks and has Ray workers write the shards
-(actors/shard_writer.py), so the driver never reads a generated row; RowStore.add buffers tables
+(actors/dataflow/shard_writer.py), so the driver never reads a generated row; RowStore.add buffers tables
 by the same rule, for callers that hold their rows themselves.
 
 Resume reads only the shards' id columns, into one Arrow array (`done_id_array`): a million
@@ -81,7 +81,9 @@ class RowStore:
 
     def shard_names(self) -> list[str]:
         """Shard names relative to the run folder, sorted."""
-        return [name for name in self.folder.list(SHARDS, suffix=".parquet") if name.rsplit("/", 1)[-1].startswith("part-")]
+        return [
+            name for name in self.folder.list(SHARDS, suffix=".parquet") if name.rsplit("/", 1)[-1].startswith("part-")
+        ]
 
     def shards(self) -> list[Path | PurePosixPath]:
         return [self._path(name) for name in self.shard_names()]
@@ -104,7 +106,11 @@ class RowStore:
 
     def done_id_array(self) -> pa.ChunkedArray:
         """Every id already written, read from the shards' id columns only."""
-        chunks = [chunk for name in self.shard_names() for chunk in self.folder.read_parquet(name, columns=["id"]).column("id").chunks]
+        chunks = [
+            chunk
+            for name in self.shard_names()
+            for chunk in self.folder.read_parquet(name, columns=["id"]).column("id").chunks
+        ]
         return pa.chunked_array(chunks, pa.string())
 
     def read_rows(self, ids: pa.Array, columns: list[str]) -> pa.Table:

@@ -5,7 +5,7 @@
 Reads `<run>/accepted.parquet` (a dataset by language, or an older run's single file; the run
 folder may be a filesystem URI such as s3://bucket/runs/demo) with Ray Data, runs the builders of
 `build:` in the config (the run's own `config.resolved.yaml` unless --config names another) as
-group operations over seeds and languages (actors/build_pipeline.py), and writes `<run>/datasets/`
+group operations over seeds and languages (actors/dataflow/build_pipeline.py), and writes `<run>/datasets/`
 (or --output): one folder per dataset with `train.parquet/` and `validation.parquet/` (folders of
 part files, written by the workers; JSONL likewise), a dataset card and build.json. It starts or
 joins Ray as jobs.synthesize does (`ray:` in the config); `jobs.synthesize` calls `build_run` at
@@ -31,7 +31,9 @@ log = logging.getLogger("babelforge.build")
 
 def check_accepted(run_dir: RunFolder) -> None:
     if not run_dir.exists(f"{ACCEPTED}.parquet"):
-        raise FileNotFoundError(f"{run_dir}/{ACCEPTED}.parquet not found: build from a run folder that jobs.synthesize has finished")
+        raise FileNotFoundError(
+            f"{run_dir}/{ACCEPTED}.parquet not found: build from a run folder that jobs.synthesize has finished"
+        )
 
 
 def accepted_count(run_dir: RunFolder) -> int:
@@ -50,14 +52,18 @@ def record_in_report(run_dir: RunFolder, summary: dict) -> None:
     run_dir.write_text("report.json", json.dumps(report, indent=2, ensure_ascii=False))
 
 
-def build_run(run_dir: str | Path | RunFolder, config: Config, output: str | Path | RunFolder | None = None,
-              partitions: int | None = None) -> dict:
+def build_run(
+    run_dir: str | Path | RunFolder,
+    config: Config,
+    output: str | Path | RunFolder | None = None,
+    partitions: int | None = None,
+) -> dict:
     """Build from a run folder (a local path or a filesystem URI such as s3://…) on Ray Data (started
     or joined as jobs.synthesize does, unless this process already runs Ray); the datasets go to
     <run>/datasets/ (counts recorded in report.json) or to `output`. `partitions` sets the number
     of blocks the rows are read into; the examples built do not depend on it."""
-    from actors.build_pipeline import build_on_ray, empty_summary
-    from actors.ray_session import init_ray
+    from actors.dataflow.build_pipeline import build_on_ray, empty_summary
+    from actors.dataflow.ray_session import init_ray
 
     run_dir = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
     check_accepted(run_dir)
@@ -80,7 +86,13 @@ def build_run(run_dir: str | Path | RunFolder, config: Config, output: str | Pat
     if (out_dir.fs.type_name, out_dir.root) == (own.fs.type_name, own.root):
         record_in_report(run_dir, summary)
     for name, entry in summary["datasets"].items():
-        log.info("dataset %-16s train %6d  validation %5d  languages %s", name, entry["train"], entry["validation"], ",".join(entry["languages"]))
+        log.info(
+            "dataset %-16s train %6d  validation %5d  languages %s",
+            name,
+            entry["train"],
+            entry["validation"],
+            ",".join(entry["languages"]),
+        )
     log.info("datasets and card written to %s", out_dir)
     return summary
 
@@ -102,8 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         build_run(run_dir, load_config(config_path, args.overrides), args.output)
         return 0
 
-    parser = job_parser("jobs.build", __doc__, config="optional", set_example="build.sphinx.shots=3",
-                        config_help="YAML config whose build: section to use (default: the run's config.resolved.yaml)")
+    parser = job_parser(
+        "jobs.build",
+        __doc__,
+        config="optional",
+        set_example="build.sphinx.shots=3",
+        config_help="YAML config whose build: section to use (default: the run's config.resolved.yaml)",
+    )
     parser.add_argument("--run", required=True, help="a run folder written by jobs.synthesize")
     parser.add_argument("--output", help="write the datasets here instead of <run>/datasets")
     return run_main(parser, argv, body, [((ConfigError, FileNotFoundError, ValueError), 2)])

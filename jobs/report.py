@@ -19,8 +19,8 @@ from pathlib import Path
 from engine.cli import job_parser, run_main
 from engine.records import ACCEPTED, REJECTED
 from engine.report.aggregate import RunFigures
-from engine.report.page import build_compare_html, build_html
-from engine.report.plots import build_plots, plots_from_figures
+from engine.report.page import build_compare_html, write_report_page
+from engine.report.plots import build_plots
 from engine.report.samples import DEFAULT_SAMPLES_PER_LANGUAGE
 from engine.run_outputs import Sample, read_language_groups
 from engine.runfolder import RunFolder
@@ -41,11 +41,15 @@ def check_run(folder: RunFolder) -> dict:
     needed = ["report.json"] + [f"{status}.parquet" for status in (ACCEPTED, REJECTED)]
     missing = [name for name in needed if not folder.exists(name)]
     if missing:
-        raise NotARunFolder(f"{folder} is not a finished run folder (missing {', '.join(missing)}): run jobs.synthesize on it first")
+        raise NotARunFolder(
+            f"{folder} is not a finished run folder (missing {', '.join(missing)}): run jobs.synthesize on it first"
+        )
     return json.loads(folder.read_text("report.json"))
 
 
-def load_run(run_dir: RunFolder | str | Path, samples_per_language: int = DEFAULT_SAMPLES_PER_LANGUAGE) -> tuple[dict, RunFigures, list[dict]]:
+def load_run(
+    run_dir: RunFolder | str | Path, samples_per_language: int = DEFAULT_SAMPLES_PER_LANGUAGE
+) -> tuple[dict, RunFigures, list[dict]]:
     """report.json, the run's figures and the page's sample, read one language at a time."""
     folder = as_folder(run_dir)
     report = check_run(folder)
@@ -61,24 +65,6 @@ def load_rows(run_dir: RunFolder | str | Path) -> tuple[dict, list[dict]]:
     folder = as_folder(run_dir)
     report = check_run(folder)
     return report, [row for _, table in read_language_groups(folder) for row in table.to_pylist()]
-
-
-def write_report_page(run_dir: RunFolder | str | Path, report: dict, figures: RunFigures, sample: list[dict],
-                      samples_per_language: int = DEFAULT_SAMPLES_PER_LANGUAGE, out: Path | None = None) -> str:
-    """Write plot-<name>.png for each plot the run has, and the page; returns the page's location.
-    `figures`: the whole run's; `sample`: the rows the page may show (Sample's first rows of each
-    language and status, or every row of a small run)."""
-    folder = as_folder(run_dir)
-    plots = plots_from_figures(figures)
-    for name, png in plots.items():
-        if png is not None:
-            folder.write_bytes(f"plot-{name}.png", png)
-    html = build_html(report, sample, plots, samples_per_language, figures.total_rows)
-    if out is not None:
-        Path(out).write_text(html, encoding="utf-8")
-        return str(out)
-    folder.write_text("report.html", html)
-    return f"{folder}/report.html"
 
 
 def write_compare_page(run_dirs: list[Path], out: Path | None, samples_per_language: int) -> Path:
@@ -106,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path, help="a finished run folder (holds report.json)")
     parser.add_argument("--compare", type=Path, metavar="OTHER_RUN", help="a second run folder to put side by side")
     parser.add_argument("--out", type=Path, help="where to write the page (default: in the run folder)")
-    parser.add_argument("--samples-per-language", type=int, default=DEFAULT_SAMPLES_PER_LANGUAGE, help="cap on the samples shown per language")
+    parser.add_argument(
+        "--samples-per-language",
+        type=int,
+        default=DEFAULT_SAMPLES_PER_LANGUAGE,
+        help="cap on the samples shown per language",
+    )
     return run_main(parser, argv, body, [(NotARunFolder, 2)])
 
 

@@ -47,10 +47,17 @@ def s3_env(s3_server, monkeypatch):
 
     bucket = f"bf-{uuid.uuid4().hex[:12]}"
     secret = f"bf-secret-{uuid.uuid4().hex}"  # distinctive, so a test can check that no log shows it
-    env = {"AWS_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": secret,
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
-    boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="testing", aws_secret_access_key=secret,
-                 region_name="us-east-1").create_bucket(Bucket=bucket)
+    env = {
+        "AWS_ENDPOINT_URL": s3_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    boto3.client(
+        "s3", endpoint_url=s3_server, aws_access_key_id="testing", aws_secret_access_key=secret, region_name="us-east-1"
+    ).create_bucket(Bucket=bucket)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     yield {**env, "BUCKET": bucket}

@@ -1,6 +1,6 @@
-"""The shipped build (actors.build_pipeline.build_rows, what jobs.build runs on Ray) in this process,
+"""The shipped build (actors.dataflow.build_pipeline.build_rows, what jobs.build runs on Ray) in this process,
 on small tables: a list of Arrow blocks stands in for a Ray dataset, and the group-by shuffle runs
-its own split and reduce functions (actors/group_shuffle.py) without Ray tasks. Unit tests of the
+its own split and reduce functions (actors/dataflow/group_shuffle.py) without Ray tasks. Unit tests of the
 builders drive this, so they test the code the job runs, in milliseconds and without Ray.
 """
 
@@ -14,8 +14,8 @@ from unittest import mock
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import actors.build_pipeline as build_pipeline
-from actors.group_shuffle import reduce_groups, split_block
+import actors.dataflow.build_pipeline as build_pipeline
+from actors.dataflow.group_shuffle import reduce_groups, split_block
 from engine.builders import SPLITS
 from engine.config import BuildConfig, Config, parse_config
 from engine.records import to_table
@@ -30,7 +30,9 @@ class LocalDataset:
     def __init__(self, blocks: list[pa.Table]):
         self.blocks = [block for block in blocks if block.num_rows]
 
-    def map_batches(self, fn, batch_format: str = "pyarrow", batch_size: int | str | None = "default", **_) -> LocalDataset:
+    def map_batches(
+        self, fn, batch_format: str = "pyarrow", batch_size: int | str | None = "default", **_
+    ) -> LocalDataset:
         assert batch_format == "pyarrow"
         out = []
         for block in self.blocks:
@@ -57,27 +59,42 @@ class LocalDataset:
         return sum(block.num_rows for block in self.blocks)
 
 
-def map_groups_here(ds: LocalDataset, key: str, fn_class, fn_args: tuple, schema: pa.Schema, partitions: int) -> LocalDataset:
-    """actors.group_shuffle.map_groups without Ray: each block split by key, each part reduced."""
+def map_groups_here(
+    ds: LocalDataset, key: str, fn_class, fn_args: tuple, schema: pa.Schema, partitions: int
+) -> LocalDataset:
+    """actors.dataflow.group_shuffle.map_groups without Ray: each block split by key, each part reduced."""
     pieces = [split_block(block, key, partitions) for block in ds.blocks]
     make = partial(fn_class, *fn_args)
-    return LocalDataset([reduce_groups(key, make, schema, *(block_pieces[i] for block_pieces in pieces)) for i in range(partitions)])
+    return LocalDataset(
+        [reduce_groups(key, make, schema, *(block_pieces[i] for block_pieces in pieces)) for i in range(partitions)]
+    )
 
 
 def run_config(build: BuildConfig, license: str = "Apache-2.0") -> Config:
     """A run config around a build section (the build reads the model's licence for the card)."""
-    return parse_config({"seeds": {"paths": ["s.jsonl"]}, "languages": {"targets": ["fr"]}, "model": {"license": license},
-                         "build": build.model_dump(mode="json")})
+    return parse_config(
+        {
+            "seeds": {"paths": ["s.jsonl"]},
+            "languages": {"targets": ["fr"]},
+            "model": {"license": license},
+            "build": build.model_dump(mode="json"),
+        }
+    )
 
 
-def build_here(rows: list[dict], config: Config | BuildConfig, out: Path | RunFolder, partitions: int | None = None) -> dict:
+def build_here(
+    rows: list[dict], config: Config | BuildConfig, out: Path | RunFolder, partitions: int | None = None
+) -> dict:
     """build_rows over `rows` (accepted row dicts) into `out`; returns the summary."""
     config = run_config(config) if isinstance(config, BuildConfig) else config
     folder = out if isinstance(out, RunFolder) else RunFolder(out)
     # Without the disk flushes of each written file (most of a small build's time): what is
     # tested here is which examples are built; the run folder's writes are tested on their own.
-    with mock.patch.object(build_pipeline, "map_groups", map_groups_here), mock.patch("engine.runfolder.os.fsync"), \
-            mock.patch("engine.runfolder._fsync_dir"):
+    with (
+        mock.patch.object(build_pipeline, "map_groups", map_groups_here),
+        mock.patch("engine.runfolder.os.fsync"),
+        mock.patch("engine.runfolder._fsync_dir"),
+    ):
         return build_pipeline.build_rows(LocalDataset([to_table(rows)]), config, folder, partitions)
 
 
@@ -89,11 +106,15 @@ def read_built(out: Path) -> dict[str, dict[str, list[dict]]]:
         for split in SPLITS:
             parts = sorted((folder / f"{split}.parquet").glob("*.parquet"))
             rows = [row for part in parts for row in pq.read_table(part).to_pylist()]
-            built[folder.name][split] = sorted(rows, key=lambda row: json.dumps(row, sort_keys=True, ensure_ascii=False))
+            built[folder.name][split] = sorted(
+                rows, key=lambda row: json.dumps(row, sort_keys=True, ensure_ascii=False)
+            )
     return built
 
 
-def build_and_read(rows: list[dict], config: Config | BuildConfig, out: Path) -> tuple[dict, dict[str, dict[str, list[dict]]]]:
+def build_and_read(
+    rows: list[dict], config: Config | BuildConfig, out: Path
+) -> tuple[dict, dict[str, dict[str, list[dict]]]]:
     """The summary and the written datasets of building `rows` into `out`."""
     summary = build_here(rows, config, out)
     return summary, read_built(out)

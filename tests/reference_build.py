@@ -1,5 +1,5 @@
 """The build written plainly, in memory, over row dicts: the reference the shipped build
-(actors/build_pipeline.py) must agree with, example for example and count for count.
+(actors/dataflow/build_pipeline.py) must agree with, example for example and count for count.
 
 It sorts where the shipped build counts: the split holds out the seeds of lowest rank, CrossIn
 keeps each mode's candidates of lowest rank, and the mix draws each dataset × language's rows in
@@ -45,8 +45,15 @@ def split_seeds(seed_ids, validation_share: float, seed: int) -> frozenset[str]:
     return frozenset(s for s in unique if cut.keeps(seed_rank(seed, s), s))
 
 
-def build_sphinx(pool: Pool, validation_seeds, shots: int, retrieval: str, include_english: bool, seed: int,
-                 embed: Embed | None = None) -> dict[str, list[dict]]:
+def build_sphinx(
+    pool: Pool,
+    validation_seeds,
+    shots: int,
+    retrieval: str,
+    include_english: bool,
+    seed: int,
+    embed: Embed | None = None,
+) -> dict[str, list[dict]]:
     by_lang: dict[str, list[dict]] = defaultdict(list)
     for row in (*pool.rows, *(pool.english.values() if include_english else ())):
         by_lang[row["lang"]].append(row)
@@ -67,8 +74,14 @@ def build_crossin(pool: Pool, modes: dict[str, float], size: int | None, seed: i
     return {CROSSIN: examples}
 
 
-def mix_datasets(datasets: dict[str, list[dict]], ratios: dict[str, float], size: int | None,
-                 anchor_share: float | None, temperature: float, seed: int) -> list[dict]:
+def mix_datasets(
+    datasets: dict[str, list[dict]],
+    ratios: dict[str, float],
+    size: int | None,
+    anchor_share: float | None,
+    temperature: float,
+    seed: int,
+) -> list[dict]:
     """Training rows of several datasets drawn by mix_quotas: per dataset × language the rows of
     lowest mix rank, then all of them again and again in rank order (upsampling)."""
     by_lang: dict[str, dict[str, list[dict]]] = {name: defaultdict(list) for name in datasets}
@@ -92,7 +105,9 @@ class Built:
     """dataset name -> {"train": examples, "validation": examples}."""
 
 
-def run_builder(name: str, pool: Pool, validation_seeds, config: BuildConfig, embed: Embed | None) -> dict[str, list[dict]]:
+def run_builder(
+    name: str, pool: Pool, validation_seeds, config: BuildConfig, embed: Embed | None
+) -> dict[str, list[dict]]:
     if name == SPHINX:
         s = config.sphinx
         return build_sphinx(pool, validation_seeds, s.shots, s.retrieval, s.include_english, config.seed, embed)
@@ -113,7 +128,14 @@ def build_datasets(accepted: list[dict], config: BuildConfig, embed: Embed | Non
                 splits[dataset]["validation" if example["seed_id"] in validation_seeds else "train"].append(example)
     if config.mix.enabled:
         mix = config.mix
-        train = mix_datasets({n: s["train"] for n, s in splits.items()}, mix.ratios, mix.size, mix.anchor_share, mix.temperature, config.seed)
+        train = mix_datasets(
+            {n: s["train"] for n, s in splits.items()},
+            mix.ratios,
+            mix.size,
+            mix.anchor_share,
+            mix.temperature,
+            config.seed,
+        )
         # Validation is not resampled: every held-out row of the mixed datasets, each counted once.
         names = [n for n in splits if not mix.ratios or mix.ratios.get(n, 0) > 0]
         splits[MIX] = {"train": train, "validation": [row for n in names for row in splits[n]["validation"]]}
@@ -134,6 +156,11 @@ def summarise(built: Built, build_config: dict, license: str) -> dict:
         provenance["prompt_versions"][row.get("prompt_version") or "(none)"] += 1
         provenance["sources"][source_file(row.get("source"))] += 1
     held = len(built.validation_seeds)
-    return make_summary(dataset_entries(dict(tally), list(built.splits), repeated), len(built.pool.rows),
-                        {"train": len(built.pool.seeds) - held, "validation": held},
-                        {kind: dict(sorted(counts.items())) for kind, counts in provenance.items()}, build_config, license)
+    return make_summary(
+        dataset_entries(dict(tally), list(built.splits), repeated),
+        len(built.pool.rows),
+        {"train": len(built.pool.seeds) - held, "validation": held},
+        {kind: dict(sorted(counts.items())) for kind, counts in provenance.items()},
+        build_config,
+        license,
+    )

@@ -3,7 +3,7 @@
 The builders are functions over groups of rows (engine/builders/groups.py): the rows of one seed
 (CrossIn candidates, QAlign, TransLLM, X-Instruction) or of one language (sPhinX N-shot). What
 spans groups, the split, CrossIn's size caps and the mix, is decided by hash-rank cuts
-(engine/builders/ranks.py). actors/build_pipeline.py runs them on Ray Data; builders never load
+(engine/builders/ranks.py). actors/dataflow/build_pipeline.py runs them on Ray Data; builders never load
 models: knn retrieval takes an `embed` callable from the caller.
 """
 

@@ -6,7 +6,17 @@ from __future__ import annotations
 import yaml
 
 # Hub cards take SPDX-like lower-case ids; anything else is kept and flagged as "other".
-_HUB_LICENSES = {"apache-2.0", "mit", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "llama3", "llama3.1", "gemma", "other"}
+_HUB_LICENSES = {
+    "apache-2.0",
+    "mit",
+    "cc-by-4.0",
+    "cc-by-sa-4.0",
+    "cc-by-nc-4.0",
+    "llama3",
+    "llama3.1",
+    "gemma",
+    "other",
+}
 
 
 def front_matter(summary: dict, fmt: str) -> str:
@@ -15,7 +25,14 @@ def front_matter(summary: dict, fmt: str) -> str:
     meta = {
         "license": license if license in _HUB_LICENSES else "other",
         "configs": [
-            {"config_name": name, "data_files": [{"split": split, "path": f"{name}/{split}.{fmt}/*.{fmt}"} for split in ("train", "validation") if entry[split]]}
+            {
+                "config_name": name,
+                "data_files": [
+                    {"split": split, "path": f"{name}/{split}.{fmt}/*.{fmt}"}
+                    for split in ("train", "validation")
+                    if entry[split]
+                ],
+            }
             for name, entry in summary["datasets"].items()
         ],
     }
@@ -35,7 +52,8 @@ def render_card(summary: dict, run_name: str, fmt: str = "parquet") -> str:
         "",
         "Columns: `messages` (one user and one assistant turn), `prompt` and `completion` (compute the loss on "
         "`completion` only: N-shot demonstrations are part of the prompt), `id`, `builder`, `mode`, `lang`, "
-        "`input_lang`, `output_lang`, `seed_id`, and provenance (`source_ids`, `shot_ids`, `model`, `prompt_version`, `source`).",
+        "`input_lang`, `output_lang`, `seed_id`, and provenance (`source_ids`, `shot_ids`, `model`, `prompt_version`, "
+        "`source`).",
         "",
         "## Rows per dataset",
         "",
@@ -45,13 +63,29 @@ def render_card(summary: dict, run_name: str, fmt: str = "parquet") -> str:
     for name, entry in datasets.items():
         modes = ", ".join(f"{k} {v}" for k, v in entry["modes"].items())
         lines.append(f"| {name} | {entry['train']} | {entry['validation']} | {modes} |")
-    lines += ["", "## Rows per language (train / validation)", "", "| dataset | " + " | ".join(langs) + " |", "|---|" + "---:|" * len(langs)]
+    lines += [
+        "",
+        "## Rows per language (train / validation)",
+        "",
+        "| dataset | " + " | ".join(langs) + " |",
+        "|---|" + "---:|" * len(langs),
+    ]
     for name, entry in datasets.items():
-        cells = [f"{entry['languages'][lang]['train']} / {entry['languages'][lang]['validation']}" if lang in entry["languages"] else "-" for lang in langs]
+        cells = [
+            f"{entry['languages'][lang]['train']} / {entry['languages'][lang]['validation']}"
+            if lang in entry["languages"]
+            else "-"
+            for lang in langs
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     repeated = {name: e["repeated_train_rows"] for name, e in datasets.items() if e["repeated_train_rows"]}
     if repeated:
-        lines += ["", "Rows repeated to fill a language's share (temperature upsampling): " + ", ".join(f"{k} {v}" for k, v in repeated.items()) + "."]
+        lines += [
+            "",
+            "Rows repeated to fill a language's share (temperature upsampling): "
+            + ", ".join(f"{k} {v}" for k, v in repeated.items())
+            + ".",
+        ]
     provenance = summary["provenance"]
     lines += [
         "",

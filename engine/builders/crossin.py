@@ -28,7 +28,9 @@ def _answer(row: dict) -> str:
 
 
 def _example(mode: str, source: dict, target: dict) -> dict:
-    return make_example(BUILDER, mode, tagged(target["lang"], source), _answer(target), [source, target], source["lang"], target["lang"])
+    return make_example(
+        BUILDER, mode, tagged(target["lang"], source), _answer(target), [source, target], source["lang"], target["lang"]
+    )
 
 
 def crossin_candidates(pool: Pool, seed: int) -> dict[str, list[dict]]:
@@ -42,7 +44,9 @@ def crossin_candidates(pool: Pool, seed: int) -> dict[str, list[dict]]:
             modes["x_en"].append(_example("x_en", row, english))
             prompt = f"{TRANSLATE_INSTRUCTION}\n\n{(row.get('instruction') or '').strip()}"
             completion = (english.get("instruction") or "").strip()
-            modes["translation"].append(make_example(BUILDER, "translation", prompt, completion, [row, english], row["lang"], ENGLISH))
+            modes["translation"].append(
+                make_example(BUILDER, "translation", prompt, completion, [row, english], row["lang"], ENGLISH)
+            )
         # Independent draws of (input, output) language = a uniform draw over the pairs; drawing
         # pairs without replacement keeps one seed from yielding the same example twice.
         pairs = list(itertools.product(sorted(langs), repeat=2))
@@ -59,4 +63,3 @@ def crossin_quotas(available: dict[str, int], modes: dict[str, float], size: int
     # Never more than a mode has: CrossIn's sizes are caps ("3k, 6k, 15k or the full set").
     total = min(size, feasible_total(counts, weights)) if size else feasible_total(counts, weights)
     return apportion(total, weights)
-

@@ -87,6 +87,8 @@ def messages_column(prompt: pa.ChunkedArray | pa.Array, completion: pa.ChunkedAr
     interleaved = np.empty(2 * n, np.int64)
     interleaved[0::2], interleaved[1::2] = np.arange(n), np.arange(n, 2 * n)
     contents = pa.concat_arrays([prompt, completion]).take(pa.array(interleaved))
-    roles = pa.DictionaryArray.from_arrays(pa.array(np.tile(np.array([0, 1], np.int32), n)), pa.array(["user", "assistant"])).cast(pa.string())
+    roles = pa.DictionaryArray.from_arrays(
+        pa.array(np.tile(np.array([0, 1], np.int32), n)), pa.array(["user", "assistant"])
+    ).cast(pa.string())
     turns = pa.StructArray.from_arrays([roles, contents], fields=list(MESSAGE))
     return pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32)), turns)

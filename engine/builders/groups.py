@@ -7,7 +7,7 @@
 Each returns examples tagged with their `dataset` and `split`; what a group makes depends only on
 its own rows and the config. What spans groups is decided by counts and hash-rank cuts
 (engine/builders/ranks.py): the split (`validation`, a cut over seed ranks), CrossIn's size caps
-(`crossin_quotas` over candidates per mode) and the mix (`mixing.mix_quotas`). actors/build_pipeline.py
+(`crossin_quotas` over candidates per mode) and the mix (`mixing.mix_quotas`). actors/dataflow/build_pipeline.py
 runs these on Ray Data.
 
 SEED_BUILDERS is the registry of per-seed builders; CrossIn (candidates cut later) and sPhinX (per
@@ -36,8 +36,14 @@ from engine.config import BuildConfig
 # belongs to and, for a mix row drawn again, which copy it is (0 = the first). `messages` is left
 # out: it repeats prompt and completion, and the writer derives it (example.messages_column), so
 # shuffles and materialized blocks carry each text once.
-BUILT_SCHEMA = pa.schema([*(f for f in EXAMPLE_SCHEMA if f.name != "messages"),
-                          pa.field("dataset", pa.string()), pa.field("split", pa.string()), pa.field("copy", pa.int32())])
+BUILT_SCHEMA = pa.schema(
+    [
+        *(f for f in EXAMPLE_SCHEMA if f.name != "messages"),
+        pa.field("dataset", pa.string()),
+        pa.field("split", pa.string()),
+        pa.field("copy", pa.int32()),
+    ]
+)
 SEED_BUILDERS = {"qalign": build_qalign, "transllm": build_transllm, "xinstruction": build_xinstruction}
 
 Validation = Callable[[str], bool]
@@ -45,7 +51,10 @@ Validation = Callable[[str], bool]
 
 
 def tagged(examples: list[dict], dataset: str, validation: Validation) -> list[dict]:
-    return [{**e, "dataset": dataset, "split": "validation" if validation(e["seed_id"]) else "train", "copy": 0} for e in examples]
+    return [
+        {**e, "dataset": dataset, "split": "validation" if validation(e["seed_id"]) else "train", "copy": 0}
+        for e in examples
+    ]
 
 
 def seed_examples(rows: list[dict], config: BuildConfig, validation: Validation) -> list[dict]:
@@ -72,7 +81,9 @@ def english_of_seed(rows: list[dict]) -> dict | None:
     return next(iter(pool.english.values()), None)
 
 
-def language_examples(lang: str, rows: list[dict], config: BuildConfig, validation: Validation, embed: Embed | None = None) -> list[dict]:
+def language_examples(
+    lang: str, rows: list[dict], config: BuildConfig, validation: Validation, embed: Embed | None = None
+) -> list[dict]:
     """sPhinX N-shot examples of one language (for 'en': the seeds' English originals)."""
     s = config.sphinx
     held_out = {row["seed_id"] for row in rows if validation(row["seed_id"])}

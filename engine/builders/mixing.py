@@ -1,5 +1,5 @@
 """Quotas by ratio and language temperature: CrossIn's modes and the mix of several datasets into
-one (actors/build_pipeline.py draws the mix's rows by these quotas).
+one (actors/dataflow/build_pipeline.py draws the mix's rows by these quotas).
 
 All counts are whole rows apportioned by largest remainder, so quotas add up to the total exactly
 and the same inputs always give the same quotas.
@@ -44,7 +44,9 @@ def temperature_weights(counts: dict[str, int], temperature: float) -> dict[str,
     return {lang: count ** (1.0 / temperature) for lang, count in counts.items() if count > 0}
 
 
-def language_quotas(counts: dict[str, int], total: int, anchor_share: float | None, temperature: float) -> dict[str, int]:
+def language_quotas(
+    counts: dict[str, int], total: int, anchor_share: float | None, temperature: float
+) -> dict[str, int]:
     others = {lang: n for lang, n in counts.items() if lang != ENGLISH}
     if anchor_share is None or not counts.get(ENGLISH) or not others:
         return apportion(total, temperature_weights(counts, temperature))
@@ -52,8 +54,13 @@ def language_quotas(counts: dict[str, int], total: int, anchor_share: float | No
     return {ENGLISH: english, **apportion(total - english, temperature_weights(others, temperature))}
 
 
-def mix_quotas(available: dict[str, dict[str, int]], ratios: dict[str, float], size: int | None,
-               anchor_share: float | None, temperature: float) -> dict[tuple[str, str], int]:
+def mix_quotas(
+    available: dict[str, dict[str, int]],
+    ratios: dict[str, float],
+    size: int | None,
+    anchor_share: float | None,
+    temperature: float,
+) -> dict[tuple[str, str], int]:
     """(dataset, language) -> rows drawn, from the training rows' counts per dataset and language:
     datasets by `ratios`, then languages inside each dataset by the anchor share and temperature."""
     totals = {name: sum(langs.values()) for name, langs in available.items()}
@@ -67,4 +74,3 @@ def mix_quotas(available: dict[str, dict[str, int]], ratios: dict[str, float], s
             if lang_quota:
                 quotas[(name, lang)] = lang_quota
     return quotas
-

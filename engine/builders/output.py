@@ -46,7 +46,12 @@ def write_part(table: pa.Table, folder: RunFolder, name: str, split: str, format
         with folder.open_output(part_name(name, split, "jsonl", part)) as stream:
             for start in range(0, table.num_rows, JSONL_CHUNK):
                 # orjson: UTF-8 as is (no \u escapes), 3-5x faster than json.dumps on these rows.
-                stream.write(b"".join(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in table.slice(start, JSONL_CHUNK).to_pylist()))
+                stream.write(
+                    b"".join(
+                        orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+                        for row in table.slice(start, JSONL_CHUNK).to_pylist()
+                    )
+                )
 
 
 def write_card(summary: dict, folder: RunFolder, formats, run_name: str) -> None:
@@ -82,4 +87,3 @@ def swap_in(out_dir: str | Path | RunFolder, fill: Callable[[RunFolder], None]) 
     staging.rename(out_dir)
     shutil.rmtree(previous, ignore_errors=True)
     return out_dir
-

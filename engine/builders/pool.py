@@ -4,7 +4,7 @@ English is not a row of the run: each translated row carries its seed's English 
 src_* fields, so the pool derives one English row per seed from them. Rows without an English
 instruction there (X-Instruction's generation mode: an English instruction written for a
 target-language text) have no English original; builders that need one skip them. (The
-train/validation split is a cut over seed ranks that actors/build_pipeline.py makes across pools.)
+train/validation split is a cut over seed ranks that actors/dataflow/build_pipeline.py makes across pools.)
 """
 
 from __future__ import annotations
@@ -14,8 +14,20 @@ from dataclasses import dataclass, field
 
 ENGLISH = "en"
 # The row columns the builders read (engine.records.SCHEMA has more): jobs.build loads only these.
-ROW_COLUMNS = ("id", "seed_id", "lang", "instruction", "input", "output", "src_instruction", "src_input", "src_output",
-               "model", "prompt_version", "source")
+ROW_COLUMNS = (
+    "id",
+    "seed_id",
+    "lang",
+    "instruction",
+    "input",
+    "output",
+    "src_instruction",
+    "src_input",
+    "src_output",
+    "model",
+    "prompt_version",
+    "source",
+)
 
 
 @dataclass(frozen=True)
@@ -62,12 +74,18 @@ def has_english_original(row: dict) -> bool:
 
 
 def build_pool(accepted: list[dict]) -> Pool:
-    rows = sorted((r for r in accepted if r.get("lang") and r["lang"] != ENGLISH), key=lambda r: (r["lang"], r["seed_id"], r["id"]))
+    rows = sorted(
+        (r for r in accepted if r.get("lang") and r["lang"] != ENGLISH),
+        key=lambda r: (r["lang"], r["seed_id"], r["id"]),
+    )
     english: dict[str, dict] = {}
     by_seed: dict[str, dict[str, dict]] = defaultdict(dict)
     for row in rows:
         if row["lang"] in by_seed[row["seed_id"]]:
-            raise ValueError(f"two accepted rows for seed {row['seed_id']} in {row['lang']}: the run folder mixes recipes or prompt versions")
+            raise ValueError(
+                f"two accepted rows for seed {row['seed_id']} in {row['lang']}: "
+                "the run folder mixes recipes or prompt versions"
+            )
         by_seed[row["seed_id"]][row["lang"]] = row
         if has_english_original(row):
             english.setdefault(row["seed_id"], english_row(row))

@@ -17,13 +17,28 @@ def question_prompt(row: dict) -> str:
 
 def build_qalign(pool: Pool) -> dict[str, list[dict]]:
     questions = [
-        make_example(QUESTION, "question", question_prompt(row), query_text(pool.english[row["seed_id"]]),
-                     [row, pool.english[row["seed_id"]]], row["lang"], ENGLISH)
+        make_example(
+            QUESTION,
+            "question",
+            question_prompt(row),
+            query_text(pool.english[row["seed_id"]]),
+            [row, pool.english[row["seed_id"]]],
+            row["lang"],
+            ENGLISH,
+        )
         for row in pool.aligned
     ]
     # Stage II's English responses: one per seed that has an accepted translation.
     responses = [
-        make_example(RESPONSE, "response", query_text(english), (english.get("output") or "").strip(), [english], ENGLISH, ENGLISH)
+        make_example(
+            RESPONSE,
+            "response",
+            query_text(english),
+            (english.get("output") or "").strip(),
+            [english],
+            ENGLISH,
+            ENGLISH,
+        )
         for english in pool.english.values()
     ]
     return {QUESTION: questions, RESPONSE: responses}

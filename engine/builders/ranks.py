@@ -4,7 +4,7 @@ Every candidate gets a rank, a stable hash of (config seed, purpose, key…), an
 candidates whose (rank, id) are among the lowest `quota`. Whether a candidate is kept depends on
 its own key and on one threshold (a `Cut`) per quota, never on the order in which candidates
 arrive or on how they are partitioned: the Ray executor computes the cut from counts (see
-actors/build_pipeline.py), and it is the cut that sorting every candidate would give.
+actors/dataflow/build_pipeline.py), and it is the cut that sorting every candidate would give.
 """
 
 from __future__ import annotations

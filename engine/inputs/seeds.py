@@ -11,9 +11,10 @@ from __future__ import annotations
 import codecs
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +37,7 @@ class Seed:
 SEED_SCHEMA = pa.schema([(name, pa.string()) for name in ("id", "instruction", "input", "output", "source")])
 COLUMN_BATCH = 1 << 15  # seeds turned into Arrow columns at a time while reading
 READ_BUFFER = 1 << 20
-# Small per-seed columns a reader may compute beside the fields (actors/seed_reading.py): the seed
+# Small per-seed columns a reader may compute beside the fields (actors/dataflow/seed_reading.py): the seed
 # language check's verdict (engine.rows.validate.seed_language_reason) and the exact-dedup key
 # (engine.selection.dedup.text_key of instruction and input).
 LANGUAGE_VERDICT = "langid_verdict"
@@ -46,7 +47,9 @@ DEDUP_KEY = "dedup_key"
 def task_texts(seeds: pa.Table) -> list[str]:
     """What seed selection embeds of each seed (a table with instruction and input columns): the
     task, its instruction and input, not the answer."""
-    return [f"{i}\n{x}".strip() for i, x in zip(seeds.column("instruction").to_pylist(), seeds.column("input").to_pylist())]
+    return [
+        f"{i}\n{x}".strip() for i, x in zip(seeds.column("instruction").to_pylist(), seeds.column("input").to_pylist())
+    ]
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,9 @@ def _from_messages(record: dict, where: str) -> tuple[str, str]:
     turns = [m for m in messages if m.get("role") != "system"]
     roles = [m.get("role") for m in turns]
     if roles != ["user", "assistant"]:
-        raise SeedError(f"{where}: field 'messages' must hold one user turn then one assistant turn (got roles {roles})")
+        raise SeedError(
+            f"{where}: field 'messages' must hold one user turn then one assistant turn (got roles {roles})"
+        )
     user = _text_field(turns[0], "content", f"{where} messages[user]", required=True)
     assistant = _text_field(turns[1], "content", f"{where} messages[assistant]", required=True)
     return user, assistant
@@ -164,10 +169,14 @@ def _normalise(record: Any, where: str, index: int) -> Seed:
     return Seed(str(seed_id), instruction, input_text, output, where)
 
 
-def load_seed_table(paths: tuple[str, ...] | list[str], on_bad_record: str = "error", limit: int | None = None,
-                    piece_bytes: int | None = None) -> tuple[pa.Table, list[BadRecord]]:
+def load_seed_table(
+    paths: tuple[str, ...] | list[str],
+    on_bad_record: str = "error",
+    limit: int | None = None,
+    piece_bytes: int | None = None,
+) -> tuple[pa.Table, list[BadRecord]]:
     """Read every path into one columnar table (SEED_SCHEMA) and the bad records, in this process:
-    the same pieces, checks and resolution as the job's Ray Data reader (actors/seed_reading.py),
+    the same pieces, checks and resolution as the job's Ray Data reader (actors/dataflow/seed_reading.py),
     run one piece after another. Raises SeedError unless on_bad_record == 'skip'."""
     pieces = plan_pieces(paths, piece_bytes)
     pieces = number_pieces(pieces, [count_piece(piece) if piece.kind == "jsonl" else (0, 0) for piece in pieces])
@@ -189,8 +198,14 @@ PIECE_BYTES = 32 << 20  # a JSONL piece: big enough that per-piece costs vanish,
 WHOLE_FILE = 1 << 62  # piece_bytes that makes a JSONL file one piece
 FILE_SHIFT = 40  # ord = file number << FILE_SHIFT | line number (JSONL) or record index + 1
 VALIDATED_SCHEMA = pa.schema(
-    [("ord", pa.int64()), *((name, pa.string()) for name in SEED_SCHEMA.names), ("error", pa.string()),
-     ("fallback", pa.string()), ("named", pa.bool_()), ("fatal", pa.bool_())]
+    [
+        ("ord", pa.int64()),
+        *((name, pa.string()) for name in SEED_SCHEMA.names),
+        ("error", pa.string()),
+        ("fallback", pa.string()),
+        ("named", pa.bool_()),
+        ("fatal", pa.bool_()),
+    ]
 )
 
 
@@ -213,7 +228,11 @@ def _kind(uri: str) -> str:
     for suffix in ("jsonl", "json", "parquet"):
         if lower.endswith("." + suffix):
             return suffix
-    if "://" not in uri and Path(uri).is_dir() and any((Path(uri) / name).exists() for name in ("dataset_info.json", "dataset_dict.json")):
+    if (
+        "://" not in uri
+        and Path(uri).is_dir()
+        and any((Path(uri) / name).exists() for name in ("dataset_info.json", "dataset_dict.json"))
+    ):
         return "hf"
     raise SeedError(f"{uri}: unknown seed format (use .jsonl, .json, .parquet or a saved Hugging Face dataset)")
 
@@ -361,7 +380,9 @@ def validate_piece(piece: SeedPiece, batch_rows: int = COLUMN_BATCH) -> Iterator
     columns: dict[str, list] = {name: [] for name in VALIDATED_SCHEMA.names}
     base = piece.file << FILE_SHIFT
 
-    def add(ord_: int, seed: Seed | None, where: str, error: str | None, fallback, named: bool, fatal: bool = False) -> None:
+    def add(
+        ord_: int, seed: Seed | None, where: str, error: str | None, fallback, named: bool, fatal: bool = False
+    ) -> None:
         columns["ord"].append(base | ord_)
         for name in SEED_SCHEMA.names:
             columns[name].append(getattr(seed, name) if seed else None)
@@ -400,7 +421,9 @@ def validate_piece(piece: SeedPiece, batch_rows: int = COLUMN_BATCH) -> Iterator
         yield flush()
 
 
-def resolve_records(meta: pa.Table, on_bad_record: str, limit: int | None, paths, source_of, kind: str = "seed") -> tuple[np.ndarray, list[BadRecord]]:
+def resolve_records(
+    meta: pa.Table, on_bad_record: str, limit: int | None, paths, source_of, kind: str = "seed"
+) -> tuple[np.ndarray, list[BadRecord]]:
     """Which checked records are kept: (their rows in `meta`, the bad records), by _load's rules
     in file order: a repeated id is a bad record naming the first; `limit` good records end the
     read; a bad record raises SeedError unless on_bad_record == 'skip' (a fatal one always).
@@ -427,22 +450,32 @@ def resolve_records(meta: pa.Table, on_bad_record: str, limit: int | None, paths
         cut = int(kept[limit - 1]) + 1
         kept = kept[:limit]
     duplicate_first = dict(zip(good[~is_first].tolist(), first_of[~is_first].tolist()))
-    bad_rows = sorted([int(row) for row in np.flatnonzero(~ok) if row < cut] + [row for row in duplicate_first if row < cut])
+    bad_rows = sorted(
+        [int(row) for row in np.flatnonzero(~ok) if row < cut] + [row for row in duplicate_first if row < cut]
+    )
     if not bad_rows:
         if not len(kept):
             raise SeedError(f"no {kind} records found in {list(paths)}")
         return kept, []
-    columns = {name: meta.column(name).take(pa.array(bad_rows, pa.int64())).to_pylist() for name in ("id", "error", "source", "fallback", "named", "fatal")}
-    fallbacks = [row_id if row in duplicate_first and named else fallback
-                 for row, row_id, fallback, named in zip(bad_rows, columns["id"], columns["fallback"], columns["named"])]
+    columns = {
+        name: meta.column(name).take(pa.array(bad_rows, pa.int64())).to_pylist()
+        for name in ("id", "error", "source", "fallback", "named", "fatal")
+    }
+    fallbacks = [
+        row_id if row in duplicate_first and named else fallback
+        for row, row_id, fallback, named in zip(bad_rows, columns["id"], columns["fallback"], columns["named"])
+    ]
     kept_ids = ids.take(pa.array(kept, pa.int64())) if len(kept) else pa.array([], pa.string())
     at = pc.index_in(pa.array(fallbacks, pa.string()), value_set=kept_ids).to_pylist()
     bad: list[BadRecord] = []
     bad_ids: set[str] = set()
     for number, row in enumerate(bad_rows):
-        where = source_of(row) if row in duplicate_first else columns["source"][number]  # a copy's row passed its checks
+        where = (
+            source_of(row) if row in duplicate_first else columns["source"][number]
+        )  # a copy's row passed its checks
         if row in duplicate_first:
-            message = f"{where}: field 'id': duplicate {kind} id '{columns['id'][number]}' (first at {source_of(duplicate_first[row])})"
+            first = source_of(duplicate_first[row])
+            message = f"{where}: field 'id': duplicate {kind} id '{columns['id'][number]}' (first at {first})"
         else:
             message = columns["error"][number]
         if columns["fatal"][number] or on_bad_record != "skip":
@@ -474,10 +507,14 @@ def _load(paths, normalise, kind: str, on_bad_record: str, limit: int | None) ->
                     raise
                 fallback = record.get("id") if isinstance(record, dict) else None
                 # A bad record becomes a row with this id, so it must be unique among bad records too.
-                unusable = fallback is None or not str(fallback).strip() or str(fallback) in seen or str(fallback) in bad_ids
+                unusable = (
+                    fallback is None or not str(fallback).strip() or str(fallback) in seen or str(fallback) in bad_ids
+                )
                 bad_id = f"bad:{where}" if unusable else str(fallback)
                 bad_ids.add(bad_id)
-                bad.append(BadRecord(bad_id, where, make_reason("bad_record", f" {str(error).removeprefix(where + ': ')}")))
+                bad.append(
+                    BadRecord(bad_id, where, make_reason("bad_record", f" {str(error).removeprefix(where + ': ')}"))
+                )
                 continue
             seen[item.id] = where
             count += 1
@@ -512,6 +549,8 @@ def _normalise_text(record: Any, where: str, index: int) -> Text:
     return Text(str(text_id), lang, text, where)
 
 
-def load_texts(paths: tuple[str, ...] | list[str], on_bad_record: str = "error", limit: int | None = None) -> tuple[list[Text], list[BadRecord]]:
+def load_texts(
+    paths: tuple[str, ...] | list[str], on_bad_record: str = "error", limit: int | None = None
+) -> tuple[list[Text], list[BadRecord]]:
     """Read target-language texts ({id, lang, text}); the same formats and bad-record rules as seeds."""
     return _load(paths, _normalise_text, "text", on_bad_record, limit)

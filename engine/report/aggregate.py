@@ -37,7 +37,12 @@ def _counter(table: pa.Table, keys: list[str], value: str | None = None) -> Coun
     grouped = grouped.sort_by("_row_min").to_pydict()
     values = grouped[f"{value}_sum" if value else "_row_count"]
     key_columns = [grouped[k] for k in keys]
-    return Counter({(tuple(col[i] for col in key_columns) if len(keys) > 1 else key_columns[0][i]): (v or 0) for i, v in enumerate(values)})
+    return Counter(
+        {
+            (tuple(col[i] for col in key_columns) if len(keys) > 1 else key_columns[0][i]): (v or 0)
+            for i, v in enumerate(values)
+        }
+    )
 
 
 def _capped_extend(target: list, values, cap: int = SAMPLE_CAP) -> None:
@@ -84,8 +89,21 @@ class RunFigures:
 
     def __add__(self, other: RunFigures) -> RunFigures:
         out = RunFigures()
-        for name in ("rows", "completion", "reasons", "attempts", "lid_methods", "phase_tokens", "accepted_rounds",
-                     "scores", "score_sums", "score_counts", "lid_hist", "gate_rows", "gate_drafts"):
+        for name in (
+            "rows",
+            "completion",
+            "reasons",
+            "attempts",
+            "lid_methods",
+            "phase_tokens",
+            "accepted_rounds",
+            "scores",
+            "score_sums",
+            "score_counts",
+            "lid_hist",
+            "gate_rows",
+            "gate_drafts",
+        ):
             setattr(out, name, getattr(self, name) + getattr(other, name))
         out.prompt_tokens = self.prompt_tokens + other.prompt_tokens
         out.judged_rows = self.judged_rows + other.judged_rows
@@ -109,7 +127,11 @@ class RunFigures:
         figures = cls()
         if table.num_rows == 0:
             return figures
-        label = pc.fill_null(table.column("lang"), NO_LANGUAGE) if "lang" in table.column_names else pa.repeat(NO_LANGUAGE, table.num_rows)
+        label = (
+            pc.fill_null(table.column("lang"), NO_LANGUAGE)
+            if "lang" in table.column_names
+            else pa.repeat(NO_LANGUAGE, table.num_rows)
+        )
         status = table.column("status")
         lang_status = pa.table({"lang": label, "status": status, "completion": _int_column(table, "completion_tokens")})
         figures.rows = _counter(lang_status, ["lang", "status"])
@@ -117,16 +139,22 @@ class RunFigures:
         figures.prompt_tokens = int(pc.sum(_int_column(table, "prompt_tokens")).as_py() or 0)
         rejected = pc.equal(status, REJECTED)
         accepted = pc.fill_null(pc.equal(status, ACCEPTED), False)
-        raw_reasons = _counter(pa.table({"lang": label, "reason": table.column("reason")}).filter(rejected), ["lang", "reason"])
+        raw_reasons = _counter(
+            pa.table({"lang": label, "reason": table.column("reason")}).filter(rejected), ["lang", "reason"]
+        )
         for (lang, reason), count in raw_reasons.items():
             figures.reasons[(lang, reason_kind(reason))] += count
         figures.attempts = _counter(pa.table({"attempts": table.column("attempts")}), ["attempts"])
         methods = pa.table({"method": table.column("lid_method")}).filter(pc.is_valid(table.column("lid_method")))
         figures.lid_methods = Counter({k: v for k, v in _counter(methods, ["method"]).items() if k})
-        figures.phase_tokens = Counter({phase: int(pc.sum(_int_column(table, f"tokens_{phase}")).as_py() or 0) for phase in PHASES})
+        figures.phase_tokens = Counter(
+            {phase: int(pc.sum(_int_column(table, f"tokens_{phase}")).as_py() or 0) for phase in PHASES}
+        )
         if "round_trip_chrf" in table.column_names:
             figures.round_trip_rows = int(pc.sum(pc.is_valid(table.column("round_trip_chrf"))).as_py() or 0)
-        figures.round_trip_rejected = sum(n for (_, kind), n in figures.reasons.items() if kind in ("round_trip", "round_trip_failed"))
+        figures.round_trip_rejected = sum(
+            n for (_, kind), n in figures.reasons.items() if kind in ("round_trip", "round_trip_failed")
+        )
         figures._judge(table, accepted)
         figures._distributions(table, label, status, accepted)
         figures._gate(table, label, status)
@@ -143,10 +171,18 @@ class RunFigures:
         if not self.judged_rows:
             return
         rounds = pc.fill_null(table.column("rounds"), 0)
-        accepted_rows = pa.table({"lang": table.column("lang"), "rounds": pc.cast(rounds, pa.string())}).filter(accepted)
+        accepted_rows = pa.table({"lang": table.column("lang"), "rounds": pc.cast(rounds, pa.string())}).filter(
+            accepted
+        )
         self.accepted_rounds = _counter(accepted_rows, ["lang", "rounds"])
         flat = pc.list_flatten(scores.filter(judged))
-        items = pa.table({"round": pc.struct_field(flat, "round"), "criterion": pc.struct_field(flat, "criterion"), "score": pc.struct_field(flat, "score")})
+        items = pa.table(
+            {
+                "round": pc.struct_field(flat, "round"),
+                "criterion": pc.struct_field(flat, "criterion"),
+                "score": pc.struct_field(flat, "score"),
+            }
+        )
         for (rnd, criterion, score), count in _counter(items, ["round", "criterion", "score"]).items():
             self.scores[(str(rnd), criterion, "unread" if score is None else f"{score:g}")] += count
         read = items.filter(pc.is_valid(items.column("score")))
@@ -167,7 +203,12 @@ class RunFigures:
                 part = pa.table({"lang": label, "adequacy": table.column("adequacy")}).filter(mask)
                 part = part.filter(pc.is_valid(part.column("adequacy")))
                 for lang in pc.unique(part.column("lang")).to_pylist():
-                    values = part.filter(pc.equal(part.column("lang"), lang)).column("adequacy").slice(0, SAMPLE_CAP).to_pylist()
+                    values = (
+                        part.filter(pc.equal(part.column("lang"), lang))
+                        .column("adequacy")
+                        .slice(0, SAMPLE_CAP)
+                        .to_pylist()
+                    )
                     _capped_extend(self.adequacy[(lang, state)], values)
         if "cluster" in table.column_names:
             part = pa.table({"lang": label, "cluster": table.column("cluster")}).filter(accepted)
@@ -180,17 +221,29 @@ class RunFigures:
             reason = table.column("reason") if "reason" in table.column_names else pa.nulls(table.num_rows, pa.string())
             gated = pc.fill_null(pc.starts_with(reason, "low_similarity"), False)
             outcome = pc.if_else(pc.equal(status, ACCEPTED), "accepted", pc.if_else(gated, "low_similarity", "other"))
-            part = pa.table({"lang": label, "outcome": pc.fill_null(outcome, "other"), "adequacy": table.column("adequacy")})
+            part = pa.table(
+                {"lang": label, "outcome": pc.fill_null(outcome, "other"), "adequacy": table.column("adequacy")}
+            )
             part = part.filter(pc.is_valid(part.column("adequacy")))
             self.gate_rows = _counter(part, ["lang", "outcome"])
             for lang, kind in self.gate_rows:
                 mask = pc.and_(pc.equal(part.column("lang"), lang), pc.equal(part.column("outcome"), kind))
-                _capped_extend(self.gate_scores[(lang, kind)], part.filter(mask).column("adequacy").slice(0, SAMPLE_CAP).to_pylist())
+                _capped_extend(
+                    self.gate_scores[(lang, kind)],
+                    part.filter(mask).column("adequacy").slice(0, SAMPLE_CAP).to_pylist(),
+                )
         if "attempt_reasons" in table.column_names:
-            reasons = table.column("attempt_reasons").combine_chunks() if isinstance(table.column("attempt_reasons"), pa.ChunkedArray) else table.column("attempt_reasons")
+            reasons = (
+                table.column("attempt_reasons").combine_chunks()
+                if isinstance(table.column("attempt_reasons"), pa.ChunkedArray)
+                else table.column("attempt_reasons")
+            )
             flat = pc.list_flatten(reasons)
             if len(flat):
-                langs = pc.take(label.combine_chunks() if isinstance(label, pa.ChunkedArray) else label, pc.list_parent_indices(reasons))
+                langs = pc.take(
+                    label.combine_chunks() if isinstance(label, pa.ChunkedArray) else label,
+                    pc.list_parent_indices(reasons),
+                )
                 drafts = pa.table({"lang": langs, "gated": pc.fill_null(pc.starts_with(flat, "low_similarity"), False)})
                 drafts = drafts.filter(drafts.column("gated"))
                 self.gate_drafts = Counter(_counter(drafts, ["lang"]))

@@ -28,7 +28,9 @@ def to_png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def stacked_bars(counts: dict[str, Counter], series: list[str], title: str, ylabel: str, colours: dict | None = None) -> bytes:
+def stacked_bars(
+    counts: dict[str, Counter], series: list[str], title: str, ylabel: str, colours: dict | None = None
+) -> bytes:
     """One bar per language, one stacked segment per series."""
     fig, ax = figure()
     langs = sorted(counts)

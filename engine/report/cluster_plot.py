@@ -16,7 +16,9 @@ def plot_clusters(figures: dict) -> bytes:
     fig, (sizes_ax, cover_ax) = plt.subplots(1, 2, figsize=(10, 3.4), dpi=90)
     sizes = sorted(figures["sizes"], reverse=True)
     sizes_ax.bar(range(len(sizes)), sizes, width=1.0, color="#4a6fa5")
-    sizes_ax.set(title=f"Cluster sizes (k = {k}, {figures['seeds']} seeds)", xlabel="cluster, largest first", ylabel="seeds")
+    sizes_ax.set(
+        title=f"Cluster sizes (k = {k}, {figures['seeds']} seeds)", xlabel="cluster, largest first", ylabel="seeds"
+    )
     positions = range(len(langs))
     for offset, key, colour in ((-0.2, "planned", "#4a6fa5"), (0.2, "accepted", "#3a8f5c")):
         values = [figures["languages"][lang][key] for lang in langs]

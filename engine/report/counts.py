@@ -15,7 +15,9 @@ def lang_of(row: dict) -> str:
 
 
 def report_from_figures(figures: RunFigures, planned: int, bad_records: int, seconds: float, config: dict) -> dict:
-    by_lang: dict[str, dict] = defaultdict(lambda: {"planned": 0, "accepted": 0, "rejected": 0, "reasons": Counter(), "completion_tokens": 0})
+    by_lang: dict[str, dict] = defaultdict(
+        lambda: {"planned": 0, "accepted": 0, "rejected": 0, "reasons": Counter(), "completion_tokens": 0}
+    )
     for (lang, status), count in figures.rows.items():
         entry = by_lang[lang]
         entry["planned"] += count
@@ -61,7 +63,9 @@ def refinement_from_figures(figures: RunFigures) -> dict:
     """Judge/rewrite figures: acceptance by round per language, score distributions per round,
     generated tokens per accepted row by phase. Empty when no row was judged."""
     accepted = figures.status_count(ACCEPTED)
-    per_accepted = {phase: round(figures.phase_tokens.get(phase, 0) / accepted, 1) if accepted else None for phase in PHASES}
+    per_accepted = {
+        phase: round(figures.phase_tokens.get(phase, 0) / accepted, 1) if accepted else None for phase in PHASES
+    }
     if not figures.judged_rows:
         return {"judged_rows": 0, "tokens_per_accepted": per_accepted}
     by_round: dict[str, dict[str, int]] = defaultdict(dict)
@@ -73,7 +77,10 @@ def refinement_from_figures(figures: RunFigures) -> dict:
     return {
         "judged_rows": figures.judged_rows,
         "accepted_after_rounds": {lang: dict(sorted(counts.items())) for lang, counts in sorted(by_round.items())},
-        "score_distributions": {rnd: {crit: dict(sorted(values.items())) for crit, values in crits.items()} for rnd, crits in sorted(distributions.items())},
+        "score_distributions": {
+            rnd: {crit: dict(sorted(values.items())) for crit, values in crits.items()}
+            for rnd, crits in sorted(distributions.items())
+        },
         "tokens_per_accepted": per_accepted,
     }
 
@@ -103,7 +110,11 @@ def cluster_figures_from(figures: RunFigures, seed_clusters: dict[str, int], k: 
         "seeds": len(seed_clusters),
         "sizes": [sizes.get(cluster, 0) for cluster in range(k)],
         "languages": {
-            lang: {"planned": len(planned[lang]), "accepted": len(accepted.get(lang, ())), "planned_share": round(len(planned[lang]) / k, 3) if k else 0.0}
+            lang: {
+                "planned": len(planned[lang]),
+                "accepted": len(accepted.get(lang, ())),
+                "planned_share": round(len(planned[lang]) / k, 3) if k else 0.0,
+            }
             for lang in sorted(planned)
         },
     }
@@ -114,13 +125,15 @@ def render_clusters(figures: dict) -> list[str]:
     lines = [
         "## Clusters",
         "",
-        f"k = {figures['k']} over {figures['seeds']} seeds; sizes min {sizes[0]}, median {sizes[len(sizes) // 2]}, max {sizes[-1]}.",
+        f"k = {figures['k']} over {figures['seeds']} seeds; "
+        f"sizes min {sizes[0]}, median {sizes[len(sizes) // 2]}, max {sizes[-1]}.",
         "",
         "| language | clusters covered (planned) | clusters covered (accepted) | planned coverage |",
         "|---|---:|---:|---:|",
     ]
     lines += [
-        f"| {lang} | {entry['planned']} | {entry['accepted']} | {entry['planned_share']:.0%} |" for lang, entry in figures["languages"].items()
+        f"| {lang} | {entry['planned']} | {entry['accepted']} | {entry['planned_share']:.0%} |"
+        for lang, entry in figures["languages"].items()
     ]
     return lines + [""]
 
@@ -140,9 +153,13 @@ def render_markdown(report: dict) -> str:
     for lang, entry in report["languages"].items():
         share = f"{entry['accepted'] / entry['planned']:.0%}" if entry["planned"] else "-"
         reasons = ", ".join(f"{k} {v}" for k, v in list(entry["reasons"].items())[:3]) or "-"
-        lines.append(f"| {lang} | {entry['planned']} | {entry['accepted']} | {entry['rejected']} | {share} | {reasons} |")
+        lines.append(
+            f"| {lang} | {entry['planned']} | {entry['accepted']} | {entry['rejected']} | {share} | {reasons} |"
+        )
     lines += ["", "## Reject reasons", "", "| reason | rows | meaning |", "|---|---:|---|"]
-    lines += [f"| {reason} | {count} | {meaning(reason)} |" for reason, count in report["reject_reasons"].items()] or ["| - | 0 | |"]
+    lines += [f"| {reason} | {count} | {meaning(reason)} |" for reason, count in report["reject_reasons"].items()] or [
+        "| - | 0 | |"
+    ]
     tokens = report["tokens"]
     lines += [
         "",
@@ -161,8 +178,8 @@ def render_markdown(report: dict) -> str:
             "## Refinement",
             "",
             f"- judged rows: {refinement['judged_rows']}",
-            f"- generated tokens per accepted row: drafting {per['draft']}, judging {per['judge']}, rewriting {per['rewrite']}"
-            + (f", round trip {per['round_trip']}" if per.get("round_trip") else ""),
+            f"- generated tokens per accepted row: drafting {per['draft']}, judging {per['judge']}, "
+            f"rewriting {per['rewrite']}" + (f", round trip {per['round_trip']}" if per.get("round_trip") else ""),
             "",
             "| language | accepted after rounds (rewrites: rows) |",
             "|---|---|",
@@ -178,7 +195,11 @@ def render_markdown(report: dict) -> str:
             "",
             f"- rows scored: {round_trip['scored_rows']}; rejected by it: {round_trip['rejected_rows']}",
             f"- generated tokens: {round_trip['tokens']}"
-            + (f" ({round_trip['tokens_per_accepted']} per accepted row)" if round_trip["tokens_per_accepted"] is not None else ""),
+            + (
+                f" ({round_trip['tokens_per_accepted']} per accepted row)"
+                if round_trip["tokens_per_accepted"] is not None
+                else ""
+            ),
             "",
         ]
     if report.get("clusters"):
@@ -202,7 +223,8 @@ def render_summary(report: dict, run_dir: str) -> str:
         lines += ["", "  rejected by reason: " + ", ".join(f"{k} {v}" for k, v in report["reject_reasons"].items())]
     tokens = report["tokens"]
     lines += [
-        f"  tokens: {tokens['prompt']} prompt, {tokens['completion']} generated ({report['completion_tokens_per_second']}/s)",
+        f"  tokens: {tokens['prompt']} prompt, {tokens['completion']} generated "
+        f"({report['completion_tokens_per_second']}/s)",
         "",
         f"  run folder   {run_dir}",
         f"  accepted     {run_dir}/accepted.parquet/<language>/ (+ accepted.jsonl)",

@@ -48,7 +48,9 @@ def _thresholds(quality: dict, recipe: str, lang: str) -> tuple[dict | None, str
     from engine.languages import LANGUAGES
 
     language = LANGUAGES.get(lang)
-    override = quality.get("min_similarity" if language is not None and language.script == "Latin" else "min_similarity_non_latin")
+    override = quality.get(
+        "min_similarity" if language is not None and language.script == "Latin" else "min_similarity_non_latin"
+    )
     return (override, "override") if override else (None, None)
 
 
@@ -67,13 +69,16 @@ def gate_report(figures: RunFigures, config: dict) -> dict | None:
     for lang in langs:
         thresholds, source = _thresholds(quality, recipe, lang)
         languages[lang] = {
-            "thresholds": thresholds, "source": source,
+            "thresholds": thresholds,
+            "source": source,
             **{outcome: figures.gate_rows.get((lang, outcome), 0) for outcome in OUTCOMES},
             "drafts_rejected": figures.gate_drafts.get(lang, 0),
             "scores": {outcome: _quantiles(figures.gate_scores.get((lang, outcome), [])) for outcome in OUTCOMES},
         }
     # Every target overridden by min_similarity / min_similarity_non_latin: no calibration was read.
-    calibration = {key: resolved.get(key) for key in ("encoder", "file", "digest", "date")} if resolved.get("file") else None
+    calibration = (
+        {key: resolved.get(key) for key in ("encoder", "file", "digest", "date")} if resolved.get("file") else None
+    )
     return {"enabled": True, "encoder": quality.get("encoder"), "calibration": calibration, "languages": languages}
 
 
@@ -81,8 +86,11 @@ def plot_gate(gate: dict | None) -> bytes | None:
     """Per language, a box of the accepted rows' scores and one of the rows the gate rejected,
     with the language's instruction threshold (solid) and input/output threshold (dotted)."""
     languages = (gate or {}).get("languages") or {}
-    langs = [lang for lang, entry in languages.items()
-             if entry.get("thresholds") and any(entry["scores"].get(o) for o in ("accepted", "low_similarity"))]
+    langs = [
+        lang
+        for lang, entry in languages.items()
+        if entry.get("thresholds") and any(entry["scores"].get(o) for o in ("accepted", "low_similarity"))
+    ]
     if not langs:
         return None
     fig, ax = figure(max(8.0, 0.55 * len(langs) + 3.0), 3.6)
@@ -91,7 +99,16 @@ def plot_gate(gate: dict | None) -> bytes | None:
         for i, lang in enumerate(langs):
             box = languages[lang]["scores"].get(outcome)
             if box:
-                stats.append({"whislo": box["min"], "q1": box["q1"], "med": box["median"], "q3": box["q3"], "whishi": box["max"], "fliers": []})
+                stats.append(
+                    {
+                        "whislo": box["min"],
+                        "q1": box["q1"],
+                        "med": box["median"],
+                        "q3": box["q3"],
+                        "whishi": box["max"],
+                        "fliers": [],
+                    }
+                )
                 positions.append(i + offset)
         if stats:
             drawn = ax.bxp(stats, positions=positions, widths=0.3, patch_artist=True, manage_ticks=False)
@@ -121,24 +138,44 @@ def render_gate(gate: dict | None) -> str:
         return '<h2>Adequacy gate</h2><p class="muted">Off in this run (quality.adequacy: false).</p>'
     calibration = gate.get("calibration")
     if calibration:
-        ran = (f"Encoder <b>{escape(str(gate.get('encoder')))}</b>, calibration <code>{escape(str(calibration.get('file')))}</code> "
-               f"(fitted {escape(str(calibration.get('date')))} on set {escape(str(calibration.get('digest'))[:19])}).")
+        ran = (
+            f"Encoder <b>{escape(str(gate.get('encoder')))}</b>, "
+            f"calibration <code>{escape(str(calibration.get('file')))}</code> "
+            f"(fitted {escape(str(calibration.get('date')))} on set {escape(str(calibration.get('digest'))[:19])})."
+        )
     else:
         ran = f"Encoder <b>{escape(str(gate.get('encoder')))}</b>; thresholds from the config."
     rows = ""
     for lang, entry in (gate.get("languages") or {}).items():
         limits = entry.get("thresholds") or {}
-        shown = " / ".join(f"{limits[key]:.3f}" for key in ("instruction", "output") if isinstance(limits.get(key), (int, float))) or "-"
-        medians = " / ".join(f"{(entry['scores'].get(o) or {}).get('median', '-')}" for o in ("accepted", "low_similarity"))
-        rows += (f"<tr><td>{escape(lang)}</td><td>{escape(shown)}</td><td>{escape(str(entry.get('source') or '-'))}</td>"
-                 + "".join(f"<td class=num>{escape(str(entry.get(key, 0)))}</td>" for key in ("accepted", "low_similarity", "other", "drafts_rejected"))
-                 + f"<td>{escape(medians)}</td></tr>")
+        shown = (
+            " / ".join(
+                f"{limits[key]:.3f}" for key in ("instruction", "output") if isinstance(limits.get(key), (int, float))
+            )
+            or "-"
+        )
+        medians = " / ".join(
+            f"{(entry['scores'].get(o) or {}).get('median', '-')}" for o in ("accepted", "low_similarity")
+        )
+        rows += (
+            f"<tr><td>{escape(lang)}</td><td>{escape(shown)}</td><td>{escape(str(entry.get('source') or '-'))}</td>"
+            + "".join(
+                f"<td class=num>{escape(str(entry.get(key, 0)))}</td>"
+                for key in ("accepted", "low_similarity", "other", "drafts_rejected")
+            )
+            + f"<td>{escape(medians)}</td></tr>"
+        )
     png = plot_gate(gate)
-    image = (f'<figure><img alt="{escape(TITLE)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}"></figure>'
-             if png else '<p class="muted">No scored rows to plot.</p>')
+    image = (
+        f'<figure><img alt="{escape(TITLE)}" '
+        f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}"></figure>'
+        if png
+        else '<p class="muted">No scored rows to plot.</p>'
+    )
     return (
         f'<h2>Adequacy gate</h2><p>{ran}</p><div class="scroll"><table class="summary gate"><tr><th>language</th>'
-        "<th>thresholds instruction / input, output</th><th>from</th><th>accepted (scored)</th><th>rejected by the gate</th>"
-        "<th>rejected otherwise (scored)</th><th>drafts the gate turned away</th><th>median score accepted / gate-rejected</th></tr>"
+        "<th>thresholds instruction / input, output</th><th>from</th><th>accepted (scored)</th>"
+        "<th>rejected by the gate</th><th>rejected otherwise (scored)</th><th>drafts the gate turned away</th>"
+        "<th>median score accepted / gate-rejected</th></tr>"
         f"{rows}</table></div>{image}"
     )

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from engine.report.charts import figure, stacked_bars, to_png
 from engine.records import ACCEPTED, REJECTED, to_table
 from engine.report.aggregate import LID_BINS, RunFigures
+from engine.report.charts import figure, stacked_bars, to_png
 
 TITLES = {
     "rows_per_language": "Rows per language",
@@ -54,8 +54,14 @@ def plot_lid_confidence(figures: RunFigures) -> bytes | None:
     centres = [(edges[i] + edges[i + 1]) / 2 for i in range(LID_BINS)]
     weights = [[figures.lid_hist.get((status, i), 0) for i in range(LID_BINS)] for status in (ACCEPTED, REJECTED)]
     fig, ax = figure()
-    ax.hist([centres, centres], bins=edges, weights=weights, stacked=True,
-            color=[COLOURS[ACCEPTED], COLOURS[REJECTED]], label=[ACCEPTED, REJECTED])
+    ax.hist(
+        [centres, centres],
+        bins=edges,
+        weights=weights,
+        stacked=True,
+        color=[COLOURS[ACCEPTED], COLOURS[REJECTED]],
+        label=[ACCEPTED, REJECTED],
+    )
     ax.set(title=TITLES["lid_confidence"], xlabel="confidence of the weakest field", ylabel="rows", xlim=(0, 1))
     ax.legend(fontsize="small", frameon=False)
     return to_png(fig)
@@ -76,11 +82,23 @@ def plot_adequacy(figures: RunFigures) -> bytes | None:
     for offset, status in ((-0.18, ACCEPTED), (0.18, REJECTED)):
         present = [(i, values[lang][status]) for i, lang in enumerate(langs) if values[lang][status]]
         if present:
-            boxes = ax.boxplot([v for _, v in present], positions=[i + offset for i, _ in present], widths=0.3,
-                               patch_artist=True, manage_ticks=False)
+            boxes = ax.boxplot(
+                [v for _, v in present],
+                positions=[i + offset for i, _ in present],
+                widths=0.3,
+                patch_artist=True,
+                manage_ticks=False,
+            )
             for box in boxes["boxes"]:
                 box.set(facecolor=COLOURS[status], alpha=0.6)
-        ax.plot([], [], color=COLOURS[status], linewidth=6, alpha=0.6, label=f"{status} ({sum(len(values[l][status]) for l in langs)})")
+        ax.plot(
+            [],
+            [],
+            color=COLOURS[status],
+            linewidth=6,
+            alpha=0.6,
+            label=f"{status} ({sum(len(values[lang][status]) for lang in langs)})",
+        )
     ax.set_xticks(range(len(langs)), langs)
     ax.set(title=TITLES["adequacy"], ylabel="cosine of the weakest field")
     ax.legend(fontsize="small", frameon=False, loc="lower left")  # "best" scans every drawn point: slow on big runs
@@ -127,7 +145,9 @@ def plot_tokens_per_accepted(figures: RunFigures) -> bytes | None:
     spent on rows that were rejected: the real price of a kept example."""
     spent = per_language(figures.completion, lambda status: f"on {status} rows")
     accepted = {lang: figures.rows.get((lang, ACCEPTED), 0) for lang in spent}
-    per_accepted = {lang: Counter({k: v / accepted[lang] for k, v in spent[lang].items()}) for lang in spent if accepted[lang]}
+    per_accepted = {
+        lang: Counter({k: v / accepted[lang] for k, v in spent[lang].items()}) for lang in spent if accepted[lang]
+    }
     if not per_accepted:
         return None
     colours = {f"on {status} rows": colour for status, colour in COLOURS.items()}

@@ -71,7 +71,10 @@ def render_fate(label: str, row: dict | None) -> str:
     reason = render_reason(row["reason"], row.get("reason_field")) if row.get("reason") else ""
     lid = ""
     if row.get("lid_label"):
-        lid = f" · language ID {escape(row['lid_label'])} {row.get('lid_confidence') or 0:.2f} ({escape(row.get('lid_method') or '')})"
+        lid = (
+            f" · language ID {escape(row['lid_label'])} {row.get('lid_confidence') or 0:.2f} "
+            f"({escape(row.get('lid_method') or '')})"
+        )
     if row.get("adequacy") is not None:
         lid += f" · adequacy {row['adequacy']:.3f}"
     if row.get("round_trip_chrf") is not None:
@@ -101,21 +104,28 @@ def render_sample(group: list[dict | None], labels: list[str]) -> str:
     fates = "".join(render_fate(label, row) for label, row in zip(labels, group))
     return (
         f'<section class="sample" data-lang="{escape(lang)}" data-status="{escape(statuses)}">'
-        f'<h3>{escape(lang)} · {escape(source.get("seed_id") or "")} <small>{escape(source.get("id") or "")}</small></h3>'
+        f"<h3>{escape(lang)} · {escape(source.get('seed_id') or '')} "
+        f"<small>{escape(source.get('id') or '')}</small></h3>"
         f'{fates}<table class="pair"><tr><th></th><th>source (English)</th>{head}</tr>{body}</table></section>'
     )
 
 
-def render_browser(groups: list[list[dict | None]], labels: list[str], cap: int = DEFAULT_SAMPLES_PER_LANGUAGE, total: int | None = None) -> str:
+def render_browser(
+    groups: list[list[dict | None]],
+    labels: list[str],
+    cap: int = DEFAULT_SAMPLES_PER_LANGUAGE,
+    total: int | None = None,
+) -> str:
     """The filter bar and the capped samples; `groups` holds one row per label (None: absent).
     `total`: how many rows the run has when `groups` is already a sample of them."""
     picked = pick_samples(groups, cap)
     langs = sorted({lang_of(next(row for row in group if row)) for group in groups})
     options = "".join(f'<option value="{escape(lang)}">{escape(lang)}</option>' for lang in langs)
     return (
-        f"<h2>Samples</h2><p>{len(picked)} of {len(groups) if total is None else total} rows on this page (at most {cap} per language).</p>"
+        f"<h2>Samples</h2><p>{len(picked)} of {len(groups) if total is None else total} rows on this page "
+        f"(at most {cap} per language).</p>"
         '<div class="filters">language <select id="f-lang"><option value="">all</option>'
-        f"{options}</select> status <select id=\"f-status\"><option value=\"\">all</option>"
+        f'{options}</select> status <select id="f-status"><option value="">all</option>'
         f'<option value="{ACCEPTED}">{ACCEPTED}</option><option value="{REJECTED}">{REJECTED}</option></select>'
         ' <span id="f-count"></span></div>'
         + ("".join(render_sample(group, labels) for group in picked) or '<p class="muted">no rows in this run</p>')

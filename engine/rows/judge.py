@@ -23,15 +23,19 @@ SCALE = (0, 2)
 CRITERIA = {
     "adequacy": (
         "whether the meaning is preserved",
-        "2 = same meaning, nothing added or lost; 1 = a minor loss, addition or shift; 0 = a different meaning, or not a translation.",
+        "2 = same meaning, nothing added or lost; 1 = a minor loss, addition or shift; "
+        "0 = a different meaning, or not a translation.",
     ),
     "fluency": (
         "whether the translation is natural, grammatical {language}",
-        "2 = natural and correct; 1 = understandable but awkward or with errors; 0 = broken, repetitive, or not {language}.",
+        "2 = natural and correct; 1 = understandable but awkward or with errors; "
+        "0 = broken, repetitive, or not {language}.",
     ),
     "preservation": (
         "whether what had to stay unchanged stayed unchanged",
-        "Code, numbers, formulas, URLs, names and any text the task operates on (a sentence to translate or correct) must stay exactly as in the source. 2 = all kept; 1 = a minor change; 0 = something that had to stay was translated or altered.",
+        "Code, numbers, formulas, URLs, names and any text the task operates on (a sentence to translate or correct) "
+        "must stay exactly as in the source. "
+        "2 = all kept; 1 = a minor change; 0 = something that had to stay was translated or altered.",
     ),
 }
 
@@ -54,7 +58,10 @@ def judge_params(schema: Callable[[], dict], structured: bool) -> GenParams:
 def judge_schema() -> dict:
     return {
         "type": "object",
-        "properties": {"feedback": {"type": "string", "maxLength": 300}, "score": {"type": "integer", "enum": [0, 1, 2]}},
+        "properties": {
+            "feedback": {"type": "string", "maxLength": 300},
+            "score": {"type": "integer", "enum": [0, 1, 2]},
+        },
         "required": ["feedback", "score"],
         "additionalProperties": False,
     }
@@ -118,7 +125,10 @@ LABELS = {"good": 2.0, "medium": 1.0, "bad": 0.0}
 def label_schema() -> dict:
     return {
         "type": "object",
-        "properties": {"feedback": {"type": "string", "maxLength": 300}, "label": {"type": "string", "enum": list(LABELS)}},
+        "properties": {
+            "feedback": {"type": "string", "maxLength": 300},
+            "label": {"type": "string", "enum": list(LABELS)},
+        },
         "required": ["feedback", "label"],
         "additionalProperties": False,
     }

@@ -42,8 +42,8 @@ from engine.protocols import (
     CheckResult,
     Completion,
     ExtraCheck,
-    GenParams,
     Generator,
+    GenParams,
     MachineTranslator,
 )
 from engine.reasons import make_reason, retry_makes_sense

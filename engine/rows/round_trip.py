@@ -1,8 +1,9 @@
 """The optional round-trip check: an accepted translation, translated back to English by the same
 generator, must still read like its source (chrF, sacrebleu).
 
-    accepted version ─▶ back-translate each field (concurrently, greedy) ─▶ chrF vs the source ─┬▶ accepted
-                                                                                                └▶ rejected round_trip:<field>:<chrf>
+    accepted version ─▶ back-translate each field (concurrently, greedy) ─▶ chrF vs the source
+        ─┬▶ accepted
+         └▶ rejected round_trip:<field>:<chrf>
 
 It runs once, after the refinement loop has settled (engine/rows/refine.py), and is not retried:
 a failing version has already been through every draft and rewrite the config allows.
@@ -98,14 +99,21 @@ class RoundTrip:
     def request(self, item: RoundTripField, language_name: str) -> tuple[list[dict], GenParams]:
         """One field's back-translation: greedy, its answer budget sized from the translation."""
         budget = int(self.factor * self.count_tokens(item.translation)) + 64
-        params = GenParams(temperature=0.0, top_p=1.0, max_tokens=min(self.max_tokens, budget), repetition_penalty=self.repetition_penalty)
+        params = GenParams(
+            temperature=0.0,
+            top_p=1.0,
+            max_tokens=min(self.max_tokens, budget),
+            repetition_penalty=self.repetition_penalty,
+        )
         return backtranslate_messages(item.translation, language_name), params
 
     def decide(self, chosen: list[RoundTripField], replies: list[Completion]) -> CheckResult:
         """(reason, field, {"round_trip_chrf": the weakest field's chrF}) from each chosen field's
         answer; a failed or cut-off request scores None (a reply cut at its length is scored as it is)."""
-        by_field = {item.field: chrf(reply.text.strip(), item.source) if reply.finish_reason in ("stop", "length") else None
-                    for item, reply in zip(chosen, replies)}
+        by_field = {
+            item.field: chrf(reply.text.strip(), item.source) if reply.finish_reason in ("stop", "length") else None
+            for item, reply in zip(chosen, replies)
+        }
         reason, failed_field = verdict(by_field, self.quality.round_trip_min_chrf)
         read = [score for score in by_field.values() if score is not None]
         return CheckResult(reason, failed_field, {"round_trip_chrf": min(read) if read else None})

@@ -16,14 +16,21 @@ from engine.languages import get_language
 from engine.protocols import CheckResult, GenParams, LanguageIdentifier, passed
 from engine.reasons import make_reason
 from engine.rows.drafting import Draft
-from engine.rows.judge import JUDGE_VERSION, judge_messages, judge_params, judge_schema, mean_score, parse_score, rewrite_message
+from engine.rows.judge import (
+    JUDGE_VERSION,
+    judge_messages,
+    judge_params,
+    judge_schema,
+    mean_score,
+    parse_score,
+    rewrite_message,
+)
 from engine.rows.prompts import FIELDS, TRANSLATE_VERSION, answer_schema, feedback_message, translate_messages
 from engine.rows.refine import Judgement, Request
 from engine.rows.round_trip import BACKTRANSLATE_VERSION, RoundTripField
 from engine.rows.validate import validate_translation
 from engine.text.parse import parse_fields
 from engine.text.spans import SENTINEL_RE, protect_many, restore, strip_sentinels
-
 
 # How sure language ID must be that a source sentence is not English before the machine
 # translator leaves it as written: an English sentence full of names or terms can read as
@@ -73,7 +80,9 @@ class TranslationRecipe:
             max_tokens=min(self.params.max_tokens, budget),
             json_schema=answer_schema(keys) if self.config.model.structured_output else None,
         )
-        facts = TranslationFacts(source, keys, list(spans), expected, {field: protected_fields[field] for field in keys})
+        facts = TranslationFacts(
+            source, keys, list(spans), expected, {field: protected_fields[field] for field in keys}
+        )
         return Request(task, language, messages, params, facts, {"protected_spans": list(spans)})
 
     def check(self, request: Request[TranslationFacts], text: str) -> CheckResult:
@@ -147,4 +156,3 @@ class TranslationRecipe:
         keys, source = request.facts.keys, request.facts.source
         fields, _ = parse_fields(draft.text, keys)
         return [RoundTripField(field, source[field], fields[field]) for field in keys] if fields else []
-

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.config import ValidationConfig
+from engine.languages import Language
+from engine.protocols import LanguageIdentifier
+from engine.reasons import make_reason
 from engine.text.checks import (
     check_degeneration,
     check_empty,
@@ -12,10 +16,6 @@ from engine.text.checks import (
     check_script,
     check_untranslated,
 )
-from engine.config import ValidationConfig
-from engine.protocols import LanguageIdentifier
-from engine.languages import Language
-from engine.reasons import make_reason
 from engine.text.spans import strip_sentinels
 
 # The input often *is* the text the task operates on (the sentence to translate or correct):
@@ -32,7 +32,9 @@ class Verdict:
     lid_method: str | None  # "fasttext", "script" (model lacks the language or text too short), or None
 
 
-def language_check(text: str, language: Language, langid: LanguageIdentifier, cfg: ValidationConfig) -> tuple[str | None, str, float, str]:
+def language_check(
+    text: str, language: Language, langid: LanguageIdentifier, cfg: ValidationConfig
+) -> tuple[str | None, str, float, str]:
     """(reason, label, confidence, method): does the text read as `language`? fastText where it
     knows the language and the text is long enough, else the share of letters in its script."""
     # Letters, not characters: "Trouvez x : 3x + 7 = 22." is 24 characters but 9 letters, and
@@ -40,7 +42,12 @@ def language_check(text: str, language: Language, langid: LanguageIdentifier, cf
     letters = sum(1 for ch in text if ch.isalpha())
     if language.lid_label and langid.has_label(language.lid_label) and letters >= cfg.langid_min_chars:
         label, confidence = langid.predict(text)
-        return check_language(label, confidence, language.lid_label, cfg.langid_threshold), label, confidence, "fasttext"
+        return (
+            check_language(label, confidence, language.lid_label, cfg.langid_threshold),
+            label,
+            confidence,
+            "fasttext",
+        )
     reason = check_script(text, language.script, cfg.script_min_share)
     return reason, language.code if reason is None else "?", 1.0 if reason is None else 0.0, "script"
 
@@ -95,7 +102,9 @@ def _not_english(text: str, langid: LanguageIdentifier) -> bool:
     return bool(stripped) and langid.predict(stripped)[0] != "en"
 
 
-def seed_language_reason(instruction: str, langid: LanguageIdentifier, min_confidence: float = 0.9, min_letters: int = 20) -> str | None:
+def seed_language_reason(
+    instruction: str, langid: LanguageIdentifier, min_confidence: float = 0.9, min_letters: int = 20
+) -> str | None:
     """'seed_not_english:<label>' when a seed's instruction clearly is not English.
 
     Only the instruction is checked: the input and output of a translation task are legitimately

@@ -52,15 +52,24 @@ class InstructionRecipe:
         self.config, self.langid = config, langid
         gen = config.generation
         structured = config.model.structured_output
-        self.params = GenParams(gen.temperature, gen.top_p, min(gen.max_tokens, 160), gen.repetition_penalty,
-                                answer_schema(["instruction"]) if structured else None)
+        self.params = GenParams(
+            gen.temperature,
+            gen.top_p,
+            min(gen.max_tokens, 160),
+            gen.repetition_penalty,
+            answer_schema(["instruction"]) if structured else None,
+        )
         self.judge_params = judge_params(label_schema, structured)
 
     def screen(self, task: dict) -> CheckResult:
         """Does the text really read as its claimed language? Checked before any model call."""
         text = task["src_output"] or ""
-        reason, label, confidence, method = language_check(text, get_language(task["lang"]), self.langid, self.config.validation)
-        return CheckResult(reason, "output", {"lid_label": label, "lid_confidence": confidence, "lid_method": method, "output": text})
+        reason, label, confidence, method = language_check(
+            text, get_language(task["lang"]), self.langid, self.config.validation
+        )
+        return CheckResult(
+            reason, "output", {"lid_label": label, "lid_confidence": confidence, "lid_method": method, "output": text}
+        )
 
     def prepare(self, task: dict, count_tokens=None) -> Request:
         language = get_language(task["lang"])
@@ -92,7 +101,9 @@ class InstructionRecipe:
         return {"role": "user", "content": load_template(XFEEDBACK_VERSION).format(reason=reason)}
 
     def judge_messages(self, request: Request[InstructionFacts], draft: Draft) -> list[list[dict]]:
-        pair = json.dumps({"instruction": draft.output["instruction"], "response": request.facts.text}, ensure_ascii=False, indent=1)
+        pair = json.dumps(
+            {"instruction": draft.output["instruction"], "response": request.facts.text}, ensure_ascii=False, indent=1
+        )
         system = load_template(XJUDGE_VERSION).format(language=request.language.name)
         return [[{"role": "system", "content": system}, {"role": "user", "content": pair}]]
 
@@ -103,7 +114,10 @@ class InstructionRecipe:
         return Judgement(value, scores, label in ("good", "bad"), note)
 
     def rewrite_message(self, request: Request, judgement: Judgement) -> dict:
-        return {"role": "user", "content": load_template(XREWRITE_VERSION).format(note=judgement.notes or "make it fit the text")}
+        return {
+            "role": "user",
+            "content": load_template(XREWRITE_VERSION).format(note=judgement.notes or "make it fit the text"),
+        }
 
     def reject_reason(self, value: float) -> str | None:
         label = LABEL_OF[value]
@@ -115,5 +129,8 @@ class InstructionRecipe:
 
     def output(self, request: Request, draft: Draft) -> dict:
         # The added checks' columns (the adequacy score) come along with the instruction.
-        return {**draft.output, "instruction": with_directive(draft.output["instruction"], request.language.name), "input": ""}
-
+        return {
+            **draft.output,
+            "instruction": with_directive(draft.output["instruction"], request.language.name),
+            "input": "",
+        }

@@ -1,7 +1,7 @@
 """X-Instruction diversification: per language, cluster the generated English instructions and keep
 the rows nearest each centroid first, across clusters, up to a per-language budget.
 
-Pure: the embedding model is passed in as a callable (actors.embed.Embedder.encode, or a fake in
+Pure: the embedding model is passed in as a callable (actors.engines.embed.Embedder.encode, or a fake in
 tests), so this runs the same on the driver, inside a Ray task, or in a unit test.
 """
 
@@ -72,8 +72,16 @@ def diversify_instructions(
     return diversify_embeddings(embeddings, langs, budget, clusters, sample_size, seed)
 
 
-def diversify_over_budget(instructions: Sequence[str | None], langs: Sequence[str | None], statuses: Sequence[str], budget: int,
-                          embed: Callable[[list[str]], np.ndarray], clusters: int, sample_size: int, seed: int) -> tuple[list[int], Diversified | None]:
+def diversify_over_budget(
+    instructions: Sequence[str | None],
+    langs: Sequence[str | None],
+    statuses: Sequence[str],
+    budget: int,
+    embed: Callable[[list[str]], np.ndarray],
+    clusters: int,
+    sample_size: int,
+    seed: int,
+) -> tuple[list[int], Diversified | None]:
     """The accepted rows of languages over `budget` (their positions) and what diversification
     decided for them; ([], None) when every language is within budget (nothing is embedded)."""
     accepted = [i for i, status in enumerate(statuses) if status == "accepted"]
@@ -89,16 +97,23 @@ def diversify_over_budget(instructions: Sequence[str | None], langs: Sequence[st
     return chosen, diversify_instructions(texts, [langs[i] for i in chosen], embed, budget, clusters, sample_size, seed)
 
 
-def apply_budget_table(table: pa.Table, budget: int, embed: Callable[[list[str]], np.ndarray], clusters: int, sample_size: int, seed: int) -> pa.Table:
+def apply_budget_table(
+    table: pa.Table, budget: int, embed: Callable[[list[str]], np.ndarray], clusters: int, sample_size: int, seed: int
+) -> pa.Table:
     """X-Instruction after generation, on an Arrow table (one language's rows, or any group of whole
     languages): where a language has more accepted pairs than `budget`, keep the most diverse ones
     and reject the rest (reason diversity_budget, with their cluster), so nothing is lost.
     Languages within budget are left as they are, and nothing is embedded for them."""
     statuses = table.column("status").to_pylist()
     langs = table.column("lang").to_pylist()
-    if max(Counter(lang for lang, status in zip(langs, statuses) if status == "accepted").values(), default=0) <= budget:
+    if (
+        max(Counter(lang for lang, status in zip(langs, statuses) if status == "accepted").values(), default=0)
+        <= budget
+    ):
         return table  # the common case: nothing over budget, no text read into Python
-    chosen, result = diversify_over_budget(table.column("instruction").to_pylist(), langs, statuses, budget, embed, clusters, sample_size, seed)
+    chosen, result = diversify_over_budget(
+        table.column("instruction").to_pylist(), langs, statuses, budget, embed, clusters, sample_size, seed
+    )
     if result is None:
         return table
     cluster = table.column("cluster").to_pylist()

@@ -1,6 +1,6 @@
 """K-means maths for diversity: fit on a bounded sample, assign, select across clusters, coverage.
 
-Pure numpy and faiss (CPU). The Ray side (actors/clustering.py) hands it a bounded sample to fit and
+Pure numpy and faiss (CPU). The Ray side (actors/dataflow/clustering.py) hands it a bounded sample to fit and
 then one batch at a time to assign, so no process ever needs every embedding at once.
 Vectors are unit-normalised and the k-means is spherical (centroids renormalised every
 iteration), so every distance here is a cosine: what sentence embeddings are trained for.
@@ -42,10 +42,15 @@ def fit_centroids(sample: np.ndarray, clusters: int, seed: int, iterations: int 
         raise ValueError("cannot fit clusters on an empty sample")
     k = min(clusters, len(sample))
     kmeans = faiss.Kmeans(
-        sample.shape[1], k, niter=iterations, seed=seed, spherical=True,
+        sample.shape[1],
+        k,
+        niter=iterations,
+        seed=seed,
+        spherical=True,
         # The caller already bounded the sample (select.sample_size): train on all of it, and do
         # not warn about few points per centroid, which small runs have by design.
-        min_points_per_centroid=1, max_points_per_centroid=-(-len(sample) // k),
+        min_points_per_centroid=1,
+        max_points_per_centroid=-(-len(sample) // k),
     )
     kmeans.train(sample)
     return normalise_rows(kmeans.centroids)
@@ -139,5 +144,8 @@ def nearest_first_select(labels: Sequence[int], similarity: Sequence[float], bud
 def coverage(labels: Sequence[int], total_clusters: int) -> dict:
     """How many of the k clusters a set of rows touches."""
     covered = len(set(int(label) for label in labels))
-    return {"covered": covered, "of": total_clusters, "share": round(covered / total_clusters, 4) if total_clusters else 0.0}
-
+    return {
+        "covered": covered,
+        "of": total_clusters,
+        "share": round(covered / total_clusters, 4) if total_clusters else 0.0,
+    }

@@ -12,29 +12,32 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.inputs.seeds import Seed
 from engine.reasons import make_reason
+from engine.records import ACCEPTED, REJECTED, decided_row
 from engine.selection.cluster import normalise_rows
 from engine.selection.dedup import duplicate_reason, exact_duplicates, near_duplicate_matches, text_key
-from engine.records import ACCEPTED, REJECTED, row_id
-from engine.inputs.seeds import Seed
 
 EMBEDDING = "output_embedding"
 
 
-def duplicate_rows(duplicates: Mapping[str, str], seeds: Sequence[Seed], recipe: str) -> list[dict]:
-    """One rejected row per dropped seed (not per language), so the plan still accounts for it."""
+def duplicate_rows(
+    duplicates: Mapping[str, str], seeds: Sequence[Seed], recipe: str, prompt_version: str
+) -> list[dict]:
+    """One rejected row per dropped seed (not per language), so the plan still accounts for it:
+    a decided row (engine.records.decided_row), its id that of the seed with no language."""
     return [
-        {
-            "id": row_id(seed.id, "", recipe, "dedup"),
-            "seed_id": seed.id,
-            "recipe": recipe,
-            "status": REJECTED,
-            "reason": duplicate_reason(duplicates[seed.id]),
-            "src_instruction": seed.instruction,
-            "src_input": seed.input,
-            "src_output": seed.output,
-            "source": seed.source,
-        }
+        decided_row(
+            seed.id,
+            recipe,
+            prompt_version,
+            duplicate_reason(duplicates[seed.id]),
+            None,
+            source=seed.source,
+            src_instruction=seed.instruction,
+            src_input=seed.input,
+            src_output=seed.output,
+        )
         for seed in seeds
         if seed.id in duplicates
     ]
@@ -45,7 +48,10 @@ def reject_duplicate_outputs(table: pa.Table) -> pa.Table:
     language become rejected duplicate_of:<row id>. Earlier = by (seed_id, id), not by shard order,
     so every finalise of the same rows gives the same answer."""
     accepted = table.filter(pc.equal(table.column("status"), ACCEPTED))
-    rows = sorted(accepted.select(["id", "seed_id", "lang", "instruction", "input"]).to_pylist(), key=lambda r: (r["seed_id"] or "", r["id"]))
+    rows = sorted(
+        accepted.select(["id", "seed_id", "lang", "instruction", "input"]).to_pylist(),
+        key=lambda r: (r["seed_id"] or "", r["id"]),
+    )
     keys = [f"{row['lang']}\x1f{text_key(row['instruction'], row['input'])}" for row in rows]
     duplicates = exact_duplicates([row["id"] for row in rows], keys)
     if not duplicates:
@@ -100,7 +106,9 @@ def _unit_rows(column: pa.ChunkedArray) -> np.ndarray:
     lengths = pc.list_value_length(column)
     dim = pc.min(lengths).as_py()
     if dim != pc.max(lengths).as_py():
-        raise ValueError(f"{EMBEDDING} vectors of different lengths in one language: were the rows made with two encoders?")
+        raise ValueError(
+            f"{EMBEDDING} vectors of different lengths in one language: were the rows made with two encoders?"
+        )
     return normalise_rows(column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(column), dim))
 
 

@@ -50,9 +50,21 @@ _DIGIT_PERIOD = re.compile(r"(?<=\d)\.(?=\s+\w)")
 _NUMBER_WORDS = {
     word: str(value)
     for value, words in enumerate(
-        ("zero", "one first once single", "two second twice both double pair", "three third", "four fourth quarter",
-         "five fifth", "six sixth", "seven seventh", "eight eighth", "nine ninth", "ten tenth", "eleven eleventh",
-         "twelve twelfth dozen")
+        (
+            "zero",
+            "one first once single",
+            "two second twice both double pair",
+            "three third",
+            "four fourth quarter",
+            "five fifth",
+            "six sixth",
+            "seven seventh",
+            "eight eighth",
+            "nine ninth",
+            "ten tenth",
+            "eleven eleventh",
+            "twelve twelfth dozen",
+        )
     )
     for word in words.split()
 }
@@ -170,7 +182,10 @@ def check_sentence_count(source: str, translation: str, slack: int) -> str | Non
     no sentence end (Thai) is not counted."""
     if not marks_sentences(visible_text(translation)):
         return None
-    (src_low, src_high), (out_low, out_high) = sentence_range(visible_text(source)), sentence_range(visible_text(translation))
+    (src_low, src_high), (out_low, out_high) = (
+        sentence_range(visible_text(source)),
+        sentence_range(visible_text(translation)),
+    )
     allowed = slack + src_high // 8
     if out_low - allowed <= src_high and src_low <= out_high + allowed:
         return None
@@ -220,7 +235,9 @@ class AdequacyVerdict:
     score: float | None  # the weakest scored field's cosine (None: no field had prose to score)
 
 
-def field_pairs(source: dict[str, str], translated: dict[str, str], may_stay_unchanged: frozenset[str]) -> list[FieldPair]:
+def field_pairs(
+    source: dict[str, str], translated: dict[str, str], may_stay_unchanged: frozenset[str]
+) -> list[FieldPair]:
     """The fields the gate looks at: every translated field, except one that may stay as it is
     (the text a task operates on) and did."""
     return [
@@ -250,7 +267,9 @@ def judge_pairs(pairs: Sequence[FieldPair], scores: dict[str, float], cfg, limit
     for pair in pairs if cfg.check_sentences else ():
         detail = check_sentence_count(pair.source, pair.translation, cfg.sentence_slack)
         if detail:
-            return AdequacyVerdict(make_reason("sentence_count", f"{pair.field}:{detail.partition(':')[2]}"), pair.field, weakest)
+            return AdequacyVerdict(
+                make_reason("sentence_count", f"{pair.field}:{detail.partition(':')[2]}"), pair.field, weakest
+            )
     return AdequacyVerdict(None, None, weakest)
 
 
@@ -302,7 +321,9 @@ class AdequacyCheck:
             self._limits[language.code] = gate_limits(self.cfg, language)
         return self._limits[language.code]
 
-    def __call__(self, source: dict[str, str], drafted: dict[str, str], language) -> tuple[str | None, str | None, dict]:
+    def __call__(
+        self, source: dict[str, str], drafted: dict[str, str], language
+    ) -> tuple[str | None, str | None, dict]:
         started = time.perf_counter()
         pairs = field_pairs(source, drafted, self.may_stay_unchanged)
         verdict = assess(self.encoder, pairs, self.cfg, self.limits(language))
@@ -332,7 +353,9 @@ class InstructionFitCheck:
             self._passages[text] = self.encoder.encode_passages([visible_text(text)])[0]
         return float(self.encoder.encode_queries([instruction])[0] @ self._passages[text])
 
-    def __call__(self, source: dict[str, str], drafted: dict[str, str], language) -> tuple[str | None, str | None, dict]:
+    def __call__(
+        self, source: dict[str, str], drafted: dict[str, str], language
+    ) -> tuple[str | None, str | None, dict]:
         slot = _SLOT.search(drafted["instruction"])
         if slot:  # "[insert instruction]" scored 0.80 against a text in the demo: no cosine is needed
             return make_reason("instruction_placeholder", slot.group()), "instruction", {}

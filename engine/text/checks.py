@@ -28,7 +28,7 @@ _LENGTH_EXEMPT_BELOW = 20  # chars; ratios on tiny strings swing wildly ("OK" ->
 
 _RUN_LIMIT = 10  # the same token or letter this many times in a row is a generation loop
 # A letter repeated _RUN_LIMIT times; digits excluded ("一共10000000000元" is a number).
-_LETTER_RUN = re.compile(r"([^\W\d_])\1{%d,}" % (_RUN_LIMIT - 1))
+_LETTER_RUN = re.compile(rf"([^\W\d_])\1{{{_RUN_LIMIT - 1},}}")
 # Scripts written without spaces between words: degeneration is measured on characters there.
 _UNSPACED_SCRIPTS = ("Japanese", "Thai")  # "Japanese" covers Han as well, hence Chinese
 

@@ -56,7 +56,9 @@ def _first_json_object(text: str) -> tuple[dict | None, str | None]:
     while position < len(text):
         candidate, why, position = _first_object(text, position)
         if candidate is None:  # no (further) object: the reason of what came before, unless cut off
-            return None, why if why == make_reason("parse_truncated") or reason == make_reason("parse_no_json") else reason
+            return None, why if why == make_reason("parse_truncated") or reason == make_reason(
+                "parse_no_json"
+            ) else reason
         data = _loads(candidate)
         if data is not None:
             return data, None

@@ -52,7 +52,7 @@ def layout(text: str, keep: Keep | None = None) -> tuple[list[str | int], list[s
     def cut(fragment: str, separator: re.Pattern[str]) -> None:
         position = 0
         for gap in separator.finditer(fragment):
-            piece(fragment[position:gap.start()])
+            piece(fragment[position : gap.start()])
             parts.append(gap.group())
             position = gap.end()
         piece(fragment[position:])
@@ -81,7 +81,9 @@ def markers_kept(source: str, translation: str) -> bool:
     return SENTINEL_RE.findall(source) == SENTINEL_RE.findall(translation)
 
 
-async def translate_fields(fields: dict[str, str], translate: Translate, keep: Keep | None = None) -> tuple[dict[str, str], int]:
+async def translate_fields(
+    fields: dict[str, str], translate: Translate, keep: Keep | None = None
+) -> tuple[dict[str, str], int]:
     """Each protected field translated around its markers, the markers kept in place, with one
     call to `translate` for every sentence of every field (and one more for the sentences whose
     markers the model did not keep); returns the fields and how many sentences needed that.
@@ -89,17 +91,19 @@ async def translate_fields(fields: dict[str, str], translate: Translate, keep: K
     layouts = {key: layout(text, keep) for key, text in fields.items()}
     units = [unit for _, field_units in layouts.values() for unit in field_units]
     done = await translate(units) if units else []
-    redo = [i for i, (unit, out) in enumerate(zip(units, done)) if SENTINEL_RE.search(unit) and not markers_kept(unit, out)]
+    redo = [
+        i for i, (unit, out) in enumerate(zip(units, done)) if SENTINEL_RE.search(unit) and not markers_kept(unit, out)
+    ]
     if redo:
         cuts = [_cut_at_markers(units[i]) for i in redo]
         pieces = await translate([p for _, cut_units in cuts for p in cut_units])
         position = 0
         for i, (parts, cut_units) in zip(redo, cuts):
-            done[i] = assemble(parts, pieces[position:position + len(cut_units)])
+            done[i] = assemble(parts, pieces[position : position + len(cut_units)])
             position += len(cut_units)
     result, position = {}, 0
     for key, (parts, field_units) in layouts.items():
-        result[key] = assemble(parts, done[position:position + len(field_units)])
+        result[key] = assemble(parts, done[position : position + len(field_units)])
         position += len(field_units)
     return result, len(redo)
 
@@ -114,7 +118,7 @@ def _cut_at_markers(unit: str) -> tuple[list[str | int], list[str]]:
             parts.append(fragment)
             continue
         core = fragment.strip()
-        lead, tail = fragment[: len(fragment) - len(fragment.lstrip())], fragment[len(fragment.rstrip()):]
+        lead, tail = fragment[: len(fragment) - len(fragment.lstrip())], fragment[len(fragment.rstrip()) :]
         if has_letters(core):
             parts += [lead, len(units), tail]
             units.append(core)

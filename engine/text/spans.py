@@ -64,9 +64,7 @@ _URL_CHAR = r"[^\s<>\"'`\[\]{}|\\^\u2000-\u206f\u3000-\u303f\uff00-\uffef]"
 _URL = re.compile(rf"(?<![A-Za-z0-9_@.])(?P<prefix>(?i:(?:https?|ftp)://|www\.)){_URL_CHAR}+")
 _URL_TRAILING = ".,;:!?*"
 
-_EMAIL = re.compile(
-    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
-)
+_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 
 _PLACEHOLDER = re.compile(
     r"\{\{[^{}\n]*\}\}"  # {{ jinja }}
@@ -174,9 +172,7 @@ def protect_many(texts: Sequence[str]) -> tuple[list[str], tuple[str, ...], tupl
     return protected, tuple(spans), tuple(kinds)
 
 
-def restore(
-    text: str, spans: Sequence[str], expected: Collection[int] | None = None
-) -> tuple[str | None, str | None]:
+def restore(text: str, spans: Sequence[str], expected: Collection[int] | None = None) -> tuple[str | None, str | None]:
     """Replace each sentinel in `text` by its span. Returns (restored_text, None) or (None, reason).
 
     `expected` is the set of sentinel numbers that must occur in THIS text exactly once (for

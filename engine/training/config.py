@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
-from engine.config import Section
+from engine.config import RayConfig, Section
 
 
 class FinetuneRun(Section):
@@ -87,13 +87,6 @@ class TrainExport(Section):
     """Dtype of the exported weights."""
 
 
-class TrainRay(Section):
-    address: str | None = None
-    """Ray cluster to join; None joins RAY_ADDRESS or a running cluster, else starts a local one."""
-    num_cpus: int | None = None
-    """CPUs of a locally started cluster (None: all). Logical: may exceed the cores."""
-
-
 class FinetuneConfig(Section):
     run: FinetuneRun = FinetuneRun()
     model: TrainModel = TrainModel()
@@ -103,10 +96,10 @@ class FinetuneConfig(Section):
     deepspeed: dict[str, Any] = Field(default_factory=dict)
     """DeepSpeed's JSON config, passed through (zero_optimization, bf16, optimizer, scheduler, ...)."""
     export: TrainExport = TrainExport()
-    ray: TrainRay = TrainRay()
+    ray: RayConfig = RayConfig()
 
     @model_validator(mode="after")
-    def _zero_stage(self) -> "FinetuneConfig":
+    def _zero_stage(self) -> FinetuneConfig:
         stage = self.deepspeed.get("zero_optimization", {}).get("stage", 0)
         if stage not in (0, 1, 2, 3):
             raise ValueError(f"deepspeed.zero_optimization.stage must be 0-3, got {stage!r}")
@@ -118,17 +111,21 @@ class FinetuneConfig(Section):
     def export_path(self) -> str:
         return self.export.path or str(Path(self.run.output_dir, "model"))
 
-    def with_absolute_paths(self) -> "FinetuneConfig":
+    def with_absolute_paths(self) -> FinetuneConfig:
         """Local paths made absolute (URIs untouched): workers need not share the driver's directory."""
 
         def local(path: str) -> str:
             return path if "://" in path else str(Path(path).resolve())
 
-        return self.model_copy(update={
-            "run": self.run.model_copy(update={"output_dir": local(self.run.output_dir), "storage_path": local(self.storage_path())}),
-            "export": self.export.model_copy(update={"path": local(self.export_path())}),
-            "data": self.data.model_copy(update={"dataset": local(self.data.dataset)}),
-        })
+        return self.model_copy(
+            update={
+                "run": self.run.model_copy(
+                    update={"output_dir": local(self.run.output_dir), "storage_path": local(self.storage_path())}
+                ),
+                "export": self.export.model_copy(update={"path": local(self.export_path())}),
+                "data": self.data.model_copy(update={"dataset": local(self.data.dataset)}),
+            }
+        )
 
 
 class EvalRun(Section):
@@ -209,7 +206,7 @@ class EvalCompute(Section):
     num_gpus: float = Field(default=0.0, ge=0.0)
     """GPUs per model actor (= tensor_parallel_size on GPUs)."""
     engine_threads: int | None = Field(default=None, ge=1)
-    """vLLM on CPU: cores the engine computes on, pinned (actors.vllm_generator.engine_env)."""
+    """vLLM on CPU: cores the engine computes on, pinned (actors.engines.vllm_generator.engine_env)."""
 
 
 class EvaluateConfig(Section):
@@ -223,12 +220,10 @@ class EvaluateConfig(Section):
     langid_model: str = "lid176"
     """fastText language-ID model: bundled 'lid176' or a path."""
     compute: EvalCompute = EvalCompute()
-    ray: TrainRay = TrainRay()
+    ray: RayConfig = RayConfig()
 
     @model_validator(mode="after")
-    def _some_prompts(self) -> "EvaluateConfig":
+    def _some_prompts(self) -> EvaluateConfig:
         if not self.prompts.files and not self.prompts.dataset:
             raise ValueError("prompts needs files, a dataset, or both")
         return self
-
-

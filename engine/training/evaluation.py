@@ -15,8 +15,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from engine.report.charts import figure, to_png
 from engine.languages import get_language
+from engine.report.charts import figure, to_png
 
 MODELS = ("base", "finetuned")
 ANSWER_JUDGE_VERSION = "answer_judge.v1"
@@ -30,7 +30,8 @@ ANSWER_JUDGE_SYSTEM = (
 ANSWER_CRITERIA = {
     "language": (
         "whether the answer is written in {language}, the language of the request",
-        "2 = entirely in natural {language}; 1 = mostly {language}, with parts in another language or awkward; 0 = mostly in another language, or empty.",
+        "2 = entirely in natural {language}; 1 = mostly {language}, with parts in another language or awkward; "
+        "0 = mostly in another language, or empty.",
     ),
     "helpfulness": (
         "whether the answer does what the request asks",
@@ -49,8 +50,13 @@ def language_name(code: str) -> str:
 def answer_judge_messages(criterion: str, lang: str, prompt: str, answer: str) -> list[dict]:
     name, rubric = ANSWER_CRITERIA[criterion]
     language = language_name(lang)
-    system = ANSWER_JUDGE_SYSTEM.format(language=language, criterion=name.format(language=language), rubric=rubric.format(language=language))
-    return [{"role": "system", "content": system}, {"role": "user", "content": f"Request:\n{prompt}\n\nAnswer:\n{answer}"}]
+    system = ANSWER_JUDGE_SYSTEM.format(
+        language=language, criterion=name.format(language=language), rubric=rubric.format(language=language)
+    )
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": f"Request:\n{prompt}\n\nAnswer:\n{answer}"},
+    ]
 
 
 def parse_prompt_lines(lines, source: str) -> list[dict]:
@@ -70,12 +76,22 @@ def parse_prompt_lines(lines, source: str) -> list[dict]:
         missing = [key for key in ("lang", "prompt") if not isinstance(row.get(key), str) or not row[key].strip()]
         if missing:
             raise ValueError(f"{source}:{number}: needs non-empty string fields {missing}")
-        prompt = {"id": str(row.get("id") or f"{source}:{number}"), "lang": row["lang"], "prompt": row["prompt"], "source": "file"}
-        for key, meaning in (("en", "the prompt in English"), ("seed_id", "the seed the prompt shares with its English version")):
+        prompt = {
+            "id": str(row.get("id") or f"{source}:{number}"),
+            "lang": row["lang"],
+            "prompt": row["prompt"],
+            "source": "file",
+        }
+        for key, meaning in (
+            ("en", "the prompt in English"),
+            ("seed_id", "the seed the prompt shares with its English version"),
+        ):
             if key not in row:
                 continue
             if not isinstance(row[key], str) or not row[key].strip():
-                raise ValueError(f"{source}:{number}: field '{key}' ({meaning}) must be a non-empty string, got {row[key]!r}")
+                raise ValueError(
+                    f"{source}:{number}: field '{key}' ({meaning}) must be a non-empty string, got {row[key]!r}"
+                )
             prompt[key] = row[key]
         prompts.append(prompt)
     return prompts
@@ -198,13 +214,24 @@ def mean_loss(sums: dict[str, list[float]]) -> dict[str, float]:
     return {lang: total / tokens for lang, (total, tokens) in sorted(sums.items()) if tokens}
 
 
-def build_report(name: str, models: dict[str, str], items: list[dict], losses: dict[str, dict] | None, criteria, seconds: float,
-                 encoder: str | None = None) -> dict:
+def build_report(
+    name: str,
+    models: dict[str, str],
+    items: list[dict],
+    losses: dict[str, dict] | None,
+    criteria,
+    seconds: float,
+    encoder: str | None = None,
+) -> dict:
     """The report; `encoder` names the consistency encoder (None: consistency was not measured)."""
     languages = sorted({item["lang"] for item in items} | set((losses or {}).get("base", {})))
     per_model = {
-        model: {"fidelity": fidelity(items, model), "judge": judge_means(items, model, criteria), "loss": (losses or {}).get(model, {}),
-                "consistency": consistency(items, model)}
+        model: {
+            "fidelity": fidelity(items, model),
+            "judge": judge_means(items, model, criteria),
+            "loss": (losses or {}).get(model, {}),
+            "consistency": consistency(items, model),
+        }
         for model in MODELS
     }
     table = {}
@@ -227,10 +254,22 @@ def build_report(name: str, models: dict[str, str], items: list[dict], losses: d
     }
     measured = None
     if encoder:
-        measured = {"encoder": encoder, "per_language": {model: per_model[model]["consistency"] for model in MODELS},
-                    "overall": {model: overall_consistency(items, model) for model in MODELS}}
-    return {"name": name, "models": models, "languages": table, "overall_fidelity": overall, "by_source": by_source,
-            "consistency": measured, "criteria": list(criteria), "answers": len(items), "seconds": round(seconds, 1)}
+        measured = {
+            "encoder": encoder,
+            "per_language": {model: per_model[model]["consistency"] for model in MODELS},
+            "overall": {model: overall_consistency(items, model) for model in MODELS},
+        }
+    return {
+        "name": name,
+        "models": models,
+        "languages": table,
+        "overall_fidelity": overall,
+        "by_source": by_source,
+        "consistency": measured,
+        "criteria": list(criteria),
+        "answers": len(items),
+        "seconds": round(seconds, 1),
+    }
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -246,8 +285,10 @@ def fidelity_lines(report: dict) -> list[str]:
         lines.append(f"{lang:<6}{row['prompts']:>8}{_fmt(base):>8}{_fmt(tuned):>8}{_fmt(delta):>8}")
     overall = report["overall_fidelity"]
     if overall["base"]:
-        lines.append(f"{'all':<6}{overall['base']['answers']:>8}{_fmt(overall['base']['share']):>8}{_fmt(overall['finetuned']['share']):>8}"
-                     f"{_fmt(overall['finetuned']['share'] - overall['base']['share']):>8}")
+        lines.append(
+            f"{'all':<6}{overall['base']['answers']:>8}{_fmt(overall['base']['share']):>8}{_fmt(overall['finetuned']['share']):>8}"
+            f"{_fmt(overall['finetuned']['share'] - overall['base']['share']):>8}"
+        )
     return lines
 
 
@@ -264,8 +305,10 @@ def consistency_lines(report: dict) -> list[str]:
         lines.append(f"{lang:<6}{row['consistency_n']:>8}{_fmt(base):>8}{_fmt(tuned):>8}{_fmt(delta):>8}")
     overall = report["consistency"]["overall"]
     if overall["base"] and overall["finetuned"]:
-        lines.append(f"{'all':<6}{overall['base']['n']:>8}{_fmt(overall['base']['mean']):>8}{_fmt(overall['finetuned']['mean']):>8}"
-                     f"{_fmt(overall['finetuned']['mean'] - overall['base']['mean']):>8}")
+        lines.append(
+            f"{'all':<6}{overall['base']['n']:>8}{_fmt(overall['base']['mean']):>8}{_fmt(overall['finetuned']['mean']):>8}"
+            f"{_fmt(overall['finetuned']['mean'] - overall['base']['mean']):>8}"
+        )
     return lines
 
 
@@ -294,19 +337,34 @@ def render_markdown(report: dict) -> str:
     for lang, row in report["languages"].items():
         cells = [lang, str(row["prompts"]), _fmt(row["base"]["fidelity"]), _fmt(row["finetuned"]["fidelity"])]
         if measured:
-            cells += [str(row["consistency_n"]), _fmt(row["base"]["consistency"]), _fmt(row["finetuned"]["consistency"])]
-        cells += [_fmt(row["base"]["judge"].get(c)) for c in criteria] + [_fmt(row["finetuned"]["judge"].get(c)) for c in criteria]
+            cells += [
+                str(row["consistency_n"]),
+                _fmt(row["base"]["consistency"]),
+                _fmt(row["finetuned"]["consistency"]),
+            ]
+        cells += [_fmt(row["base"]["judge"].get(c)) for c in criteria] + [
+            _fmt(row["finetuned"]["judge"].get(c)) for c in criteria
+        ]
         cells += [_fmt(row["base"]["loss"], 3), _fmt(row["finetuned"]["loss"], 3)]
         lines.append("| " + " | ".join(cells) + " |")
     overall = report["overall_fidelity"]
     if overall["base"]:
-        lines += ["", f"Overall fidelity: base {_fmt(overall['base']['share'])}, fine-tuned {_fmt(overall['finetuned']['share'])} "
-                  f"over {overall['base']['answers']} prompts. Sources: "
-                  + ", ".join(f"{s} ({sum(v['answers'] for v in m['base'].values())})" for s, m in report["by_source"].items()) + "."]
+        lines += [
+            "",
+            f"Overall fidelity: base {_fmt(overall['base']['share'])}, "
+            f"fine-tuned {_fmt(overall['finetuned']['share'])} over {overall['base']['answers']} prompts. Sources: "
+            + ", ".join(
+                f"{s} ({sum(v['answers'] for v in m['base'].values())})" for s, m in report["by_source"].items()
+            )
+            + ".",
+        ]
     if measured and measured["overall"]["base"]:
         both = measured["overall"]
-        lines += ["", f"Overall consistency: base {_fmt(both['base']['mean'])}, fine-tuned {_fmt(both['finetuned'].get('mean'))} "
-                  f"over {both['base']['n']} prompts paired with English."]
+        lines += [
+            "",
+            f"Overall consistency: base {_fmt(both['base']['mean'])}, fine-tuned {_fmt(both['finetuned'].get('mean'))} "
+            f"over {both['base']['n']} prompts paired with English.",
+        ]
     lines += ["", f"{report['answers']} prompts, {report['seconds']} s."]
     return "\n".join(lines) + "\n"
 
@@ -341,11 +399,16 @@ def plot_pairs(report: dict, metric: str, title: str, ylabel: str, criterion: st
 def plots(report: dict) -> dict[str, bytes]:
     """File name → PNG for every plot the report has data for."""
     out = {
-        "fidelity.png": plot_pairs(report, "fidelity", "Language fidelity: base vs fine-tuned", "share in the prompt's language"),
-        "consistency.png": plot_pairs(report, "consistency", "Cross-lingual consistency: answer vs answer to the English question",
-                                      "mean cosine"),
+        "fidelity.png": plot_pairs(
+            report, "fidelity", "Language fidelity: base vs fine-tuned", "share in the prompt's language"
+        ),
+        "consistency.png": plot_pairs(
+            report, "consistency", "Cross-lingual consistency: answer vs answer to the English question", "mean cosine"
+        ),
         "loss.png": plot_pairs(report, "loss", "Held-out loss per language", "mean completion-token loss"),
     }
     for criterion in report["criteria"]:
-        out[f"judge-{criterion}.png"] = plot_pairs(report, "judge", f"Judge: {criterion}", "mean score (0–2)", criterion)
+        out[f"judge-{criterion}.png"] = plot_pairs(
+            report, "judge", f"Judge: {criterion}", "mean score (0–2)", criterion
+        )
     return {name: png for name, png in out.items() if png}

@@ -12,8 +12,9 @@ import copy
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable
+from typing import Any
 
 IGNORE_INDEX = -100  # labels with this value carry no loss (torch's cross-entropy default)
 
@@ -28,7 +29,9 @@ def prompt_messages(row: dict) -> tuple[list[dict], str]:
         return [{"role": "user", "content": row["prompt"]}], row["completion"]
     messages = list(row.get("messages") or [])
     if not messages or messages[-1].get("role") != "assistant":
-        raise ValueError(f"row {row.get('id')!r} has neither prompt/completion nor messages ending in an assistant turn")
+        raise ValueError(
+            f"row {row.get('id')!r} has neither prompt/completion nor messages ending in an assistant turn"
+        )
     return [dict(m) for m in messages[:-1]], messages[-1]["content"]
 
 
@@ -44,7 +47,7 @@ def tokenize_example(tokenizer, messages: list[dict], completion: str, max_lengt
         [*messages, {"role": "assistant", "content": completion}], tokenize=False, add_generation_prompt=False
     )
     if full_text.startswith(prompt_text) and len(full_text) > len(prompt_text):
-        completion_text = full_text[len(prompt_text):]
+        completion_text = full_text[len(prompt_text) :]
     else:  # a template that rewrites earlier turns when an answer follows: plain text + EOS
         completion_text = completion + (tokenizer.eos_token or "")
     prompt_ids = list(tokenizer.encode(prompt_text, add_special_tokens=False))
@@ -78,7 +81,9 @@ def tokenize_rows(tokenizer, rows: Iterable[dict], max_length: int) -> tuple[lis
 TOKEN_COLUMNS = ("input_ids", "labels", "position_ids", "lang", "id")
 
 
-def tokenized_columns(tokenizer, rows: Iterable[dict], max_length: int, packing: bool) -> tuple[dict[str, list], Counter]:
+def tokenized_columns(
+    tokenizer, rows: Iterable[dict], max_length: int, packing: bool
+) -> tuple[dict[str, list], Counter]:
     """Built example rows → the training columns (TOKEN_COLUMNS), packed when asked, and the counters."""
     examples, counts = tokenize_rows(tokenizer, rows, max_length)
     if packing:
@@ -202,7 +207,7 @@ class TrainState:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "TrainState":
+    def from_json(cls, text: str) -> TrainState:
         return cls(**json.loads(text))
 
     def after_micro_batch(self, tokens: int) -> None:
@@ -253,7 +258,12 @@ class Window:
 
     def add(self, loss: float, rows: list[dict]) -> int:
         tokens, trained = count_tokens(rows)
-        self.loss, self.micro, self.tokens, self.trained = self.loss + loss, self.micro + 1, self.tokens + tokens, self.trained + trained
+        self.loss, self.micro, self.tokens, self.trained = (
+            self.loss + loss,
+            self.micro + 1,
+            self.tokens + tokens,
+            self.trained + trained,
+        )
         return tokens
 
     def totals(self) -> list[float]:
@@ -263,5 +273,10 @@ class Window:
     def metrics(totals: list[float], seconds: float) -> dict[str, float]:
         """Metrics from totals summed over every worker: mean loss, tokens/s of the whole group."""
         loss, micro, tokens, trained = totals
-        return {"loss": loss / max(micro, 1), "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
-                "tokens": tokens, "trained_tokens": trained, "seconds": seconds}
+        return {
+            "loss": loss / max(micro, 1),
+            "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
+            "tokens": tokens,
+            "trained_tokens": trained,
+            "seconds": seconds,
+        }

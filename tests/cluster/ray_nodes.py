@@ -29,7 +29,7 @@ def readme_commands(section: str = "On a Ray cluster") -> list[list[str]]:
     text = README.read_text(encoding="utf-8")
     heading = re.search(rf"^## {re.escape(section)}\n", text, re.M)
     assert heading, f"README.md has no '## {section}' section"
-    block = re.search(r"```bash\n(.*?)```", text[heading.end():], re.S)
+    block = re.search(r"```bash\n(.*?)```", text[heading.end() :], re.S)
     assert block, f"README.md's '{section}' section has no bash block"
     commands, current = [], ""
     for line in block.group(1).splitlines():
@@ -110,7 +110,9 @@ class LocalNode:
 
     def start(self, timeout: int = 240) -> None:
         with open(self.log, "w") as log:
-            process = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            process = subprocess.Popen(
+                self.args, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.pgid = process.pid
         returncode = process.wait(timeout=timeout)
         assert returncode == 0, f"ray start ({self.name}) failed:\n{self.log.read_text()[-3000:]}"

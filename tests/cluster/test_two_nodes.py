@@ -46,7 +46,9 @@ def wait_for_nodes(address: str, env: dict, count: int, timeout_s: float = 240) 
         nodes = [n for n in json.loads(listed.stdout) if n["state"] == "ALIVE"] if listed.returncode == 0 else []
         if len(nodes) == count:
             return nodes
-        assert time.monotonic() < deadline, f"{len(nodes)} of {count} nodes alive: {listed.stdout[-2000:]}{listed.stderr[-2000:]}"
+        assert time.monotonic() < deadline, (
+            f"{len(nodes)} of {count} nodes alive: {listed.stdout[-2000:]}{listed.stderr[-2000:]}"
+        )
         time.sleep(3)
 
 
@@ -56,14 +58,33 @@ def two_nodes():
     # (pytest's tmp_path plus Ray's session folder name is already too long for the dashboard's).
     root = Path(tempfile.mkdtemp(prefix="bf2n-", dir="/tmp"))
     # A token of this test's own: every node, the submitter and the state API must present it.
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
-           "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("RAY_ADDRESS", None)
     gcs_port, dashboard_port = free_port(), free_port()
     address = f"http://127.0.0.1:{dashboard_port}"
-    head = LocalNode("head", ["--head", f"--port={gcs_port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
-                              f"--ray-client-server-port={free_port()}", *node_args()], env, root / "h")
-    worker = LocalNode("worker", [f"--address=127.0.0.1:{gcs_port}", '--resources={"worker_node": 1}', *node_args()], env, root / "w")
+    head = LocalNode(
+        "head",
+        [
+            "--head",
+            f"--port={gcs_port}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard_port}",
+            f"--ray-client-server-port={free_port()}",
+            *node_args(),
+        ],
+        env,
+        root / "h",
+    )
+    worker = LocalNode(
+        "worker", [f"--address=127.0.0.1:{gcs_port}", '--resources={"worker_node": 1}', *node_args()], env, root / "w"
+    )
     try:
         head.start()
         worker.start()
@@ -71,7 +92,14 @@ def two_nodes():
         head_id = next(n["node_id"] for n in nodes if n["is_head_node"])
         worker_id = next(n["node_id"] for n in nodes if "worker_node" in n["resources_total"])
         assert head_id != worker_id
-        yield {"env": env, "address": address, "head_id": head_id, "worker_id": worker_id, "head": head, "worker": worker}
+        yield {
+            "env": env,
+            "address": address,
+            "head_id": head_id,
+            "worker_id": worker_id,
+            "head": head,
+            "worker": worker,
+        }
     finally:
         worker.stop()
         head.stop()
@@ -82,8 +110,20 @@ def two_nodes():
 
 
 def submit(address: str, env: dict, config_path: Path) -> tuple[str, str]:
-    argv = [str(BIN / "ray"), "job", "submit", f"--address={address}", "--runtime-env", str(RUNTIME_ENV), "--",
-            "python", "-m", "jobs.synthesize", "--config", str(config_path)]
+    argv = [
+        str(BIN / "ray"),
+        "job",
+        "submit",
+        f"--address={address}",
+        "--runtime-env",
+        str(RUNTIME_ENV),
+        "--",
+        "python",
+        "-m",
+        "jobs.synthesize",
+        "--config",
+        str(config_path),
+    ]
     # a few minutes alone; 13 minutes was seen with other test runs sharing the 2 cores
     return submit_job(argv, env, timeout=1500)
 
@@ -103,8 +143,14 @@ def test_job_runs_its_driver_on_the_head_and_its_generators_on_the_worker(two_no
         run_dir,
         languages={"targets": ["fr"]},
         plan={"quotas": {"high": 3, "mid": 3, "low": 3}},
-        compute={"actors": 1, "num_cpus_per_actor": 1, "engine_threads": 2, "batch_size": 3, "batches_in_flight": 1,
-                 "resources": {"worker_node": 1}},
+        compute={
+            "actors": 1,
+            "num_cpus_per_actor": 1,
+            "engine_threads": 2,
+            "batch_size": 3,
+            "batches_in_flight": 1,
+            "resources": {"worker_node": 1},
+        },
     )
     assert config["ray"]["num_cpus"], "a local-mode setting, as the demo configs have: joining must ignore it"
     config_path = write_config(tmp_path / "config.yaml", config)  # absolute paths: the job runs on this machine
@@ -133,8 +179,13 @@ def test_job_runs_its_driver_on_the_head_and_its_generators_on_the_worker(two_no
 
     # The runtime env (cluster/runtime_env.yaml: the working dir) travelled to the second node.
     # Ray leaves a `_ray_pkg_<hash>.zip.lock` beside the unpacked folder: folders only.
-    packages = [p for p in (two_nodes["worker"].temp_dir / "session_latest" / "runtime_resources" / "working_dir_files").glob("_ray_pkg_*")
-                if p.is_dir()]
+    packages = [
+        p
+        for p in (two_nodes["worker"].temp_dir / "session_latest" / "runtime_resources" / "working_dir_files").glob(
+            "_ray_pkg_*"
+        )
+        if p.is_dir()
+    ]
     assert packages and (packages[0] / "jobs" / "synthesize.py").exists(), packages
     assert not (packages[0] / "tests").exists(), "cluster/runtime_env.yaml excludes tests/ from the upload"
     print(

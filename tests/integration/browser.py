@@ -15,8 +15,15 @@ from pathlib import Path
 import pytest
 
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1280,2000",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,2000",
 ]
 
 
@@ -27,7 +34,9 @@ def chromium(page: Path, *args: str, fragment: str = "") -> str:
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         result = subprocess.run(
             [binary, *FLAGS, f"--user-data-dir={profile}", *args, f"{page.resolve().as_uri()}{fragment}"],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout

@@ -60,12 +60,18 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
-def run_job(config_path: Path, *extra: str, timeout: int = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_job(
+    config_path: Path, *extra: str, timeout: int = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run the job in a subprocess; `env` adds variables to this process's environment."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "jobs.synthesize", "--config", str(config_path), *extra],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -76,7 +82,7 @@ def job_error(stderr: str) -> str:
     starts = [i for i, line in enumerate(lines) if line.startswith("error: ")]
     assert starts, f"no error message in: {stderr[-2000:]}"
     message = []
-    for line in lines[starts[-1]:]:
+    for line in lines[starts[-1] :]:
         if message and line.startswith(("(", "\x1b[")):
             break
         message.append(line)
@@ -93,6 +99,6 @@ def read_report(run_dir: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def langid():
-    from actors.langid import FastTextLangId
+    from actors.engines.langid import FastTextLangId
 
     return FastTextLangId("lid176")

@@ -51,14 +51,14 @@ class RememberingEncoder:
 
 @pytest.fixture(scope="module")
 def encoder():
-    from actors.embed import load_embedder
+    from actors.engines.embed import load_embedder
 
     return RememberingEncoder(load_embedder(QualityConfig().encoder, threads=2))
 
 
 @pytest.fixture(scope="module")
 def langid():
-    from actors.langid import FastTextLangId
+    from actors.engines.langid import FastTextLangId
 
     return FastTextLangId()
 
@@ -86,7 +86,10 @@ def test_the_shipped_thresholds_are_a_fresh_fit(fresh):
         for field, value in record["thresholds"].items():
             assert old["thresholds"][field] == pytest.approx(value, abs=1e-3), (lang, field, rerun)
         assert (old["separable"], old["separates_meaning"], old["fallback"]) == (
-            record["separable"], record["separates_meaning"], record["fallback"]), (lang, rerun)
+            record["separable"],
+            record["separates_meaning"],
+            record["fallback"],
+        ), (lang, rerun)
 
 
 def test_every_language_meets_the_targets_where_its_threshold_decides(fresh):
@@ -143,7 +146,12 @@ _NONSENSE_GAP = pytest.mark.xfail(strict=True, reason="e5-small scores source-wo
 @pytest.mark.parametrize(
     ("kind", "group"),
     [
-        pytest.param(kind, group, id=f"{group}-{kind}", marks=_NONSENSE_GAP if (kind, group) == ("nonsense", "/non_latin") else ())
+        pytest.param(
+            kind,
+            group,
+            id=f"{group}-{kind}",
+            marks=_NONSENSE_GAP if (kind, group) == ("nonsense", "/non_latin") else (),
+        )
         for kind in MUST_REJECT
         for group in ("", "/latin", "/non_latin")
     ],

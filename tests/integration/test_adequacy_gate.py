@@ -63,7 +63,9 @@ def test_the_report_has_the_gates_section_with_the_thresholds_it_ran_with(run):
         assert entry["thresholds"] == STRICT and entry["source"] == "override"
         assert entry["low_similarity"] == sum((row["reason"] or "").startswith("low_similarity:") for row in mine)
         assert entry["accepted"] == sum(row["status"] == "accepted" and row["adequacy"] is not None for row in mine)
-        assert entry["drafts_rejected"] == sum(r.startswith("low_similarity:") for row in mine for r in row["attempt_reasons"] or [])
+        assert entry["drafts_rejected"] == sum(
+            r.startswith("low_similarity:") for row in mine for r in row["attempt_reasons"] or []
+        )
     page = (run_dir / "report.html").read_text()
     assert "<h2>Adequacy gate</h2>" in page and "thresholds from the config" in page
 
@@ -109,6 +111,9 @@ def test_round_trip_scores_accepted_drafts_and_books_its_tokens(round_trip_run):
             assert row["round_trip_chrf"] is None  # rejected by the loop: never sent back
     assert report["round_trip"]["tokens"] == sum(row["tokens_round_trip"] for row in rows) > 0
     assert report["round_trip"]["scored_rows"] == len(tripped)
-    assert report["round_trip"]["rejected_rows"] == sum(1 for row in rejected if (row["reason"] or "").startswith("round_trip"))
+    assert report["round_trip"]["rejected_rows"] == sum(
+        1 for row in rejected if (row["reason"] or "").startswith("round_trip")
+    )
     assert sum(row["completion_tokens"] for row in rows) == sum(
-        row["tokens_draft"] + row["tokens_judge"] + row["tokens_rewrite"] + row["tokens_round_trip"] for row in rows)
+        row["tokens_draft"] + row["tokens_judge"] + row["tokens_rewrite"] + row["tokens_round_trip"] for row in rows
+    )

@@ -30,8 +30,24 @@ PLOTTED = ("translation", "refinement", "tokens", "scaling", "cheap", "scale")  
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--tiny", "--suite", ",".join(SUITES), "--simulate", "refinement", "--wait-quiet", "0", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--tiny",
+            "--suite",
+            ",".join(SUITES),
+            "--simulate",
+            "refinement",
+            "--wait-quiet",
+            "0",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-4000:] + result.stdout[-4000:]
     [json_path] = out.glob("*.json")  # the adequacy suite's own JSON goes to scratch at this size
@@ -49,8 +65,16 @@ def test_the_run_records_machine_load_and_command(report):
     assert set(data["load_average_at_suite_start"]) == set(SUITES)
     assert data["command"].startswith("python -m benchmarks.run")
     markdown = (out / f"{data['date']}.md").read_text()
-    for heading in ("Translation, one pass", "Refinement", "Tokens per accepted example", "Scaling", "Cheap stages",
-                    "Where the CPU went", "Adequacy gate in (b)", "Adequacy gate on the labelled pairs"):
+    for heading in (
+        "Translation, one pass",
+        "Refinement",
+        "Tokens per accepted example",
+        "Scaling",
+        "Cheap stages",
+        "Where the CPU went",
+        "Adequacy gate in (b)",
+        "Adequacy gate on the labelled pairs",
+    ):
         assert heading in markdown
     assert "failed" not in markdown
     assert {p.name.removeprefix(f"{data['date']}-") for p in out.glob("*.png")} == {f"{s}.png" for s in PLOTTED}
@@ -68,16 +92,26 @@ def test_translation_runs_the_same_prompts_three_ways(report):
     mt = suite["cases"]["babelforge_mt"]  # the same stage into pt, drafted by the bundled machine translator
     assert "error" not in mt, mt.get("error")
     assert mt["rows"] == 3 and mt["generated_tokens"] == 0 and suite["ratios"]["mt_over_b_rows_per_s_generation"] > 0
-    for name in ("b_over_a_tokens_per_s_generation", "b_over_a_tokens_per_s_end_to_end", "b_over_c_tokens_per_s_end_to_end"):
+    for name in (
+        "b_over_a_tokens_per_s_generation",
+        "b_over_a_tokens_per_s_end_to_end",
+        "b_over_c_tokens_per_s_end_to_end",
+    ):
         assert suite["ratios"][name] > 0
     # Where the CPU went: the engine core and the driver in (a); Ray's own processes and the actor in (b).
     raw_cpu = suite["cases"]["raw_vllm"]["cpu_by_process"]
     assert {"driver", "vLLM engine core", "vLLM model worker"} <= set(raw_cpu["whole_case"]["classes"])
     assert raw_cpu["generation"]["case_cpu_s"] > 0 and raw_cpu["generation"]["wall_s"] > 0
     cpu = babelforge["cpu_by_process"]
-    assert {"driver", "raylet", "gcs_server", "translate actor", "vLLM engine core", "vLLM model worker"} <= set(cpu["whole_case"]["classes"])
-    # A local Ray starts no dashboard (actors.ray_session.local_defaults): Ray keeps its head process for usage stats alone.
-    assert "dashboard" not in cpu["whole_case"]["classes"] and "dashboard head, usage stats only" in cpu["whole_case"]["classes"]
+    assert {"driver", "raylet", "gcs_server", "translate actor", "vLLM engine core", "vLLM model worker"} <= set(
+        cpu["whole_case"]["classes"]
+    )
+    # A local Ray starts no dashboard (actors.dataflow.ray_session.local_defaults): Ray keeps its head process
+    # for usage stats alone.
+    assert (
+        "dashboard" not in cpu["whole_case"]["classes"]
+        and "dashboard head, usage stats only" in cpu["whole_case"]["classes"]
+    )
     assert "babelforge_ray_defaults" not in suite["cases"]  # --quick only
     assert 0 < cpu["generation"]["wall_s"] <= cpu["whole_case"]["wall_s"]
     assert 0 < cpu["generation"]["case_cpu_s"] <= cpu["whole_case"]["case_cpu_s"]
@@ -96,12 +130,20 @@ def test_the_refinement_chain_takes_babelforges_decisions(report):
     babelforge, chain = suite["cases"]["babelforge"], suite["cases"]["ray_data_llm_chain"]
     assert suite["workload"]["simulated"] and babelforge["simulated"] and chain["simulated"]
     # The fake judge scores 1 of 2: every valid row is rewritten twice and judged three times.
-    assert [stage["stage"] for stage in chain["stages"]] == ["translate", "judge 0", "rewrite 1", "judge 1", "rewrite 2", "judge 2"]
+    assert [stage["stage"] for stage in chain["stages"]] == [
+        "translate",
+        "judge 0",
+        "rewrite 1",
+        "judge 1",
+        "rewrite 2",
+        "judge 2",
+    ]
     assert suite["agreement"]["babelforge~ray_data_llm_chain"]["same_status"] == 1.0
     assert {row["rounds"] for row in babelforge["per_row"] if row["status"] == "accepted"} == {2}
     assert all(chain["phase_tokens"][phase] > 0 for phase in ("draft", "judge", "rewrite"))
     assert suite["ratios"]["chain_time_over_babelforge_time"] > 0
-    # Both arms on the span-free seeds and the benchmark's validation; judged and rewritten rows, engine start told apart.
+    # Both arms on the span-free seeds and the benchmark's validation; judged and rewritten rows, engine start
+    # told apart.
     assert suite["workload"]["seed_choice"]["chosen"] == babelforge["rows"] == chain["rows"] == 3
     assert suite["workload"]["settings"]["quality"]["adequacy"] is False
     for case in (babelforge, chain):
@@ -128,7 +170,8 @@ def test_scaling_is_labelled_a_simulation_and_measures_memory(report):
     cases = suite["scaling"]["cases"]
     assert [case["actors"] for case in cases] == [1, 2]
     # jobs.synthesize's pool hands an actor more batches than its rows in flight fill (compute.batches_per_actor):
-    # batches wait for row slots, and the generator sees rows of several batches but never more than rows_in_flight (64).
+    # batches wait for row slots, and the generator sees rows of several batches but never more than
+    # rows_in_flight (64).
     assert max(case["peak_batches_per_actor"] for case in cases) > 4
     for case in cases:
         assert case["rows"] == case["actors"] * 16 * 4 * 4 and case["rows_per_s_end_to_end"] > 0
@@ -139,7 +182,9 @@ def test_scaling_is_labelled_a_simulation_and_measures_memory(report):
     assert [case["actors"] for case in tail] == [1, 2]
     for case in tail:
         assert 16 < case["peak_in_flight_per_actor"] <= 64 and case["in_flight_series"]
-        assert case["ideal_rows_per_s"] == pytest.approx(case["actors"] * 64 / case["realised_mean_latency_s"], rel=0.01)
+        assert case["ideal_rows_per_s"] == pytest.approx(
+            case["actors"] * 64 / case["realised_mean_latency_s"], rel=0.01
+        )
     memory = suite["memory"]
     assert memory["plan_only"]["rows"] >= 2000 and memory["plan_only"]["peak_rss_after_plan_mib"] > 0
     assert memory["plan_and_stream"]["streamed_rows"] == memory["plan_and_stream"]["rows"]
@@ -150,16 +195,26 @@ def test_scale_measures_every_stage_of_the_job_and_the_production_plan(report):
     assert "SIMULATED" in suite["label"] and suite["languages"] == 50
     [case] = suite["cases"]  # tiny: one size
     assert case["planned"] > 2000 and case["adds_up"] and case["shards"] >= 1
-    assert case["accepted"] > 0.9 * case["planned"], "the lenient validation lets the simulated rows through in every language"
+    assert case["accepted"] > 0.9 * case["planned"], (
+        "the lenient validation lets the simulated rows through in every language"
+    )
     assert case["accepted"] + case["rejected"] == case["planned"]
-    # The build on Ray Data has a fixed cost of a minute or more at any size: tests/integration/test_build_distributed.py runs it.
+    # The build on Ray Data has a fixed cost of a minute or more at any size:
+    # tests/integration/test_build_distributed.py runs it.
     assert list(case["stages"]) == ["plan", "generation", "finalise"] and "build_max_rows" in case["build_skipped"]
     for stage in case["stages"].values():
         assert stage["wall_s"] > 0 and 50 < stage["driver_peak_rss_mib"] < 4096
-        assert 20 < stage["driver_peak_private_mib"] <= stage["driver_peak_rss_mib"], "private memory is part of the RSS"
-    assert case["stages"]["generation"]["largest_worker_peak_rss_mib"] > 50 and case["stages"]["generation"]["workers_seen"] >= 2
+        assert 20 < stage["driver_peak_private_mib"] <= stage["driver_peak_rss_mib"], (
+            "private memory is part of the RSS"
+        )
+    assert (
+        case["stages"]["generation"]["largest_worker_peak_rss_mib"] > 50
+        and case["stages"]["generation"]["workers_seen"] >= 2
+    )
     production = suite["production_plan"]
-    assert list(production["stages"]) == ["plan"] and production["planned"] == 50 * suite["seeds"]  # quotas over 1,000 seeds: all
+    assert (
+        list(production["stages"]) == ["plan"] and production["planned"] == 50 * suite["seeds"]
+    )  # quotas over 1,000 seeds: all
 
 
 def test_cheap_stages_compare_pools_with_direct_calls(report):

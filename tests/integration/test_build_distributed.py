@@ -1,4 +1,4 @@
-"""The distributed build (actors/build_pipeline.py on Ray Data): the examples it writes depend on
+"""The distributed build (actors/dataflow/build_pipeline.py on Ray Data): the examples it writes depend on
 the rows and the config alone, not on how many blocks the rows come in, and they are the examples
 of the plain in-memory reference build (tests/reference_build.py) over the same rows."""
 
@@ -29,15 +29,31 @@ BUILD = {
     # A size cap below what the modes hold, so CrossIn keeps a rank cut of each mode.
     "crossin": {"modes": {"en_x": 2, "x_en": 1, "x_x": 1, "translation": 1}, "size": 90},
     # A flat temperature with an anchor share: sw is upsampled (repeats), the others cut.
-    "mix": {"ratios": {"sphinx": 2, "crossin": 1, "transllm": 1, "qalign_question": 1}, "anchor_share": 0.3, "temperature": 5.0, "size": 400},
+    "mix": {
+        "ratios": {"sphinx": 2, "crossin": 1, "transllm": 1, "qalign_question": 1},
+        "anchor_share": 0.3,
+        "temperature": 5.0,
+        "size": 400,
+    },
 }
 
 
 def accepted_rows() -> list[dict]:
     rows = [make_row(seed, lang) for lang, seeds in LANGS.items() for seed in seeds]
     # X-Instruction generation rows: no English original (builders that need one skip them).
-    rows += [make_row(100 + i, "fr", src_instruction="", src_input="", src_output="Un texte.",
-                      instruction=f"Describe place {i}. Answer in French.", input="", output=f"Un texte {i}.") for i in range(5)]
+    rows += [
+        make_row(
+            100 + i,
+            "fr",
+            src_instruction="",
+            src_input="",
+            src_output="Un texte.",
+            instruction=f"Describe place {i}. Answer in French.",
+            input="",
+            output=f"Un texte {i}.",
+        )
+        for i in range(5)
+    ]
     return rows
 
 
@@ -47,9 +63,16 @@ def run_dir(tmp_path_factory) -> Path:
     rows = accepted_rows()
     for lang in LANGS:  # the layout jobs.synthesize's finalise writes: a dataset by language
         (run_dir / "accepted.parquet" / lang).mkdir(parents=True)
-        pq.write_table(to_table([r for r in rows if r["lang"] == lang]), run_dir / "accepted.parquet" / lang / "part-00000.parquet")
-    config = {"run": {"name": "distributed", "output_dir": str(run_dir)}, "seeds": {"paths": ["s.jsonl"]},
-              "languages": {"targets": list(LANGS)}, "ray": {"num_cpus": 2}, "build": BUILD}
+        pq.write_table(
+            to_table([r for r in rows if r["lang"] == lang]), run_dir / "accepted.parquet" / lang / "part-00000.parquet"
+        )
+    config = {
+        "run": {"name": "distributed", "output_dir": str(run_dir)},
+        "seeds": {"paths": ["s.jsonl"]},
+        "languages": {"targets": list(LANGS)},
+        "ray": {"num_cpus": 2},
+        "build": BUILD,
+    }
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     (run_dir / "report.json").write_text(json.dumps({"accepted": len(rows)}))
     return run_dir
@@ -89,7 +112,15 @@ def test_examples_do_not_depend_on_partitions_and_match_the_in_memory_build(run_
     built = build_datasets(accepted_rows(), config.build)
     reference = summarise(built, redacted(config)["build"], config.model.license)
     assert one == reference, "the counts are those of the in-memory build"
-    assert set(one["datasets"]) == {"sphinx", "crossin", "qalign_question", "qalign_response", "xinstruction", "transllm", "mix"}
+    assert set(one["datasets"]) == {
+        "sphinx",
+        "crossin",
+        "qalign_question",
+        "qalign_response",
+        "xinstruction",
+        "transllm",
+        "mix",
+    }
     for name, splits in built.splits.items():
         for split, examples in splits.items():
             first = read_split(tmp_path / "one", name, split)
@@ -103,8 +134,15 @@ def test_examples_do_not_depend_on_partitions_and_match_the_in_memory_build(run_
     assert mix["train"] == 400 and mix["repeated_train_rows"] > 0
     sw = [row for row in pq.read_table(tmp_path / "one/mix/train.parquet").to_pylist() if row["lang"] == "sw"]
     assert Counter(row["id"] for row in sw).most_common(1)[0][1] > 1
-    held_out = {row["seed_id"] for name in one["datasets"] for row in pq.read_table(tmp_path / "one" / name / "validation.parquet").to_pylist()} \
-        if all((tmp_path / "one" / n / "validation.parquet").exists() for n in one["datasets"]) else set()
+    held_out = (
+        {
+            row["seed_id"]
+            for name in one["datasets"]
+            for row in pq.read_table(tmp_path / "one" / name / "validation.parquet").to_pylist()
+        }
+        if all((tmp_path / "one" / n / "validation.parquet").exists() for n in one["datasets"])
+        else set()
+    )
     assert held_out
     for name in one["datasets"]:
         for row in pq.read_table(tmp_path / "one" / name / "train.parquet").to_pylist():
@@ -120,8 +158,13 @@ def test_a_run_with_one_accepted_row_builds_like_the_in_memory_build(ray_session
     run_dir = tmp_path / "run"
     (run_dir / "accepted.parquet" / "fr").mkdir(parents=True)
     pq.write_table(to_table([row]), run_dir / "accepted.parquet/fr/part-00000.parquet")
-    config_dict = {"run": {"name": "one-row", "output_dir": str(run_dir)}, "seeds": {"paths": ["s.jsonl"]},
-                   "languages": {"targets": ["fr"]}, "ray": {"num_cpus": 2}, "build": {**BUILD, "validation_share": 0.0}}
+    config_dict = {
+        "run": {"name": "one-row", "output_dir": str(run_dir)},
+        "seeds": {"paths": ["s.jsonl"]},
+        "languages": {"targets": ["fr"]},
+        "ray": {"num_cpus": 2},
+        "build": {**BUILD, "validation_share": 0.0},
+    }
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config_dict))
     config = load_config(run_dir / "config.yaml", [])
     summary = build_run(run_dir, config, tmp_path / "out", partitions=3)
@@ -137,8 +180,17 @@ def test_jobs_build_cli_builds_into_the_run_folder_and_records_the_counts(run_di
     report = json.loads((run_dir / "report.json").read_text())
     assert report["accepted"] == len(accepted_rows()), "the run's own counts stay"
     assert report["datasets"]["sphinx"] == built["datasets"]["sphinx"]
-    assert sorted(p.name for p in run_dir.iterdir()) == ["accepted.parquet", "config.yaml", "datasets", "report.json"], "no staging left"
-    jsonl = [line for part in (run_dir / "datasets/transllm/train.jsonl").glob("part-*.jsonl") for line in part.read_text().splitlines()]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "accepted.parquet",
+        "config.yaml",
+        "datasets",
+        "report.json",
+    ], "no staging left"
+    jsonl = [
+        line
+        for part in (run_dir / "datasets/transllm/train.jsonl").glob("part-*.jsonl")
+        for line in part.read_text().splitlines()
+    ]
     assert len(jsonl) == built["datasets"]["transllm"]["train"]
 
 
@@ -147,7 +199,8 @@ def test_jobs_build_rebuilds_an_older_single_file_run_folder_without_importing_v
     script = (
         "import sys\n"
         "from jobs.build import main\n"
-        f"code = main(['--run', {str(run_dir)!r}, '--set', 'build.builders=[sphinx, crossin]', '--set', 'build.sphinx.shots=3', '--set', 'ray.num_cpus=2'])\n"
+        f"code = main(['--run', {str(run_dir)!r}, '--set', 'build.builders=[sphinx, crossin]', "
+        "'--set', 'build.sphinx.shots=3', '--set', 'ray.num_cpus=2'])\n"
         # Ray runs the build now; the models stay out of it.
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('vllm', 'torch'))\n"
         "assert not heavy, heavy\n"

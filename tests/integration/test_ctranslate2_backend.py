@@ -45,14 +45,18 @@ def build_tokenizer(folder: Path) -> list[str]:
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    tok.train_from_iterator([s for pair in SENTENCES for s in pair],
-                            trainers.BpeTrainer(vocab_size=300, special_tokens=["</s>", "<unk>", ">>por<<"]))
+    tok.train_from_iterator(
+        [s for pair in SENTENCES for s in pair],
+        trainers.BpeTrainer(vocab_size=300, special_tokens=["</s>", "<unk>", ">>por<<"]),
+    )
     # <pad> last, as in OPUS-MT: CTranslate2's Marian converter drops the last vocabulary entry.
     tok.add_special_tokens(["<pad>"])
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>",
-                                                       special_tokens=[("</s>", tok.token_to_id("</s>"))])
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
-                                      model_max_length=MAX_POSITIONS)
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
+    )
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>", model_max_length=MAX_POSITIONS
+    )
     return [Path(path).name for path in wrapped.save_pretrained(folder)]
 
 
@@ -69,9 +73,18 @@ def model_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     # A large init_std makes the random outputs depend on the input, so the order checks mean something.
     config = MarianConfig(
-        vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=MAX_POSITIONS,
-        init_std=1.0, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=MAX_POSITIONS,
+        init_std=1.0,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.pad_token_id,
     )
     MarianMTModel(config).save_pretrained(hf_dir)
@@ -82,10 +95,9 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def backend(model_dir):
-    from actors.mt_ctranslate2 import CTranslate2Backend
+    from actors.engines.mt_ctranslate2 import CTranslate2Backend
 
-    backend = CTranslate2Backend(str(model_dir), convention="marian", batch_size=8,
-                                 max_decoding_length=24)
+    backend = CTranslate2Backend(str(model_dir), convention="marian", batch_size=8, max_decoding_length=24)
     yield backend
     backend.close()
 
@@ -109,7 +121,7 @@ def test_batch_keeps_order_and_blanks(backend):
 
 
 def test_smaller_batch_size_splits_and_is_deterministic(model_dir, backend):
-    from actors.mt_ctranslate2 import CTranslate2Backend
+    from actors.engines.mt_ctranslate2 import CTranslate2Backend
 
     portuguese = LANGUAGES["pt"]
     expected = backend.translate_batch(TEXTS, portuguese)
@@ -130,7 +142,7 @@ def test_languages_under_the_marian_convention(backend):
 
 
 def test_multi_target_convention_uses_the_labels_the_vocabulary_has(model_dir, backend):
-    from actors.mt_ctranslate2 import CTranslate2Backend
+    from actors.engines.mt_ctranslate2 import CTranslate2Backend
 
     multi = CTranslate2Backend(str(model_dir), convention="marian-multi", max_decoding_length=24)
     try:
@@ -147,36 +159,44 @@ def test_multi_target_convention_uses_the_labels_the_vocabulary_has(model_dir, b
 
 
 def test_unknown_convention_is_refused(model_dir):
-    from actors.mt_ctranslate2 import CTranslate2Backend
+    from actors.engines.mt_ctranslate2 import CTranslate2Backend
 
     with pytest.raises(ValueError, match="nllb"):
         CTranslate2Backend(str(model_dir), convention="opus")
 
 
 def test_the_job_s_machine_translator_restores_every_span_around_the_model_s_output(model_dir):
-    """mt.backend ctranslate2 as a run configures it (actors.machine_translation), drafting a row
+    """mt.backend ctranslate2 as a run configures it (actors.engines.machine_translation), drafting a row
     through the row machine's own cutting: whatever the random model writes, every protected span
     comes back byte-exact, because none of them ever reached it."""
     import asyncio
 
-    from actors.machine_translation import build_machine_translator
+    from actors.engines.machine_translation import build_machine_translator
     from engine.config import parse_config
     from engine.languages import get_language
     from engine.text.segments import translate_fields
     from engine.text.spans import SENTINEL_RE, protect_many, restore
 
-    config = parse_config({
-        "seeds": {"paths": ["unused.jsonl"]}, "languages": {"targets": ["pt"]}, "translators": {"pt": "mt"},
-        "mt": {"backend": "ctranslate2", "model": str(model_dir), "codes": "marian", "batch_size": 4},
-    })
+    config = parse_config(
+        {
+            "seeds": {"paths": ["unused.jsonl"]},
+            "languages": {"targets": ["pt"]},
+            "translators": {"pt": "mt"},
+            "mt": {"backend": "ctranslate2", "model": str(model_dir), "codes": "marian", "batch_size": 4},
+        }
+    )
     machine = build_machine_translator(config)
     assert machine.model_name == f"ctranslate2:{model_dir.name}" and machine.backend == "ctranslate2"
-    sources = ["Run `ls -la` in the folder.\n```\nprint('hi')\n```", "See https://example.org/a_(b) and {name}. Then $x^2$."]
+    sources = [
+        "Run `ls -la` in the folder.\n```\nprint('hi')\n```",
+        "See https://example.org/a_(b) and {name}. Then $x^2$.",
+    ]
     protected, spans, _ = protect_many(sources)
 
     async def draft():
-        return await translate_fields(dict(zip(("instruction", "output"), protected)),
-                                      lambda units: machine.translate(units, get_language("pt")))
+        return await translate_fields(
+            dict(zip(("instruction", "output"), protected)), lambda units: machine.translate(units, get_language("pt"))
+        )
 
     fields, _ = asyncio.run(draft())
     assert machine.batches >= 1 and machine.texts >= 4

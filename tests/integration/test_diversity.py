@@ -10,13 +10,13 @@ from statistics import mean
 import numpy as np
 import pytest
 
-from engine.selection.cluster import assign_clusters, fit_centroids
+from actors.dataflow.seed_selection import CACHE_NAME, SeedSelector
 from engine.config import parse_config
-from engine.languages import resolve_languages
 from engine.inputs.plan import build_task_plan
-from engine.recipes import plan_run
 from engine.inputs.seeds import load_seed_table, task_texts
-from actors.seed_selection import CACHE_NAME, SeedSelector
+from engine.languages import resolve_languages
+from engine.recipes import plan_run
+from engine.selection.cluster import assign_clusters, fit_centroids
 from tests.integration.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -27,7 +27,7 @@ HIGH = ["ar", "de", "es", "fr", "hi", "id", "it", "ja", "ko", "nl", "pl", "pt", 
 
 @pytest.fixture(scope="module")
 def embedder():
-    from actors.embed import Embedder
+    from actors.engines.embed import Embedder
 
     return Embedder("minilm-l6")
 
@@ -59,7 +59,11 @@ def test_stratified_selection_covers_more_clusters_than_uniform(seeds_and_vector
     clusters = {seed_id: int(label) for seed_id, label in zip(seeds.column("id").to_pylist(), labels)}
     languages, quotas = resolve_languages(HIGH), {"high": quota, "mid": quota, "low": quota}
     uniform = build_task_plan(seeds, languages, "per_language", quotas, 0, "sphinx", "v1").tasks().to_pylist()
-    stratified = build_task_plan(seeds, languages, "per_language", quotas, 0, "sphinx", "v1", np.asarray(labels, dtype=np.int64)).tasks().to_pylist()
+    stratified = (
+        build_task_plan(seeds, languages, "per_language", quotas, 0, "sphinx", "v1", np.asarray(labels, dtype=np.int64))
+        .tasks()
+        .to_pylist()
+    )
     covered_uniform = [clusters_covered(uniform, clusters, lang) for lang in HIGH]
     covered_stratified = [clusters_covered(stratified, clusters, lang) for lang in HIGH]
     assert all(s >= u for s, u in zip(covered_stratified, covered_uniform))
@@ -81,9 +85,9 @@ def test_minilm_clusters_follow_the_seed_categories(seeds_and_vectors):
 def test_embed_actor_pool_matches_direct_encoding(local_ray, embedder, seeds_and_vectors):
     import pyarrow as pa
 
-    from actors.embed import arrow_to_vectors
+    from actors.dataflow.clustering import embed_dataset
+    from actors.engines.embed import arrow_to_vectors
     from engine.config import SelectConfig
-    from actors.clustering import embed_dataset
 
     seeds, vectors = seeds_and_vectors
     table = pa.table({"pos": range(40), "text": task_texts(seeds.slice(0, 40))})

@@ -1,4 +1,4 @@
-"""Finalise's languages as Ray tasks (actors/finalise_tasks.py), the way a job that runs Ray
+"""Finalise's languages as Ray tasks (actors/dataflow/finalise_tasks.py), the way a job that runs Ray
 finalises: the same files and report as finalising in the driver, language by language, and the
 near-duplicate counts of the copies of the step that ran on the workers come back."""
 
@@ -32,5 +32,7 @@ def test_finalise_on_ray_writes_what_the_driver_writes(tmp_path, caplog):
     for name in ("accepted.jsonl", "rejected.jsonl", "report.md"):
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes(), name
     for status in (ACCEPTED, REJECTED):
-        assert pq.read_table(tmp_path / "local" / f"{status}.parquet").equals(pq.read_table(tmp_path / "ray" / f"{status}.parquet"))
+        assert pq.read_table(tmp_path / "local" / f"{status}.parquet").equals(
+            pq.read_table(tmp_path / "ray" / f"{status}.parquet")
+        )
     assert not (tmp_path / "ray/.by-language").exists()

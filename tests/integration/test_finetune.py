@@ -24,18 +24,24 @@ pytestmark = pytest.mark.integration
 
 STEPS = 4
 PAIRS = {
-    "fr": [("Quelle est la capitale de la France ?", "La capitale de la France est Paris."),
-           ("Combien font deux plus trois ?", "Deux plus trois font cinq."),
-           ("Nomme un animal qui vit dans la mer.", "Le dauphin vit dans la mer."),
-           ("Que boit-on au petit-déjeuner ?", "On boit souvent du café ou du thé.")],
-    "es": [("¿Cuál es la capital de España?", "La capital de España es Madrid."),
-           ("¿Cuánto es cuatro más cinco?", "Cuatro más cinco es nueve."),
-           ("Nombra una fruta tropical.", "El mango es una fruta tropical."),
-           ("¿Qué estación viene después del invierno?", "Después del invierno viene la primavera.")],
-    "de": [("Was ist die Hauptstadt von Deutschland?", "Die Hauptstadt von Deutschland ist Berlin."),
-           ("Wie viel ist sieben minus zwei?", "Sieben minus zwei ist fünf."),
-           ("Nenne einen Wochentag.", "Der Montag ist ein Wochentag."),
-           ("Welche Farbe hat Gras?", "Gras ist grün.")],
+    "fr": [
+        ("Quelle est la capitale de la France ?", "La capitale de la France est Paris."),
+        ("Combien font deux plus trois ?", "Deux plus trois font cinq."),
+        ("Nomme un animal qui vit dans la mer.", "Le dauphin vit dans la mer."),
+        ("Que boit-on au petit-déjeuner ?", "On boit souvent du café ou du thé."),
+    ],
+    "es": [
+        ("¿Cuál es la capital de España?", "La capital de España es Madrid."),
+        ("¿Cuánto es cuatro más cinco?", "Cuatro más cinco es nueve."),
+        ("Nombra una fruta tropical.", "El mango es una fruta tropical."),
+        ("¿Qué estación viene después del invierno?", "Después del invierno viene la primavera."),
+    ],
+    "de": [
+        ("Was ist die Hauptstadt von Deutschland?", "Die Hauptstadt von Deutschland ist Berlin."),
+        ("Wie viel ist sieben minus zwei?", "Sieben minus zwei ist fünf."),
+        ("Nenne einen Wochentag.", "Der Montag ist ein Wochentag."),
+        ("Welche Farbe hat Gras?", "Gras ist grün."),
+    ],
 }
 
 
@@ -46,7 +52,8 @@ def dataset(tmp_path_factory) -> Path:
     folder.mkdir()
     rows = [
         make_example("sphinx", "0-shot", prompt, completion, [{"id": f"{lang}{i}", "seed_id": f"seed-{i}"}], lang, lang)
-        for lang, pairs in PAIRS.items() for i, (prompt, completion) in enumerate(pairs)
+        for lang, pairs in PAIRS.items()
+        for i, (prompt, completion) in enumerate(pairs)
     ]
     pq.write_table(pa.Table.from_pylist(rows, schema=EXAMPLE_SCHEMA), folder / "train.parquet")
     pq.write_table(pa.Table.from_pylist(rows[::4], schema=EXAMPLE_SCHEMA), folder / "validation.parquet")
@@ -60,17 +67,26 @@ def finetune_config(out: Path, dataset: Path, stage: int, checkpoint_every: int)
         "train": {"max_steps": STEPS, "log_every": 1, "checkpoint_every": checkpoint_every, "keep_checkpoints": 1},
         "scaling": {"num_workers": 2, "use_gpu": False, "resources_per_worker": {"CPU": 1}},
         # Constant learning rate (no warmup): each of the few steps moves the weights.
-        "deepspeed": {"train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 1, "zero_optimization": {"stage": stage},
-                      "optimizer": {"type": "AdamW", "params": {"lr": 2.0e-4, "torch_adam": True}}},
+        "deepspeed": {
+            "train_micro_batch_size_per_gpu": 1,
+            "gradient_accumulation_steps": 1,
+            "zero_optimization": {"stage": stage},
+            "optimizer": {"type": "AdamW", "params": {"lr": 2.0e-4, "torch_adam": True}},
+        },
         "ray": {"num_cpus": 3},
     }
 
 
 def launch(config: Path, log: Path) -> subprocess.Popen:
     # Its own session, so the kill below takes the driver and the Ray cluster it started, nothing else.
-    return subprocess.Popen([sys.executable, "-m", "jobs.finetune", "--config", str(config)], cwd=ROOT,
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "PYTHONUNBUFFERED": "1"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "jobs.finetune", "--config", str(config)],
+        cwd=ROOT,
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def registered_step(storage: Path) -> int | None:
@@ -105,7 +121,9 @@ def zero2(tmp_path_factory, dataset):
         pass  # it ended by itself: the assertion below says how
     first.wait(60)
     killed_at = registered_step(storage)
-    assert killed_at == 2, f"expected a kill right after the step-2 checkpoint, got {killed_at}:\n{log.read_text()[-3000:]}"
+    assert killed_at == 2, (
+        f"expected a kill right after the step-2 checkpoint, got {killed_at}:\n{log.read_text()[-3000:]}"
+    )
     before = len(metrics_lines(out))
     second = launch(config, log)
     assert second.wait(900) == 0, log.read_text()[-5000:]
@@ -126,7 +144,7 @@ def zero3(tmp_path_factory, dataset):
 def changed_tensors(export: Path) -> tuple[int, int]:
     from safetensors.torch import load_file
 
-    from actors.models import resolve_model
+    from actors.engines.models import resolve_model
 
     base = load_file(Path(resolve_model("smollm2-135m-instruct")) / "model.safetensors")
     tuned = load_file(export / "model.safetensors")
@@ -143,7 +161,11 @@ def test_zero2_run_trains_checkpoints_and_resumes_where_it_was_killed(zero2):
     latest = zero2["storage"] / "checkpoint_step0000004"
     assert registered_step(zero2["storage"]) == STEPS
     assert (latest / "train_state.json").exists() and (latest / "latest").read_text().strip() == "ds"
-    assert {p.name for p in (latest / "ds").iterdir()} >= {"mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"}
+    assert {p.name for p in (latest / "ds").iterdir()} >= {
+        "mp_rank_00_model_states.pt",
+        "zero_pp_rank_0_mp_rank_00_optim_states.pt",
+        "zero_pp_rank_1_mp_rank_00_optim_states.pt",
+    }
     assert not (zero2["storage"] / "checkpoint_step0000002").exists(), "keep_checkpoints: 1 deletes the older one"
     changed, total = changed_tensors(zero2["out"] / "model")
     assert changed > total // 2, f"only {changed} of {total} tensors moved"
@@ -175,7 +197,9 @@ def test_export_loads_in_transformers_with_tied_weights_and_chat_template(zero2)
     model = AutoModelForCausalLM.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Bonjour"}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Bonjour"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     with torch.no_grad():
         logits = model(**ids).logits
     assert torch.isfinite(logits).all()
@@ -187,7 +211,8 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 if __name__ == "__main__":
     from vllm import LLM, SamplingParams
     llm = LLM(model=sys.argv[1], enforce_eager=True, max_model_len=512)
-    out = llm.chat([[{"role": "user", "content": "Quelle est la capitale de la France ?"}]], SamplingParams(max_tokens=16, temperature=0))
+    messages = [{"role": "user", "content": "Quelle est la capitale de la France ?"}]
+    out = llm.chat([messages], SamplingParams(max_tokens=16, temperature=0))
     print("RESULT " + json.dumps({"text": out[0].outputs[0].text, "tokens": len(out[0].outputs[0].token_ids)}))
 """
 
@@ -196,7 +221,13 @@ def test_vllm_loads_the_zero3_export_and_generates(zero3, tmp_path):
     # A subprocess: vLLM spawns its engine core, which needs a __main__ guard.
     script = tmp_path / "generate.py"
     script.write_text(VLLM_SCRIPT)
-    result = subprocess.run([sys.executable, str(script), str(zero3["out"] / "model")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(script), str(zero3["out"] / "model")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
     out = json.loads(line.removeprefix("RESULT "))
@@ -206,12 +237,14 @@ def test_vllm_loads_the_zero3_export_and_generates(zero3, tmp_path):
 def test_real_chat_template_masks_the_prompt_exactly_as_inference_sees_it():
     from transformers import AutoTokenizer
 
-    from actors.models import resolve_model
+    from actors.engines.models import resolve_model
     from engine.training.loop import IGNORE_INDEX, tokenize_example
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m-instruct"))
     messages = [{"role": "user", "content": "Quelle est la capitale de la France ?"}]
     ex = tokenize_example(tokenizer, messages, "Paris.", 256)
-    prompt = tokenizer.encode(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), add_special_tokens=False)
+    prompt = tokenizer.encode(
+        tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), add_special_tokens=False
+    )
     assert ex["input_ids"][: len(prompt)] == prompt
     assert tokenizer.decode([i for i in ex["labels"] if i != IGNORE_INDEX]) == "Paris.<|im_end|>\n"

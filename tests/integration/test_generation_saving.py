@@ -1,4 +1,4 @@
-"""The generation stage's rows are saved by Ray workers (actors/shard_writer.py): the driver
+"""The generation stage's rows are saved by Ray workers (actors/dataflow/shard_writer.py): the driver
 buffers references to the pool's blocks and never reads a generated row, so its memory does not
 grow with what the run generates. The job's own plan, pool and save_rows() on real Ray, over an
 actor that answers every task with a large accepted row (no model: the rows' size is the point).
@@ -33,7 +33,9 @@ SCRIPT = textwrap.dedent(
     from benchmarks.harness import own_rss_mib
     from engine.config import parse_config
     from engine.records import ACCEPTED, SCHEMA
-    from jobs.synthesize import init_ray, plan_job, pool_options, save_rows, task_blocks
+    from actors.dataflow.ray_session import init_ray
+    from actors.dataflow.planning import plan_job
+    from actors.dataflow.generation import pool_options, save_rows, task_blocks
 
     run_dir, row_bytes, shard_rows, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     logging.basicConfig(level=logging.INFO)  # the job's progress lines
@@ -45,7 +47,10 @@ SCRIPT = textwrap.dedent(
 
         def __call__(self, batch):
             rows = batch.num_rows
-            columns = {f.name: batch.column(f.name).cast(f.type) if f.name in batch.column_names else pa.nulls(rows, f.type) for f in SCHEMA}
+            columns = {
+                f.name: batch.column(f.name).cast(f.type) if f.name in batch.column_names else pa.nulls(rows, f.type)
+                for f in SCHEMA
+            }
             columns.update(status=pa.array([ACCEPTED] * rows), output=pa.array([self.text] * rows),
                            completion_tokens=pa.array([7] * rows, pa.int64()))
             return pa.table(columns, schema=SCHEMA)
@@ -65,7 +70,7 @@ SCRIPT = textwrap.dedent(
 
     start = {field: own_rss_mib(field) for field in ("VmRSS", "RssShmem")}
     threading.Thread(target=sample, daemon=True).start()
-    init_ray(config)
+    init_ray(config.ray)
     blocks, size = task_blocks(config, planned.todo)  # the job's generation stage, the big-answer actor in the pool
     save_rows(config, planned, planned.todo, blocks.map_batches(BigAnswerActor, **pool_options(config, size)))
     stop.set()
@@ -77,8 +82,13 @@ SCRIPT = textwrap.dedent(
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("saving") / "run"
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(run_dir), str(ROW_BYTES), str(SHARD_ROWS), str(BATCH)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(run_dir), str(ROW_BYTES), str(SHARD_ROWS), str(BATCH)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     line = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")][-1]
     return run_dir, json.loads(line.removeprefix("RESULT ")), done.stderr
@@ -92,7 +102,10 @@ def test_every_planned_row_is_saved_once_in_shards_of_the_configured_size(genera
     assert len(ids) == len(set(ids)) == result["planned"] == 5_600
     sizes = [table.num_rows for table in tables]
     # A shard closes at the first block that takes it to SHARD_ROWS: at most one batch over.
-    assert all(size <= SHARD_ROWS + BATCH for size in sizes) and sum(size >= SHARD_ROWS for size in sizes) >= len(sizes) - 1, sizes
+    assert (
+        all(size <= SHARD_ROWS + BATCH for size in sizes)
+        and sum(size >= SHARD_ROWS for size in sizes) >= len(sizes) - 1
+    ), sizes
     assert all(len(text) == ROW_BYTES for table in tables for text in table.column("output").to_pylist()[:3])
     assert "rows 5600/5600  accepted 5600" in log, "progress counts come back from the writers"
 
@@ -101,7 +114,9 @@ def test_the_driver_maps_none_of_the_generated_rows(generated):
     _, result, _ = generated
     written_mib = 5_600 * ROW_BYTES / 2**20
     grown = {field: result["peak"][field] - result["start"][field] for field in ("VmRSS", "RssShmem")}
-    assert grown["RssShmem"] < 0.1 * written_mib, f"the driver mapped the rows' object store pages: {grown}, {written_mib:.0f} MiB written"
+    assert grown["RssShmem"] < 0.1 * written_mib, (
+        f"the driver mapped the rows' object store pages: {grown}, {written_mib:.0f} MiB written"
+    )
     assert grown["VmRSS"] < 0.5 * written_mib, grown
 
 

@@ -21,7 +21,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.cluster.ray_nodes import BIN, LocalNode, actor_error_lines, free_port, port_args, ray_cli, readme_commands, replace_option, replace_override, split_env, submit_job
+from tests.cluster.ray_nodes import (
+    BIN,
+    LocalNode,
+    actor_error_lines,
+    free_port,
+    port_args,
+    ray_cli,
+    readme_commands,
+    replace_option,
+    replace_override,
+    split_env,
+    submit_job,
+)
 from tests.integration.conftest import ROOT, read_report
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
@@ -43,11 +55,13 @@ def test_the_readme_shows_a_command_a_reader_can_paste():
     assert env == {"RAY_AUTH_MODE": "token"}, "Ray 2.60 clusters require the token"
     assert "--head" in start and "--dashboard-host" in start
     assert f"--address={README_ADDRESS}" in argv or argv[argv.index("--address") + 1] == README_ADDRESS
-    entry = argv[argv.index("--") + 1:]
+    entry = argv[argv.index("--") + 1 :]
     assert entry[:3] == ["python", "-m", "jobs.synthesize"]
     config = entry[entry.index("--config") + 1]
     assert (ROOT / config).exists(), config
-    assert yaml.safe_load((ROOT / config).read_text())["ray"]["num_cpus"], "the shipped demo config keeps its local-mode setting"
+    assert yaml.safe_load((ROOT / config).read_text())["ray"]["num_cpus"], (
+        "the shipped demo config keeps its local-mode setting"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +71,23 @@ def readme_head():
     # Short: a node's Unix sockets live under its temp dir, and AF_UNIX paths end at 107 bytes.
     root = Path(tempfile.mkdtemp(prefix="bfjs-", dir="/tmp"))
     # The node's PATH decides which `python` a submitted entrypoint runs: the project's venv.
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_AUTH_MODE": "token", "HOME": os.environ.get("HOME", "/root"),
-           "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "RAY_AUTH_MODE": "token",
+        "HOME": os.environ.get("HOME", "/root"),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("RAY_ADDRESS", None)
     dashboard_port = free_port()
-    args = [*start[2:], f"--port={free_port()}", f"--dashboard-port={dashboard_port}", f"--ray-client-server-port={free_port()}", *port_args()]
+    args = [
+        *start[2:],
+        f"--port={free_port()}",
+        f"--dashboard-port={dashboard_port}",
+        f"--ray-client-server-port={free_port()}",
+        *port_args(),
+    ]
     head = LocalNode("head", args, env, root / "h")
     try:
         head.start()

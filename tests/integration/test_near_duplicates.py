@@ -29,7 +29,12 @@ SECTIONS = {
     "dedup": {"exact": False, "near_threshold": None, "output_near_threshold": 0.5},
     "build": {"enabled": False},
     "validation": {"length_ratio": [0.05, 20.0]},
-    "quality": {"min_similarity": LOW, "min_similarity_non_latin": LOW, "check_numbers": False, "check_sentences": False},
+    "quality": {
+        "min_similarity": LOW,
+        "min_similarity_non_latin": LOW,
+        "check_numbers": False,
+        "check_sentences": False,
+    },
 }
 
 
@@ -38,7 +43,9 @@ def run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("near") / "run"
     seeds = run_dir.parent / "general.jsonl"
     lines = (ROOT / "data/seeds/english_seeds.jsonl").read_text(encoding="utf-8").splitlines()
-    seeds.write_text("".join(line + "\n" for line in lines if json.loads(line)["category"] == "general"), encoding="utf-8")
+    seeds.write_text(
+        "".join(line + "\n" for line in lines if json.loads(line)["category"] == "general"), encoding="utf-8"
+    )
     config = tiny_config(run_dir, seeds={"paths": [str(seeds)]}, **SECTIONS)
     result = run_job(write_config(run_dir.parent / "near.yaml", config))
     assert result.returncode == 0, result.stderr[-4000:]
@@ -60,7 +67,9 @@ def test_near_duplicates_are_rejected_naming_a_kept_row_of_their_language(run):
     spans_by_language = defaultdict(list)
     for row in accepted:
         spans_by_language[row["lang"]].append(tuple(sorted(row["protected_spans"])))
-    assert all(len(set(spans)) == len(spans) for spans in spans_by_language.values()), "one kept row per language and spans"
+    assert all(len(set(spans)) == len(spans) for spans in spans_by_language.values()), (
+        "one kept row per language and spans"
+    )
     assert report["reject_reasons"]["near_duplicate_of"] == len(near)
     lines = (run / "rejected.jsonl").read_text(encoding="utf-8").splitlines()
     assert lines and not any("output_embedding" in json.loads(line) for line in lines)

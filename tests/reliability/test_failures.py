@@ -24,7 +24,10 @@ def start_job(config_path: Path, log: Path) -> subprocess.Popen:
     handle = open(log, "w")
     return subprocess.Popen(
         [sys.executable, "-m", "jobs.synthesize", "--config", str(config_path)],
-        cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=ROOT,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
@@ -60,13 +63,23 @@ def all_ids(run_dir: Path) -> list[str]:
 
 # What these tests need is rows finishing one after another, not good rows: one attempt of at most
 # 256 tokens per field, seeds drawn uniformly (no clustering), no build at the end.
-QUICK_ROWS = {"generation": {"max_tokens": 256}, "validation": {"max_attempts": 1}, "select": {"by": "uniform"}, "build": {"enabled": False}}
+QUICK_ROWS = {
+    "generation": {"max_tokens": 256},
+    "validation": {"max_attempts": 1},
+    "select": {"by": "uniform"},
+    "build": {"enabled": False},
+}
 
 
 def small_config(run_dir: Path | str, **sections) -> dict:
     # Batches and shards of 4: several shards, so a kill can land between them.
-    return tiny_config(run_dir, run={"shard_rows": 4}, plan={"quotas": {"high": 8, "mid": 4, "low": 2}},
-                       compute={"batch_size": 4, "batches_in_flight": 2}, **{**QUICK_ROWS, **sections})
+    return tiny_config(
+        run_dir,
+        run={"shard_rows": 4},
+        plan={"quotas": {"high": 8, "mid": 4, "low": 2}},
+        compute={"batch_size": 4, "batches_in_flight": 2},
+        **{**QUICK_ROWS, **sections},
+    )
 
 
 def test_sigkill_mid_run_then_rerun_finishes_every_row_exactly_once(tmp_path):
@@ -100,6 +113,7 @@ def test_a_killed_actor_is_replaced_and_its_batch_redone(tmp_path):
     config_path = write_config(tmp_path / "config.yaml", small_config(run_dir))
     job = start_job(config_path, tmp_path / "job.log")
     try:
+
         def actor_busy():
             return bool(shards(run_dir)) and bool(translate_actor_pids())
 
@@ -124,7 +138,8 @@ def test_a_killed_actor_is_replaced_and_its_batch_redone(tmp_path):
 
 def translate_actor_pids() -> list[int]:
     return [
-        p.pid for p in psutil.process_iter(["cmdline"])
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
         if any("MapBatches(TranslateActor)" in part for part in (p.info["cmdline"] or []))
     ]
 

@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from engine.rows.prompts import translate_messages
 from engine.records import ACCEPTED, REJECTED
+from engine.rows.prompts import translate_messages
 from engine.text.spans import protect_many, restore
 from tests.unit.test_translate_state_machine import FakeGenerator, make_task, make_translator
 
@@ -50,7 +50,9 @@ def echo_translation(messages):
 
 @pytest.mark.parametrize("text", HOSTILE)
 def test_hostile_seed_is_translated_as_text_or_rejected(text):
-    row = asyncio.run(make_translator(FakeGenerator(echo_translation))(make_task(text, "La réponse est simple et courte.")))
+    row = asyncio.run(
+        make_translator(FakeGenerator(echo_translation))(make_task(text, "La réponse est simple et courte."))
+    )
     assert row["status"] in (ACCEPTED, REJECTED)
     if row["status"] == ACCEPTED:
         assert row["instruction"] == f"le {text}", "spans restored exactly, nothing else changed"
@@ -84,6 +86,7 @@ def test_rows_never_see_each_others_text():
 
     translator = make_translator(FakeGenerator(answer))
     tasks = [make_task(text, f"Réponse numéro {i} pour le test.", seed_id=f"s{i}") for i, text in enumerate(HOSTILE)]
+
     async def all_rows():
         return await asyncio.gather(*(translator(task) for task in tasks))
 

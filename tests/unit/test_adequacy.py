@@ -21,7 +21,11 @@ from engine.text.adequacy import (
     "source, translation, expected",
     [
         ("A recipe for 4 people uses 300 g of flour.", "Ein Rezept für 4 Personen verwendet 300 g Mehl.", None),
-        ("A recipe for 4 people uses 300 g of flour.", "Ein Rezept für 6 Personen verwendet 300 g Mehl.", "numbers_changed"),
+        (
+            "A recipe for 4 people uses 300 g of flour.",
+            "Ein Rezept für 6 Personen verwendet 300 g Mehl.",
+            "numbers_changed",
+        ),
         ("It costs 1,000.50 dollars.", "Cela coûte 1 000,50 dollars.", None),  # separators of another locale
         ("It costs 1,000 dollars.", "Es kostet 1.000 Dollar.", None),
         ("Take 3.5 cups.", "Prenez 3,5 tasses.", None),
@@ -57,7 +61,7 @@ def test_numbers_counts_digit_strings():
         ("पहला वाक्य। दूसरा वाक्य।", 2),
         ("هل هذا سؤال؟ نعم.", 2),
         ("- item one\n- item two\n- item three", 3),
-        ("He said \"Stop.\" Then he left.", 2),
+        ('He said "Stop." Then he left.', 2),
         ("", 0),
         ("...", 0),
     ],
@@ -109,17 +113,27 @@ class FakeEncoder:
     encode_queries = encode_passages
 
 
-LATIN = SimilarityThresholds(instruction=0.88, input=0.84, output=0.84)  # a language's thresholds, as the calibration gives them
+LATIN = SimilarityThresholds(
+    instruction=0.88, input=0.84, output=0.84
+)  # a language's thresholds, as the calibration gives them
 
 
 def test_verdict_order_and_weakest_score():
     cfg = QualityConfig()
-    src, good, bad = "Explain why the sky is blue.", "Expliquez pourquoi le ciel est bleu.", "Le lado de la ciela est bleu."
+    src, good, bad = (
+        "Explain why the sky is blue.",
+        "Expliquez pourquoi le ciel est bleu.",
+        "Le lado de la ciela est bleu.",
+    )
     encoder = FakeEncoder({src: [1, 0], good: [0.95, 0.312], bad: [0.7, 0.714]})
     ok = assess(encoder, [FieldPair("instruction", src, good)], cfg, LATIN)
     assert ok.reason is None and ok.score == pytest.approx(0.95, abs=1e-3)
     low = assess(encoder, [FieldPair("instruction", src, good), FieldPair("output", src, bad)], cfg, LATIN)
-    assert low.reason == "low_similarity:output:0.70" and low.field == "output" and low.score == pytest.approx(0.7, abs=1e-3)
+    assert (
+        low.reason == "low_similarity:output:0.70"
+        and low.field == "output"
+        and low.score == pytest.approx(0.7, abs=1e-3)
+    )
     off = assess(encoder, [FieldPair("output", src, bad)], cfg.model_copy(update={"adequacy": False}), LATIN)
     assert off.reason is None and off.score == pytest.approx(0.7, abs=1e-3)  # the column is filled all the same
 

@@ -9,21 +9,37 @@ from engine.report.plots import PLOTS
 from tests.unit.test_html_report import PNG, make_rows, row
 from tests.unit.test_store_report import build_report
 
-RESOLVED = {"encoder": "multilingual-e5-small", "file": "data/calibration/thresholds/multilingual-e5-small.json",
-            "digest": "sha256:0123456789abcdef0123", "date": "2026-12-06",
-            "languages": {"fr": {"instruction": 0.904, "input": 0.851, "output": 0.851},
-                          "ja": {"instruction": 0.862, "input": 0.846, "output": 0.846}},
-            "sources": {"fr": "own", "ja": "own"}}
-CONFIG = {"run": {"name": "gate"}, "recipe": "sphinx", "model": {"name": "m"},
-          "quality": {"adequacy": True, "encoder": "multilingual-e5-small", "resolved_gate": RESOLVED}}
+RESOLVED = {
+    "encoder": "multilingual-e5-small",
+    "file": "data/calibration/thresholds/multilingual-e5-small.json",
+    "digest": "sha256:0123456789abcdef0123",
+    "date": "2026-12-06",
+    "languages": {
+        "fr": {"instruction": 0.904, "input": 0.851, "output": 0.851},
+        "ja": {"instruction": 0.862, "input": 0.846, "output": 0.846},
+    },
+    "sources": {"fr": "own", "ja": "own"},
+}
+CONFIG = {
+    "run": {"name": "gate"},
+    "recipe": "sphinx",
+    "model": {"name": "m"},
+    "quality": {"adequacy": True, "encoder": "multilingual-e5-small", "resolved_gate": RESOLVED},
+}
 
 
 def rows():
     return make_rows(
         row("a", adequacy=0.93),
         row("b", adequacy=0.95, attempt_reasons=["low_similarity:output:0.71"], attempts=2),  # retried, then kept
-        row("c", status=REJECTED, adequacy=0.71, reason="low_similarity:output:0.71",
-            attempt_reasons=["low_similarity:output:0.70", "low_similarity:output:0.71"], attempts=2),
+        row(
+            "c",
+            status=REJECTED,
+            adequacy=0.71,
+            reason="low_similarity:output:0.71",
+            attempt_reasons=["low_similarity:output:0.70", "low_similarity:output:0.71"],
+            attempts=2,
+        ),
         row("d", status=REJECTED, adequacy=0.92, reason="numbers_changed:output"),
         row("e", status=REJECTED, adequacy=None),  # stopped by language ID: never scored
         row("f", lang="ja", adequacy=0.90),
@@ -44,14 +60,16 @@ def test_the_gate_section_counts_rows_drafts_and_scores_per_language():
 def test_the_page_shows_the_gate_with_its_plot_and_calibration():
     report = build_report(to_table(rows()), 7, 0, 1.0, CONFIG)
     page = build_html(report, rows(), {name: PNG + b"stand-in" for name in PLOTS})
-    section = page[page.index("<h2>Adequacy gate</h2>"):page.index("<h2>Plots</h2>")]
+    section = page[page.index("<h2>Adequacy gate</h2>") : page.index("<h2>Plots</h2>")]
     assert "data/calibration/thresholds/multilingual-e5-small.json" in section and "sha256:0123456789ab" in section
     assert "0.904 / 0.851" in section and section.count("<img") == 1
     assert '<img alt="Adequacy gate' in section
 
 
 def test_no_section_without_a_quality_config_and_a_note_with_the_gate_off():
-    assert build_report(to_table(rows()), 7, 0, 1.0, {k: v for k, v in CONFIG.items() if k != "quality"})["gate"] is None
+    assert (
+        build_report(to_table(rows()), 7, 0, 1.0, {k: v for k, v in CONFIG.items() if k != "quality"})["gate"] is None
+    )
     off = build_report(to_table(rows()), 7, 0, 1.0, {**CONFIG, "quality": {"adequacy": False}})
     assert off["gate"] == {"enabled": False}
     assert "Off in this run" in build_html(off, [], {})

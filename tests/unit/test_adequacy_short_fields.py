@@ -23,7 +23,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def encoder():
-    from actors.embed import load_embedder
+    from actors.engines.embed import load_embedder
 
     return load_embedder("multilingual-e5-small", threads=1)
 

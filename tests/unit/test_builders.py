@@ -1,5 +1,5 @@
 """Ring (a): the builders' pool, the split by seed, and sPhinX LANG N-shot on hand-made rows, through
-the build jobs.build runs (actors/build_pipeline.py, here in one process: tests/local_build.py)."""
+the build jobs.build runs (actors/dataflow/build_pipeline.py, here in one process: tests/local_build.py)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,9 @@ def held_out(p: Pool, share: float, seed: int = 0) -> frozenset[str]:
     return split_seeds(p.seeds, share, seed)
 
 
-def build_sphinx(p: Pool, shots: int, retrieval: str, include_english: bool, seed: int, embed=None, validation_seeds=frozenset()) -> list[dict]:
+def build_sphinx(
+    p: Pool, shots: int, retrieval: str, include_english: bool, seed: int, embed=None, validation_seeds=frozenset()
+) -> list[dict]:
     """sPhinX as the build runs it: language_examples once per language group, the seeds' English
     originals (english_of_seed, from each seed's rows) as the 'en' group when included."""
     config = BuildConfig(seed=seed, sphinx={"shots": shots, "retrieval": retrieval, "include_english": include_english})
@@ -65,7 +67,11 @@ def build_sphinx(p: Pool, shots: int, retrieval: str, include_english: bool, see
         for row in p.rows:
             by_seed[row["seed_id"]].append(row)
         groups["en"] = [original for rows in by_seed.values() if (original := english_of_seed(rows))]
-    return [e for lang, rows in sorted(groups.items()) for e in language_examples(lang, rows, config, validation_seeds.__contains__, embed)]
+    return [
+        e
+        for lang, rows in sorted(groups.items())
+        for e in language_examples(lang, rows, config, validation_seeds.__contains__, embed)
+    ]
 
 
 def as_multiset(rows: list[dict]) -> list[str]:
@@ -92,13 +98,25 @@ def test_pool_derives_one_english_original_per_seed_from_the_source_fields():
     p = pool()
     assert set(p.english) == {f"s{i:02d}" for i in range(14)}
     english = p.english["s03"]
-    assert (english["lang"], english["instruction"], english["input"], english["output"]) == ("en", "English instruction 3", "English input 3", "English answer 3")
+    assert (english["lang"], english["instruction"], english["input"], english["output"]) == (
+        "en",
+        "English instruction 3",
+        "English input 3",
+        "English answer 3",
+    )
     assert english["model"] is None, "no model wrote the English text"
     assert set(p.by_seed["s05"]) == {"en", "fr", "de"} and set(p.by_seed["s00"]) == {"en", "fr", "ja"}
 
 
 def test_rows_without_an_english_original_stay_in_the_pool_but_are_not_aligned():
-    generated = make_row(50, "fr", src_instruction="", src_input="", src_output="texte français", instruction="Describe it. Answer in French.")
+    generated = make_row(
+        50,
+        "fr",
+        src_instruction="",
+        src_input="",
+        src_output="texte français",
+        instruction="Describe it. Answer in French.",
+    )
     p = pool(rows=[*make_rows(), generated])
     assert generated["id"] in {row["id"] for row in p.rows}
     assert "s50" not in p.english and "s50" not in p.by_seed and "s50" in p.seeds
@@ -110,10 +128,14 @@ def test_two_rows_of_one_seed_and_language_are_a_run_problem():
         build_pool([make_row(1, "fr"), make_row(1, "fr", id="other")])
 
 
-@pytest.mark.parametrize("share, seeds, expected", [(0.2, 14, 3), (0.1, 14, 1), (0.01, 14, 1), (0.0, 14, 0), (0.5, 1, 0), (0.9, 3, 2)])
+@pytest.mark.parametrize(
+    "share, seeds, expected", [(0.2, 14, 3), (0.1, 14, 1), (0.01, 14, 1), (0.0, 14, 0), (0.5, 1, 0), (0.9, 3, 2)]
+)
 def test_split_holds_out_a_share_of_seeds(share, seeds, expected, tmp_path):
     assert validation_count(seeds, share) == expected
-    summary, built = build_and_read(make_rows({"fr": range(seeds)}), BuildConfig(builders=("qalign",), validation_share=share), tmp_path)
+    summary, built = build_and_read(
+        make_rows({"fr": range(seeds)}), BuildConfig(builders=("qalign",), validation_share=share), tmp_path
+    )
     assert summary["seeds"]["validation"] == len(held_seeds(built)) == expected
 
 
@@ -121,7 +143,9 @@ def test_split_is_deterministic_and_moves_with_the_seed(tmp_path):
     rows = make_rows({"fr": range(40)})
 
     def held(rows, seed, out):
-        return held_seeds(build_and_read(rows, BuildConfig(builders=("qalign",), validation_share=0.25, seed=seed), tmp_path / out)[1])
+        return held_seeds(
+            build_and_read(rows, BuildConfig(builders=("qalign",), validation_share=0.25, seed=seed), tmp_path / out)[1]
+        )
 
     assert held(rows, 0, "a") == held(list(reversed(rows)), 0, "b")
     assert held(rows, 0, "a") != held(rows, 1, "c")
@@ -143,28 +167,51 @@ def test_every_dataset_keeps_each_seed_on_one_side_in_every_language(tmp_path):
 
 def test_the_same_rows_and_config_build_the_same_datasets(tmp_path):
     config = BuildConfig(validation_share=0.2, sphinx={"shots": 3}, mix={"anchor_share": 0.5, "temperature": 2.0})
-    assert build_and_read(make_rows(), config, tmp_path / "a") == build_and_read(list(reversed(make_rows())), config, tmp_path / "b")
+    assert build_and_read(make_rows(), config, tmp_path / "a") == build_and_read(
+        list(reversed(make_rows())), config, tmp_path / "b"
+    )
 
 
 def test_the_build_makes_the_examples_and_counts_of_the_reference_build(tmp_path):
     """What the distributed build keeps by cuts found from counts (the split, CrossIn's size, the
     mix) is what the plain reference build keeps by sorting (tests/reference_build.py)."""
-    rows = [*make_rows({"fr": range(0, 30), "de": range(10, 40), "sw": range(25, 29)}),
-            make_row(90, "fr", src_instruction="", src_input="", src_output="Un texte.", instruction="Describe it. Answer in French.")]
-    build = BuildConfig(validation_share=0.2, seed=7, crossin={"modes": {"en_x": 2, "x_en": 1, "x_x": 1, "translation": 1}, "size": 60},
-                        mix={"ratios": {"sphinx": 2, "crossin": 1, "transllm": 1}, "anchor_share": 0.3, "temperature": 5.0, "size": 200})
+    rows = [
+        *make_rows({"fr": range(0, 30), "de": range(10, 40), "sw": range(25, 29)}),
+        make_row(
+            90,
+            "fr",
+            src_instruction="",
+            src_input="",
+            src_output="Un texte.",
+            instruction="Describe it. Answer in French.",
+        ),
+    ]
+    build = BuildConfig(
+        validation_share=0.2,
+        seed=7,
+        crossin={"modes": {"en_x": 2, "x_en": 1, "x_x": 1, "translation": 1}, "size": 60},
+        mix={
+            "ratios": {"sphinx": 2, "crossin": 1, "transllm": 1},
+            "anchor_share": 0.3,
+            "temperature": 5.0,
+            "size": 200,
+        },
+    )
     config = run_config(build)
     summary, built = build_and_read(rows, config, tmp_path)
     reference = build_datasets(rows, build)
     assert summary == summarise(reference, redacted(config)["build"], config.model.license)
-    assert summary["datasets"]["mix"]["repeated_train_rows"] > 0 and summary["datasets"]["crossin"]["train"] + summary["datasets"]["crossin"]["validation"] == 60
+    assert (
+        summary["datasets"]["mix"]["repeated_train_rows"] > 0
+        and summary["datasets"]["crossin"]["train"] + summary["datasets"]["crossin"]["validation"] == 60
+    )
     for name, splits in reference.splits.items():
         for split, examples in splits.items():
             assert as_multiset(built.get(name, {}).get(split, [])) == as_multiset(examples), (name, split)
 
 
 def test_a_build_from_no_rows_lists_every_dataset_empty_as_the_reference_does():
-    from actors.build_pipeline import empty_summary
+    from actors.dataflow.build_pipeline import empty_summary
 
     config = run_config(BuildConfig(builders=("qalign", "sphinx"), mix={"ratios": {"sphinx": 1}}))
     summary = empty_summary(config)
@@ -187,7 +234,13 @@ def test_nshot_demonstrations_are_same_language_training_rows_and_never_the_exam
         source = rows[example["source_ids"][0]]
         shown = [rows[shot_id] for shot_id in example["shot_ids"]]
         # ja has 3 seeds: fewer candidates than shots means every one that is allowed.
-        candidates = [r for r in rows.values() if r["lang"] == source["lang"] and r["seed_id"] not in validation_seeds and r["seed_id"] != source["seed_id"]]
+        candidates = [
+            r
+            for r in rows.values()
+            if r["lang"] == source["lang"]
+            and r["seed_id"] not in validation_seeds
+            and r["seed_id"] != source["seed_id"]
+        ]
         assert len(shown) == min(shots, len(candidates))
         assert len(set(example["shot_ids"])) == len(shown)
         for shot in shown:
@@ -208,14 +261,29 @@ def test_nshot_prompt_holds_the_shots_and_the_completion_only_the_answer():
     for shot in shots:
         assert f"### Response:\n{shot['output']}" in example["prompt"]
     assert example["completion"] == row["output"] and row["output"] not in example["prompt"]
-    assert example["messages"] == [{"role": "user", "content": example["prompt"]}, {"role": "assistant", "content": example["completion"]}]
-    assert example["mode"] == "2-shot-random" and example["model"] == "fake-llm" and example["prompt_version"] == "translate.v1"
+    assert example["messages"] == [
+        {"role": "user", "content": example["prompt"]},
+        {"role": "assistant", "content": example["completion"]},
+    ]
+    assert (
+        example["mode"] == "2-shot-random"
+        and example["model"] == "fake-llm"
+        and example["prompt_version"] == "translate.v1"
+    )
 
 
 def test_zero_shot_prompt_is_the_plain_instruction_and_input():
     p = pool()
-    example = next(e for e in build_sphinx(p, 0, "random", True, seed=0, validation_seeds=held_out(p, 0.2)) if e["source_ids"] == ["s03-fr"])
-    assert example["prompt"] == "fr instruction 3\n\nfr input 3" and example["shot_ids"] == [] and example["mode"] == "0-shot"
+    example = next(
+        e
+        for e in build_sphinx(p, 0, "random", True, seed=0, validation_seeds=held_out(p, 0.2))
+        if e["source_ids"] == ["s03-fr"]
+    )
+    assert (
+        example["prompt"] == "fr instruction 3\n\nfr input 3"
+        and example["shot_ids"] == []
+        and example["mode"] == "0-shot"
+    )
 
 
 def test_english_originals_join_only_when_asked():
@@ -247,6 +315,11 @@ def test_random_shots_are_deterministic_and_do_not_move_when_other_languages_cha
     again = build_sphinx(pool(), 3, "random", True, seed=7, validation_seeds=held)
     assert first == again
     rows = [row for row in make_rows() if row["lang"] != "ja"]
-    fewer = {e["id"]: e["shot_ids"] for e in build_sphinx(pool(rows=rows), 3, "random", True, seed=7, validation_seeds=held_out(pool(rows=rows), 0.2))}
+    fewer = {
+        e["id"]: e["shot_ids"]
+        for e in build_sphinx(
+            pool(rows=rows), 3, "random", True, seed=7, validation_seeds=held_out(pool(rows=rows), 0.2)
+        )
+    }
     fr = {e["id"]: e["shot_ids"] for e in first if e["lang"] == "fr"}
     assert all(fewer[i] == shots for i, shots in fr.items())

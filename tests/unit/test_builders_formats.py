@@ -28,7 +28,13 @@ def by_mode(examples: list[dict]) -> dict[str, list[dict]]:
 
 def build_crossin(out, modes: dict[str, float], size: int | None, seed: int) -> list[dict]:
     """CrossIn over make_rows() as jobs.build makes it: candidates per seed, each mode cut to its quota."""
-    build = BuildConfig(builders=("crossin",), validation_share=0.0, seed=seed, crossin={"modes": modes, "size": size}, mix={"enabled": False})
+    build = BuildConfig(
+        builders=("crossin",),
+        validation_share=0.0,
+        seed=seed,
+        crossin={"modes": modes, "size": size},
+        mix={"enabled": False},
+    )
     return build_and_read(make_rows(), build, out)[1].get("crossin", {}).get("train", [])
 
 
@@ -37,7 +43,7 @@ def final_answer(completion: str, lang: str) -> str:
     Anchored on the known tag, not on any tag-like text, so an answer with markup such as `<B>` stays whole."""
     response = completion.find("<RESPONSE>")
     tag = completion.find(language_tag(lang), max(response, 0))
-    return completion[tag + len(language_tag(lang)):].strip() if tag >= 0 else completion.strip()
+    return completion[tag + len(language_tag(lang)) :].strip() if tag >= 0 else completion.strip()
 
 
 # --- CrossIn ----------------------------------------------------------------------------------
@@ -54,7 +60,9 @@ def test_crossin_en_x_and_x_en_pair_one_seed_and_tag_the_output_language():
     assert (x_en["input_lang"], x_en["output_lang"], x_en["lang"]) == ("de", "en", "de")
     for example in modes["en_x"] + modes["x_en"] + modes["x_x"]:
         assert example["prompt"].startswith(f"[{example['output_lang']}] ")
-        assert len({source.split("-")[0].split(":")[0] for source in example["source_ids"]}) == 1, "one seed per example"
+        assert len({source.split("-")[0].split(":")[0] for source in example["source_ids"]}) == 1, (
+            "one seed per example"
+        )
 
 
 def test_crossin_translation_pairs_map_the_x_instruction_to_its_english_original():
@@ -74,7 +82,9 @@ def test_crossin_x_x_draws_input_and_output_languages_independently():
     pairs = Counter((e["input_lang"], e["output_lang"]) for e in x_x)
     inputs, outputs = Counter(e["input_lang"] for e in x_x), Counter(e["output_lang"] for e in x_x)
     assert set(inputs) == set(outputs) == {"en", "fr", "de", "ja"}
-    assert sum(n for (a, b), n in pairs.items() if a != b and "en" not in (a, b)) > 0, "x -> x' between two non-English languages"
+    assert sum(n for (a, b), n in pairs.items() if a != b and "en" not in (a, b)) > 0, (
+        "x -> x' between two non-English languages"
+    )
     # Independent uniform draws: every language about a quarter of inputs and of outputs.
     assert all(25 <= n <= 65 for n in (*inputs.values(), *outputs.values())), (inputs, outputs)
     for example in x_x:
@@ -93,9 +103,14 @@ def test_crossin_mode_shares_and_size(tmp_path):
 
 
 def test_crossin_is_deterministic_and_moves_with_the_seed(tmp_path):
-    first, again = build_crossin(tmp_path / "first", ALL_MODES, 12, 0), build_crossin(tmp_path / "again", ALL_MODES, 12, 0)
+    first, again = (
+        build_crossin(tmp_path / "first", ALL_MODES, 12, 0),
+        build_crossin(tmp_path / "again", ALL_MODES, 12, 0),
+    )
     assert first == again
-    assert sorted(e["id"] for e in first) != sorted(e["id"] for e in build_crossin(tmp_path / "other", ALL_MODES, 12, 1))
+    assert sorted(e["id"] for e in first) != sorted(
+        e["id"] for e in build_crossin(tmp_path / "other", ALL_MODES, 12, 1)
+    )
 
 
 # --- QAlign ---------------------------------------------------------------------------------
@@ -104,7 +119,9 @@ def test_crossin_is_deterministic_and_moves_with_the_seed(tmp_path):
 def test_qalign_stage_one_translates_the_question_into_english():
     questions = build_qalign(pool())["qalign_question"]
     example = next(e for e in questions if e["source_ids"][0] == "s03-fr")
-    assert example["prompt"] == "Translate the following sentences from French to English.\nfr instruction 3\n\nfr input 3"
+    assert (
+        example["prompt"] == "Translate the following sentences from French to English.\nfr instruction 3\n\nfr input 3"
+    )
     assert example["completion"] == "English instruction 3\n\nEnglish input 3"
     assert (example["input_lang"], example["output_lang"], example["lang"]) == ("fr", "en", "fr")
     assert "answer" not in example["prompt"] + example["completion"], "questions only"
@@ -117,7 +134,11 @@ def test_qalign_stage_two_is_english_instruction_data_one_per_seed():
     responses = build_qalign(p)["qalign_response"]
     assert len(responses) == len(p.english)
     example = next(e for e in responses if e["seed_id"] == "s06")
-    assert (example["prompt"], example["completion"], example["lang"]) == ("English instruction 6\n\nEnglish input 6", "English answer 6", "en")
+    assert (example["prompt"], example["completion"], example["lang"]) == (
+        "English instruction 6\n\nEnglish input 6",
+        "English answer 6",
+        "en",
+    )
 
 
 # --- X-Instruction ----------------------------------------------------------------------------
@@ -139,9 +160,20 @@ def test_xinstruction_input_stays_english_after_the_directive():
 
 
 def test_xinstruction_generation_rows_are_taken_as_they_are():
-    generated = make_row(50, "fr", src_instruction="", src_input="", src_output="Un texte.", instruction="Describe Paris. Answer in French.", input="", output="Un texte.")
+    generated = make_row(
+        50,
+        "fr",
+        src_instruction="",
+        src_input="",
+        src_output="Un texte.",
+        instruction="Describe Paris. Answer in French.",
+        input="",
+        output="Un texte.",
+    )
     examples = build_xinstruction(build_pool([generated]))["xinstruction"]
-    assert [(e["prompt"], e["completion"], e["source_ids"]) for e in examples] == [("Describe Paris. Answer in French.", "Un texte.", ["s50-fr"])]
+    assert [(e["prompt"], e["completion"], e["source_ids"]) for e in examples] == [
+        ("Describe Paris. Answer in French.", "Un texte.", ["s50-fr"])
+    ]
     # Builders that need an English original skip such rows instead of inventing one.
     assert build_transllm(build_pool([generated])) == {"transllm": []}
     assert build_qalign(build_pool([generated])) == {"qalign_question": [], "qalign_response": []}
@@ -154,7 +186,11 @@ def test_xinstruction_generation_rows_are_taken_as_they_are():
 def test_transllm_answers_with_the_translation_chain_of_thought(lang, tag, seed):
     example = next(e for e in build_transllm(pool())["transllm"] if e["source_ids"][0] == f"s{seed:02d}-{lang}")
     assert example["prompt"] == f"{lang} instruction {seed}\n\n{lang} input {seed}"
-    assert example["completion"] == f"<EN> English instruction {seed}\n\nEnglish input {seed} <RESPONSE> English answer {seed} {tag} {lang} answer {seed}"
+    expected = (
+        f"<EN> English instruction {seed}\n\nEnglish input {seed} "
+        f"<RESPONSE> English answer {seed} {tag} {lang} answer {seed}"
+    )
+    assert example["completion"] == expected
     assert final_answer(example["completion"], lang) == f"{lang} answer {seed}"
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pyarrow as pa
 import pytest
 
-import pyarrow as pa
-
-from actors.build_pipeline import MixRanked, mix_rows
+from actors.dataflow.build_pipeline import MixRanked, mix_rows
 from engine.builders.groups import BUILT_SCHEMA
 from engine.builders.mixing import apportion, feasible_total, language_quotas, temperature_weights
 from engine.config import BuildConfig, ConfigError, MixConfig, parse_config
@@ -17,13 +16,25 @@ from tests.unit.test_builders import make_rows
 
 
 def rows(dataset: str, counts: dict[str, int]) -> list[dict]:
-    return [{"id": f"{dataset}-{lang}-{i}", "lang": lang, "builder": dataset} for lang, n in counts.items() for i in range(n)]
+    return [
+        {"id": f"{dataset}-{lang}-{i}", "lang": lang, "builder": dataset}
+        for lang, n in counts.items()
+        for i in range(n)
+    ]
 
 
-def mix_datasets(datasets: dict[str, list[dict]], ratios: dict[str, float], size: int | None, anchor_share: float | None,
-                 temperature: float, seed: int) -> list[dict]:
-    """The build's mix (actors.build_pipeline.mix_rows) of these datasets' training rows, in one process."""
-    examples = [{**row, "dataset": name, "split": "train", "copy": 0} for name, named in datasets.items() for row in named]
+def mix_datasets(
+    datasets: dict[str, list[dict]],
+    ratios: dict[str, float],
+    size: int | None,
+    anchor_share: float | None,
+    temperature: float,
+    seed: int,
+) -> list[dict]:
+    """The build's mix (actors.dataflow.build_pipeline.mix_rows) of these datasets' training rows, in one process."""
+    examples = [
+        {**row, "dataset": name, "split": "train", "copy": 0} for name, named in datasets.items() for row in named
+    ]
     table = MixRanked(seed)(pa.Table.from_pylist(examples, schema=BUILT_SCHEMA))
     tally = Counter((row["dataset"], "train", row["lang"], row["builder"], None, False) for row in examples)
     mix = MixConfig(ratios=ratios, size=size, anchor_share=anchor_share, temperature=temperature)
@@ -48,7 +59,12 @@ def test_apportion_adds_up_exactly(total, weights, expected):
 
 @pytest.mark.parametrize(
     "available, weights, expected",
-    [({"a": 10, "b": 3}, {"a": 1, "b": 1}, 6), ({"a": 7, "b": 100}, {"a": 1, "b": 3}, 28), ({"a": 5, "b": 5}, {"a": 1, "b": 0}, 5), ({"a": 0}, {"a": 1}, 0)],
+    [
+        ({"a": 10, "b": 3}, {"a": 1, "b": 1}, 6),
+        ({"a": 7, "b": 100}, {"a": 1, "b": 3}, 28),
+        ({"a": 5, "b": 5}, {"a": 1, "b": 0}, 5),
+        ({"a": 0}, {"a": 1}, 0),
+    ],
 )
 def test_feasible_total_is_the_largest_total_at_the_exact_ratios_that_fits(available, weights, expected):
     total = feasible_total(available, weights)
@@ -104,7 +120,9 @@ def test_mix_is_deterministic_and_moves_with_the_seed():
 
 
 def test_built_mix_draws_training_rows_only_and_keeps_every_validation_row_once(tmp_path):
-    config = BuildConfig(builders=("sphinx", "transllm", "crossin"), validation_share=0.3, mix={"ratios": {"sphinx": 1, "transllm": 1}})
+    config = BuildConfig(
+        builders=("sphinx", "transllm", "crossin"), validation_share=0.3, mix={"ratios": {"sphinx": 1, "transllm": 1}}
+    )
     _, built = build_and_read(make_rows(), config, tmp_path)
     mix = built["mix"]
     train_ids = {row["id"] for name in ("sphinx", "transllm") for row in built[name]["train"]}

@@ -40,10 +40,20 @@ def test_every_split_loads_with_datasets_and_matches_build_json(tmp_path):
     for name, entry in summary["datasets"].items():
         files = {split: str(out / name / f"{split}.parquet" / "*.parquet") for split in ("train", "validation")}
         loaded = datasets.load_dataset("parquet", data_files=files)
-        assert {split: loaded[split].num_rows for split in files} == {"train": entry["train"], "validation": entry["validation"]}
+        assert {split: loaded[split].num_rows for split in files} == {
+            "train": entry["train"],
+            "validation": entry["validation"],
+        }
         first = loaded["train"][0]
-        assert first["messages"] == [{"role": "user", "content": first["prompt"]}, {"role": "assistant", "content": first["completion"]}]
-        jsonl = [line for part in sorted((out / name / "train.jsonl").glob("part-*.jsonl")) for line in part.read_text(encoding="utf-8").splitlines()]
+        assert first["messages"] == [
+            {"role": "user", "content": first["prompt"]},
+            {"role": "assistant", "content": first["completion"]},
+        ]
+        jsonl = [
+            line
+            for part in sorted((out / name / "train.jsonl").glob("part-*.jsonl"))
+            for line in part.read_text(encoding="utf-8").splitlines()
+        ]
         assert len(jsonl) == entry["train"] and json.loads(jsonl[0]) == first
         per_language = sum(counts["train"] + counts["validation"] for counts in entry["languages"].values())
         assert per_language == entry["train"] + entry["validation"]
@@ -61,7 +71,9 @@ def test_card_states_counts_licence_provenance_and_config(tmp_path):
     front = yaml.safe_load(card.split("---")[1])
     assert front["license"] == "apache-2.0"
     entry = summary["datasets"]["transllm"]
-    assert f"| transllm | {entry['train']} | {entry['validation']} | tcot {entry['train'] + entry['validation']} |" in card
+    assert (
+        f"| transllm | {entry['train']} | {entry['validation']} | tcot {entry['train'] + entry['validation']} |" in card
+    )
     for lang, counts in entry["languages"].items():
         assert f"{counts['train']} / {counts['validation']}" in card, lang
     assert "fake-llm" in card and "translate.v1" in card and "seeds.jsonl" in card
@@ -91,17 +103,32 @@ def fake_run(tmp_path: Path) -> Path:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     pq.write_table(to_table(make_rows()), run_dir / "accepted.parquet")
-    config = {"run": {"name": "fake", "output_dir": str(run_dir)}, "seeds": {"paths": ["s.jsonl"]}, "languages": {"targets": ["fr", "de", "ja"]}}
+    config = {
+        "run": {"name": "fake", "output_dir": str(run_dir)},
+        "seeds": {"paths": ["s.jsonl"]},
+        "languages": {"targets": ["fr", "de", "ja"]},
+    }
     (run_dir / "config.resolved.yaml").write_text(yaml.safe_dump(config))
     (run_dir / "report.json").write_text(json.dumps({"accepted": len(make_rows())}))
     return run_dir
 
 
 def test_jobs_build_says_what_is_missing(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "jobs.build", "--run", str(tmp_path), "--config", str(tmp_path / "none.yaml")],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "jobs.build", "--run", str(tmp_path), "--config", str(tmp_path / "none.yaml")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "config file not found" in result.stderr
     run_dir = fake_run(tmp_path)
     (run_dir / "accepted.parquet").unlink()
-    result = subprocess.run([sys.executable, "-m", "jobs.build", "--run", str(run_dir)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "jobs.build", "--run", str(run_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "accepted.parquet not found" in result.stderr

@@ -38,7 +38,10 @@ SOURCES = [
     {"id": "s11", "field": "output", "text": "The sky is blue because air scatters blue light."},
     {"id": "s12", "field": "output", "text": "Leonardo da Vinci painted it in the sixteenth century."},
 ]
-TEXTS = [{"lang": "fr", "source": sid, "kind": "correct", "text": f"fr:{sid}"} for sid in ("s01", "s02", "s03", "s10", "s11", "s12")]
+TEXTS = [
+    {"lang": "fr", "source": sid, "kind": "correct", "text": f"fr:{sid}"}
+    for sid in ("s01", "s02", "s03", "s10", "s11", "s12")
+]
 TEXTS += [{"lang": "fr", "source": "s02", "kind": "nonsense", "text": "Le ciel de la journée bleue le ciel."}]
 
 
@@ -48,7 +51,14 @@ def test_the_set_is_built_by_rule():
     assert kinds == {"correct": 6, "nonsense": 1, "other_seed": 6, "copied": 5}  # no copied input: it may stay as it is
     other = {p["source_id"]: p["candidate"] for p in pairs if p["kind"] == "other_seed"}
     # the next source of the same class, wrapping around; input and output are one class (passage)
-    assert other == {"s01": "fr:s02", "s02": "fr:s03", "s03": "fr:s01", "s10": "fr:s11", "s11": "fr:s12", "s12": "fr:s10"}
+    assert other == {
+        "s01": "fr:s02",
+        "s02": "fr:s03",
+        "s03": "fr:s01",
+        "s10": "fr:s11",
+        "s11": "fr:s12",
+        "s12": "fr:s10",
+    }
     assert {p["class"] for p in pairs if p["field"] == "instruction"} == {"instruction"}
     assert {p["class"] for p in pairs if p["field"] in ("input", "output")} == {"passage"}
     assert all(p["candidate"] == p["source"] for p in pairs if p["kind"] == "copied")
@@ -78,8 +88,12 @@ def test_script_fair_units_are_fair_on_the_set():
 
 def points(correct, nonsense=(), other=(), caught=()):
     """Points of one class; `caught`: junk scores another check stops (they do not decide)."""
-    return ([Point(v, "correct", True) for v in correct] + [Point(v, "nonsense", True) for v in nonsense]
-            + [Point(v, "other_seed", True) for v in other] + [Point(v, "nonsense", False) for v in caught])
+    return (
+        [Point(v, "correct", True) for v in correct]
+        + [Point(v, "nonsense", True) for v in nonsense]
+        + [Point(v, "other_seed", True) for v in other]
+        + [Point(v, "nonsense", False) for v in caught]
+    )
 
 
 def test_a_gap_gives_its_midpoint():
@@ -112,7 +126,15 @@ def test_meanings_that_overlap_are_not_separated():
 
 def outcome(lang, kind, cls, score, sid="s01", form=None, other=None):
     field = "instruction" if cls == "instruction" else "output"
-    pair = {"lang": lang, "kind": kind, "field": field, "class": cls, "source_id": sid, "source": "src", "candidate": "c"}
+    pair = {
+        "lang": lang,
+        "kind": kind,
+        "field": field,
+        "class": cls,
+        "source_id": sid,
+        "source": "src",
+        "candidate": "c",
+    }
     return Outcome(pair, form, score, other)
 
 
@@ -121,7 +143,11 @@ def language(lang, correct=0.90, junk=0.80, n=8, overlap=False):
     for cls in ("instruction", "passage"):
         for i in range(n):
             found.append(outcome(lang, "correct", cls, correct + i / 1000, f"s{i:02d}"))
-            found.append(outcome(lang, "other_seed", cls, (correct + 0.01 if overlap and i == 0 else junk) - i / 1000, f"s{i:02d}"))
+            found.append(
+                outcome(
+                    lang, "other_seed", cls, (correct + 0.01 if overlap and i == 0 else junk) - i / 1000, f"s{i:02d}"
+                )
+            )
             found.append(outcome(lang, "copied", cls, 1.0, f"s{i:02d}", form="untranslated"))
         found.append(outcome(lang, "nonsense", cls, junk, "s00"))
     return found
@@ -133,7 +159,11 @@ def test_fit_records_per_language_with_fallback_and_refusal():
     calibration = fit_calibration(outcomes, "enc", "sha256:x", "2026-01-01")
     records = calibration["languages"]
     assert records["fr"]["separable"] is True and records["fr"]["fallback"] is None
-    assert records["fr"]["thresholds"]["input"] == records["fr"]["thresholds"]["output"] == records["fr"]["classes"]["passage"]["threshold"]
+    assert (
+        records["fr"]["thresholds"]["input"]
+        == records["fr"]["thresholds"]["output"]
+        == records["fr"]["classes"]["passage"]["threshold"]
+    )
     assert records["ja"]["separates_meaning"] is False and records["ja"]["separable"] is False
     assert records["es"]["fallback"] == ["group:latin"] and records["es"]["separable"] is None
     assert records["es"]["thresholds"] == calibration["groups"]["latin"]["thresholds"]
@@ -146,7 +176,10 @@ def test_fit_records_per_language_with_fallback_and_refusal():
     assert any(line.startswith("ja ") for line in table_lines(calibration))
     # the run's side: refused, allowed at best effort, group fallback, unknown language
     assert decide(calibration, "ja").refused and "instruction" in decide(calibration, "ja").refused
-    assert decide(calibration, "ja", ["ja"]).source == "best_effort" and decide(calibration, "ja", ["ja"]).limits is not None
+    assert (
+        decide(calibration, "ja", ["ja"]).source == "best_effort"
+        and decide(calibration, "ja", ["ja"]).limits is not None
+    )
     assert decide(calibration, "es").source == "group:latin" and decide(calibration, "es").refused is None
     assert decide(calibration, "it").source == "group:latin"  # no pairs at all: the group's
     assert decide(calibration, "fr").limits == SimilarityThresholds(**records["fr"]["thresholds"])
@@ -168,8 +201,14 @@ def shipped(tmp_path):
 
 
 def config(tmp_path, targets, **quality):
-    return parse_config({"seeds": {"paths": ["x.jsonl"]}, "languages": {"targets": targets},
-                         "run": {"output_dir": str(tmp_path / "run")}, "quality": {"encoder": "enc", **quality}})
+    return parse_config(
+        {
+            "seeds": {"paths": ["x.jsonl"]},
+            "languages": {"targets": targets},
+            "run": {"output_dir": str(tmp_path / "run")},
+            "quality": {"encoder": "enc", **quality},
+        }
+    )
 
 
 def test_resolve_gate_puts_each_targets_thresholds_in_the_config(tmp_path, shipped):
@@ -185,9 +224,13 @@ def test_resolve_gate_puts_each_targets_thresholds_in_the_config(tmp_path, shipp
 
 def test_a_language_the_encoder_cannot_separate_refuses_the_run(tmp_path, shipped):
     path, _ = shipped
-    with pytest.raises(CalibrationError, match=r"cannot tell a correct translation from another seed's in 1 target.*ja \(instruction"):
+    with pytest.raises(
+        CalibrationError, match=r"cannot tell a correct translation from another seed's in 1 target.*ja \(instruction"
+    ):
         resolve_gate(config(tmp_path, ["fr", "ja"], calibration=str(path)))
-    allowed = resolve_gate(config(tmp_path, ["fr", "ja"], calibration=str(path), allow_unseparable=["ja"])).quality.resolved_gate
+    allowed = resolve_gate(
+        config(tmp_path, ["fr", "ja"], calibration=str(path), allow_unseparable=["ja"])
+    ).quality.resolved_gate
     assert allowed.sources["ja"] == "best_effort"
     off = config(tmp_path, ["ja"], calibration=str(path), adequacy=False)
     assert resolve_gate(off) is off  # the gate off: nothing to resolve
@@ -212,7 +255,9 @@ def test_no_calibration_refuses_naming_the_command_or_calibrates_when_auto(tmp_p
 
 def test_explicit_thresholds_need_no_calibration(tmp_path):
     strict = {"instruction": 0.99, "input": 0.99, "output": 0.99}
-    cfg = config(tmp_path, ["fr", "ja"], encoder="no-such-encoder", min_similarity=strict, min_similarity_non_latin=strict)
+    cfg = config(
+        tmp_path, ["fr", "ja"], encoder="no-such-encoder", min_similarity=strict, min_similarity_non_latin=strict
+    )
     resolved = resolve_gate(cfg).quality.resolved_gate
     assert resolved.sources == {"fr": "override", "ja": "override"} and resolved.languages["ja"].output == 0.99
     assert gate_limits(cfg.quality, get_language("ja")).instruction == 0.99
@@ -224,9 +269,16 @@ def test_the_run_refuses_before_anything_starts(tmp_path, shipped, capsys):
 
     path, _ = shipped
     config_file = tmp_path / "c.yaml"
-    config_file.write_text(json.dumps({"seeds": {"paths": [str(tmp_path / "missing.jsonl")]}, "languages": {"targets": ["ja", "fr"]},
-                                       "run": {"output_dir": str(tmp_path / "run")},
-                                       "quality": {"encoder": "enc", "calibration": str(path)}}))
+    config_file.write_text(
+        json.dumps(
+            {
+                "seeds": {"paths": [str(tmp_path / "missing.jsonl")]},
+                "languages": {"targets": ["ja", "fr"]},
+                "run": {"output_dir": str(tmp_path / "run")},
+                "quality": {"encoder": "enc", "calibration": str(path)},
+            }
+        )
+    )
     assert main(["--config", str(config_file)]) == 2
     err = capsys.readouterr().err
     assert "error: encoder 'enc' cannot tell a correct translation from another seed's" in err and "ja (" in err

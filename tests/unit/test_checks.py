@@ -2,6 +2,7 @@
 
 import pytest
 
+from engine.languages import LANGUAGES, SCRIPTS
 from engine.text import checks
 from engine.text.checks import (
     check_degeneration,
@@ -11,7 +12,6 @@ from engine.text.checks import (
     check_script,
     check_untranslated,
 )
-from engine.languages import LANGUAGES, SCRIPTS
 
 
 def script_share(text: str, script: str) -> float:
@@ -19,6 +19,7 @@ def script_share(text: str, script: str) -> float:
     text that belong to script; 0.0 when text has no letters."""
     inside, letters = checks._script_letter_counts(text, script)
     return inside / letters if letters else 0.0
+
 
 # Real sentences, one per script (and a few languages sharing one), keyed by language code.
 SENTENCES = {
@@ -313,9 +314,18 @@ def test_real_sentences_are_in_their_script(lang):
 @pytest.mark.parametrize(
     ("lang", "wrong"),
     [
-        ("fr", "Cyrillic"), ("ru", "Latin"), ("ar", "Hebrew"), ("hi", "Bengali"),
-        ("ko", "Han"), ("ja", "Han"), ("th", "Latin"), ("el", "Latin"), ("am", "Arabic"),
-        ("zh", "Hangul"), ("ka", "Armenian"), ("ta", "Telugu"),
+        ("fr", "Cyrillic"),
+        ("ru", "Latin"),
+        ("ar", "Hebrew"),
+        ("hi", "Bengali"),
+        ("ko", "Han"),
+        ("ja", "Han"),
+        ("th", "Latin"),
+        ("el", "Latin"),
+        ("am", "Arabic"),
+        ("zh", "Hangul"),
+        ("ka", "Armenian"),
+        ("ta", "Telugu"),
     ],
 )
 def test_wrong_script(lang, wrong):

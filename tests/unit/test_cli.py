@@ -25,7 +25,9 @@ ERRORS = [((ValueError, PlanError), 2), (StageError, 3)]
 
 
 def test_parser_takes_a_config_and_repeated_overrides():
-    args = job_parser("jobs.x", "Title line.\n\nMore.").parse_args(["--config", "c.yaml", "--set", "a.b=1", "--set", "c=[x]"])
+    args = job_parser("jobs.x", "Title line.\n\nMore.").parse_args(
+        ["--config", "c.yaml", "--set", "a.b=1", "--set", "c=[x]"]
+    )
     assert args.config == "c.yaml" and args.overrides == ["a.b=1", "c=[x]"]
 
 
@@ -43,7 +45,9 @@ def test_description_is_the_docstrings_first_paragraph():
     assert parser.description == "Fine-tune a model." and parser.prog == "python -m jobs.x"
 
 
-@pytest.mark.parametrize("error, code", [(ValueError("v"), 2), (PlanError("p"), 2), (StageError("s"), 3), (KeyError("k"), None)])
+@pytest.mark.parametrize(
+    "error, code", [(ValueError("v"), 2), (PlanError("p"), 2), (StageError("s"), 3), (KeyError("k"), None)]
+)
 def test_first_matching_error_class_gives_the_code(error, code):
     assert exit_code(error, ERRORS) == code
 
@@ -109,8 +113,15 @@ def test_every_job_main_uses_the_shared_helper():
 
 
 def test_engine_cli_imports_nothing_heavy():
-    imported = {alias.name.split(".")[0] for node in ast.walk(ast.parse((ROOT / "engine/cli.py").read_text()))
-                if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in getattr(node, "names", [])}
-    imported |= {node.module.split(".")[0] for node in ast.walk(ast.parse((ROOT / "engine/cli.py").read_text()))
-                 if isinstance(node, ast.ImportFrom) and node.module}
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(ast.parse((ROOT / "engine/cli.py").read_text()))
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in getattr(node, "names", [])
+    }
+    imported |= {
+        node.module.split(".")[0]
+        for node in ast.walk(ast.parse((ROOT / "engine/cli.py").read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
     assert not imported & {"ray", "vllm", "torch"}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import engine.selection.cluster as cluster
+from engine.selection.budget import OVER_BUDGET, diversify_embeddings, diversify_instructions
 from engine.selection.cluster import (
     assign_clusters,
     coverage,
@@ -15,14 +16,15 @@ from engine.selection.cluster import (
     sample_positions,
     stratified_select,
 )
-from engine.selection.budget import OVER_BUDGET, diversify_embeddings, diversify_instructions
 
 
 def blobs(per_cluster: list[int], dim: int = 16, spread: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Well-separated unit-vector clusters around orthogonal axes; returns (vectors, true labels)."""
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(len(per_cluster)), per_cluster)
-    vectors = np.eye(dim, dtype=np.float32)[labels] + rng.normal(scale=spread, size=(len(labels), dim)).astype(np.float32)
+    vectors = np.eye(dim, dtype=np.float32)[labels] + rng.normal(scale=spread, size=(len(labels), dim)).astype(
+        np.float32
+    )
     return normalise_rows(vectors), labels
 
 
@@ -67,7 +69,15 @@ def test_assign_in_chunks_matches_one_matmul(monkeypatch):
 
 @pytest.mark.parametrize(
     "sizes, quota",
-    [([10, 10, 10, 10], 3), ([10, 10, 10, 10], 4), ([50, 3, 2, 1], 9), ([5], 3), ([4, 4], 0), ([90, 5, 1, 1, 1, 1, 1], 40), ([2, 2, 2], 5)],
+    [
+        ([10, 10, 10, 10], 3),
+        ([10, 10, 10, 10], 4),
+        ([50, 3, 2, 1], 9),
+        ([5], 3),
+        ([4, 4], 0),
+        ([90, 5, 1, 1, 1, 1, 1], 40),
+        ([2, 2, 2], 5),
+    ],
 )
 def test_stratified_select_covers_min_quota_k_and_keeps_the_mix(sizes, quota):
     labels = np.repeat(np.arange(len(sizes)), sizes)
@@ -161,9 +171,9 @@ def test_diversify_rejects_misaligned_inputs():
 
 
 def test_stratified_plan_covers_clusters_and_keeps_the_plan_properties():
-    from engine.languages import resolve_languages
     from engine.inputs.plan import build_task_plan
     from engine.inputs.seeds import Seed
+    from engine.languages import resolve_languages
     from tests.unit.test_plan import seeds_table
 
     seeds = [Seed(f"s{i:03d}", f"Instruction {i}", "", f"Output {i}", f"seeds.jsonl:{i + 1}") for i in range(60)]
@@ -172,7 +182,13 @@ def test_stratified_plan_covers_clusters_and_keeps_the_plan_properties():
 
     def plan(codes):
         labels = np.array([clusters[seed.id] for seed in seeds])
-        return build_task_plan(seeds_table(seeds), resolve_languages(codes), "per_language", quotas, 0, "sphinx", "v1", labels).tasks().to_pylist()
+        return (
+            build_task_plan(
+                seeds_table(seeds), resolve_languages(codes), "per_language", quotas, 0, "sphinx", "v1", labels
+            )
+            .tasks()
+            .to_pylist()
+        )
 
     tasks = plan(["fr", "bg"])
     for lang, quota in (("fr", 6), ("bg", 3)):
@@ -195,9 +211,19 @@ def test_apply_budget_keeps_the_budget_per_language_and_rejects_the_rest_with_a_
 
     rows = [
         {"id": f"fr{i}", "lang": "fr", "status": "accepted", "instruction": f"{topic} question {i}? Answer in French."}
-        for i, topic in enumerate(["Why does bread rise", "Why does bread rise", "Where do rivers go", "Where do rivers go", "Why is bread brown"])
-    ] + [{"id": "es0", "lang": "es", "status": "accepted", "instruction": "Why? Answer in Spanish."},
-         {"id": "fr-rej", "lang": "fr", "status": "rejected", "reason": "judge_bad", "instruction": "x"}]
+        for i, topic in enumerate(
+            [
+                "Why does bread rise",
+                "Why does bread rise",
+                "Where do rivers go",
+                "Where do rivers go",
+                "Why is bread brown",
+            ]
+        )
+    ] + [
+        {"id": "es0", "lang": "es", "status": "accepted", "instruction": "Why? Answer in Spanish."},
+        {"id": "fr-rej", "lang": "fr", "status": "rejected", "reason": "judge_bad", "instruction": "x"},
+    ]
     out = apply_budget_table(to_table(rows), budget=2, embed=embed, clusters=2, sample_size=100, seed=0).to_pylist()
     french = [row for row in out if row["lang"] == "fr" and row["id"] != "fr-rej"]
     kept = [row for row in french if row["status"] == "accepted"]

@@ -94,7 +94,9 @@ def test_missing_file_is_a_config_error(tmp_path):
 
 def test_overrides_apply_and_parse_values_as_yaml(tmp_path):
     path = write_config(tmp_path, MINIMAL)
-    config = load_config(path, ["compute.actors=3", "languages.targets=[fr, de]", "model.structured_output=false", "run.name=nightly"])
+    config = load_config(
+        path, ["compute.actors=3", "languages.targets=[fr, de]", "model.structured_output=false", "run.name=nightly"]
+    )
     assert config.compute.actors == 3
     assert config.languages.targets == ("fr", "de")
     assert config.model.structured_output is False

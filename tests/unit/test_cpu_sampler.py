@@ -13,17 +13,45 @@ VENV = "/work/main/.venv/lib/python3.11/site-packages/ray"
 @pytest.mark.parametrize(
     "name, cmdline, expected",
     [
-        ("raylet", f"{VENV}/core/src/ray/raylet/raylet --raylet_socket_name=/tmp/ray/session_x/sockets/raylet", "raylet"),
+        (
+            "raylet",
+            f"{VENV}/core/src/ray/raylet/raylet --raylet_socket_name=/tmp/ray/session_x/sockets/raylet",
+            "raylet",
+        ),
         ("gcs_server", f"{VENV}/core/src/ray/gcs/gcs_server --log_dir=/tmp/ray/session_x/logs", "gcs_server"),
         ("python", f"/work/main/.venv/bin/python -u {VENV}/dashboard/dashboard.py --host=127.0.0.1", "dashboard"),
-        ("python", f"/work/main/.venv/bin/python -u {VENV}/dashboard/dashboard.py --host=127.0.0.1 --modules-to-load=UsageStatsHead "
-                   "--disable-frontend", "dashboard head, usage stats only"),
-        ("python", f"/work/main/.venv/bin/python -u {VENV}/dashboard/agent.py --node-ip-address=10.0.0.1", "dashboard agent"),
-        ("python", f"/work/main/.venv/bin/python -u {VENV}/_private/runtime_env/agent/main.py --node-ip-address=10.0.0.1", "runtime env agent"),
-        ("python", f"/work/main/.venv/bin/python -u {VENV}/_private/log_monitor.py --session-dir=/tmp/ray/s", "log monitor"),
-        ("python", f"/work/main/.venv/bin/python -u {VENV}/autoscaler/_private/monitor.py --logs-dir=/tmp/ray/s", "autoscaler monitor"),
+        (
+            "python",
+            f"/work/main/.venv/bin/python -u {VENV}/dashboard/dashboard.py --host=127.0.0.1 "
+            "--modules-to-load=UsageStatsHead --disable-frontend",
+            "dashboard head, usage stats only",
+        ),
+        (
+            "python",
+            f"/work/main/.venv/bin/python -u {VENV}/dashboard/agent.py --node-ip-address=10.0.0.1",
+            "dashboard agent",
+        ),
+        (
+            "python",
+            f"/work/main/.venv/bin/python -u {VENV}/_private/runtime_env/agent/main.py --node-ip-address=10.0.0.1",
+            "runtime env agent",
+        ),
+        (
+            "python",
+            f"/work/main/.venv/bin/python -u {VENV}/_private/log_monitor.py --session-dir=/tmp/ray/s",
+            "log monitor",
+        ),
+        (
+            "python",
+            f"/work/main/.venv/bin/python -u {VENV}/autoscaler/_private/monitor.py --logs-dir=/tmp/ray/s",
+            "autoscaler monitor",
+        ),
         ("ray::IDLE", "ray::IDLE", "idle worker"),
-        ("python", f"/work/main/.venv/bin/python {VENV}/_private/workers/default_worker.py --node-ip-address=10.0.0.1", "idle worker"),
+        (
+            "python",
+            f"/work/main/.venv/bin/python {VENV}/_private/workers/default_worker.py --node-ip-address=10.0.0.1",
+            "idle worker",
+        ),
         ("ray::MapWorker(", "ray::MapWorker(MapBatches(TimedTranslateActor))", "translate actor"),
         ("ray::MapWorker(", "ray::MapWorker(MapBatches(SimulatedTranslateActor)).submit", "translate actor"),
         ("ray::_StatsActo", "ray::_StatsActor", "Ray Data stats actor"),
@@ -32,9 +60,17 @@ VENV = "/work/main/.venv/lib/python3.11/site-packages/ray"
         ("VLLM::Worker", "VLLM::Worker", "vLLM model worker"),
         ("ray::assemble_o", "ray::assemble_on_worker", "other Ray worker"),
         # A worker's arguments name the raylet's socket: it is not the raylet.
-        ("python", f"/work/main/.venv/bin/python {VENV}/_private/workers/default_worker.py --raylet-name=/tmp/ray/s/sockets/raylet "
-                   "--gcs-address=10.0.0.1:6379", "idle worker"),
-        ("python", "/work/main/.venv/bin/python -c from multiprocessing.resource_tracker import main;main(5)", "multiprocessing (spawning, resource tracker)"),
+        (
+            "python",
+            f"/work/main/.venv/bin/python {VENV}/_private/workers/default_worker.py "
+            "--raylet-name=/tmp/ray/s/sockets/raylet --gcs-address=10.0.0.1:6379",
+            "idle worker",
+        ),
+        (
+            "python",
+            "/work/main/.venv/bin/python -c from multiprocessing.resource_tracker import main;main(5)",
+            "multiprocessing (spawning, resource tracker)",
+        ),
         ("bash", "/bin/bash -c sleep 1", "other: bash"),
         ("", "", "other"),  # a process that ended between listing and reading
     ],
@@ -73,7 +109,14 @@ def test_the_sampler_sees_the_processes_it_starts():
     import sys
 
     with CpuSampler(interval_s=0.05) as sampler:
-        subprocess.run([sys.executable, "-c", "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass\ntime.sleep(0.2)"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass\ntime.sleep(0.2)",
+            ],
+            check=True,
+        )
     table = sampler.table()
     child = table["classes"][f"other: {sys.executable.rsplit('/', 1)[-1]}"]
     assert child["cpu_s"] > 0.2 and child["processes"] == 1

@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 import engine.selection.dedup as dedup
+from actors.dataflow.seed_selection import SeedSelector
 from engine.config import parse_config
+from engine.inputs.seeds import Seed
+from engine.recipes import plan_run
+from engine.records import ACCEPTED, REJECTED, to_table
 from engine.selection.dedup import (
     duplicate_reason,
     exact_duplicates,
@@ -15,10 +19,6 @@ from engine.selection.dedup import (
     text_key,
 )
 from engine.selection.dedup_rows import duplicate_rows, reject_duplicate_outputs
-from engine.recipes import plan_run
-from engine.records import ACCEPTED, REJECTED, to_table
-from engine.inputs.seeds import Seed
-from actors.seed_selection import SeedSelector
 
 
 @pytest.mark.parametrize(
@@ -89,10 +89,14 @@ def seed(seed_id, instruction, input_text="", output="An answer."):
 
 def test_duplicate_rows_are_rejected_with_the_id_they_repeat():
     seeds = [seed("a", "Say hi"), seed("b", "say HI"), seed("c", "Say bye")]
-    rows = duplicate_rows({"b": "a"}, seeds, "sphinx")
+    rows = duplicate_rows({"b": "a"}, seeds, "sphinx", "v1")
     assert len(rows) == 1 and rows[0]["seed_id"] == "b" and rows[0]["status"] == REJECTED
     assert rows[0]["reason"] == duplicate_reason("a") == "duplicate_of:a"
-    assert rows[0]["src_instruction"] == "say HI" and rows[0]["id"] == duplicate_rows({"b": "a"}, seeds, "sphinx")[0]["id"]
+    assert (
+        rows[0]["src_instruction"] == "say HI"
+        and rows[0]["id"] == duplicate_rows({"b": "a"}, seeds, "sphinx", "v1")[0]["id"]
+    )
+
     def key(s):  # what the seed reader computes per seed (engine.inputs.seeds.DEDUP_KEY)
         return text_key(s.instruction, s.input)
 
@@ -135,8 +139,22 @@ def test_duplicate_outputs_in_one_language_are_rejected_and_counted():
         {"id": "r2", "seed_id": "s2", "lang": "fr", "status": ACCEPTED, "instruction": "Dis  BONJOUR", "input": ""},
         {"id": "r1", "seed_id": "s1", "lang": "fr", "status": ACCEPTED, "instruction": "Dis bonjour", "input": ""},
         {"id": "r3", "seed_id": "s3", "lang": "es", "status": ACCEPTED, "instruction": "Dis bonjour", "input": ""},
-        {"id": "r4", "seed_id": "s4", "lang": "fr", "status": REJECTED, "reason": "wrong_language", "instruction": "Dis bonjour"},
-        {"id": "r5", "seed_id": "s5", "lang": "fr", "status": ACCEPTED, "instruction": "Dis bonjour", "input": "à Paul"},
+        {
+            "id": "r4",
+            "seed_id": "s4",
+            "lang": "fr",
+            "status": REJECTED,
+            "reason": "wrong_language",
+            "instruction": "Dis bonjour",
+        },
+        {
+            "id": "r5",
+            "seed_id": "s5",
+            "lang": "fr",
+            "status": ACCEPTED,
+            "instruction": "Dis bonjour",
+            "input": "à Paul",
+        },
     ]
     out = {row["id"]: row for row in reject_duplicate_outputs(to_table(rows)).to_pylist()}
     # s1 comes first whatever the shard order; another language or another input is not a copy.

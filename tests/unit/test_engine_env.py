@@ -1,4 +1,4 @@
-"""actors.vllm_generator.engine_env and host_engine_kwargs: what a CPU engine is started with."""
+"""actors.engines.vllm_generator.engine_env and host_engine_kwargs: what a CPU engine is started with."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import platform
 
 import pytest
 
-from actors.vllm_generator import engine_env, host_engine_kwargs
+from actors.engines.vllm_generator import engine_env, host_engine_kwargs
 
 
 def allowed() -> list[int]:
@@ -42,7 +42,11 @@ x86_only = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), rea
 
 @x86_only
 def test_an_avx2_only_cpu_computes_in_float32():
-    assert host_engine_kwargs({"max_model_len": 512}, "AVX2") == {"disable_log_stats": True, "max_model_len": 512, "dtype": "float32"}
+    assert host_engine_kwargs({"max_model_len": 512}, "AVX2") == {
+        "disable_log_stats": True,
+        "max_model_len": 512,
+        "dtype": "float32",
+    }
     assert host_engine_kwargs(None, "DEFAULT")["dtype"] == "float32"
 
 

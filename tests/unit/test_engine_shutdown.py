@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from actors.vllm_generator import VLLMGenerator
+from actors.engines.vllm_generator import VLLMGenerator
 
 
 class FakeEngine:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.training import evaluation as E
 from engine.rows.judge import parse_score
+from engine.training import evaluation as E
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,7 +24,7 @@ def test_shipped_prompts_are_five_per_language_in_fr_es_de_pt():
 
 def test_shipped_prompts_are_in_their_language():
     fasttext = pytest.importorskip("fasttext")
-    from actors.models import resolve_model
+    from actors.engines.models import resolve_model
 
     model = fasttext.load_model(resolve_model("lid176"))
     path = ROOT / "data" / "eval" / "prompts.jsonl"
@@ -70,7 +70,9 @@ def test_answer_judge_names_the_language_and_reuses_the_judge_parser():
     messages = E.answer_judge_messages("language", "fr", "Bonjour ?", "Hello!")
     assert "French" in messages[0]["content"] and "Judge one thing only" in messages[0]["content"]
     assert messages[1]["content"] == "Request:\nBonjour ?\n\nAnswer:\nHello!"
-    assert E.answer_judge_messages("helpfulness", "xx", "q", "a")[0]["content"].count("xx") >= 1  # unknown code: shown as is
+    assert (
+        E.answer_judge_messages("helpfulness", "xx", "q", "a")[0]["content"].count("xx") >= 1
+    )  # unknown code: shown as is
     assert parse_score("language", '{"feedback": "ok", "score": 2}').score == 2.0
 
 
@@ -171,7 +173,10 @@ def test_shipped_prompts_each_carry_their_english_version():
 )
 def test_malformed_english_fields_name_file_line_and_field(fields, message):
     with pytest.raises(ValueError, match=message):
-        E.parse_prompt_lines([json.dumps({"lang": "fr", "prompt": "ok"}), json.dumps({"lang": "fr", "prompt": "ok", **fields})], "f.jsonl")
+        E.parse_prompt_lines(
+            [json.dumps({"lang": "fr", "prompt": "ok"}), json.dumps({"lang": "fr", "prompt": "ok", **fields})],
+            "f.jsonl",
+        )
 
 
 def test_a_line_that_is_not_an_object_is_named():
@@ -182,7 +187,8 @@ def test_a_line_that_is_not_an_object_is_named():
 def test_english_fields_are_kept_when_given():
     line = json.dumps({"id": "a", "lang": "fr", "prompt": "Bonjour ?", "en": "Hello?", "seed_id": "s1"})
     assert E.parse_prompt_lines([line], "f.jsonl") == [
-        {"id": "a", "lang": "fr", "prompt": "Bonjour ?", "source": "file", "en": "Hello?", "seed_id": "s1"}]
+        {"id": "a", "lang": "fr", "prompt": "Bonjour ?", "source": "file", "en": "Hello?", "seed_id": "s1"}
+    ]
 
 
 def test_validation_rows_pair_with_the_english_row_of_their_seed():
@@ -195,12 +201,14 @@ def test_validation_rows_pair_with_the_english_row_of_their_seed():
     ]
     english = E.english_by_seed(split)
     assert english == {"s1": "What is 2+2?", "s2": "Name a colour."}  # lowest id wins; blank prompts are no version
-    prompts = E.validation_prompts([
-        {"id": "f1", "lang": "fr", "seed_id": "s1", "prompt": "Combien font 2+2 ?"},
-        {"id": "d1", "lang": "de", "seed_id": "s2", "prompt": "Nenne eine Farbe."},
-        {"id": "d2", "lang": "de", "seed_id": "s3", "prompt": "Kein Englisch."},  # seed without an English row
-        {"id": "x1", "lang": "es", "prompt": "Sin semilla."},  # a folder without seed ids
-    ])
+    prompts = E.validation_prompts(
+        [
+            {"id": "f1", "lang": "fr", "seed_id": "s1", "prompt": "Combien font 2+2 ?"},
+            {"id": "d1", "lang": "de", "seed_id": "s2", "prompt": "Nenne eine Farbe."},
+            {"id": "d2", "lang": "de", "seed_id": "s3", "prompt": "Kein Englisch."},  # seed without an English row
+            {"id": "x1", "lang": "es", "prompt": "Sin semilla."},  # a folder without seed ids
+        ]
+    )
     paired = {p["id"]: p.get("en_prompt") for p in E.pair_with_english(prompts, english)}
     assert paired == {"f1": "What is 2+2?", "d1": "Name a colour.", "d2": None, "x1": None}
     assert "en_prompt" not in prompts[0]  # copies: the input is left as it was
@@ -213,10 +221,17 @@ def test_pairing_prefers_an_explicit_english_field_and_finds_english_prompts_amo
         {"id": "3", "lang": "en", "prompt": "Hi there?", "seed_id": "s1", "source": "file"},
     ]
     paired = E.pair_with_english(prompts, {"s1": "Hello from the dataset?"})
-    assert [p.get("en_prompt") for p in paired] == ["Hello?", "Hello from the dataset?", None]  # English prompts are the reference
+    assert [p.get("en_prompt") for p in paired] == [
+        "Hello?",
+        "Hello from the dataset?",
+        None,
+    ]  # English prompts are the reference
     assert [p.get("en_prompt") for p in E.pair_with_english(prompts)] == ["Hello?", "Hi there?", None]
     # One English question per distinct English version, shared across languages.
-    assert E.english_questions(paired + [{"lang": "de", "en_prompt": "Hello?"}]) == ["Hello from the dataset?", "Hello?"]
+    assert E.english_questions(paired + [{"lang": "de", "en_prompt": "Hello?"}]) == [
+        "Hello from the dataset?",
+        "Hello?",
+    ]
 
 
 def test_cosines_are_row_wise_and_bounded():
@@ -225,16 +240,37 @@ def test_cosines_are_row_wise_and_bounded():
     a = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [0.0, 0.0]])
     b = np.array([[3.0, 0.0], [0.0, -1.0], [1.0, 0.0], [1.0, 0.0]])
     got = E.cosines(a, b)
-    assert got == pytest.approx([1.0, -1.0, 2 ** -0.5, 0.0])
+    assert got == pytest.approx([1.0, -1.0, 2**-0.5, 0.0])
     assert all(-1.0 <= c <= 1.0 for c in got)
     with pytest.raises(ValueError, match="one shape"):
         E.cosines(a, b[:2])
 
 
 PAIRED = [
-    {"lang": "fr", "source": "file", "base_lid": "fr", "finetuned_lid": "fr", "base_consistency": 0.8, "finetuned_consistency": 0.9},
-    {"lang": "fr", "source": "file", "base_lid": "en", "finetuned_lid": "fr", "base_consistency": 0.6, "finetuned_consistency": 0.7},
-    {"lang": "de", "source": "file", "base_lid": "de", "finetuned_lid": "de", "base_consistency": -0.2, "finetuned_consistency": 0.5},
+    {
+        "lang": "fr",
+        "source": "file",
+        "base_lid": "fr",
+        "finetuned_lid": "fr",
+        "base_consistency": 0.8,
+        "finetuned_consistency": 0.9,
+    },
+    {
+        "lang": "fr",
+        "source": "file",
+        "base_lid": "en",
+        "finetuned_lid": "fr",
+        "base_consistency": 0.6,
+        "finetuned_consistency": 0.7,
+    },
+    {
+        "lang": "de",
+        "source": "file",
+        "base_lid": "de",
+        "finetuned_lid": "de",
+        "base_consistency": -0.2,
+        "finetuned_consistency": 0.5,
+    },
     {"lang": "de", "source": "validation", "base_lid": "de", "finetuned_lid": "de"},  # no English version: not scored
     {"lang": "en", "source": "validation", "base_lid": "en", "finetuned_lid": "en"},
 ]
@@ -266,13 +302,20 @@ def test_report_puts_consistency_beside_fidelity_for_both_models():
 def test_markdown_and_text_lines_show_consistency_next_to_fidelity():
     r = consistency_report()
     md = E.render_markdown(r)
-    assert "| language | prompts | fidelity base | fidelity tuned | pairs | consistency base | consistency tuned | loss base | loss tuned |" in md
+    header = (
+        "| language | prompts | fidelity base | fidelity tuned | pairs "
+        "| consistency base | consistency tuned | loss base | loss tuned |"
+    )
+    assert header in md
     assert "| fr | 2 | 0.50 | 1.00 | 2 | 0.70 | 0.80 | – | – |" in md
     assert "| en | 1 | 1.00 | 1.00 | 0 | – | – | – | – |" in md
     assert "multilingual-e5-small" in md and "Overall consistency: base 0.40, fine-tuned 0.70 over 3 prompts" in md
     lines = E.consistency_lines(r)
     assert [line.split() for line in lines[1:]] == [
-        ["de", "1", "-0.20", "0.50", "0.70"], ["fr", "2", "0.70", "0.80", "0.10"], ["all", "3", "0.40", "0.70", "0.30"]]
+        ["de", "1", "-0.20", "0.50", "0.70"],
+        ["fr", "2", "0.70", "0.80", "0.10"],
+        ["all", "3", "0.40", "0.70", "0.30"],
+    ]
     # Not measured: no columns, no lines.
     off = E.build_report("t", {"base": "b", "finetuned": "f"}, PAIRED, None, [], 2.0)
     assert "consistency" not in E.render_markdown(off) and E.consistency_lines(off) == []

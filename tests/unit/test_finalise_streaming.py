@@ -1,4 +1,4 @@
-"""The streaming finalise (engine/run_outputs.py via jobs.synthesize.finalise) on fabricated run
+"""The streaming finalise (engine/run_outputs.py via actors.dataflow.finalise.finalise) on fabricated run
 folders: the outputs by language, the report equal to the one-table report, results that do not
 depend on how the rows were sharded, the plan check, jobs.report on new and old layouts, and a
 driver whose memory does not grow with the run."""
@@ -18,12 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from actors.dataflow.finalise import finalise
 from engine.config import load_config, redacted
 from engine.records import ACCEPTED, REJECTED, row_id, to_table
-from tests.unit.test_store_report import build_report
 from engine.store import RowStore
 from jobs.report import main as report_main
-from jobs.synthesize import finalise
+from tests.unit.test_store_report import build_report
 
 ROOT = Path(__file__).resolve().parents[2]
 LANGS = ("fr", "es", "ja", "sw")
@@ -42,28 +42,49 @@ def fabricated_rows(n: int, seed: int = 0, words: int = 6, langs: tuple[str, ...
     for i in range(n):
         lang = None if i % 31 == 30 else langs[i % len(langs)]
         status = ACCEPTED if lang and rng.random() < 0.6 else REJECTED
-        rows.append({
-            "id": row_id(f"s{i // len(langs)}", lang or "", "sphinx", "translate.v1"), "seed_id": f"s{i // len(langs)}",
-            "recipe": "sphinx", "lang": lang, "status": status,
-            "reason": None if status == ACCEPTED else rng.choice(["length_ratio:4.1", "span_missing", "bad_record:seeds.jsonl:3"]),
-            "src_instruction": text(words), "src_input": text(words), "src_output": text(4 * words),
-            "instruction": "the same question" if i % 11 == 0 else text(words), "input": "" if i % 11 == 0 else text(words),
-            "output": text(4 * words), "lid_confidence": rng.random(), "lid_method": "fasttext", "adequacy": rng.random(),
-            "attempts": rng.randint(1, 3), "rounds": rng.randint(0, 2), "cluster": rng.randint(0, 5),
-            "scores": [{"round": 0, "criterion": "fidelity", "score": float(rng.randint(0, 2))}] if i % 3 else [],
-            "prompt_tokens": rng.randint(50, 300), "completion_tokens": rng.randint(50, 300), "tokens_draft": 40,
-            "model": "m", "prompt_version": "translate.v1", "source": f"seeds.jsonl:{i}",
-        })
+        rows.append(
+            {
+                "id": row_id(f"s{i // len(langs)}", lang or "", "sphinx", "translate.v1"),
+                "seed_id": f"s{i // len(langs)}",
+                "recipe": "sphinx",
+                "lang": lang,
+                "status": status,
+                "reason": None
+                if status == ACCEPTED
+                else rng.choice(["length_ratio:4.1", "span_missing", "bad_record:seeds.jsonl:3"]),
+                "src_instruction": text(words),
+                "src_input": text(words),
+                "src_output": text(4 * words),
+                "instruction": "the same question" if i % 11 == 0 else text(words),
+                "input": "" if i % 11 == 0 else text(words),
+                "output": text(4 * words),
+                "lid_confidence": rng.random(),
+                "lid_method": "fasttext",
+                "adequacy": rng.random(),
+                "attempts": rng.randint(1, 3),
+                "rounds": rng.randint(0, 2),
+                "cluster": rng.randint(0, 5),
+                "scores": [{"round": 0, "criterion": "fidelity", "score": float(rng.randint(0, 2))}] if i % 3 else [],
+                "prompt_tokens": rng.randint(50, 300),
+                "completion_tokens": rng.randint(50, 300),
+                "tokens_draft": 40,
+                "model": "m",
+                "prompt_version": "translate.v1",
+                "source": f"seeds.jsonl:{i}",
+            }
+        )
     return rows
 
 
-def write_run(run_dir: Path, rows: list[dict], shard_rows: int, shuffle: int | None = None) -> tuple[RowStore, list[str]]:
+def write_run(
+    run_dir: Path, rows: list[dict], shard_rows: int, shuffle: int | None = None
+) -> tuple[RowStore, list[str]]:
     store = RowStore(run_dir)
     ordered = list(rows)
     if shuffle is not None:
         random.Random(shuffle).shuffle(ordered)
     for start in range(0, len(ordered), shard_rows):
-        store.write(to_table(ordered[start:start + shard_rows]))
+        store.write(to_table(ordered[start : start + shard_rows]))
     return store, [row["id"] for row in rows]
 
 
@@ -73,7 +94,7 @@ def config_for(run_dir: Path):
 
 def run_finalise(run_dir: Path, rows: list[dict], shard_rows: int = 50, shuffle: int | None = None) -> dict:
     store, planned = write_run(run_dir, rows, shard_rows, shuffle)
-    return finalise(run_dir, store, config_for(run_dir), planned, 0, 2.0)
+    return finalise(run_dir, config_for(run_dir), planned, 0, 2.0)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -109,9 +130,13 @@ def test_rows_are_written_by_language_and_add_up_to_the_plan(finished):
 def test_the_report_equals_the_one_table_report_of_the_written_rows(finished):
     run_dir, rows, report = finished
     table = pa.concat_tables([pq.read_table(run_dir / "accepted.parquet"), pq.read_table(run_dir / "rejected.parquet")])
-    whole = build_report(table, len(rows), 0, 2.0, redacted(config_for(run_dir)))  # the run's config: the gate section reads its thresholds
+    whole = build_report(
+        table, len(rows), 0, 2.0, redacted(config_for(run_dir))
+    )  # the run's config: the gate section reads its thresholds
     assert report == whole
-    assert (run_dir / "report.json").read_text() == json.dumps(whole, indent=2, ensure_ascii=False), "the same keys, numbers and order"
+    assert (run_dir / "report.json").read_text() == json.dumps(whole, indent=2, ensure_ascii=False), (
+        "the same keys, numbers and order"
+    )
 
 
 def test_exact_duplicates_are_rejected_per_language_first_by_seed_wins(finished):
@@ -142,7 +167,7 @@ def test_a_run_folder_that_does_not_match_its_plan_is_an_error(tmp_path):
     store, _ = write_run(tmp_path / "run", rows[:-1] + [rows[0]], shard_rows=20)
     planned = [row["id"] for row in rows]
     with pytest.raises(RuntimeError, match="1 missing, 0 unexpected, 1 duplicated ids"):
-        finalise(tmp_path / "run", store, config_for(tmp_path / "run"), planned, 0, 1.0)
+        finalise(tmp_path / "run", config_for(tmp_path / "run"), planned, 0, 1.0)
 
 
 def test_a_second_finalise_replaces_the_first_outputs(finished, tmp_path):
@@ -150,8 +175,7 @@ def test_a_second_finalise_replaces_the_first_outputs(finished, tmp_path):
     run_dir = tmp_path / "run"
     report = run_finalise(run_dir, rows)
     pq.write_table(to_table(rows[:3]), run_dir / "accepted.parquet/fr/part-00007.parquet")  # a stale file
-    store = RowStore(run_dir)
-    again = finalise(run_dir, store, config_for(run_dir), [row["id"] for row in rows], 0, 2.0)
+    again = finalise(run_dir, config_for(run_dir), [row["id"] for row in rows], 0, 2.0)
     assert again == report and pq.read_table(run_dir / "accepted.parquet").num_rows == report["accepted"]
 
 
@@ -179,7 +203,7 @@ import pyarrow.parquet as pq
 import matplotlib.pyplot  # noqa: F401  (imports are not the finalise's memory)
 from engine.config import load_config
 from engine.store import RowStore
-from jobs.synthesize import finalise
+from actors.dataflow.finalise import finalise
 
 def status(field):  # KiB. VmHWM is this process's own peak (ru_maxrss would include the parent's at exec)
     return int(re.search(field + r":\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1))
@@ -191,7 +215,7 @@ pq.read_table(store.shards()[0]).slice(0, 1)  # Arrow's one-time start-up memory
 config = load_config(sys.argv[2], [f"run.output_dir={run_dir}"])
 Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the resident size now
 before = status("VmRSS")
-report = finalise(run_dir, store, config, planned, 0, 1.0)
+report = finalise(run_dir, config, planned, 0, 1.0)
 print(json.dumps({"rss_growth": (status("VmHWM") - before) * 1024, "rows": report["planned"]}))
 """
 
@@ -207,8 +231,14 @@ def measure_finalise(run_dir: Path, rows: int) -> tuple[dict, int]:
     # Arrow's default allocator (mimalloc) returns freed pages late, more so on a busy machine: the
     # system allocator makes the peak a measure of what was held.
     env = {**os.environ, "ARROW_DEFAULT_MEMORY_POOL": "system"}
-    result = subprocess.run([sys.executable, "-c", MEASURE, str(run_dir), str(ROOT / "configs/demo.yaml")],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(run_dir), str(ROOT / "configs/demo.yaml")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     measured = json.loads(result.stdout.strip().splitlines()[-1])
     assert measured["rows"] == rows
@@ -232,7 +262,12 @@ def test_finalise_memory_does_not_grow_with_the_run(tmp_path):
     large, large_size = quietest(tmp_path / "large", 16_000)
     assert large_size > 100 * 2**20 and large_size > 3.5 * small_size
     assert large["rss_growth"] < large_size, (large, large_size)
-    assert large["rss_growth"] - small["rss_growth"] < (large_size - small_size) / 2, (small, large, small_size, large_size)
+    assert large["rss_growth"] - small["rss_growth"] < (large_size - small_size) / 2, (
+        small,
+        large,
+        small_size,
+        large_size,
+    )
 
 
 def test_finalise_report_and_build_on_an_s3_run_folder(s3_env):
@@ -246,21 +281,28 @@ def test_finalise_report_and_build_on_an_s3_run_folder(s3_env):
     folder = RunFolder(location)
     rows = fabricated_rows(240, seed=4)
     for number, start in enumerate(range(0, len(rows), 70)):
-        folder.write_parquet(f"shards/part-{number:04d}.parquet", to_table(rows[start:start + 70]))
+        folder.write_parquet(f"shards/part-{number:04d}.parquet", to_table(rows[start : start + 70]))
     config = load_config(ROOT / "configs/demo.yaml", [f"run.output_dir={location}", "dedup.exact=true"])
-    report = finalise(folder, None, config, [row["id"] for row in rows], 0, 2.0)
+    report = finalise(folder, config, [row["id"] for row in rows], 0, 2.0)
     assert report["planned"] == 240 and report["adds_up"]
     assert folder.read_parquet("accepted.parquet").num_rows == report["accepted"]
-    assert folder.list("accepted.parquet", recursive=True) == [f"accepted.parquet/{lang}/part-00000.parquet" for lang in sorted(LANGS)]
+    assert folder.list("accepted.parquet", recursive=True) == [
+        f"accepted.parquet/{lang}/part-00000.parquet" for lang in sorted(LANGS)
+    ]
     assert len(folder.read_text("rejected.jsonl").splitlines()) == report["rejected"]
     assert json.loads(folder.read_text("report.json")) == json.loads(json.dumps(report))
-    assert "<h1>babelforge run: demo</h1>" in folder.read_text("report.html") and folder.exists("plot-rows_per_language.png")
+    assert "<h1>babelforge run: demo</h1>" in folder.read_text("report.html") and folder.exists(
+        "plot-rows_per_language.png"
+    )
     assert not folder.exists(".by-language"), "the staging folder is removed"
     again, figures, sample = load_run(folder)
     assert again == json.loads(json.dumps(report)) and figures.total_rows == 240 and sample
     summary = build_run(folder, config)
     assert json.loads(folder.read_text("datasets/build.json")) == json.loads(json.dumps(summary))
-    assert pq.read_table(folder.path("datasets/sphinx/train.parquet"), filesystem=folder.fs).num_rows == summary["datasets"]["sphinx"]["train"]
+    assert (
+        pq.read_table(folder.path("datasets/sphinx/train.parquet"), filesystem=folder.fs).num_rows
+        == summary["datasets"]["sphinx"]["train"]
+    )
     assert json.loads(folder.read_text("report.json"))["datasets"]["sphinx"] == summary["datasets"]["sphinx"]
     # jobs.build's command line on the same folder, reading the run's own resolved config from S3.
     from engine.config import redacted
@@ -273,7 +315,11 @@ def test_finalise_report_and_build_on_an_s3_run_folder(s3_env):
 
 
 def test_a_run_without_rejected_rows_still_has_a_readable_rejected_dataset(tmp_path):
-    rows = [row for row in fabricated_rows(90, seed=2) if row["status"] == ACCEPTED and row["instruction"] != "the same question"]
+    rows = [
+        row
+        for row in fabricated_rows(90, seed=2)
+        if row["status"] == ACCEPTED and row["instruction"] != "the same question"
+    ]
     report = run_finalise(tmp_path / "run", rows, shard_rows=25)
     assert report["rejected"] == 0 and report["accepted"] == len(rows)
     assert pq.read_table(tmp_path / "run/rejected.parquet").num_rows == 0
@@ -285,7 +331,9 @@ def test_a_run_without_accepted_rows_builds_empty_datasets(tmp_path):
     """The demo with the adequacy gate on accepts nothing: jobs.build still runs on it."""
     from jobs.build import build_run
 
-    rows = [{**row, "status": REJECTED, "reason": row["reason"] or "low_similarity"} for row in fabricated_rows(40, seed=6)]
+    rows = [
+        {**row, "status": REJECTED, "reason": row["reason"] or "low_similarity"} for row in fabricated_rows(40, seed=6)
+    ]
     run_dir = tmp_path / "run"
     report = run_finalise(run_dir, rows, shard_rows=15)
     assert report["accepted"] == 0 and pq.read_table(run_dir / "accepted.parquet").num_rows == 0
@@ -299,8 +347,16 @@ def reference_budget(rows: list[dict], budget: int, embed, clusters: int, sample
     not keep are rejected with its reason."""
     from engine.selection.budget import diversify_over_budget
 
-    chosen, result = diversify_over_budget([r["instruction"] for r in rows], [r["lang"] for r in rows], [r["status"] for r in rows],
-                                           budget, embed, clusters, sample_size, seed)
+    chosen, result = diversify_over_budget(
+        [r["instruction"] for r in rows],
+        [r["lang"] for r in rows],
+        [r["status"] for r in rows],
+        budget,
+        embed,
+        clusters,
+        sample_size,
+        seed,
+    )
     out = list(rows)
     for position, i in enumerate(chosen):
         out[i] = {**rows[i], "cluster": int(result.cluster[position])}
@@ -317,11 +373,30 @@ def test_the_budget_on_a_language_table_decides_as_on_rows():
     from engine.selection.budget import apply_budget_table
 
     def embed(texts):  # three topics: bread, rivers, anything else
-        return np.array([[1.0, 0.0] if "bread" in t else [0.0, 1.0] if "river" in t else [0.6, 0.8] for t in texts], dtype=np.float32)
+        return np.array(
+            [[1.0, 0.0] if "bread" in t else [0.0, 1.0] if "river" in t else [0.6, 0.8] for t in texts],
+            dtype=np.float32,
+        )
 
-    topics = ["Why does bread rise", "Where do rivers go", "What is a cloud", "Why is bread brown", "Where do rivers start"]
-    rows = [{"id": f"fr{i}", "seed_id": f"s{i}", "lang": "fr", "status": ACCEPTED, "instruction": f"{topics[i % 5]} ({i})? Answer in French."}
-            for i in range(12)] + [{"id": "fr-rej", "seed_id": "s99", "lang": "fr", "status": REJECTED, "reason": "judge_bad", "instruction": "x"}]
+    topics = [
+        "Why does bread rise",
+        "Where do rivers go",
+        "What is a cloud",
+        "Why is bread brown",
+        "Where do rivers start",
+    ]
+    rows = [
+        {
+            "id": f"fr{i}",
+            "seed_id": f"s{i}",
+            "lang": "fr",
+            "status": ACCEPTED,
+            "instruction": f"{topics[i % 5]} ({i})? Answer in French.",
+        }
+        for i in range(12)
+    ] + [
+        {"id": "fr-rej", "seed_id": "s99", "lang": "fr", "status": REJECTED, "reason": "judge_bad", "instruction": "x"}
+    ]
     table = to_table(rows)
     out = apply_budget_table(table, 4, embed, 3, 100, 0)
     expected = reference_budget(table.to_pylist(), 4, embed, 3, 100, 0)
@@ -339,5 +414,11 @@ def test_the_id_tally_is_equal_for_the_same_ids_in_any_order_and_differs_otherwi
     random.Random(1).shuffle(shuffled)
     halves = IdTally().add(pa.array(shuffled[:90])).add(pa.chunked_array([pa.array(shuffled[90:])]))
     assert halves == tally and tally.count == len(ids)
-    for changed in (ids[1:], ids + ids[:1], ids[:-1] + [ids[0]], ids[:-1] + ["another id"], ids[:-2] + ["seed-7:es", ids[-1]]):
+    for changed in (
+        ids[1:],
+        ids + ids[:1],
+        ids[:-1] + [ids[0]],
+        ids[:-1] + ["another id"],
+        ids[:-2] + ["seed-7:es", ids[-1]],
+    ):
         assert IdTally().add(pa.array(changed)) != tally, changed

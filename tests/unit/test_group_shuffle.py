@@ -1,4 +1,4 @@
-"""actors.group_shuffle without Ray: the split and the reduce that a build's group steps run as tasks."""
+"""actors.dataflow.group_shuffle without Ray: the split and the reduce that a build's group steps run as tasks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import zlib
 import pyarrow as pa
 import pytest
 
-from actors.group_shuffle import partition_of, reduce_groups, split_block
+from actors.dataflow.group_shuffle import partition_of, reduce_groups, split_block
 
 
 def rows(n: int, keys: int, seed: int = 0) -> pa.Table:
@@ -27,7 +27,8 @@ def test_a_keys_partition_is_the_same_in_any_block_and_process():
         assert by_key.setdefault(key, part) == part
     # crc32 of the text, not Python's per-process hash: known values stay put
     assert partition_of(pa.array(["seed-1", "seed-2", "en"]), 1000).tolist() == [
-        zlib.crc32(k.encode()) % 1000 for k in ("seed-1", "seed-2", "en")]
+        zlib.crc32(k.encode()) % 1000 for k in ("seed-1", "seed-2", "en")
+    ]
 
 
 def test_split_keeps_every_row_once_and_each_key_in_one_piece():
@@ -36,7 +37,7 @@ def test_split_keeps_every_row_once_and_each_key_in_one_piece():
     assert len(pieces) == 4 and sum(p.num_rows for p in pieces) == 300
     assert sorted(id for p in pieces for id in p.column("id").to_pylist()) == sorted(block.column("id").to_pylist())
     homes = [set(p.column("seed_id").to_pylist()) for p in pieces]
-    assert all(not (a & b) for i, a in enumerate(homes) for b in homes[i + 1:])
+    assert all(not (a & b) for i, a in enumerate(homes) for b in homes[i + 1 :])
 
 
 class Summary:
@@ -73,8 +74,15 @@ def test_an_empty_partition_gives_an_empty_table_of_the_schema_and_builds_nothin
 def test_rows_without_a_key_form_one_group_whatever_block_they_come_in():
     first = pa.table({"id": ["a", "b"], "seed_id": ["seed-1", None]})
     second = pa.table({"id": ["c", "d"], "seed_id": [None, "seed-9"]})
-    homes = {i: {p for p, piece in enumerate(split_block(block, "seed_id", 5)) for v in piece.column("seed_id").to_pylist() if v is None}
-             for i, block in enumerate((first, second))}
+    homes = {
+        i: {
+            p
+            for p, piece in enumerate(split_block(block, "seed_id", 5))
+            for v in piece.column("seed_id").to_pylist()
+            if v is None
+        }
+        for i, block in enumerate((first, second))
+    }
     assert homes[0] == homes[1] and len(homes[0]) == 1
     [home] = homes[0]
     pieces = [split_block(block, "seed_id", 5)[home] for block in (first, second)]
@@ -90,7 +98,7 @@ def test_an_empty_block_without_columns_splits_into_empty_pieces_the_reducer_ign
 
 @pytest.mark.parametrize("window", [1, 5, 17, 4096])
 def test_groups_arrive_whole_whatever_the_window_of_rows_converted_at_a_time(monkeypatch, window):
-    import actors.group_shuffle as shuffle
+    import actors.dataflow.group_shuffle as shuffle
 
     block = rows(300, 40, seed=2)
     expected = reduce_groups("seed_id", Summary, SCHEMA, block).to_pylist()

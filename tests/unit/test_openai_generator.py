@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from actors.openai_generator import RETRY_AFTER_CAP_S, OpenAIGenerator, parse_retry_after
+from actors.engines.openai_generator import RETRY_AFTER_CAP_S, OpenAIGenerator, parse_retry_after
 from engine.config import ConfigError, ModelConfig, parse_config
 from engine.protocols import ERROR, TOO_LONG, GenParams
 
@@ -96,7 +96,9 @@ def serve():
 
 
 def generator(url: str, **fields) -> OpenAIGenerator:
-    config = ModelConfig(**{"backend": "openai", "name": "test-model", "base_url": url, "max_retries": 2, "timeout_s": 5, **fields})
+    config = ModelConfig(
+        **{"backend": "openai", "name": "test-model", "base_url": url, "max_retries": 2, "timeout_s": 5, **fields}
+    )
     return OpenAIGenerator(config, backoff_s=0.01)
 
 
@@ -108,7 +110,10 @@ def test_success_sends_the_request_and_reads_usage(serve):
     server = serve(lambda n, body, headers: ok())
     completion = generate(generator(server.url), GenParams(temperature=0.3, top_p=0.9, max_tokens=64))
     assert (completion.text, completion.prompt_tokens, completion.completion_tokens, completion.finish_reason) == (
-        '{"instruction": "Bonjour"}', 17, 5, "stop",
+        '{"instruction": "Bonjour"}',
+        17,
+        5,
+        "stop",
     )
     body, headers, _ = server.requests[0]
     assert body["model"] == "test-model" and body["messages"] == MESSAGES
@@ -135,7 +140,9 @@ def test_length_finish_reason_passes_through(serve):
 
 
 def test_429_then_200_is_retried_and_honours_retry_after(serve):
-    server = serve(lambda n, body, headers: (429, {"Retry-After": "0.4"}, {"error": {"message": "slow down"}}) if n == 0 else ok())
+    server = serve(
+        lambda n, body, headers: (429, {"Retry-After": "0.4"}, {"error": {"message": "slow down"}}) if n == 0 else ok()
+    )
     completion = generate(generator(server.url))
     assert completion.finish_reason == "stop"
     assert len(server.requests) == 2
@@ -204,7 +211,9 @@ def test_api_key_comes_from_the_named_variable(serve, monkeypatch):
 def test_key_never_reaches_logs_or_error_text(serve, monkeypatch, caplog):
     monkeypatch.setenv("BF_UNIT_KEY", KEY)
     # A server that echoes the Authorization header back in its error: the cause must not carry it.
-    server = serve(lambda n, body, headers: (401, {}, {"error": {"message": f"bad key {headers.get('Authorization')}"}}))
+    server = serve(
+        lambda n, body, headers: (401, {}, {"error": {"message": f"bad key {headers.get('Authorization')}"}})
+    )
     caplog.set_level("DEBUG")
     completion = generate(generator(server.url, api_key_env="BF_UNIT_KEY"))
     assert completion.finish_reason == ERROR and completion.text.startswith("http 401")
@@ -247,7 +256,16 @@ def test_count_tokens_is_a_ceiling_of_chars_over_four():
 
 @pytest.mark.parametrize(
     "value, expected",
-    [(None, None), ("", None), ("3", 3.0), ("0.5", 0.5), ("-2", 0.0), ("99999", RETRY_AFTER_CAP_S), ("soon", None), ("nan", None)],
+    [
+        (None, None),
+        ("", None),
+        ("3", 3.0),
+        ("0.5", 0.5),
+        ("-2", 0.0),
+        ("99999", RETRY_AFTER_CAP_S),
+        ("soon", None),
+        ("nan", None),
+    ],
 )
 def test_parse_retry_after(value, expected):
     assert parse_retry_after(value) == expected
@@ -263,5 +281,7 @@ def test_config_needs_base_url_and_an_env_name_not_a_key():
     with pytest.raises(ConfigError, match="base_url"):
         parse_config({**base, "model": {"backend": "openai"}})
     with pytest.raises(ConfigError, match="NAME of an environment variable") as error:
-        parse_config({**base, "model": {"backend": "openai", "base_url": "http://h/v1", "api_key_env": "sk-live-abc123"}})
+        parse_config(
+            {**base, "model": {"backend": "openai", "base_url": "http://h/v1", "api_key_env": "sk-live-abc123"}}
+        )
     assert "sk-live-abc123" not in str(error.value)

@@ -23,10 +23,22 @@ CLEAN = json.dumps(ANSWER, ensure_ascii=False)
         f"Here is the translation:\n```json\n{CLEAN}\n```\nLet me know if you need more.",
         f"Sure! Here is the JSON object: {CLEAN} I hope this helps.",
         f"Voici {{la traduction}} : {CLEAN}",  # braces in the chatter before the object
-        f"{CLEAN}\n{{\"instruction\": \"second\", \"output\": \"object\"}}",
+        f'{CLEAN}\n{{"instruction": "second", "output": "object"}}',
         json.dumps({**ANSWER, "extra": 1, "nested": {"a": [1, {"b": "}"}]}}),
     ],
-    ids=["clean", "indented", "whitespace", "fenced-json", "fenced-JSON", "fenced-bare", "fenced-chatty", "chatty", "chatty-braces", "two-objects", "extra-keys"],
+    ids=[
+        "clean",
+        "indented",
+        "whitespace",
+        "fenced-json",
+        "fenced-JSON",
+        "fenced-bare",
+        "fenced-chatty",
+        "chatty",
+        "chatty-braces",
+        "two-objects",
+        "extra-keys",
+    ],
 )
 def test_finds_the_answer(text):
     assert parse_fields(text, KEYS) == (ANSWER, None)
@@ -95,6 +107,6 @@ def test_reasons_for_unusable_output(text, reason):
 
 
 def test_never_raises_on_garbage():
-    for text in ["}{", '"', "\\", "```", "{\"", "{'}", "\x00{\x00}", "{" + '"' * 101 + "}", "]]]}}}"]:
+    for text in ["}{", '"', "\\", "```", '{"', "{'}", "\x00{\x00}", "{" + '"' * 101 + "}", "]]]}}}"]:
         fields, reason = parse_fields(text, KEYS)
         assert fields is None and reason.startswith("parse_")

@@ -3,10 +3,10 @@
 import pyarrow as pa
 import pytest
 
-from engine.languages import resolve_languages
 from engine.inputs.plan import build_task_plan, sample_indices
-from engine.records import TASK_COLUMNS, row_id
 from engine.inputs.seeds import SEED_SCHEMA, Seed
+from engine.languages import resolve_languages
+from engine.records import TASK_COLUMNS, row_id
 
 QUOTAS = {"high": 30, "mid": 20, "low": 10}
 VERSION = "translate.v1"
@@ -22,7 +22,11 @@ def make_seeds(count: int) -> list[Seed]:
 
 
 def plan(seeds, codes, mode="per_language", quotas=QUOTAS, plan_seed=0, version=VERSION) -> list[dict]:
-    return build_task_plan(seeds_table(seeds), resolve_languages(codes), mode, quotas, plan_seed, "sphinx", version).tasks().to_pylist()
+    return (
+        build_task_plan(seeds_table(seeds), resolve_languages(codes), mode, quotas, plan_seed, "sphinx", version)
+        .tasks()
+        .to_pylist()
+    )
 
 
 def seed_ids(tasks: list[dict], lang: str) -> list[str]:
@@ -50,7 +54,11 @@ def test_tasks_carry_the_task_columns_and_source_text():
     for task in tasks:
         assert tuple(task) == TASK_COLUMNS
         seed = by_id[task["seed_id"]]
-        assert (task["src_instruction"], task["src_input"], task["src_output"]) == (seed.instruction, seed.input, seed.output)
+        assert (task["src_instruction"], task["src_input"], task["src_output"]) == (
+            seed.instruction,
+            seed.input,
+            seed.output,
+        )
         assert task["source"] == seed.source and task["recipe"] == "sphinx" and task["lang"] == "fr"
 
 

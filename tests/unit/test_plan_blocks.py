@@ -1,5 +1,5 @@
 """How a plan is cut into blocks for the generation pool (actors/plan_source.block_rows) and how
-many calls an actor then holds (jobs.synthesize.actor_pool): a tiny plan stays one batch a block,
+many calls an actor then holds (actors.dataflow.generation.actor_pool): a tiny plan stays one batch a block,
 others take FEED_BATCHES batches a block so the reads keep up with the pool, a big one keeps its
 number of blocks bounded, and an actor still holds actor_batches batches."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from actors.plan_source import FEED_BATCHES, MAX_BLOCKS, block_rows
-from jobs.synthesize import actor_pool
+from actors.dataflow.generation import actor_pool
+from actors.dataflow.plan_source import FEED_BATCHES, MAX_BLOCKS, block_rows
 
 
 @pytest.mark.parametrize(("rows", "actors"), [(0, 1), (1, 1), (64, 1), (64 * 7, 1), (64 * 15, 2), (64 * 31, 4)])
@@ -16,7 +16,9 @@ def test_a_plan_too_small_to_give_every_actor_four_blocks_of_two_batches_is_one_
     assert block_rows(rows, 64, actors) == 64
 
 
-@pytest.mark.parametrize(("rows", "actors"), [(64 * 8, 1), (64 * 16, 2), (64 * 64, 8), (64 * MAX_BLOCKS, 1), (64 * 2 * MAX_BLOCKS, 32)])
+@pytest.mark.parametrize(
+    ("rows", "actors"), [(64 * 8, 1), (64 * 16, 2), (64 * 64, 8), (64 * MAX_BLOCKS, 1), (64 * 2 * MAX_BLOCKS, 32)]
+)
 def test_a_plan_within_max_blocks_blocks_of_feed_batches_is_feed_batches_a_block(rows, actors):
     assert block_rows(rows, 64, actors) == 64 * FEED_BATCHES
     assert -(-rows // (64 * FEED_BATCHES)) >= 4 * actors, "every actor still gets four blocks or more"
@@ -36,7 +38,9 @@ def test_max_blocks_can_be_given():
     assert block_rows(1000, 10, max_blocks=1000) == 10 * FEED_BATCHES
 
 
-@pytest.mark.parametrize(("batches", "per_call", "calls"), [(32, 1, 32), (32, 8, 4), (32, 5, 7), (32, 64, 2), (1, 1, 1), (4, 16, 2)])
+@pytest.mark.parametrize(
+    ("batches", "per_call", "calls"), [(32, 1, 32), (32, 8, 4), (32, 5, 7), (32, 64, 2), (1, 1, 1), (4, 16, 2)]
+)
 def test_an_actor_holds_its_batches_in_fewer_calls_and_at_least_two(batches, per_call, calls):
     pool = actor_pool(2, batches, per_call)
     assert pool.max_tasks_in_flight_per_actor == pool.max_concurrent_calls_per_actor == calls

@@ -22,13 +22,29 @@ TEXT = 560  # characters of instruction + output per seed, about an Alpaca pair
 def write_seeds(path):
     with open(path, "w", encoding="utf-8") as handle:
         for i in range(SEEDS):
-            handle.write(json.dumps({"id": f"s{i:05d}", "instruction": f"Explain step {i} of the process in detail. " * 4,
-                                     "input": "", "output": f"Step {i} is where we carefully describe everything. " * 8}) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "id": f"s{i:05d}",
+                        "instruction": f"Explain step {i} of the process in detail. " * 4,
+                        "input": "",
+                        "output": f"Step {i} is where we carefully describe everything. " * 8,
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
 def plan_config(path, languages: int) -> Config:
-    return parse_as(Config, {"seeds": {"paths": [str(path)]}, "languages": {"targets": list(DEFAULT_TARGETS[:languages])}, "plan": {"mode": "all"}})
+    return parse_as(
+        Config,
+        {
+            "seeds": {"paths": [str(path)]},
+            "languages": {"targets": list(DEFAULT_TARGETS[:languages])},
+            "plan": {"mode": "all"},
+        },
+    )
 
 
 def traced(body) -> tuple[object, int, int, int]:
@@ -63,7 +79,10 @@ def test_planning_memory_grows_by_ids_not_by_text(tmp_path):
     # An id (20 hex chars) + offsets + seed index + language code is ~30 bytes of Arrow; the
     # per-language Python lists of ids are transient. A dict per task plus its text copied into
     # the task table cost ~1,100 bytes a row here.
-    assert per_row < 120, f"{per_row:.0f} bytes per planned row ({bytes_10 / 2**20:.1f} MiB at {rows_10} rows, {bytes_50 / 2**20:.1f} MiB at {rows_50})"
+    assert per_row < 120, (
+        f"{per_row:.0f} bytes per planned row ({bytes_10 / 2**20:.1f} MiB at {rows_10} rows, "
+        f"{bytes_50 / 2**20:.1f} MiB at {rows_50})"
+    )
     # The seed text is held once, whatever the number of languages.
     assert bytes_50 < 3 * SEEDS * TEXT + 60 * rows_50
 
@@ -94,10 +113,10 @@ def driver_side_bytes(path, languages: int) -> tuple[int, int, int]:
 def test_the_driver_holds_a_few_bytes_per_planned_row_not_its_id(tmp_path, monkeypatch):
     """At a fixed seed count, five times the languages: what the driver keeps from planning to
     generation (plan, planned ids, fingerprint, resume's anti-join) grows by the indices alone (a
-    seed index and a language code, 6 bytes a row, in the plan and in what is left to do), and its peak by the fingerprint's 10-byte
-    digests. A plan that stores each row's id string (24 bytes in Arrow, more as Python objects)
-    fails it. Ids are derived 2,048 at a time here (ID_STEP), so that one slice's transient
-    objects are a constant far below the rows' growth."""
+    seed index and a language code, 6 bytes a row, in the plan and in what is left to do), and its
+    peak by the fingerprint's 10-byte digests. A plan that stores each row's id string (24 bytes in
+    Arrow, more as Python objects) fails it. Ids are derived 2,048 at a time here (ID_STEP), so
+    that one slice's transient objects are a constant far below the rows' growth."""
     from engine.inputs import plan
 
     monkeypatch.setattr(plan, "ID_STEP", 2048)
@@ -107,8 +126,12 @@ def test_the_driver_holds_a_few_bytes_per_planned_row_not_its_id(tmp_path, monke
     rows_50, held_50, peak_50 = driver_side_bytes(path, 50)
     held_per_row = (held_50 - held_10) / (rows_50 - rows_10)
     peak_per_row = (peak_50 - peak_10) / (rows_50 - rows_10)
-    assert held_per_row < 16, f"{held_per_row:.1f} bytes held per planned row ({held_10} at {rows_10} rows, {held_50} at {rows_50})"
-    assert peak_per_row < 40, f"{peak_per_row:.1f} bytes per planned row at the peak ({peak_10} at {rows_10} rows, {peak_50} at {rows_50})"
+    assert held_per_row < 16, (
+        f"{held_per_row:.1f} bytes held per planned row ({held_10} at {rows_10} rows, {held_50} at {rows_50})"
+    )
+    assert peak_per_row < 40, (
+        f"{peak_per_row:.1f} bytes per planned row at the peak ({peak_10} at {rows_10} rows, {peak_50} at {rows_50})"
+    )
 
 
 @pytest.mark.parametrize("step", [7, 1 << 16])
@@ -125,7 +148,17 @@ def test_the_compact_fingerprint_is_the_digest_of_the_sorted_id_strings(step, mo
     monkeypatch.setattr(plan, "ID_STEP", step)  # hex ids emitted this many at a time, the others between
     rng = random.Random(3)
     ids = [row_id(f"s{i}", "fr", "sphinx", "v1") for i in range(3000)]
-    ids += ["0", "7zz", "a", "ffffffffffffffffffffz", "bad:seeds.jsonl:3", "é", "", "0000000000000000000", "ABCDEF0123456789abcd"]
+    ids += [
+        "0",
+        "7zz",
+        "a",
+        "ffffffffffffffffffffz",
+        "bad:seeds.jsonl:3",
+        "é",
+        "",
+        "0000000000000000000",
+        "ABCDEF0123456789abcd",
+    ]
     rng.shuffle(ids)
     expected = hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
     assert plan_fingerprint(ids) == expected

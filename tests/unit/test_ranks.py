@@ -1,5 +1,5 @@
 """Hash-rank cuts: the batch form of `Cut.keeps` and the distributed build's two-pass cut search
-(actors.build_pipeline.find_cuts) keep exactly the rows that sorting all candidates keeps."""
+(actors.dataflow.build_pipeline.find_cuts) keep exactly the rows that sorting all candidates keeps."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from actors.build_pipeline import cut_mask, find_cuts
+from actors.dataflow.build_pipeline import cut_mask, find_cuts
 from engine.builders.ranks import KEEP_ALL, KEEP_NONE, Cut, keeps_each, rank
 from tests.local_build import LocalDataset
 from tests.reference_build import lowest_cut
@@ -38,14 +38,30 @@ def test_keeps_each_is_cut_keeps_row_by_row():
 
 def test_two_pass_cuts_keep_each_groups_lowest_quota():
     rng = random.Random(3)
-    rows = [(g, r, k) for g in ("a", "b", "c", "d") for r, k in candidates({"a": 900, "b": 300, "c": 40, "d": 10}[g], seed=ord(g))]
+    rows = [
+        (g, r, k)
+        for g in ("a", "b", "c", "d")
+        for r, k in candidates({"a": 900, "b": 300, "c": 40, "d": 10}[g], seed=ord(g))
+    ]
     rows += [("", 0, f"none-{i}") for i in range(30)]  # rows in no group: never counted or cut
     rng.shuffle(rows)
-    tables = [pa.table({"group": [g for g, _, _ in part], "rank": pa.array([r for _, r, _ in part], pa.uint64()), "key": [k for _, _, k in part]})
-              for part in (rows[i:i + 97] for i in range(0, len(rows), 97))]
+    tables = [
+        pa.table(
+            {
+                "group": [g for g, _, _ in part],
+                "rank": pa.array([r for _, r, _ in part], pa.uint64()),
+                "key": [k for _, _, k in part],
+            }
+        )
+        for part in (rows[i : i + 97] for i in range(0, len(rows), 97))
+    ]
 
     def rank_of(batch: pa.Table):
-        return batch.column("group").combine_chunks(), batch.column("rank").to_numpy(), batch.column("key").combine_chunks()
+        return (
+            batch.column("group").combine_chunks(),
+            batch.column("rank").to_numpy(),
+            batch.column("key").combine_chunks(),
+        )
 
     quotas = {"a": 333, "b": 300, "c": 0, "d": 4}
     cuts, sizes = find_cuts(LocalDataset(tables), rank_of, lambda _sizes: quotas, {"b": 17})
@@ -54,6 +70,11 @@ def test_two_pass_cuts_keep_each_groups_lowest_quota():
     for group, quota in quotas.items():
         mine = [(r, k) for g, r, k in rows if g == group]
         assert cuts[group] == lowest_cut(mine, quota)
-        kept = np.concatenate([cut_mask(cuts, t.column("group"), t.column("rank").to_numpy(), t.column("key")) & pc.equal(t.column("group"), group).to_numpy()
-                               for t in tables])
+        kept = np.concatenate(
+            [
+                cut_mask(cuts, t.column("group"), t.column("rank").to_numpy(), t.column("key"))
+                & pc.equal(t.column("group"), group).to_numpy()
+                for t in tables
+            ]
+        )
         assert kept.sum() == min(quota, sizes[group])

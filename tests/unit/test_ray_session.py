@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from actors.ray_session import decide_session
+from actors.dataflow.ray_session import decide_session
 
 NUM_CPUS = {"num_cpus": 2}  # what configs/demo.yaml sets for a local run
 
@@ -39,7 +39,10 @@ def test_joins_what_it_is_given_and_starts_local_ray_otherwise(address, env, run
     assert session.joins == (source != "local")
 
 
-@pytest.mark.parametrize("address, env, running", [(None, "10.0.0.1:6379", None), ("10.0.0.9:6379", None, None), (None, None, "10.0.0.2:6379")])
+@pytest.mark.parametrize(
+    "address, env, running",
+    [(None, "10.0.0.1:6379", None), ("10.0.0.9:6379", None, None), (None, None, "10.0.0.2:6379")],
+)
 def test_a_job_that_joins_ignores_local_settings_and_says_so_in_one_line(address, env, running):
     session = decide_session(address, NUM_CPUS, env, running)
     assert "num_cpus" not in session.kwargs  # ray.init refuses num_cpus when connecting
@@ -62,10 +65,12 @@ def test_init_ray_logs_one_line_and_passes_the_decided_kwargs(monkeypatch, caplo
     """init_ray with a stand-in `ray` module: which call it makes, and the INFO line."""
     import types
 
-    from actors import ray_session
+    from actors.dataflow import ray_session
 
     calls = []
-    fake = types.SimpleNamespace(is_initialized=lambda: False, init=lambda **kw: calls.append(kw), cluster_resources=lambda: {"CPU": 2.0})
+    fake = types.SimpleNamespace(
+        is_initialized=lambda: False, init=lambda **kw: calls.append(kw), cluster_resources=lambda: {"CPU": 2.0}
+    )
     monkeypatch.setitem(sys.modules, "ray", fake)
     monkeypatch.setattr(ray_session, "running_cluster_address", lambda: None)
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
@@ -82,7 +87,7 @@ def test_init_ray_logs_one_line_and_passes_the_decided_kwargs(monkeypatch, caplo
 
 def test_running_cluster_discovery_uses_rays_address_file(tmp_path, monkeypatch):
     """The helper reads the file `ray start` writes (and `ray stop` removes) in Ray's temp dir."""
-    from actors import ray_session
+    from actors.dataflow import ray_session
 
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))  # Ray's temp dir is $RAY_TMPDIR/ray
     assert ray_session.running_cluster_address() is None
@@ -92,16 +97,25 @@ def test_running_cluster_discovery_uses_rays_address_file(tmp_path, monkeypatch)
 
 
 def test_a_local_ray_starts_without_a_dashboard_unless_asked_and_a_joined_cluster_keeps_its_own():
-    from actors.ray_session import LOCAL_SYSTEM_CONFIG, local_defaults
+    from actors.dataflow.ray_session import LOCAL_SYSTEM_CONFIG, local_defaults
 
     local = decide_session(None, NUM_CPUS, None, None, local_defaults("auto"))
-    assert local.kwargs == {"address": "local", "include_dashboard": False, "_system_config": LOCAL_SYSTEM_CONFIG, "num_cpus": 2}
+    assert local.kwargs == {
+        "address": "local",
+        "include_dashboard": False,
+        "_system_config": LOCAL_SYSTEM_CONFIG,
+        "num_cpus": 2,
+    }
     assert LOCAL_SYSTEM_CONFIG == {"enable_metrics_collection": False, "event_stats": False}
     assert "include_dashboard=False" in local.describe()
     assert local_defaults("off") == local_defaults("auto")
     # Asked for, the dashboard comes with what feeds it (Ray's own system config).
     asked = decide_session(None, {**NUM_CPUS, "dashboard": "on"}, None, None, local_defaults("on"))
-    assert asked.kwargs == {"address": "local", "include_dashboard": True, "num_cpus": 2}  # "dashboard" is no ray.init kwarg
+    assert asked.kwargs == {
+        "address": "local",
+        "include_dashboard": True,
+        "num_cpus": 2,
+    }  # "dashboard" is no ray.init kwarg
     # ray job submit: the driver joins the cluster it was submitted to; its dashboard is the cluster's business.
     for dashboard in ("auto", "off", "on"):
         joined = decide_session(None, NUM_CPUS, "10.0.0.1:6379", None, local_defaults(dashboard))
@@ -109,7 +123,7 @@ def test_a_local_ray_starts_without_a_dashboard_unless_asked_and_a_joined_cluste
 
 
 def test_init_ray_reports_an_explicit_dashboard_choice_as_ignored_when_joining(monkeypatch):
-    import actors.ray_session as session_module
+    import actors.dataflow.ray_session as session_module
     from engine.config import RayConfig
 
     calls = []
@@ -120,7 +134,12 @@ def test_init_ray_reports_an_explicit_dashboard_choice_as_ignored_when_joining(m
     monkeypatch.setitem(sys.modules, "ray", fake_ray)
     monkeypatch.setattr(session_module, "running_cluster_address", lambda: None)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    local = {"address": "local", "include_dashboard": False, "_system_config": session_module.LOCAL_SYSTEM_CONFIG, "num_cpus": 2}
+    local = {
+        "address": "local",
+        "include_dashboard": False,
+        "_system_config": session_module.LOCAL_SYSTEM_CONFIG,
+        "num_cpus": 2,
+    }
     assert session_module.init_ray(RayConfig(num_cpus=2)).kwargs == local
     assert calls[-1] == local
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")

@@ -20,8 +20,8 @@ from engine.inputs.seeds import Text, load_seed_table
 from engine.languages import get_language
 from engine.protocols import ERROR, TOO_LONG, Completion
 from engine.reasons import REASONS, feedback_text, lookup, make_reason, meaning, reason_kind
-from engine.rows.judge import parse_label, parse_score
 from engine.recipes import row_machine
+from engine.rows.judge import parse_label, parse_score
 from engine.rows.validate import seed_language_reason, validate_translation
 from engine.selection.budget import OVER_BUDGET
 from engine.selection.dedup import duplicate_reason
@@ -62,16 +62,42 @@ def test_kind_meaning_and_feedback():
     assert "marker" in meaning("span_missing:[[3]]") and meaning("made_up") == "not a listed reason"
     assert feedback_text("parse_truncated", None, "French", ["output"]).startswith("Your reply was cut off")
     assert "output" in feedback_text("parse_missing_key:output", None, "French", ["instruction", "output"])
-    assert feedback_text("wrong_language:en", "input", "French", []) == "The input was not in French. Translate it into French."
-    assert feedback_text("instruction_length:4", None, "French", []) == "Your translation was rejected (instruction_length:4). Try again."
+    assert (
+        feedback_text("wrong_language:en", "input", "French", [])
+        == "The input was not in French. Translate it into French."
+    )
+    assert (
+        feedback_text("instruction_length:4", None, "French", [])
+        == "Your translation was rejected (instruction_length:4). Try again."
+    )
 
 
 # (1) Nasty inputs through each check and parser ------------------------------------------------
 
 NASTY_TEXTS = [
-    None, "", " ", "\ufeff\u200b", "{", "}", "{}", "[]", "null", '{"a": 1}', '{"output": 3}', '{"output": "ok"', "```json\n{\"x\": 1}\n```",
-    "Sure! {here} is " + json.dumps({"output": "x"}), "[" * 5000, "{" * 3000, '{"output": "a\nb"}', "le le le le le le le le le le le le",
-    "ok " * 200, "Das ist der Hund und der Mann.", "日本語の文章です。" * 3, "[[1]] [[1]] [[9]] [[ 2 ]]", "Ünïcödé ✓ 🙂",
+    None,
+    "",
+    " ",
+    "\ufeff\u200b",
+    "{",
+    "}",
+    "{}",
+    "[]",
+    "null",
+    '{"a": 1}',
+    '{"output": 3}',
+    '{"output": "ok"',
+    '```json\n{"x": 1}\n```',
+    "Sure! {here} is " + json.dumps({"output": "x"}),
+    "[" * 5000,
+    "{" * 3000,
+    '{"output": "a\nb"}',
+    "le le le le le le le le le le le le",
+    "ok " * 200,
+    "Das ist der Hund und der Mann.",
+    "日本語の文章です。" * 3,
+    "[[1]] [[1]] [[9]] [[ 2 ]]",
+    "Ünïcödé ✓ 🙂",
 ]
 
 
@@ -96,20 +122,31 @@ def test_parser_and_checks_return_listed_reasons(text):
         assert_listed(reason)
 
 
-@pytest.mark.parametrize("predicted, confidence", [("de", 0.99), ("__label__fr", 0.1), ("fr", 0.99), ("yue", 0.5), ("", 0.0)])
+@pytest.mark.parametrize(
+    "predicted, confidence", [("de", 0.99), ("__label__fr", 0.1), ("fr", 0.99), ("yue", 0.5), ("", 0.0)]
+)
 def test_language_check_returns_listed_reasons(predicted, confidence):
     assert_listed(checks.check_language(predicted, confidence, "fr", 0.5))
 
 
-@pytest.mark.parametrize("translated", [
-    {"instruction": "", "output": "x"},
-    {"instruction": "Explain the loop in the code now.", "output": "The loop runs three times, from zero to two."},
-    {"instruction": "Expliquez la boucle du code.", "output": "la " * 60},
-    {"instruction": "Expliquez la boucle du code maintenant.", "output": "La boucle."},
-    {"instruction": "Expliquez la boucle du code maintenant.", "output": "La boucle tourne trois fois, de zéro à deux."},
-])
+@pytest.mark.parametrize(
+    "translated",
+    [
+        {"instruction": "", "output": "x"},
+        {"instruction": "Explain the loop in the code now.", "output": "The loop runs three times, from zero to two."},
+        {"instruction": "Expliquez la boucle du code.", "output": "la " * 60},
+        {"instruction": "Expliquez la boucle du code maintenant.", "output": "La boucle."},
+        {
+            "instruction": "Expliquez la boucle du code maintenant.",
+            "output": "La boucle tourne trois fois, de zéro à deux.",
+        },
+    ],
+)
 def test_validation_returns_listed_reasons(translated):
-    source = {"instruction": "Explain the loop in the code now.", "output": "The loop runs three times, from zero to two."}
+    source = {
+        "instruction": "Explain the loop in the code now.",
+        "output": "The loop runs three times, from zero to two.",
+    }
     verdict = validate_translation(source, translated, translated, get_language("fr"), FakeLangId(), ValidationConfig())
     assert_listed(verdict.reason)
     assert verdict.reason is None or verdict.field in source
@@ -117,11 +154,25 @@ def test_validation_returns_listed_reasons(translated):
 
 def test_inputs_and_selection_return_listed_reasons(tmp_path):
     seeds = tmp_path / "seeds.jsonl"
-    seeds.write_text('{"id": "a", "instruction": "Hi", "output": "Hello"}\nnot json\n{"id": "a", "instruction": "x", "output": "y"}\n{"id": 3}\n')
+    seeds.write_text(
+        '{"id": "a", "instruction": "Hi", "output": "Hello"}\nnot json\n'
+        '{"id": "a", "instruction": "x", "output": "y"}\n{"id": 3}\n'
+    )
     _, bad = load_seed_table([str(seeds)], on_bad_record="skip")
     assert len(bad) == 3
-    _, untargeted = build_text_task_plan([Text("t1", "pt", "Olá, tudo bem?", "t.jsonl:1")], [get_language("fr")], {"high": 1, "mid": 1, "low": 1}, 0, "xinstruction", "v")
-    for reason in [record.reason for record in bad] + [row["reason"] for row in untargeted] + [duplicate_reason("abc"), OVER_BUDGET]:
+    _, untargeted = build_text_task_plan(
+        [Text("t1", "pt", "Olá, tudo bem?", "t.jsonl:1")],
+        [get_language("fr")],
+        {"high": 1, "mid": 1, "low": 1},
+        0,
+        "xinstruction",
+        "v",
+    )
+    for reason in (
+        [record.reason for record in bad]
+        + [row["reason"] for row in untargeted]
+        + [duplicate_reason("abc"), OVER_BUDGET]
+    ):
         assert_listed(reason)
 
 
@@ -139,21 +190,51 @@ def test_adequacy_checks_return_listed_reasons():
 # (1) Nasty replies through both row machines ---------------------------------------------------
 
 REPLIES = [
-    Completion("", 10, 0, "stop"), Completion("x", 10, 1, TOO_LONG), Completion("HTTP 503", 0, 0, ERROR),
-    "no json here", '{"instruction": "Expliquez [[1]]."', '{"instruction": 7, "output": "x"}', '{"output": "Le résultat."}',
+    Completion("", 10, 0, "stop"),
+    Completion("x", 10, 1, TOO_LONG),
+    Completion("HTTP 503", 0, 0, ERROR),
+    "no json here",
+    '{"instruction": "Expliquez [[1]]."',
+    '{"instruction": 7, "output": "x"}',
+    '{"output": "Le résultat."}',
     json.dumps({"instruction": "Explain [[1]] and [[2]] please.", "output": "It lists files; run [[3]]."}),
     json.dumps({"instruction": "Expliquez [[1]] et [[1]] [[2]].", "output": "La liste; lancez [[3]]."}),
     json.dumps({"instruction": "Expliquez [[1]] et [[2]] [[7]].", "output": "La liste; lancez [[3]]."}),
     json.dumps({"instruction": "Expliquez la commande [[1]] et la page [[2]].", "output": "la " * 80 + "[[3]]"}),
-    json.dumps({"instruction": "Expliquez la commande [[1]] et la page [[2]] qui la documente.", "output": "La liste des fichiers; lancez [[3]]."}),
-    '{"instruction": "Why?"}', '{"instruction": "Explique le pain et la levure, la pâte."}', '{"instruction": "bread bread bread bread bread bread bread bread bread bread bread"}',
+    json.dumps(
+        {
+            "instruction": "Expliquez la commande [[1]] et la page [[2]] qui la documente.",
+            "output": "La liste des fichiers; lancez [[3]].",
+        }
+    ),
+    '{"instruction": "Why?"}',
+    '{"instruction": "Explique le pain et la levure, la pâte."}',
+    '{"instruction": "bread bread bread bread bread bread bread bread bread bread bread"}',
     json.dumps({"instruction": "Why does bread dough rise when it is made with yeast?"}),
 ]
-JUDGE_REPLIES = ["", "no idea", '{"feedback": "x", "score": 7}', '{"feedback": "x", "score": 0}', '{"label": "bad"}', '{"label": "medium"}', '{"label": "maybe"}']
-TASK = make_task("Explain what `git status` shows and where https://git-scm.com/docs/git-status documents it.",
-                 "It lists changed files. Run `git status -s` for a shorter view of the same list.")
-TEXT_TASK = {"id": "t1", "seed_id": "txt-1", "recipe": "xinstruction", "lang": "fr", "src_instruction": "", "src_input": "",
-             "src_output": "Le pain lève parce que la levure produit du gaz carbonique dans la pâte.", "source": "t.jsonl:1"}
+JUDGE_REPLIES = [
+    "",
+    "no idea",
+    '{"feedback": "x", "score": 7}',
+    '{"feedback": "x", "score": 0}',
+    '{"label": "bad"}',
+    '{"label": "medium"}',
+    '{"label": "maybe"}',
+]
+TASK = make_task(
+    "Explain what `git status` shows and where https://git-scm.com/docs/git-status documents it.",
+    "It lists changed files. Run `git status -s` for a shorter view of the same list.",
+)
+TEXT_TASK = {
+    "id": "t1",
+    "seed_id": "txt-1",
+    "recipe": "xinstruction",
+    "lang": "fr",
+    "src_instruction": "",
+    "src_input": "",
+    "src_output": "Le pain lève parce que la levure produit du gaz carbonique dans la pâte.",
+    "source": "t.jsonl:1",
+}
 
 
 def machines(draft, judge, rounds: int):
@@ -162,8 +243,15 @@ def machines(draft, judge, rounds: int):
         return judge if first.startswith(("You review a translation", "You check a pair")) else draft
 
     for recipe, task in (("sphinx", TASK), ("xinstruction", TEXT_TASK)):
-        config = parse_config({"recipe": recipe, "seeds": {"paths": ["x.jsonl"]}, "languages": {"targets": ["fr"]},
-                               "refine": {"rounds": rounds}, "validation": {"max_attempts": 2}})
+        config = parse_config(
+            {
+                "recipe": recipe,
+                "seeds": {"paths": ["x.jsonl"]},
+                "languages": {"targets": ["fr"]},
+                "refine": {"rounds": rounds},
+                "validation": {"max_attempts": 2},
+            }
+        )
         yield row_machine(config, FakeGenerator(reply), FakeLangId()), task
 
 
@@ -244,7 +332,11 @@ def reason_sites(tree):
                 yield "name", node.args[0]
             elif name == "fail" and node.args:
                 yield from (("reason", v) for v in alternatives(node.args[0]))
-            elif node.args and (name.endswith(("Verdict", "Score", "Record")) or name == "append" and "reasons" in ast.unparse(node.func)):
+            elif node.args and (
+                name.endswith(("Verdict", "Score", "Record"))
+                or name == "append"
+                and "reasons" in ast.unparse(node.func)
+            ):
                 yield from (("shaped", v) for arg in node.args for v in alternatives(arg))
         if isinstance(node, (ast.Constant, ast.JoinedStr)) and id(node) not in docstrings:
             yield "colon", node
@@ -269,7 +361,7 @@ def unlisted_reasons(source: str) -> list[str]:
 
 
 def test_the_scan_catches_reasons_spelled_by_hand():
-    source = '''
+    source = """
 def check_size(text):
     return "too_short" if len(text) < 3 else None
 
@@ -281,14 +373,21 @@ verdict = Verdict(f"odd_case:{1}", "output")
 ledger.reasons.append("not_listed")
 bad = make_reason("nope")
 fine = make_reason("span_missing", "[[1]]")
-'''
+"""
     found = " ".join(unlisted_reasons(source))
     for name in ("too_short", "made_up", "gone_wrong", "odd_case", "not_listed", "nope"):
         assert name in found
     assert "span_missing" not in found
 
 
-@pytest.mark.parametrize("path", sorted(p.relative_to(ROOT).as_posix() for folder in ("engine", "actors", "jobs")
-                                        for p in (ROOT / folder).rglob("*.py") if p.name != "reasons.py"))
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        p.relative_to(ROOT).as_posix()
+        for folder in ("engine", "actors", "jobs")
+        for p in (ROOT / folder).rglob("*.py")
+        if p.name != "reasons.py"
+    ),
+)
 def test_no_unlisted_reason_is_spelled_in_the_source(path):
     assert unlisted_reasons((ROOT / path).read_text(encoding="utf-8")) == []

@@ -16,8 +16,17 @@ def test_a_partial_row_takes_the_empty_rows_values_for_every_missing_column():
 
 def test_full_rows_keep_every_value_nested_ones_included_and_extra_keys_are_dropped():
     rows = [
-        {**empty_row(), "id": f"r{i}", "lang": "fr", "attempts": i, "lid_confidence": 0.5, "output_embedding": [0.25, -0.5],
-         "scores": [{"round": 0, "criterion": "fluency", "score": 4.0}], "protected_spans": ["`x`"], "not_a_column": 1}
+        {
+            **empty_row(),
+            "id": f"r{i}",
+            "lang": "fr",
+            "attempts": i,
+            "lid_confidence": 0.5,
+            "output_embedding": [0.25, -0.5],
+            "scores": [{"round": 0, "criterion": "fluency", "score": 4.0}],
+            "protected_spans": ["`x`"],
+            "not_a_column": 1,
+        }
         for i in range(3)
     ]
     table = to_table(rows)

@@ -6,8 +6,8 @@ import json
 
 from engine.config import parse_config
 from engine.protocols import Completion
-from engine.records import ACCEPTED, REJECTED
 from engine.recipes import row_machine
+from engine.records import ACCEPTED, REJECTED
 from engine.rows.refine import RefinementLoop
 from tests.unit.test_translate_state_machine import FakeGenerator, FakeLangId, make_task
 
@@ -20,8 +20,14 @@ def answer(instruction: str, output: str) -> str:
 
 DRAFTS = [
     answer("Explique la boucle dans [[1]] brièvement.", "La boucle exécute le corps trois fois, avec i de 0 à 2."),
-    answer("Explique brièvement la boucle dans [[1]] pour le lecteur.", "La boucle exécute le corps trois fois, i allant de 0 à 2."),
-    answer("Explique très brièvement la boucle dans [[1]] ici.", "La boucle répète le corps trois fois, i prenant les valeurs 0 à 2."),
+    answer(
+        "Explique brièvement la boucle dans [[1]] pour le lecteur.",
+        "La boucle exécute le corps trois fois, i allant de 0 à 2.",
+    ),
+    answer(
+        "Explique très brièvement la boucle dans [[1]] ici.",
+        "La boucle répète le corps trois fois, i prenant les valeurs 0 à 2.",
+    ),
 ]
 
 
@@ -35,7 +41,11 @@ def kind(messages: list[dict]) -> str:
 
 def criterion_of(messages) -> str:
     text = messages[0]["content"]
-    for name, marker in (("adequacy", "meaning is preserved"), ("fluency", "natural, grammatical"), ("preservation", "stay unchanged")):
+    for name, marker in (
+        ("adequacy", "meaning is preserved"),
+        ("fluency", "natural, grammatical"),
+        ("preservation", "stay unchanged"),
+    ):
         if marker in text:
             return name
     raise AssertionError(text)
@@ -63,10 +73,14 @@ class ScriptedByRubric(FakeGenerator):
 
 
 def translator(generator, rounds=2, **refine) -> RefinementLoop:
-    config = parse_config({
-        "seeds": {"paths": ["unused.jsonl"]}, "languages": {"targets": ["fr"]},
-        "refine": {"rounds": rounds, **refine}, "validation": {"max_attempts": 1},
-    })
+    config = parse_config(
+        {
+            "seeds": {"paths": ["unused.jsonl"]},
+            "languages": {"targets": ["fr"]},
+            "refine": {"rounds": rounds, **refine},
+            "validation": {"max_attempts": 1},
+        }
+    )
     return row_machine(config, generator, FakeLangId())
 
 
@@ -87,7 +101,9 @@ def test_low_scores_trigger_a_rewrite_then_acceptance():
 
 
 def test_the_best_valid_version_is_kept_not_the_last():
-    gen = ScriptedByRubric(DRAFTS, [{"fluency": 1}, {"adequacy": 1, "fluency": 1, "preservation": 1}, {"adequacy": 1, "fluency": 1}])
+    gen = ScriptedByRubric(
+        DRAFTS, [{"fluency": 1}, {"adequacy": 1, "fluency": 1, "preservation": 1}, {"adequacy": 1, "fluency": 1}]
+    )
     row = run(translator(gen, rounds=2), make_task(*SOURCE))
     assert row["rounds"] == 2 and row["best_round"] == 0
     assert row["status"] == ACCEPTED
@@ -146,7 +162,12 @@ class XScripted(FakeGenerator):
         def reply(messages):
             if messages[0]["content"].startswith("You check a pair"):
                 self.log.append("judge")
-                return Completion(json.dumps({"feedback": "be more specific", "label": labels[self.log.count("judge") - 1]}), 60, 6, "stop")
+                return Completion(
+                    json.dumps({"feedback": "be more specific", "label": labels[self.log.count("judge") - 1]}),
+                    60,
+                    6,
+                    "stop",
+                )
             self.log.append("write")
             return Completion(json.dumps({"instruction": instructions[self.log.count("write") - 1]}), 60, 12, "stop")
 
@@ -154,19 +175,35 @@ class XScripted(FakeGenerator):
 
 
 def writer(generator, rounds=2, **refine) -> RefinementLoop:
-    config = parse_config({
-        "recipe": "xinstruction", "seeds": {"paths": ["unused.jsonl"]}, "languages": {"targets": ["fr"]},
-        "refine": {"rounds": rounds, **refine}, "validation": {"max_attempts": 2},
-    })
+    config = parse_config(
+        {
+            "recipe": "xinstruction",
+            "seeds": {"paths": ["unused.jsonl"]},
+            "languages": {"targets": ["fr"]},
+            "refine": {"rounds": rounds, **refine},
+            "validation": {"max_attempts": 2},
+        }
+    )
     return row_machine(config, generator, FakeLangId())
 
 
 def text_task(text=FRENCH_TEXT, lang="fr"):
-    return {"id": "t1", "seed_id": "txt-1", "recipe": "xinstruction", "lang": lang, "src_instruction": "", "src_input": "", "src_output": text, "source": "t.jsonl:1"}
+    return {
+        "id": "t1",
+        "seed_id": "txt-1",
+        "recipe": "xinstruction",
+        "lang": lang,
+        "src_instruction": "",
+        "src_input": "",
+        "src_output": text,
+        "source": "t.jsonl:1",
+    }
 
 
 def test_xinstruction_medium_is_rewritten_then_good_is_kept():
-    gen = XScripted(["Tell me about bread.", "Why does bread dough rise when it is made with yeast?"], ["medium", "good"])
+    gen = XScripted(
+        ["Tell me about bread.", "Why does bread dough rise when it is made with yeast?"], ["medium", "good"]
+    )
     row = run(writer(gen), text_task())
     assert gen.log == ["write", "judge", "write", "judge"]
     assert row["status"] == ACCEPTED

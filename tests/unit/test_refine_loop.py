@@ -18,32 +18,50 @@ from tests.unit.test_translate_state_machine import CODE_TASK, FakeGenerator, Fa
 
 
 def config(recipe="sphinx", rounds=0, **refine):
-    return parse_config({"recipe": recipe, "seeds": {"paths": ["x.jsonl"]}, "languages": {"targets": ["fr"]},
-                         "refine": {"rounds": rounds, **refine}, "validation": {"max_attempts": 2}})
+    return parse_config(
+        {
+            "recipe": recipe,
+            "seeds": {"paths": ["x.jsonl"]},
+            "languages": {"targets": ["fr"]},
+            "refine": {"rounds": rounds, **refine},
+            "validation": {"max_attempts": 2},
+        }
+    )
 
 
 def version(value, round_no):
     return Version(value, round_no, Draft(f"v{round_no}", {}))
 
 
-@pytest.mark.parametrize("values, kept", [
-    ([1.0, 2.0], 1),
-    ([2.0, 1.0], 0),
-    ([1.5, 1.5, 1.5], 0),  # ties keep the earlier version
-    ([None, 0.0], 1),  # an unreadable judgement counts below every score
-    ([None, None], 0),
-    ([0.0, 2.0, 2.0], 1),
-])
+@pytest.mark.parametrize(
+    "values, kept",
+    [
+        ([1.0, 2.0], 1),
+        ([2.0, 1.0], 0),
+        ([1.5, 1.5, 1.5], 0),  # ties keep the earlier version
+        ([None, 0.0], 1),  # an unreadable judgement counts below every score
+        ([None, None], 0),
+        ([0.0, 2.0, 2.0], 1),
+    ],
+)
 def test_best_version_rule(values, kept):
     assert best_version([version(v, i) for i, v in enumerate(values)]).round == kept
 
 
 def test_final_verdict_of_each_recipe():
-    translation, pair = TranslationRecipe(config(reject_below=1.0), FakeLangId()), InstructionRecipe(config("xinstruction", accept_medium=False), FakeLangId())
+    translation, pair = (
+        TranslationRecipe(config(reject_below=1.0), FakeLangId()),
+        InstructionRecipe(config("xinstruction", accept_medium=False), FakeLangId()),
+    )
     assert final_verdict(translation, version(None, 0)) == "judge_unparsed"
     assert final_verdict(translation, version(0.5, 0)) == "judge_below_threshold:0.50"
     assert final_verdict(translation, version(1.0, 0)) is None
-    assert [final_verdict(pair, version(v, 0)) for v in (0.0, 1.0, 2.0, None)] == ["judge_bad", "judge_medium", None, "judge_unparsed"]
+    assert [final_verdict(pair, version(v, 0)) for v in (0.0, 1.0, 2.0, None)] == [
+        "judge_bad",
+        "judge_medium",
+        None,
+        "judge_unparsed",
+    ]
 
 
 def test_should_rewrite_until_settled_or_out_of_rounds():
@@ -52,10 +70,15 @@ def test_should_rewrite_until_settled_or_out_of_rounds():
     assert not should_rewrite(open_, 2, 2) and not should_rewrite(settled, 0, 2)
 
 
-@pytest.mark.parametrize("recipe, rounds, expected", [
-    ("sphinx", 0, "translate.v1"), ("sphinx", 2, "translate.v1+judge.v1"),
-    ("xinstruction", 0, "xinstruct.v1"), ("xinstruction", 1, "xinstruct.v1+xjudge.v1"),
-])
+@pytest.mark.parametrize(
+    "recipe, rounds, expected",
+    [
+        ("sphinx", 0, "translate.v1"),
+        ("sphinx", 2, "translate.v1+judge.v1"),
+        ("xinstruction", 0, "xinstruct.v1"),
+        ("xinstruction", 1, "xinstruct.v1+xjudge.v1"),
+    ],
+)
 def test_one_prompt_version_for_ids_and_rows(recipe, rounds, expected):
     cfg = config(recipe, rounds)
     assert prompt_version(cfg) == expected
@@ -70,7 +93,11 @@ def test_prepared_request_is_what_the_row_machine_sends():
     asyncio.run(row_machine(config(), generator, FakeLangId())(CODE_TASK))
     messages, params = generator.requests[0]
     assert messages == request.messages and params == request.params
-    assert request.columns["protected_spans"] == ["`git status`", "https://git-scm.com/docs/git-status", "`git status -s`"]
+    assert request.columns["protected_spans"] == [
+        "`git status`",
+        "https://git-scm.com/docs/git-status",
+        "`git status -s`",
+    ]
 
 
 FRENCH_TEXT = "Le pain lève parce que la levure produit du gaz carbonique qui reste piégé dans la pâte."
@@ -78,8 +105,16 @@ FRENCH_TEXT = "Le pain lève parce que la levure produit du gaz carbonique qui r
 
 def test_a_rejected_xinstruction_row_keeps_its_draft_and_names_the_field():
     generator = FakeGenerator([json.dumps({"instruction": "Explique le pain et la levure."})] * 2)
-    task = {"id": "t1", "seed_id": "txt-1", "recipe": "xinstruction", "lang": "fr", "src_instruction": "", "src_input": "",
-            "src_output": FRENCH_TEXT, "source": "t.jsonl:1"}
+    task = {
+        "id": "t1",
+        "seed_id": "txt-1",
+        "recipe": "xinstruction",
+        "lang": "fr",
+        "src_instruction": "",
+        "src_input": "",
+        "src_output": FRENCH_TEXT,
+        "source": "t.jsonl:1",
+    }
     row = asyncio.run(row_machine(config("xinstruction", 1), generator, FakeLangId())(task))
     assert (row["status"], row["reason"], row["reason_field"]) == (REJECTED, "wrong_language:fr", "instruction")
     assert row["instruction"] == "Explique le pain et la levure." and row["output"] == FRENCH_TEXT
@@ -87,7 +122,9 @@ def test_a_rejected_xinstruction_row_keeps_its_draft_and_names_the_field():
 
 
 def test_a_translation_row_rejected_for_a_marker_keeps_the_draft_as_written():
-    broken = json.dumps({"instruction": "Expliquez ce que [[1]] affiche.", "output": "La liste. Lancez [[3]] pour une vue courte."})
+    broken = json.dumps(
+        {"instruction": "Expliquez ce que [[1]] affiche.", "output": "La liste. Lancez [[3]] pour une vue courte."}
+    )
     row = asyncio.run(row_machine(config(), FakeGenerator([broken] * 2), FakeLangId())(CODE_TASK))
     assert (row["reason"], row["reason_field"]) == ("span_missing:[[2]]", "instruction")
     assert row["instruction"] == "Expliquez ce que [[1]] affiche."  # as the model wrote it: the marker shows what broke
@@ -95,7 +132,9 @@ def test_a_translation_row_rejected_for_a_marker_keeps_the_draft_as_written():
 
 
 def test_a_whole_reply_reason_names_no_field():
-    row = asyncio.run(row_machine(config(), FakeGenerator([Completion("x", 5, 1, "too_long")]), FakeLangId())(CODE_TASK))
+    row = asyncio.run(
+        row_machine(config(), FakeGenerator([Completion("x", 5, 1, "too_long")]), FakeLangId())(CODE_TASK)
+    )
     assert (row["reason"], row["reason_field"]) == ("too_long", None)
 
 
@@ -107,8 +146,18 @@ def test_an_added_check_runs_after_the_built_in_ones_and_is_retried_with_feedbac
         verdict = None if "trois" in drafted["output"] else ("low_similarity:output:0.10", "output")
         return (*(verdict or (None, None)), {"lid_method": "checked"})
 
-    first = json.dumps({"instruction": "Expliquez ce que [[1]] affiche et où la page [[2]] le documente.", "output": "La liste. Lancez [[3]] ici."})
-    second = json.dumps({"instruction": "Expliquez ce que [[1]] affiche et où la page [[2]] le documente.", "output": "La liste des trois. Lancez [[3]] ici."})
+    first = json.dumps(
+        {
+            "instruction": "Expliquez ce que [[1]] affiche et où la page [[2]] le documente.",
+            "output": "La liste. Lancez [[3]] ici.",
+        }
+    )
+    second = json.dumps(
+        {
+            "instruction": "Expliquez ce que [[1]] affiche et où la page [[2]] le documente.",
+            "output": "La liste des trois. Lancez [[3]] ici.",
+        }
+    )
     generator = FakeGenerator([first, second])
     row = asyncio.run(row_machine(config(), generator, FakeLangId(), checks=[meaning_check])(CODE_TASK))
     assert row["status"] == "accepted" and row["attempt_reasons"] == ["low_similarity:output:0.10"]
@@ -120,16 +169,29 @@ def test_an_added_check_runs_after_the_built_in_ones_and_is_retried_with_feedbac
 
 def test_an_added_check_sees_xinstructions_instruction_and_text():
     seen = []
-    generator = FakeGenerator([json.dumps({"instruction": "Why does bread dough rise when it is made with yeast?"})] * 2)
-    task = {"id": "t1", "seed_id": "txt-1", "recipe": "xinstruction", "lang": "fr", "src_instruction": "", "src_input": "",
-            "src_output": FRENCH_TEXT, "source": "t.jsonl:1"}
+    generator = FakeGenerator(
+        [json.dumps({"instruction": "Why does bread dough rise when it is made with yeast?"})] * 2
+    )
+    task = {
+        "id": "t1",
+        "seed_id": "txt-1",
+        "recipe": "xinstruction",
+        "lang": "fr",
+        "src_instruction": "",
+        "src_input": "",
+        "src_output": FRENCH_TEXT,
+        "source": "t.jsonl:1",
+    }
 
     def check(source, drafted, language):
         seen.append((source, drafted))
         return "low_similarity:instruction:0.20", "instruction", {}
 
     row = asyncio.run(row_machine(config("xinstruction"), generator, FakeLangId(), checks=[check])(task))
-    assert seen[0] == ({"output": FRENCH_TEXT}, {"instruction": "Why does bread dough rise when it is made with yeast?"})
+    assert seen[0] == (
+        {"output": FRENCH_TEXT},
+        {"instruction": "Why does bread dough rise when it is made with yeast?"},
+    )
     assert (row["reason"], row["reason_field"]) == ("low_similarity:instruction:0.20", "instruction")
 
 
@@ -137,8 +199,12 @@ def test_the_steps_a_driver_sees_draft_judge_rewrite_judge():
     """The row machine's step API, driven by hand: what each step asks, and the row once done."""
     from engine.rows.refine import DRAFT, JUDGE, REWRITE
 
-    good = json.dumps({"instruction": "Expliquez ce que [[1]] affiche et où la page [[2]] le documente.",
-                       "output": "La liste des fichiers modifiés. Lancez [[3]] pour une vue courte de la liste."})
+    good = json.dumps(
+        {
+            "instruction": "Expliquez ce que [[1]] affiche et où la page [[2]] le documente.",
+            "output": "La liste des fichiers modifiés. Lancez [[3]] pour une vue courte de la liste.",
+        }
+    )
     machine = row_machine(config(rounds=1, criteria=["adequacy"]), FakeGenerator([]), FakeLangId())
     state = machine.start(CODE_TASK)
     seen = []
@@ -146,7 +212,10 @@ def test_the_steps_a_driver_sees_draft_judge_rewrite_judge():
         asks = machine.next_requests(state)
         seen.append([(ask.phase, ask.round, ask.attempt) for ask in asks])
         if asks[0].phase == JUDGE:
-            replies = [Completion(json.dumps({"feedback": "ok", "score": 1 if ask.round == 0 else 2}), 10, 3, "stop") for ask in asks]
+            replies = [
+                Completion(json.dumps({"feedback": "ok", "score": 1 if ask.round == 0 else 2}), 10, 3, "stop")
+                for ask in asks
+            ]
         else:
             replies = [Completion("not json" if len(seen) == 1 else good, 10, 20, "stop")]
         machine.advance(state, replies)
@@ -161,8 +230,16 @@ def test_the_steps_a_driver_sees_draft_judge_rewrite_judge():
 
 def test_a_screened_out_task_is_done_before_any_request():
     machine = row_machine(config("xinstruction"), FakeGenerator([]), FakeLangId())
-    task = {"id": "t1", "seed_id": "txt-1", "recipe": "xinstruction", "lang": "fr", "src_instruction": "", "src_input": "",
-            "src_output": "Der Hund und der Mann gehen zusammen spazieren.", "source": "t.jsonl:1"}
+    task = {
+        "id": "t1",
+        "seed_id": "txt-1",
+        "recipe": "xinstruction",
+        "lang": "fr",
+        "src_instruction": "",
+        "src_input": "",
+        "src_output": "Der Hund und der Mann gehen zusammen spazieren.",
+        "source": "t.jsonl:1",
+    }
     state = machine.start(task)
     assert state.done and machine.next_requests(state) == []
     assert (state.row["status"], state.row["reason"], state.row["attempts"]) == (REJECTED, "wrong_language:de", 0)

@@ -43,9 +43,14 @@ class ScriptedGenerator(FixedLatencyGenerator):
 
 @pytest.fixture(scope="module")
 def setting():
-    overrides = {**BENCH_VALIDATION, "validation": {**BENCH_VALIDATION["validation"], "max_attempts": 2},
-                 "refine": {"criteria": ["adequacy"], "rewrite_below": 2.0}}
-    config = simulated_config({"lang": "fr", "batch_size": 4, "batches_in_flight": 1, "num_cpus": 2, "rounds": 1, "overrides": overrides}, 0.0)
+    overrides = {
+        **BENCH_VALIDATION,
+        "validation": {**BENCH_VALIDATION["validation"], "max_attempts": 2},
+        "refine": {"criteria": ["adequacy"], "rewrite_below": 2.0},
+    }
+    config = simulated_config(
+        {"lang": "fr", "batch_size": 4, "batches_in_flight": 1, "num_cpus": 2, "rounds": 1, "overrides": overrides}, 0.0
+    )
     tasks = load_tasks(config, 4)
     # The first two seeds' drafts fail once; their source text names them in the request.
     failing = {task["src_instruction"][:40] for task in tasks[:2]}
@@ -55,7 +60,9 @@ def setting():
 def run_chain(config, tasks, failing, max_attempts):
     """The chain over the row machine (token budgets by the simulated generator's word count, as
     the benchmark counts them), its stages answered by `reply`. A judged row carries scores."""
-    config = config.model_copy(update={"validation": config.validation.model_copy(update={"max_attempts": max_attempts})})
+    config = config.model_copy(
+        update={"validation": config.validation.model_copy(update={"max_attempts": max_attempts})}
+    )
     machine = row_machine(config, FixedLatencyGenerator(0.0), FakeLangId())
 
     def generate(asks):
@@ -72,7 +79,12 @@ def test_a_failed_draft_is_retried_in_a_stage_of_its_own_with_its_failure_fed_ba
     config, tasks, failing = setting
     rows, stages = run_chain(config, tasks, failing, max_attempts=2)
     assert [(s["stage"], s["requests"]) for s in stages] == [
-        ("translate", 4), ("translate, attempt 2", 2), ("judge 0", 4), ("rewrite 1", 4), ("judge 1", 4)]
+        ("translate", 4),
+        ("translate, attempt 2", 2),
+        ("judge 0", 4),
+        ("rewrite 1", 4),
+        ("judge 1", 4),
+    ]
     assert all(row["scores"] and row["rounds"] == 1 for row in rows), "every row judged and rewritten once"
 
 
@@ -80,7 +92,9 @@ def test_with_one_attempt_the_failed_drafts_are_rejected_and_never_judged(settin
     config, tasks, failing = setting
     rows, stages = run_chain(config, tasks, failing, max_attempts=1)
     assert [s["stage"] for s in stages] == ["translate", "judge 0", "rewrite 1", "judge 1"]
-    assert [(row["status"], row["reason"], bool(row["scores"])) for row in rows[:2]] == [("rejected", "parse_truncated", False)] * 2
+    assert [(row["status"], row["reason"], bool(row["scores"])) for row in rows[:2]] == [
+        ("rejected", "parse_truncated", False)
+    ] * 2
 
 
 def test_the_chain_and_the_row_machine_take_the_same_decisions_row_by_row(setting):
@@ -93,4 +107,6 @@ def test_the_chain_and_the_row_machine_take_the_same_decisions_row_by_row(settin
 
     machine_rows = asyncio.run(all_rows())
     assert [row["attempts"] for row in machine_rows] == [3, 3, 2, 2]  # a draft retried once, then one rewrite
-    assert [(r["status"], r["reason"], r["rounds"]) for r in chain_rows] == [(r["status"], r["reason"], r["rounds"]) for r in machine_rows]
+    assert [(r["status"], r["reason"], r["rounds"]) for r in chain_rows] == [
+        (r["status"], r["reason"], r["rounds"]) for r in machine_rows
+    ]

@@ -12,9 +12,9 @@ import pytest
 
 from engine.config import QualityConfig, parse_config
 from engine.protocols import ERROR, Completion
+from engine.reasons import REASONS
 from engine.recipes import prompt_version, row_machine
 from engine.records import ACCEPTED, REJECTED, SCHEMA, to_table
-from engine.reasons import REASONS
 from engine.report.counts import render_markdown
 from engine.report.samples import render_fate
 from engine.rows.round_trip import RoundTripField, chrf, scored_fields, verdict
@@ -29,36 +29,64 @@ THRESHOLD = QualityConfig().round_trip_min_chrf
 # fr-011, fr-012, ...; nonsense and other seeds: fr-006, fr-032, fr-034, fr-037, fr-040, de-032,
 # de-036; wrong meaning: fr-023, fr-029, fr-035).
 CORRECT = [
-    ("For one person the recipe needs 300 ÷ 4 = 75 g of flour. For six people you need 6 × 75 = 450 g.",
-     "For one person, the recipe calls for 300 ÷ 4 = 75 g of flour. For six people, you need 6 × 75 = 450 g."),
+    (
+        "For one person the recipe needs 300 ÷ 4 = 75 g of flour. For six people you need 6 × 75 = 450 g.",
+        "For one person, the recipe calls for 300 ÷ 4 = 75 g of flour. For six people, you need 6 × 75 = 450 g.",
+    ),
     ("Rewrite this sentence so that it sounds more formal.", "Rewrite this sentence so that it seems more formal."),
-    ("The Mona Lisa was painted by Leonardo da Vinci in the early 16th century. It hangs in the Louvre Museum in Paris, "
-     "where it is protected behind glass and seen by millions of visitors every year.",
-     "The Mona Lisa was painted by Leonardo da Vinci at the beginning of the 16th century. It is on display at the Louvre "
-     "museum in Paris, where it is protected behind a pane of glass and seen every year by millions of visitors."),
-    ("Subtract 7 from both sides: $3x = 15$. Then divide both sides by 3: $x = 5$. Check: $3 \\cdot 5 + 7 = 22$.",
-     "Subtract 7 from both sides: $3x = 15$. Next divide both sides by 3: $x = 5$. Verification: $3 \\cdot 5 + 7 = 22$."),
+    (
+        "The Mona Lisa was painted by Leonardo da Vinci in the early 16th century. It hangs in the Louvre Museum "
+        "in Paris, where it is protected behind glass and seen by millions of visitors every year.",
+        "The Mona Lisa was painted by Leonardo da Vinci at the beginning of the 16th century. "
+        "It is on display at the Louvre museum in Paris, "
+        "where it is protected behind a pane of glass and seen every year by millions of visitors.",
+    ),
+    (
+        "Subtract 7 from both sides: $3x = 15$. Then divide both sides by 3: $x = 5$. Check: $3 \\cdot 5 + 7 = 22$.",
+        "Subtract 7 from both sides: $3x = 15$. Next divide both sides by 3: $x = 5$. "
+        "Verification: $3 \\cdot 5 + 7 = 22$.",
+    ),
     ("Find the derivative of $f(x) = x^3 + 2x^2 - 5x$.", "Find the derivative of $f(x) = x^3 + 2x^2 - 5x$."),
-    ("Who painted the Mona Lisa, and where can it be seen today?", "Who painted the Mona Lisa, and where can one see it today?"),
+    (
+        "Who painted the Mona Lisa, and where can it be seen today?",
+        "Who painted the Mona Lisa, and where can one see it today?",
+    ),
     ("Why is the sky blue during the day?", "Why is the sky blue in the daytime?"),
     ("What are some simple ways to fall asleep faster?", "What are some easy ways to get to sleep more quickly?"),
     ("Calculate the area of a circle with a radius of 4 cm.", "Compute the area of a circle whose radius is 4 cm."),
-    ("A recipe for 4 people uses 300 g of flour. How much flour is needed for 6 people?",
-     "A recipe for 4 people uses 300 g of flour. How much flour do you need for 6 people?"),
-    ("Keep a regular sleep schedule, even on weekends. Avoid caffeine after midday and put screens away about an hour before bed.",
-     "Keep regular sleeping hours, even at the weekend. Avoid caffeine after noon and put away screens about an hour before going to bed."),
+    (
+        "A recipe for 4 people uses 300 g of flour. How much flour is needed for 6 people?",
+        "A recipe for 4 people uses 300 g of flour. How much flour do you need for 6 people?",
+    ),
+    (
+        "Keep a regular sleep schedule, even on weekends. "
+        "Avoid caffeine after midday and put screens away about an hour before bed.",
+        "Keep regular sleeping hours, even at the weekend. "
+        "Avoid caffeine after noon and put away screens about an hour before going to bed.",
+    ),
 ]
 NONSENSE_OR_OTHER_SEED = [
-    ("Find the derivative of $f(x) = x^3 + 2x^2 - 5x$.",
-     "Find the neighbourhood of $f(x) = x^3 + 2x^2 - 5x$ so that it becomes the beginning of the 30/45/60 edition."),
+    (
+        "Find the derivative of $f(x) = x^3 + 2x^2 - 5x$.",
+        "Find the neighbourhood of $f(x) = x^3 + 2x^2 - 5x$ so that it becomes the beginning of the 30/45/60 edition.",
+    ),
     ("What are some simple ways to fall asleep faster?", "Is it better to stretch before or after sport?"),
-    ("Calculate the area of a circle with a radius of 4 cm.",
-     "A train travels 240 km in 3 hours. At the same speed, how long will it take to travel 400 km?"),
-    ("Why is the sky blue during the day?", "The side of the sky is the colour of the morning that turns with the side of the sky."),
-    ("A recipe for 4 people uses 300 g of flour. How much flour is needed for 6 people?",
-     "The flour of the people is put at 300 to become a recipe of next week."),
-    ("A recipe for 4 people uses 300 g of flour. How much flour is needed for 6 people?",
-     "The flour people are stirred around 300 so that the recipe gets the week."),
+    (
+        "Calculate the area of a circle with a radius of 4 cm.",
+        "A train travels 240 km in 3 hours. At the same speed, how long will it take to travel 400 km?",
+    ),
+    (
+        "Why is the sky blue during the day?",
+        "The side of the sky is the colour of the morning that turns with the side of the sky.",
+    ),
+    (
+        "A recipe for 4 people uses 300 g of flour. How much flour is needed for 6 people?",
+        "The flour of the people is put at 300 to become a recipe of next week.",
+    ),
+    (
+        "A recipe for 4 people uses 300 g of flour. How much flour is needed for 6 people?",
+        "The flour people are stirred around 300 so that the recipe gets the week.",
+    ),
     ("Why is the sky blue during the day?", "The side of the sky is the side of the sky."),
 ]
 
@@ -70,10 +98,12 @@ LET_THROUGH = [
     ("Why is the sky blue during the day?", "The sky of the day is the side that stands blue in the sky of the side."),
     ("Rewrite this sentence so that it sounds more formal.", "Rewrite this sentence so that it seems less formal."),
     ("Why is the sky blue during the day?", "The sky is blue during the day."),
-    ("The Mona Lisa was painted by Leonardo da Vinci in the early 16th century. It hangs in the Louvre Museum in Paris, "
-     "where it is protected behind glass and seen by millions of visitors every year.",
-     "The Mona Lisa was painted by Leonardo da Vinci at the beginning of the 16th century. It is kept in the storerooms "
-     "of the Louvre museum in Paris, and visitors can no longer see it."),
+    (
+        "The Mona Lisa was painted by Leonardo da Vinci in the early 16th century. It hangs in the Louvre Museum "
+        "in Paris, where it is protected behind glass and seen by millions of visitors every year.",
+        "The Mona Lisa was painted by Leonardo da Vinci at the beginning of the 16th century. "
+        "It is kept in the storerooms of the Louvre museum in Paris, and visitors can no longer see it.",
+    ),
 ]
 
 
@@ -134,9 +164,16 @@ def test_reasons_are_listed_and_not_retried():
     assert not REASONS["round_trip"].retry and not REASONS["round_trip_failed"].retry
 
 
-SOURCE = ("Explain briefly what a Python list comprehension does.", "It builds a new list from an iterable in one expression.")
-DRAFT = json.dumps({"instruction": "Explique brièvement ce que fait la compréhension de liste en Python.",
-                    "output": "Elle construit une nouvelle liste à partir de la séquence en une seule expression."})
+SOURCE = (
+    "Explain briefly what a Python list comprehension does.",
+    "It builds a new list from an iterable in one expression.",
+)
+DRAFT = json.dumps(
+    {
+        "instruction": "Explique brièvement ce que fait la compréhension de liste en Python.",
+        "output": "Elle construit une nouvelle liste à partir de la séquence en une seule expression.",
+    }
+)
 GOOD_BACK = {
     "Explique": "Explain briefly what a list comprehension does in Python.",
     "Elle": "It builds a new list from an iterable in a single expression.",
@@ -149,19 +186,26 @@ def is_back_translation(messages) -> bool:
 
 def scripted(back: dict[str, str | Completion]):
     """Drafts get DRAFT; a back-translation request gets back[first word of the text it carries]."""
+
     def reply(messages):
         if not is_back_translation(messages):
             return Completion(DRAFT, 60, 40, "stop")
         answer = back[messages[-1]["content"].split()[0]]
         return answer if isinstance(answer, Completion) else Completion(answer, 30, 12, "stop")
+
     return FakeGenerator(reply)
 
 
 def machine(generator, rounds=0, **quality):
-    config = parse_config({
-        "seeds": {"paths": ["unused.jsonl"]}, "languages": {"targets": ["fr"]}, "refine": {"rounds": rounds},
-        "validation": {"max_attempts": 1}, "quality": quality,
-    })
+    config = parse_config(
+        {
+            "seeds": {"paths": ["unused.jsonl"]},
+            "languages": {"targets": ["fr"]},
+            "refine": {"rounds": rounds},
+            "validation": {"max_attempts": 1},
+            "quality": quality,
+        }
+    )
     return row_machine(config, generator, FakeLangId())
 
 
@@ -191,7 +235,11 @@ def test_accepts_above_the_threshold_and_books_its_tokens():
     assert THRESHOLD <= row["round_trip_chrf"] < 100
     expected_weakest = min(chrf(GOOD_BACK["Explique"], SOURCE[0]), chrf(GOOD_BACK["Elle"], SOURCE[1]))
     assert row["round_trip_chrf"] == pytest.approx(expected_weakest)
-    assert row["prompt_version"] == "translate.v1+backtranslate.v1" == prompt_version(machine(generator, round_trip=True).config)
+    assert (
+        row["prompt_version"]
+        == "translate.v1+backtranslate.v1"
+        == prompt_version(machine(generator, round_trip=True).config)
+    )
 
 
 def test_back_translations_are_in_flight_together():
@@ -219,7 +267,11 @@ def test_threshold_comes_from_the_config():
 def test_a_failed_back_translation_rejects_the_row():
     generator = scripted({**GOOD_BACK, "Explique": Completion("engine died", 0, 0, ERROR)})
     row = run(machine(generator, round_trip=True))
-    assert (row["status"], row["reason"], row["reason_field"]) == (REJECTED, "round_trip_failed:instruction", "instruction")
+    assert (row["status"], row["reason"], row["reason_field"]) == (
+        REJECTED,
+        "round_trip_failed:instruction",
+        "instruction",
+    )
     assert row["round_trip_chrf"] is not None  # the other field was scored
 
 
@@ -228,6 +280,7 @@ def test_a_row_the_loop_rejected_is_not_round_tripped():
         if is_back_translation(messages):
             raise AssertionError("no round trip for a rejected row")
         return Completion("not json at all", 60, 40, "stop")
+
     row = run(machine(FakeGenerator(reply), round_trip=True))
     assert row["status"] == REJECTED and row["reason"].startswith("parse_")
     assert row["tokens_round_trip"] == 0
@@ -240,20 +293,32 @@ def test_after_judging_the_kept_version_is_round_tripped():
         if is_back_translation(messages):
             return Completion(GOOD_BACK[messages[-1]["content"].split()[0]], 30, 12, "stop")
         return Completion(DRAFT, 60, 40, "stop")
+
     row = run(machine(FakeGenerator(reply), rounds=1, round_trip=True))
     assert row["status"] == ACCEPTED and row["tokens_judge"] == 3 * 5 and row["tokens_round_trip"] == 24
     assert row["prompt_version"] == "translate.v1+judge.v1+backtranslate.v1"
 
 
 def test_xinstruction_ignores_it():
-    config = parse_config({"recipe": "xinstruction", "seeds": {"paths": ["unused.jsonl"]}, "languages": {"targets": ["fr"]},
-                           "quality": {"round_trip": True}})
+    config = parse_config(
+        {
+            "recipe": "xinstruction",
+            "seeds": {"paths": ["unused.jsonl"]},
+            "languages": {"targets": ["fr"]},
+            "quality": {"round_trip": True},
+        }
+    )
     assert "backtranslate" not in prompt_version(config)
 
 
 def test_report_and_sample_browser_show_it():
-    rows = [run(machine(scripted(GOOD_BACK), round_trip=True)),
-            run(machine(scripted({**GOOD_BACK, "Elle": "A colour of the morning."}), round_trip=True), make_task(*SOURCE, seed_id="s2"))]
+    rows = [
+        run(machine(scripted(GOOD_BACK), round_trip=True)),
+        run(
+            machine(scripted({**GOOD_BACK, "Elle": "A colour of the morning."}), round_trip=True),
+            make_task(*SOURCE, seed_id="s2"),
+        ),
+    ]
     assert "round_trip_chrf" in SCHEMA.names and "tokens_round_trip" in SCHEMA.names
     report = build_report(to_table(rows), 2, 0, 1.0, {"run": {"name": "t"}, "recipe": "sphinx", "model": {"name": "m"}})
     assert report["round_trip"] == {"scored_rows": 2, "rejected_rows": 1, "tokens": 48, "tokens_per_accepted": 48.0}

@@ -1,4 +1,4 @@
-"""The translate actor's limit of rows in flight (actors.translate.RowSlots), without Ray: a new
+"""The translate actor's limit of rows in flight (actors.engines.translate.RowSlots), without Ray: a new
 row starts as soon as any row finishes, whichever batch it belongs to; a batch held by one slow
 row holds no other slot; batches come back whole and in their rows' order. And the drafts'
 checks run off the event loop (engine.rows.drafting.checks_thread), so a slow check does not stop the others."""
@@ -6,12 +6,11 @@ checks run off the event loop (engine.rows.drafting.checks_thread), so a slow ch
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 
-import json
-
-from actors.translate import RowSlots
+from actors.engines.translate import RowSlots
 from engine.config import ComputeConfig, parse_config
 from engine.protocols import CheckResult, Completion, GenParams
 from engine.recipes import row_machine
@@ -51,8 +50,27 @@ def test_new_rows_start_as_others_finish_and_in_flight_stays_at_the_limit():
         assert rows.in_flight == limit
         assert rows.started == ["b0r0", "b0r1", "b0r2", "b0r3", "b1r0", "b1r1"]  # oldest batch first
         # b0r0 is the slow row: every other row finishes, one at a time, in an order that mixes batches.
-        order = ["b1r0", "b0r1", "b0r2", "b0r3", "b1r1", "b1r2", "b1r3", "b2r0", "b2r1", "b2r2", "b2r3", "b3r0", "b3r1",
-                 "b3r2", "b3r3", "b4r0", "b4r1", "b4r2", "b4r3"]
+        order = [
+            "b1r0",
+            "b0r1",
+            "b0r2",
+            "b0r3",
+            "b1r1",
+            "b1r2",
+            "b1r3",
+            "b2r0",
+            "b2r1",
+            "b2r2",
+            "b2r3",
+            "b3r0",
+            "b3r1",
+            "b3r2",
+            "b3r3",
+            "b4r0",
+            "b4r1",
+            "b4r2",
+            "b4r3",
+        ]
         total = batches * size
         for finished, row_id in enumerate(order, start=1):
             assert row_id in rows.started, f"{row_id} must be running before it can finish"
@@ -126,7 +144,9 @@ def test_a_slow_check_runs_off_the_event_loop():
     async def scenario():
         stop = asyncio.Event()
         ticking = asyncio.ensure_future(ticker(stop))
-        config = parse_config({"seeds": {"paths": ["unused.jsonl"]}, "languages": {"targets": ["fr"]}, "validation": {"max_attempts": 1}})
+        config = parse_config(
+            {"seeds": {"paths": ["unused.jsonl"]}, "languages": {"targets": ["fr"]}, "validation": {"max_attempts": 1}}
+        )
         machine = row_machine(config, InstantGenerator(), FakeLangId(), [slow_check])
         row = await machine(make_task("Say hello to the whole team.", "Hello team, and have a nice day, everyone."))
         stop.set()

@@ -10,15 +10,24 @@ from benchmarks.scaling import in_flight_figures
 
 
 def report(actor: str, samples: list, requests: int, latency: float) -> str:
-    return json.dumps({"actor": actor, "samples": samples, "requests": requests, "latency_total_s": latency,
-                       "observed_total_s": latency * 1.1})
+    return json.dumps(
+        {
+            "actor": actor,
+            "samples": samples,
+            "requests": requests,
+            "latency_total_s": latency,
+            "observed_total_s": latency * 1.1,
+        }
+    )
 
 
 def test_the_fed_window_mean_and_the_ideal_inputs():
     # One actor, limit 2: two requests at 0, one ends at 1 and the third starts, all done by 2.
     samples = [[0.0, 1], [0.0, 2], [1.0, 1], [1.0, 2], [2.0, 1], [2.0, 0]]
     # Reports arrive in any order (one per output batch): the second holds nothing new but totals.
-    figures = in_flight_figures([None, report("a", samples[3:], 3, 3.0), report("a", samples[:3], 2, 2.0)], limit=2, rows=3)
+    figures = in_flight_figures(
+        [None, report("a", samples[3:], 3, 3.0), report("a", samples[:3], 2, 2.0)], limit=2, rows=3
+    )
     assert figures["realised_mean_latency_s"] == 1.0 and figures["requests_per_row"] == 1.0
     assert figures["observed_mean_request_s"] == pytest.approx(1.1)
     assert figures["fed_window_s"] == 1.0 and figures["mean_in_flight_per_actor_while_fed"] == 2.0

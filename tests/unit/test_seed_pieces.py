@@ -21,7 +21,9 @@ LINES = [
     json.dumps({"id": "x", "instruction": "again", "output": "r"}).encode() + b"\r",
     json.dumps({"instruction": "No id here.", "output": "c"}).encode(),
     json.dumps({"id": 7, "instruction": 3, "output": "c"}).encode(),
-    json.dumps({"id": "z", "instruction": "\u65e5\u672c\u8a9e\u306e\u6587", "output": "ok"}, ensure_ascii=False).encode(),
+    json.dumps(
+        {"id": "z", "instruction": "\u65e5\u672c\u8a9e\u306e\u6587", "output": "ok"}, ensure_ascii=False
+    ).encode(),
 ]
 
 
@@ -47,12 +49,14 @@ def test_random_files_in_random_pieces(tmp_path):
         path = tmp_path / f"s{trial}.jsonl"
         path.write_bytes(b"\n".join(rng.choice(LINES) for _ in range(rng.randrange(1, 20))) + rng.choice([b"\n", b""]))
         for mode in ("skip", "error"):
-            def read(**kw):
+
+            def read(path=path, mode=mode, **kw):
                 try:
                     table, bad = load_seed_table([str(path)], mode, None, **kw)
                     return table.to_pylist(), as_tuples(bad)
                 except SeedError as error:
                     return str(error)
+
             assert read(piece_bytes=rng.randrange(1, 60)) == read()
 
 
@@ -66,7 +70,11 @@ def test_strict_mode_names_the_first_bad_line_whichever_piece_holds_it(tmp_path)
 
 def test_line_numbers_continue_across_pieces(tmp_path):
     path = tmp_path / "seeds.jsonl"
-    path.write_bytes(b"".join(json.dumps({"id": f"s{i}", "instruction": "Hi.", "output": "Yes."}).encode() + b"\n" for i in range(50)))
+    path.write_bytes(
+        b"".join(
+            json.dumps({"id": f"s{i}", "instruction": "Hi.", "output": "Yes."}).encode() + b"\n" for i in range(50)
+        )
+    )
     pieces = plan_pieces([str(path)], 100)
     pieces = number_pieces(pieces, [count_piece(piece) for piece in pieces])
     sources = [s for piece in pieces for table in validate_piece(piece) for s in table.column("source").to_pylist()]
@@ -75,7 +83,9 @@ def test_line_numbers_continue_across_pieces(tmp_path):
 
 def test_parquet_row_groups_are_pieces(tmp_path):
     path = tmp_path / "seeds.parquet"
-    rows = [{"id": f"p{i}", "instruction": "Hi.", "input": None, "output": "Yes." if i != 7 else None} for i in range(20)]
+    rows = [
+        {"id": f"p{i}", "instruction": "Hi.", "input": None, "output": "Yes." if i != 7 else None} for i in range(20)
+    ]
     pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=6)
     assert len(plan_pieces([str(path)])) == 4
     seeds, bad = load_seed_table([str(path)], "skip")
@@ -84,7 +94,7 @@ def test_parquet_row_groups_are_pieces(tmp_path):
 
 def test_a_malformed_json_file_stops_even_with_skip(tmp_path):
     path = tmp_path / "seeds.json"
-    path.write_text("[{\"id\": 1,")
+    path.write_text('[{"id": 1,')
     with pytest.raises(SeedError, match="seeds.json:1: malformed JSON"):
         load_seed_table([str(path)], "skip")
 
@@ -100,7 +110,11 @@ def test_resolution_needs_the_source_of_bad_rows_only(tmp_path):
     path.write_bytes(b"\n".join(LINES + LINES[3:4]) + b"\n")
     full = pa.concat_tables([table for piece in plan_pieces([str(path)]) for table in validate_piece(piece)])
     error = full.column("error")
-    lean = full.set_column(full.schema.get_field_index("source"), "source", pc.if_else(pc.is_null(error), pa.scalar(None, pa.string()), full.column("source")))
+    lean = full.set_column(
+        full.schema.get_field_index("source"),
+        "source",
+        pc.if_else(pc.is_null(error), pa.scalar(None, pa.string()), full.column("source")),
+    )
     asked = []
 
     def source_of(row):

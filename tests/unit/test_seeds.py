@@ -18,7 +18,12 @@ def load_seeds(paths, on_bad_record: str = "error", limit: int | None = None) ->
     return [Seed(**row) for row in table.to_pylist()], bad
 
 
-def pair(seed_id: str = "s1", instruction: str = "Name three primary colours.", output: str = "Red, yellow and blue.", **extra) -> dict:
+def pair(
+    seed_id: str = "s1",
+    instruction: str = "Name three primary colours.",
+    output: str = "Red, yellow and blue.",
+    **extra,
+) -> dict:
     return {"id": seed_id, "instruction": instruction, "input": "", "output": output, **extra}
 
 
@@ -150,7 +155,10 @@ def test_chat_records_with_optional_system_message(tmp_path):
         ({"id": "c", "messages": "Hi"}, "field 'messages' must be a list"),
         ({"id": "c", "messages": ["Hi", "Hey"]}, "field 'messages' must be a list"),
         (chat("c", ("user", " "), ("assistant", "Hey")), "messages[user]: field 'content' is empty"),
-        ({"id": "c", "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": 3}]}, "messages[assistant]: field 'content' must be a string"),
+        (
+            {"id": "c", "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": 3}]},
+            "messages[assistant]: field 'content' must be a string",
+        ),
     ],
 )
 def test_bad_chat_records(tmp_path, record, words):
@@ -213,7 +221,10 @@ def test_saved_hugging_face_dataset(tmp_path):
 def test_saved_hugging_face_dataset_dict_reads_train(tmp_path):
     datasets = pytest.importorskip("datasets")
     folder = tmp_path / "hf"
-    splits = {"test": datasets.Dataset.from_list([pair("t")]), "train": datasets.Dataset.from_list([pair("a"), pair("b")])}
+    splits = {
+        "test": datasets.Dataset.from_list([pair("t")]),
+        "train": datasets.Dataset.from_list([pair("a"), pair("b")]),
+    }
     datasets.DatasetDict(splits).save_to_disk(str(folder))
     seeds, _ = load_seeds([str(folder)])
     assert [s.id for s in seeds] == ["a", "b"]
@@ -249,7 +260,10 @@ def test_skip_keeps_good_rows_and_reports_bad_ones(tmp_path):
 
 def test_skip_gives_every_bad_record_a_unique_id(tmp_path):
     # Bad records become rejected rows keyed by this id: two rows with one id break the run's plan.
-    path = write_jsonl(tmp_path, ["{broken", pair("x", output=None), pair("x", output=None), pair("ok"), pair("ok"), pair("", output=None)])
+    path = write_jsonl(
+        tmp_path,
+        ["{broken", pair("x", output=None), pair("x", output=None), pair("ok"), pair("ok"), pair("", output=None)],
+    )
     seeds, bad = load_seeds([path], on_bad_record="skip")
     ids = [b.id for b in bad]
     assert len(ids) == len(set(ids)) == 5
@@ -283,5 +297,3 @@ def test_project_seed_files_load_cleanly():
     chats, bad = load_seeds([str(REPO / "data/seeds/chat_sample.jsonl")])
     assert bad == [] and chats
     assert all(s.instruction and s.output and s.input == "" for s in chats)
-
-

@@ -24,11 +24,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ("engine", "actors", "jobs")
 USERS = (*SHIPPED, "benchmarks")  # a function only a benchmark runs is used: benchmarks measure shipped code
-CALLED_BY_PYDANTIC = {"field_validator", "model_validator", "validator", "root_validator", "field_serializer", "model_serializer"}
+CALLED_BY_PYDANTIC = {
+    "field_validator",
+    "model_validator",
+    "validator",
+    "root_validator",
+    "field_serializer",
+    "model_serializer",
+}
 
 # "module:qualified name" -> why it stays although shipped code does not name it. At most five.
-ALLOWED: dict[str, str] = {
-}
+ALLOWED: dict[str, str] = {}
 
 
 def module_of(path: Path) -> str:
@@ -64,10 +70,14 @@ class Bindings:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                    base = ".".join(
+                        package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                    )
                 for alias in node.names:
                     full = f"{base}.{alias.name}"
-                    self.names[alias.asname or alias.name] = ("module", full) if is_package(modules, full) else ("symbol", base, alias.name)
+                    self.names[alias.asname or alias.name] = (
+                        ("module", full) if is_package(modules, full) else ("symbol", base, alias.name)
+                    )
 
 
 class References(ast.NodeVisitor):
@@ -76,7 +86,9 @@ class References(ast.NodeVisitor):
     def __init__(self, module: str, bindings: Bindings):
         self.module, self.bindings = module, bindings
         self.symbols: set[tuple[str, str, str | None]] = set()  # (module, name, enclosing definition)
-        self.attributes: set[tuple[str, str | None, bool]] = set()  # (attribute name, enclosing definition, on self/cls?)
+        self.attributes: set[tuple[str, str | None, bool]] = (
+            set()
+        )  # (attribute name, enclosing definition, on self/cls?)
         self.strings: set[str] = set()
         self.owner: str | None = None
 
@@ -129,7 +141,11 @@ class References(ast.NodeVisitor):
 
     def visit_Call(self, node):
         # getattr(obj, "name") and its kin: a use of `name` by its string
-        if isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr", "setattr", "delattr") and len(node.args) > 1:
+        if (
+            isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "hasattr", "setattr", "delattr")
+            and len(node.args) > 1
+        ):
             if isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str):
                 self.strings.add(node.args[1].value)
         self.generic_visit(node)
@@ -137,7 +153,11 @@ class References(ast.NodeVisitor):
     def visit_Constant(self, node):
         # "package.module:function" or "package.module.function": a dotted path names what it ends in
         # (prose such as a docstring that mentions a function is not a use of it)
-        if isinstance(node.value, str) and ("." in node.value or ":" in node.value) and not any(c.isspace() for c in node.value):
+        if (
+            isinstance(node.value, str)
+            and ("." in node.value or ":" in node.value)
+            and not any(c.isspace() for c in node.value)
+        ):
             for word in node.value.replace(":", ".").split("."):
                 if word.isidentifier():
                     self.strings.add(word)
@@ -178,8 +198,11 @@ def overrides_third_party(module: str, cls: ast.ClassDef, method: str, bindings:
 def entry_points() -> set[str]:
     """The names pyproject.toml's scripts and entry points run ("package.module:function")."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8")).get("project", {})
-    targets = [*project.get("scripts", {}).values(), *project.get("gui-scripts", {}).values(),
-               *(target for group in project.get("entry-points", {}).values() for target in group.values())]
+    targets = [
+        *project.get("scripts", {}).values(),
+        *project.get("gui-scripts", {}).values(),
+        *(target for group in project.get("entry-points", {}).values() for target in group.values()),
+    ]
     return {target.partition(":")[2].split(".")[0] for target in targets if ":" in target}
 
 
@@ -217,8 +240,12 @@ def resolve(symbols, bindings):
 def class_family(modules) -> dict[str, set[str]]:
     """Class name -> the names of its project ancestors and descendants, itself included: where
     `self.name` may reach a method of that class."""
-    bases = {node.name: {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases}
-             for _, (_, tree) in modules.items() for node in tree.body if isinstance(node, ast.ClassDef)}
+    bases = {
+        node.name: {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases}
+        for _, (_, tree) in modules.items()
+        for node in tree.body
+        if isinstance(node, ast.ClassDef)
+    }
 
     def ancestors(name, seen):
         for base in bases.get(name, ()):
@@ -268,14 +295,18 @@ def unused_in_shipped_code() -> dict[str, str]:
             if key in unused:
                 continue
             if cls is None:
-                used = name in strings or any(owner != qualname and live(m, owner) for m, owner in symbols.get((module, name), ()))
+                used = name in strings or any(
+                    owner != qualname and live(m, owner) for m, owner in symbols.get((module, name), ())
+                )
                 in_tests = bool(test_symbols.get((module, name))) or name in test_strings
             else:
                 # self.name reaches this method only from its own class's family; obj.name from anywhere
                 used = name in strings or any(
-                    (m, owner) != (module, qualname) and live(m, owner)
+                    (m, owner) != (module, qualname)
+                    and live(m, owner)
                     and (not on_self or (owner or "").partition(".")[0] in family.get(cls.name, {cls.name}))
-                    for m, owner, on_self in attributes.get(name, ()))
+                    for m, owner, on_self in attributes.get(name, ())
+                )
                 in_tests = name in test_attributes or name in test_strings
                 if not used and overrides_third_party(module, cls, name, bindings[module]):
                     continue  # the framework calls it
@@ -289,10 +320,15 @@ def unused_in_shipped_code() -> dict[str, str]:
 def test_no_shipped_function_is_used_only_by_tests():
     assert len(ALLOWED) <= 5, "the allow-list is for the odd exception, not a second home for test helpers"
     unused = {name: where for name, where in unused_in_shipped_code().items() if name not in ALLOWED}
-    listing = "\n".join(f"  {name}  (referenced {'only from tests' if where == 'tests' else 'nowhere'})" for name, where in sorted(unused.items()))
+    listing = "\n".join(
+        f"  {name}  (referenced {'only from tests' if where == 'tests' else 'nowhere'})"
+        for name, where in sorted(unused.items())
+    )
     assert not unused, f"shipped code that only tests (or nothing) use; delete it, or move it into tests/:\n{listing}"
 
 
 def test_the_allow_list_names_only_what_the_check_would_flag():
     flagged = unused_in_shipped_code()
-    assert not set(ALLOWED) - set(flagged), f"allowed but used (drop from ALLOWED): {sorted(set(ALLOWED) - set(flagged))}"
+    assert not set(ALLOWED) - set(flagged), (
+        f"allowed but used (drop from ALLOWED): {sorted(set(ALLOWED) - set(flagged))}"
+    )

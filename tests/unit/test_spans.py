@@ -23,8 +23,7 @@ ROUND_TRIP_TEXTS = [
     "Read https://en.wikipedia.org/wiki/Python_(programming_language).",
     "(see https://example.com/a?b=c&d=e#frag), then go on!",
     "Links: [text](http://x.y/z) and [t2](https://a.b/c_(d)).",
-    "Trailing punctuation: http://a.b/c. http://a.b/c, http://a.b/c; http://a.b/c:"
-    " http://a.b/c! http://a.b/c?",
+    "Trailing punctuation: http://a.b/c. http://a.b/c, http://a.b/c; http://a.b/c: http://a.b/c! http://a.b/c?",
     "<https://example.com> and \"https://example.com/q\" and 'www.example.org'",
     "ftp://files.example.com/pub/file.tar.gz and WWW.EXAMPLE.COM",
     "Mail john.doe+tag@example.co.uk or admin@localhost.dev.",
@@ -35,7 +34,7 @@ ROUND_TRIP_TEXTS = [
     "50% of people, 50 % of them, 100%!",
     "printf('%s %d %5.2f %-10s %(name)s %%d', x)",
     "Format {name} {0} {} {0:.2f} {obj.attr} {{ jinja }} {{x}}",
-    "JSON {\"a\": 1, \"b\": [1, 2]} and a set {1, 2, 3}",
+    'JSON {"a": 1, "b": [1, 2]} and a set {1, 2, 3}',
     "Unicode: Grüße, 日本語のテキスト, emoji 🎉, RTL العربية, combining é.",
     "访问https://x.y/path。然后继续",
     "Em dash after URL: http://x.y—and curly “https://a.b/c”…",
@@ -90,8 +89,11 @@ def test_round_trip_random_mix():
         ("Use ``a`b`` now", "``a`b``", "inline_code"),
         ("Then $x^2 + 1$ holds", "$x^2 + 1$", "math"),
         ("Then \\(x\\) holds", "\\(x\\)", "math"),
-        ("Go to https://en.wikipedia.org/wiki/Python_(programming_language).",
-         "https://en.wikipedia.org/wiki/Python_(programming_language)", "url"),
+        (
+            "Go to https://en.wikipedia.org/wiki/Python_(programming_language).",
+            "https://en.wikipedia.org/wiki/Python_(programming_language)",
+            "url",
+        ),
         ("[text](http://x.y/z)", "http://x.y/z", "url"),
         ("Visit www.example.com!", "www.example.com", "url"),
         ("Write to a.b@c.org.", "a.b@c.org", "email"),
@@ -243,4 +245,3 @@ def test_restore_span_with_backslashes_is_literal():
 )
 def test_strip_sentinels(text, stripped):
     assert strip_sentinels(text) == stripped
-

@@ -13,7 +13,15 @@ CONFIG = {"run": {"name": "unit"}, "recipe": "sphinx", "model": {"name": "fake-m
 
 
 def row(row_id: str, lang: str | None = "fr", status: str = ACCEPTED, reason: str | None = None, **extra) -> dict:
-    return {"id": row_id, "seed_id": row_id, "recipe": "sphinx", "lang": lang, "status": status, "reason": reason, **extra}
+    return {
+        "id": row_id,
+        "seed_id": row_id,
+        "recipe": "sphinx",
+        "lang": lang,
+        "status": status,
+        "reason": reason,
+        **extra,
+    }
 
 
 def rejected(row_id: str, reason: str, lang: str | None = "fr", **extra) -> dict:
@@ -27,7 +35,9 @@ def build_report(table: pa.Table, planned: int, bad_records: int, seconds: float
 
 def read_all(store: RowStore) -> pa.Table:
     """Every row the store's shards hold, in SCHEMA (what finalise reads, here at once)."""
-    return pa.concat_tables([SCHEMA.empty_table(), *(store.folder.read_parquet(name).cast(SCHEMA) for name in store.shard_names())])
+    return pa.concat_tables(
+        [SCHEMA.empty_table(), *(store.folder.read_parquet(name).cast(SCHEMA) for name in store.shard_names())]
+    )
 
 
 def done_ids(store: RowStore) -> set[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 
 import pyarrow as pa
-import pytest
 
 from engine.inputs.plan import TaskPlan, build_task_plan, plan_fingerprint
 from engine.inputs.seeds import Seed
@@ -65,7 +64,9 @@ def test_a_shard_written_again_under_its_name_replaces_itself(tmp_path):
 
 def plan_of(count: int, codes: list[str]) -> TaskPlan:
     seeds = [Seed(f"s{i}", f"Do {i}", "", f"Done {i}", f"f:{i}") for i in range(count)]
-    return build_task_plan(seeds_table(seeds), resolve_languages(codes), "all", {"high": 1, "mid": 1, "low": 1}, 0, "sphinx", "v1")
+    return build_task_plan(
+        seeds_table(seeds), resolve_languages(codes), "all", {"high": 1, "mid": 1, "low": 1}, 0, "sphinx", "v1"
+    )
 
 
 def ids_of(plan: TaskPlan) -> pa.ChunkedArray:

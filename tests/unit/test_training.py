@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.config import ConfigError, load_as, parse_as
 from engine.training import loop as T
-from engine.config import ConfigError
-from engine.config import load_as, parse_as
 from engine.training.config import EvaluateConfig, FinetuneConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +47,7 @@ def test_loss_is_on_the_completion_and_its_end_of_turn_only():
     prompt = "<user>hi$<assistant>"
     assert text(ex["input_ids"]) == prompt + "yo$"
     assert ex["labels"][: len(prompt)] == [T.IGNORE_INDEX] * len(prompt)
-    assert text(ex["labels"][len(prompt):]) == "yo$"
+    assert text(ex["labels"][len(prompt) :]) == "yo$"
 
 
 def test_template_that_rewrites_earlier_turns_falls_back_to_completion_plus_eos():
@@ -75,15 +74,27 @@ def test_nshot_prompt_trains_only_the_final_response():
 
 
 def test_rows_use_prompt_completion_then_messages():
-    assert T.prompt_messages({"prompt": "p", "completion": "c", "messages": []}) == ([{"role": "user", "content": "p"}], "c")
-    chat = {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]}
+    assert T.prompt_messages({"prompt": "p", "completion": "c", "messages": []}) == (
+        [{"role": "user", "content": "p"}],
+        "c",
+    )
+    chat = {
+        "messages": [
+            {"role": "system", "content": "s"},
+            {"role": "user", "content": "u"},
+            {"role": "assistant", "content": "a"},
+        ]
+    }
     assert T.prompt_messages(chat) == (chat["messages"][:2], "a")
     with pytest.raises(ValueError, match="neither prompt/completion"):
         T.prompt_messages({"id": "x", "messages": [{"role": "user", "content": "u"}]})
 
 
 def test_tokenize_rows_counts_what_it_drops_and_keeps_lang_and_id():
-    rows = [{"id": "a", "lang": "fr", "prompt": "p", "completion": "c"}, {"id": "b", "lang": "de", "prompt": "x" * 100, "completion": "c"}]
+    rows = [
+        {"id": "a", "lang": "fr", "prompt": "p", "completion": "c"},
+        {"id": "b", "lang": "de", "prompt": "x" * 100, "completion": "c"},
+    ]
     examples, counts = T.tokenize_rows(CharTokenizer(), rows, 40)
     assert [e["id"] for e in examples] == ["a"] and examples[0]["lang"] == "fr"
     assert examples[0]["position_ids"] == list(range(len(examples[0]["input_ids"])))
@@ -91,8 +102,13 @@ def test_tokenize_rows_counts_what_it_drops_and_keeps_lang_and_id():
 
 
 def example(n: int, lang: str = "fr", first: int = 1) -> dict:
-    return {"input_ids": list(range(first, first + n)), "labels": [T.IGNORE_INDEX] + list(range(first + 1, first + n)),
-            "position_ids": list(range(n)), "lang": lang, "id": f"{lang}{n}"}
+    return {
+        "input_ids": list(range(first, first + n)),
+        "labels": [T.IGNORE_INDEX] + list(range(first + 1, first + n)),
+        "position_ids": list(range(n)),
+        "lang": lang,
+        "id": f"{lang}{n}",
+    }
 
 
 def test_packing_keeps_whole_examples_in_order_and_restarts_positions():
@@ -127,7 +143,10 @@ def test_batch_digest_tells_order_apart():
 
 
 def test_deepspeed_config_fills_defaults_and_autos_without_touching_the_input():
-    ds = {"train_batch_size": "auto", "scheduler": {"type": "WarmupDecayLR", "params": {"total_num_steps": "auto", "warmup_num_steps": "auto"}}}
+    ds = {
+        "train_batch_size": "auto",
+        "scheduler": {"type": "WarmupDecayLR", "params": {"total_num_steps": "auto", "warmup_num_steps": "auto"}},
+    }
     out = T.resolve_deepspeed_config(ds, max_steps=40)
     assert out["train_micro_batch_size_per_gpu"] == 1 and out["gradient_accumulation_steps"] == 1
     assert "train_batch_size" not in out
@@ -140,7 +159,15 @@ def test_deepspeed_auto_we_cannot_fill_is_an_error_naming_the_key():
         T.resolve_deepspeed_config({"optimizer": {"params": {"lr": "auto"}}}, 10)
 
 
-@pytest.mark.parametrize("ds, dtype", [({}, "float32"), ({"bf16": {"enabled": True}}, "bfloat16"), ({"fp16": {"enabled": True}}, "float16"), ({"bf16": {"enabled": False}}, "float32")])
+@pytest.mark.parametrize(
+    "ds, dtype",
+    [
+        ({}, "float32"),
+        ({"bf16": {"enabled": True}}, "bfloat16"),
+        ({"fp16": {"enabled": True}}, "float16"),
+        ({"bf16": {"enabled": False}}, "float32"),
+    ],
+)
 def test_model_dtype_follows_deepspeed_precision(ds, dtype):
     assert T.model_dtype(ds) == dtype
 
@@ -168,7 +195,9 @@ def test_epoch_seed_is_stable_and_differs_per_epoch_and_rank():
     assert len(seeds) == 20 and T.epoch_seed(7, 2, 1) == T.epoch_seed(7, 2, 1)
 
 
-@pytest.mark.parametrize("step, every, last, due", [(4, 2, 9, True), (3, 2, 9, False), (9, 50, 9, True), (1, 1, 9, True)])
+@pytest.mark.parametrize(
+    "step, every, last, due", [(4, 2, 9, True), (3, 2, 9, False), (9, 50, 9, True), (1, 1, 9, True)]
+)
 def test_is_due(step, every, last, due):
     assert T.is_due(step, every, last) is due
 
@@ -188,7 +217,10 @@ def test_window_metrics_average_loss_and_rate_over_the_group():
 
 
 def test_engine_training_imports_neither_ray_nor_torch():
-    code = "import sys, engine.training.loop, engine.training.evaluation, engine.training.config; print(sorted(m for m in ('ray', 'torch', 'vllm', 'deepspeed') if m in sys.modules))"
+    code = (
+        "import sys, engine.training.loop, engine.training.evaluation, engine.training.config; "
+        "print(sorted(m for m in ('ray', 'torch', 'vllm', 'deepspeed') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -219,12 +251,13 @@ def test_shipped_evaluate_config_loads():
 
 def test_absolute_paths_leave_uris_alone(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cfg = parse_as(FinetuneConfig, {"data": {"dataset": "ds"}, "run": {"output_dir": "out", "storage_path": "s3://bucket/ray"}})
+    cfg = parse_as(
+        FinetuneConfig, {"data": {"dataset": "ds"}, "run": {"output_dir": "out", "storage_path": "s3://bucket/ray"}}
+    )
     resolved = cfg.with_absolute_paths()
     assert resolved.data.dataset == str(tmp_path / "ds")
     assert resolved.export_path() == str(tmp_path / "out" / "model")
     assert resolved.storage_path() == "s3://bucket/ray"
-
 
 
 def test_unique_tensors_with_a_storage_identity():
@@ -233,7 +266,10 @@ def test_unique_tensors_with_a_storage_identity():
 
 
 def test_tokenized_columns_are_what_the_loader_reads():
-    rows = [{"id": "a", "lang": "fr", "prompt": "p", "completion": "c"}, {"id": "b", "lang": "de", "prompt": "q", "completion": "d"}]
+    rows = [
+        {"id": "a", "lang": "fr", "prompt": "p", "completion": "c"},
+        {"id": "b", "lang": "de", "prompt": "q", "completion": "d"},
+    ]
     columns, counts = T.tokenized_columns(CharTokenizer(), rows, 64, packing=True)
     assert set(columns) == set(T.TOKEN_COLUMNS) and len(columns["input_ids"]) == 1 and columns["lang"] == ["mixed"]
     assert counts["examples"] == 2

@@ -23,8 +23,13 @@ class Launches:
         tokens = self.figures[case].pop(0)
         if tokens is None:
             return {"error": "Traceback: launch failed", "load_average_1m": [1.0, 1.0]}
-        return {"tokens_per_s": tokens, "seconds_per_step": round(1000 / tokens, 2), "wall_seconds": 60.0,
-                "steps_measured": spec["steps"] - spec["warmup"], "load_average_1m": [len(self.calls) * 0.5, 2.0]}
+        return {
+            "tokens_per_s": tokens,
+            "seconds_per_step": round(1000 / tokens, 2),
+            "wall_seconds": 60.0,
+            "steps_measured": spec["steps"] - spec["warmup"],
+            "load_average_1m": [len(self.calls) * 0.5, 2.0],
+        }
 
 
 def test_arms_alternate_abab_with_one_spec():

@@ -12,9 +12,9 @@ import pytest
 
 from engine.config import parse_config
 from engine.protocols import ERROR, TOO_LONG, Completion, GenParams
-from engine.rows.prompts import TRANSLATE_VERSION
-from engine.records import ACCEPTED, REJECTED, TASK_COLUMNS
 from engine.recipes import row_machine
+from engine.records import ACCEPTED, REJECTED, TASK_COLUMNS
+from engine.rows.prompts import TRANSLATE_VERSION
 from engine.rows.refine import RefinementLoop
 
 Reply = Completion | str
@@ -62,7 +62,12 @@ class FakeLangId:
 
 def make_translator(generator: FakeGenerator, model: dict | None = None, **validation) -> RefinementLoop:
     config = parse_config(
-        {"seeds": {"paths": ["unused.jsonl"]}, "languages": {"targets": ["fr"]}, "model": model or {}, "validation": validation}
+        {
+            "seeds": {"paths": ["unused.jsonl"]},
+            "languages": {"targets": ["fr"]},
+            "model": model or {},
+            "validation": validation,
+        }
     )
     return row_machine(config, generator, FakeLangId())
 
@@ -113,8 +118,14 @@ def test_valid_first_draft_is_accepted_with_spans_restored_byte_identically():
     row, generator = run_row([GOOD])
     assert row["status"] == ACCEPTED and row["reason"] is None
     assert row["attempts"] == 1 and row["attempt_reasons"] == []
-    assert row["instruction"] == "Expliquez ce que `git status` affiche et où la page https://git-scm.com/docs/git-status le documente."
-    assert row["output"] == "La commande liste les fichiers modifiés. Lancez `git status -s` pour une vue plus courte de la liste."
+    assert (
+        row["instruction"]
+        == "Expliquez ce que `git status` affiche et où la page https://git-scm.com/docs/git-status le documente."
+    )
+    assert (
+        row["output"]
+        == "La commande liste les fichiers modifiés. Lancez `git status -s` pour une vue plus courte de la liste."
+    )
     assert row["input"] == ""
     assert row["protected_spans"] == ["`git status`", "https://git-scm.com/docs/git-status", "`git status -s`"]
     assert (row["lid_label"], row["lid_confidence"], row["lid_method"]) == ("fr", 0.97, "fasttext")
@@ -169,7 +180,10 @@ def test_after_max_attempts_invalid_drafts_the_row_is_rejected_with_every_reason
     assert row["attempt_reasons"] == ["parse_no_json", "span_missing:[[1]]", "wrong_language:en"]
     assert row["reason"] == "wrong_language:en"
     # A rejected row keeps its last readable draft, spans restored, for a person to look at.
-    assert row["instruction"] == "Describe what `git status` prints and where https://git-scm.com/docs/git-status explains it."
+    assert (
+        row["instruction"]
+        == "Describe what `git status` prints and where https://git-scm.com/docs/git-status explains it."
+    )
     assert row["lid_label"] == "en"
     assert len(generator.requests[2][0]) == 2 + 2 * 2  # system, user, then (draft, feedback) twice
 
@@ -185,7 +199,10 @@ def test_after_max_attempts_invalid_drafts_the_row_is_rejected_with_every_reason
         (answer(instruction=FR_INSTRUCTION.replace("[[2]]", "[[ 2 ]]"), output=FR_OUTPUT), "span_missing:[[2]]"),
         (answer(instruction=FR_INSTRUCTION, output=" "), "span_missing:[[3]]"),
         (answer(instruction=FR_INSTRUCTION, output=FR_OUTPUT + " Et le reste." * 30), "degenerate"),
-        (answer(instruction=FR_INSTRUCTION, output=FR_OUTPUT + "".join(f" mot{i}" for i in range(80))), "length_ratio:"),
+        (
+            answer(instruction=FR_INSTRUCTION, output=FR_OUTPUT + "".join(f" mot{i}" for i in range(80))),
+            "length_ratio:",
+        ),
         (answer(instruction="Describe [[1]] and [[2]] in other words please.", output=FR_OUTPUT), "wrong_language:en"),
     ],
 )
@@ -244,7 +261,9 @@ def test_input_may_stay_identical_to_the_source():
 
 
 def test_instruction_may_not_stay_untranslated():
-    draft = answer(instruction=GRAMMAR_TASK["src_instruction"], input=GRAMMAR_TASK["src_input"], output=FR_GRAMMAR_OUTPUT)
+    draft = answer(
+        instruction=GRAMMAR_TASK["src_instruction"], input=GRAMMAR_TASK["src_input"], output=FR_GRAMMAR_OUTPUT
+    )
     row, generator = run_row([draft], GRAMMAR_TASK, max_attempts=1)
     assert row["status"] == REJECTED and row["reason"] == "untranslated"
     assert generator.requests[0][1].json_schema["required"] == ["instruction", "input", "output"]
@@ -287,7 +306,11 @@ def answer_by_content(messages: list[dict]) -> Completion:
 
 def test_many_rows_run_concurrently_and_each_gets_its_own_answer():
     tasks = [
-        make_task(f"Describe thing number {i} in one single sentence.", f"Thing number {i} is small, round and loved by children.", seed_id=f"s{i}")
+        make_task(
+            f"Describe thing number {i} in one single sentence.",
+            f"Thing number {i} is small, round and loved by children.",
+            seed_id=f"s{i}",
+        )
         for i in range(20)
     ]
     rows, generator = run_rows(answer_by_content, tasks)

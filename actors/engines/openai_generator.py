@@ -72,7 +72,9 @@ class OpenAIGenerator:
             import httpx
 
             headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-            limits = httpx.Limits(max_connections=self.config.max_concurrency, max_keepalive_connections=self.config.max_concurrency)
+            limits = httpx.Limits(
+                max_connections=self.config.max_concurrency, max_keepalive_connections=self.config.max_concurrency
+            )
             self._client = httpx.AsyncClient(headers=headers, limits=limits, timeout=None)  # the deadline is ours
             self._semaphore = asyncio.Semaphore(self.config.max_concurrency)
             self._loop = loop
@@ -125,7 +127,9 @@ class OpenAIGenerator:
                 if attempt == retries:
                     break
                 delay = retry_after if retry_after is not None else self._backoff(attempt)
-                log.warning("request to %s failed (%s); retry %d/%d in %.1fs", self.url, cause, attempt + 1, retries, delay)
+                log.warning(
+                    "request to %s failed (%s); retry %d/%d in %.1fs", self.url, cause, attempt + 1, retries, delay
+                )
                 await asyncio.sleep(delay)
         log.warning("request to %s failed (%s) after %d retries", self.url, cause, retries)
         return Completion(f"{cause} after {retries} retries", estimate, 0, ERROR)

@@ -14,27 +14,32 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.selection.cluster import assign_clusters, fit_centroids, sample_positions
 from engine.config import SelectConfig
+from engine.selection.cluster import assign_clusters, fit_centroids, sample_positions
 from engine.selection.dedup import near_duplicates
 
 log = logging.getLogger("babelforge.diversify")
 
-RESULT_SCHEMA = pa.schema([("pos", pa.int64()), ("id", pa.string()), ("cluster", pa.int32()), ("duplicate_of", pa.string())])
+RESULT_SCHEMA = pa.schema(
+    [("pos", pa.int64()), ("id", pa.string()), ("cluster", pa.int32()), ("duplicate_of", pa.string())]
+)
 
 
 def embed_dataset(dataset, select: SelectConfig, text_column: str = "text"):
     """`dataset` plus an `embedding` column, computed by a pool of EmbedActor."""
     from ray.data import ActorPoolStrategy
 
-    from actors.embed import EmbedActor
+    from actors.engines.embed import EmbedActor
 
     on_gpu = select.device.startswith("cuda")
     return dataset.map_batches(
         EmbedActor,
         fn_constructor_kwargs={
-            "model": select.embed_model, "batch_size": select.batch_size, "device": select.device,
-            "threads": select.threads, "text_column": text_column,
+            "model": select.embed_model,
+            "batch_size": select.batch_size,
+            "device": select.device,
+            "threads": select.threads,
+            "text_column": text_column,
         },
         batch_size=select.batch_size,
         batch_format="pyarrow",
@@ -49,14 +54,14 @@ def _rows_at(batch: pa.Table, positions: pa.Array) -> pa.Table:
 
 
 def _assign(batch: pa.Table, centroids: np.ndarray) -> pa.Table:
-    from actors.embed import arrow_to_vectors
+    from actors.engines.embed import arrow_to_vectors
 
     labels, _ = assign_clusters(arrow_to_vectors(batch.column("embedding")), centroids)
     return batch.append_column("cluster", pa.array(labels, pa.int32()))
 
 
 def _near_duplicates_in_group(group: pa.Table, threshold: float | None) -> pa.Table:
-    from actors.embed import arrow_to_vectors
+    from actors.engines.embed import arrow_to_vectors
 
     # Input order decides which copy survives; a shuffle does not keep it, so restore it here.
     group = group.sort_by("pos")
@@ -73,7 +78,9 @@ def _collect(dataset) -> pa.Table:
     return pa.concat_tables(tables).sort_by("pos") if tables else RESULT_SCHEMA.empty_table()
 
 
-def cluster_texts(ids: list[str], texts: list[str], select: SelectConfig, near_threshold: float | None) -> tuple[pa.Table, int]:
+def cluster_texts(
+    ids: list[str], texts: list[str], select: SelectConfig, near_threshold: float | None
+) -> tuple[pa.Table, int]:
     """(table of pos, id, cluster, duplicate_of in input order; k actually used). Needs ray.init()."""
     import ray
 
@@ -86,7 +93,7 @@ def cluster_texts(ids: list[str], texts: list[str], select: SelectConfig, near_t
 
 def cluster_dataset(texts, count: int, select: SelectConfig, near_threshold: float | None) -> tuple[pa.Table, int]:
     """cluster_texts over a Ray dataset of (pos, id, text), pos 0..count-1 in input order (e.g.
-    actors.seed_reading.SeedView.text_dataset): the texts never pass through the driver."""
+    actors.dataflow.seed_reading.SeedView.text_dataset): the texts never pass through the driver."""
     if not count:
         return RESULT_SCHEMA.empty_table(), 0
     started = time.monotonic()
@@ -96,7 +103,13 @@ def cluster_dataset(texts, count: int, select: SelectConfig, near_threshold: flo
     positions = pa.array(sample_positions(count, select.sample_size, select.seed), pa.int64())
     sample = _collect_sample(embedded.map_batches(_rows_at, fn_kwargs={"positions": positions}, batch_format="pyarrow"))
     centroids = fit_centroids(sample, select.clusters, select.seed)
-    log.info("embedded %d texts, fitted %d clusters on %d in %.1fs", count, len(centroids), len(sample), time.monotonic() - started)
+    log.info(
+        "embedded %d texts, fitted %d clusters on %d in %.1fs",
+        count,
+        len(centroids),
+        len(sample),
+        time.monotonic() - started,
+    )
 
     assigned = embedded.map_batches(_assign, fn_kwargs={"centroids": centroids}, batch_format="pyarrow")
     if near_threshold:
@@ -115,7 +128,7 @@ def cluster_dataset(texts, count: int, select: SelectConfig, near_threshold: flo
 def _collect_sample(dataset) -> np.ndarray:
     import ray
 
-    from actors.embed import arrow_to_vectors
+    from actors.engines.embed import arrow_to_vectors
 
     tables = [table for table in ray.get(dataset.to_arrow_refs()) if table.num_rows]
     sample = pa.concat_tables(tables).sort_by("pos")

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger("babelforge.ray")
 
-LOCAL_SETTINGS = ("num_cpus",)  # ray.<name> settings that only a Ray the job starts itself can take, passed to ray.init as they are
+LOCAL_SETTINGS = (
+    "num_cpus",
+)  # ray.<name> settings that only a Ray the job starts itself can take, passed to ray.init as they are
 
 
 # Ray's own bookkeeping that feeds only the dashboard's metrics and Ray's logs: a local Ray without
@@ -54,7 +56,14 @@ class RaySession:
 
     def describe(self) -> str:
         if not self.joins:
-            settings = ", ".join(f"ray.{k}={v}" if k in LOCAL_SETTINGS else f"{k}={v}" for k, v in self.kwargs.items() if k != "address") or "defaults"
+            settings = (
+                ", ".join(
+                    f"ray.{k}={v}" if k in LOCAL_SETTINGS else f"{k}={v}"
+                    for k, v in self.kwargs.items()
+                    if k != "address"
+                )
+                or "defaults"
+            )
             return f"starting a local Ray ({settings})"
         line = f"joining the Ray cluster at {self.kwargs['address']} (from {self.source})"
         if self.ignored:
@@ -62,8 +71,13 @@ class RaySession:
         return line
 
 
-def decide_session(address: str | None, local_settings: dict, ray_address_env: str | None, running_cluster: str | None,
-                   defaults: dict | None = None) -> RaySession:
+def decide_session(
+    address: str | None,
+    local_settings: dict,
+    ray_address_env: str | None,
+    running_cluster: str | None,
+    defaults: dict | None = None,
+) -> RaySession:
     """Pure: the ray.init call for a config's `ray.address` and local-mode settings, given
     RAY_ADDRESS and the address of a cluster `ray start` left on this machine (or None);
     `defaults` (local_defaults) are ray.init kwargs for a local Ray only, never reported as ignored.
@@ -108,7 +122,9 @@ def init_ray(ray_config) -> RaySession | None:
     dashboard = getattr(ray_config, "dashboard", "auto")
     if dashboard != "auto":
         local["dashboard"] = dashboard
-    session = decide_session(ray_config.address, local, os.environ.get("RAY_ADDRESS"), running_cluster_address(), local_defaults(dashboard))
+    session = decide_session(
+        ray_config.address, local, os.environ.get("RAY_ADDRESS"), running_cluster_address(), local_defaults(dashboard)
+    )
     log.info(session.describe())
     ray.init(**session.kwargs)
     log.info("ray cluster resources: %s", ray.cluster_resources())

