@@ -5,7 +5,7 @@ thresholds, and the gate's speed.
     .venv/bin/python -m benchmarks.adequacy [--pairs FILE] [--encoder NAME] [--out DIR]
 
 Every pair goes through the same checks a draft meets in the row machine (engine.calibration.evaluate):
-the field checks of engine/rows/validate.py (language ID with lid.176, length ratio, untranslated,
+the field checks of engine/text/checks.py (language ID with lid.176, length ratio, untranslated,
 degeneration) and the gate of engine/text/adequacy.py, at each language's thresholds from the
 encoder's calibration (data/calibration/thresholds/<encoder>.json, python -m jobs.calibrate), a
 language the calibration marks not separable at its best-effort thresholds (said in the JSON).

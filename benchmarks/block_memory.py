@@ -1,6 +1,6 @@
 r"""What a block of the generation stage costs the driver: the job's own plan source and actor pool
-(actors.dataflow.plan_source.plan_dataset, actors.dataflow.generation.actor_pool) over an echo actor that adds
-`--row-bytes` of text to each row, its output saved as the job saves it (actors.dataflow.shard_writer: the
+(actors.dataflow.plan_source.plan_dataset, actors.dataflow.synthesis.actor_pool) over an echo actor that adds
+`--row-bytes` of text to each row, its output saved as the job saves it (actors.dataflow.synthesis: the
 driver buffers references, Ray tasks write the shards into a temporary folder) or, with
 `--consumer driver`, read into the driver and coalesced there (how the job saved rows before).
 No model, no checks: only Ray Data's bookkeeping and the blocks.
@@ -60,7 +60,7 @@ def save_with_writer(dataset, shard_rows: int) -> tuple[int, int]:
     """The job's way: references to ShardWriter, shards written by Ray tasks; (rows, blocks)."""
     import tempfile
 
-    from actors.dataflow.shard_writer import ShardWriter
+    from actors.dataflow.synthesis import ShardWriter
     from engine.runfolder import RunFolder
 
     saved, blocks = [], 0
@@ -103,8 +103,8 @@ def measure(
     import pyarrow as pa
     import ray
 
-    from actors.dataflow.generation import actor_pool
     from actors.dataflow.plan_source import plan_dataset
+    from actors.dataflow.synthesis import actor_pool
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     context = ray.data.DataContext.get_current()

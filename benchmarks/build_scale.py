@@ -83,7 +83,7 @@ def fabricate_run(run_dir: Path, rows: int, langs: int = 50, seed: int = 0, shar
         folder.mkdir(parents=True, exist_ok=True)
         pq.write_table(to_table(batch), folder / "part-00000.parquet")
     if shards:
-        from engine.store import RowStore
+        from engine.runfolder import RowStore
 
         rng.shuffle(every)  # rows finish in no particular order
         store = RowStore(run_dir)
@@ -105,10 +105,10 @@ def fabricate_run(run_dir: Path, rows: int, langs: int = 50, seed: int = 0, shar
 
 def measure_build(run_dir: Path, out: Path, finalise: bool = False) -> dict:
     """This process runs the current code once and measures it: jobs.build.build_run, after the
-    job's finalise (actors.dataflow.finalise.finalise, its languages on Ray as the job runs them) with
+    job's finalise (actors.dataflow.synthesis.finalise, its languages on Ray as the job runs them) with
     `finalise`."""
-    from actors.dataflow.finalise import finalise as finalise_run
     from actors.dataflow.ray_session import init_ray
+    from actors.dataflow.synthesis import finalise as finalise_run
     from benchmarks.harness import RssSampler
     from engine.config import load_config
     from jobs.build import build_run

@@ -3,7 +3,7 @@ thousands to a million planned rows over the 50 default languages, with each sta
 driver's peak RSS and the largest worker's; and planning the 2.9M-row production plan.
 
 SIMULATED GENERATOR, NOT A MODEL. Generation runs the job's own Ray Data pool
-(actors.dataflow.generation.translate_dataset) over benchmarks.simulated's fixed-latency generator, whose
+(actors.dataflow.synthesis.translate_dataset) over benchmarks.simulated's fixed-latency generator, whose
 "translation" is French words: a benchmark-only lenient validation (SCALE_VALIDATION, stated in the
 result) lets those rows through in every language, so finalise and build see accepted rows.
 The job is jobs.synthesize.run's own stages, composed here (simulated_job) with the simulated actor
@@ -28,7 +28,7 @@ from benchmarks.simulated import SimulatedTranslateActor, simulated_config
 from benchmarks.workload import bench_pool
 from engine.config import Config
 from engine.languages import DEFAULT_TARGETS, resolve_languages
-from engine.store import RowStore
+from engine.runfolder import RowStore
 
 # BENCH_VALIDATION (the refinement suite's: no adequacy gate, wide length ratio, language by
 # script only) with no script share either: the simulated text is Latin-script French in every
@@ -89,10 +89,8 @@ def seeds_file(spec: dict) -> str:
 def simulated_job(config: Config, stage) -> dict:
     """jobs.synthesize.run's stages (qualification off) with SimulatedTranslateActor as the pool's
     actor; `stage(name)` is called as each starts. Returns the report."""
-    from actors.dataflow.finalise import finish
-    from actors.dataflow.generation import pool_config, save_rows
-    from actors.dataflow.planning import plan_job
     from actors.dataflow.ray_session import init_ray
+    from actors.dataflow.synthesis import finish, plan_job, pool_config, save_rows
     from jobs.build import build_run
     from jobs.calibrate import prepare_gate
 
@@ -121,8 +119,8 @@ def simulated_job(config: Config, stage) -> dict:
 
 def case_job(spec: dict) -> dict:
     """The job's stages (simulated_job) at spec['rows'] planned rows, each measured as it starts;
-    spec['plan_only']: the plan stage alone (actors.dataflow.planning.plan_job)."""
-    from actors.dataflow.planning import plan_job
+    spec['plan_only']: the plan stage alone (actors.dataflow.synthesis.plan_job)."""
+    from actors.dataflow.synthesis import plan_job
 
     work_dir = Path(spec["work_dir"])
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -251,7 +249,7 @@ def suite(sizes: dict, runner) -> dict:
             "simulated generator, shards written as they come), finalise (the languages as Ray tasks, the report and "
             "its page), build (jobs.build.build_run, sPhinX LANG 2-shot, random demonstrations)",
             "driver peak RSS: VmHWM of the driver, reset at each stage's start (it would count object store pages the "
-            "driver mapped; Ray tasks write the generated rows, actors/dataflow/shard_writer.py, so it maps none); "
+            "driver mapped; Ray tasks write the generated rows, actors/dataflow/synthesis.py, so it maps none); "
             "driver peak private: its RssAnon (heap and Arrow buffers), sampled every 0.5 s; largest worker: the most "
             "RSS any process but the driver and Ray's services reached in the stage (psutil, every 0.5 s; it counts "
             "the object store pages it mapped), and the most private memory (RSS less shared pages: what the process "

@@ -4,7 +4,7 @@ and the driver's peak memory on a large plan.
 SIMULATION OF THE ORCHESTRATION, NOT OF A MODEL. Here the LLM is replaced by the simulated
 generator of benchmarks.simulated (a fixed latency, or a long-tailed one of the same mean), so every
 row still goes through the real row state machine (spans, parsing, fastText validation), the real
-TranslateActor batching and the real Ray Data pool of actors.dataflow.generation.translate_dataset.
+TranslateActor batching and the real Ray Data pool of actors.dataflow.synthesis.translate_dataset.
 What it shows: whether the driver and the data path keep up as actors are added; nothing about how
 fast any model is.
 
@@ -205,7 +205,7 @@ def case_plan_memory(spec: dict) -> dict:
     assembled on Ray, as in the job), every shard written to a RowStore, nothing kept in the driver."""
     from engine.inputs.plan import plan_fingerprint
     from engine.recipes import plan_run
-    from engine.store import RowStore
+    from engine.runfolder import RowStore
 
     work_dir = Path(spec["work_dir"])
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -309,7 +309,7 @@ def suite(sizes: dict, simulated: bool, runner) -> dict:
             "given",
             f"long tail: {LONG_SHARE:.0%} of requests take {LONG_RATIO:g}x the others (seeded, fixed per request), "
             "the mean the fixed case's latency",
-            "peak batches per actor: the most batches one actor held at once (actors.dataflow.generation.actor_pool "
+            "peak batches per actor: the most batches one actor held at once (actors.dataflow.synthesis.actor_pool "
             "allows compute.batches_per_actor: running rows, waiting for a row slot, or held by their last rows)",
             "in flight: requests in the simulated generator per actor, sampled at every start and finish; 'while fed' "
             "is from the last actor's first request to the first actor's last one (every actor had rows to start)",

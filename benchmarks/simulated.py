@@ -4,7 +4,7 @@ ones, markers kept), or a judge score of 1 of 2 so that every valid row is rewri
 
 A SIMULATION of the orchestration, not of a model: every row still goes through the real row
 state machine (spans, parsing, fastText validation), the real TranslateActor batching and the
-real Ray Data pool of actors.dataflow.generation.translate_dataset. Here: the generator, the translate actor
+real Ray Data pool of actors.dataflow.synthesis.translate_dataset. Here: the generator, the translate actor
 over it (SimulatedTranslateActor, the pool's actor class), and a Ray Data stage over it in place
 of a ray.data.llm processor (simulated_generate).
 """
@@ -232,7 +232,7 @@ def simulated_generate(config: Config, rows: list[dict], latency_s: float) -> tu
     config's batch size and batches in flight."""
     import ray
 
-    from actors.dataflow.generation import actor_pool
+    from actors.dataflow.synthesis import actor_pool
 
     started = time.time()
     dataset = ray.data.from_items(rows).map_batches(

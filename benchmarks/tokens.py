@@ -38,7 +38,7 @@ def case_selection(spec: dict) -> dict:
     """The seeds the project's selection plans for a budget, and the cluster of every seed."""
     import ray
 
-    from actors.dataflow.seed_selection import SeedSelector
+    from actors.dataflow.seeds import SeedSelector
     from engine.recipes import plan_run
 
     config = selection_config(spec)

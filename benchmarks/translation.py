@@ -1,7 +1,7 @@
 """Translation throughput on one engine, three ways, with the same model, prompts and sampling:
 
   (a) raw vLLM: `LLM.generate` over every prompt at once: the single-engine limit;
-  (b) babelforge: the job's translation stage (actors.dataflow.generation.translate_dataset, a Ray Data pool
+  (b) babelforge: the job's translation stage (actors.dataflow.synthesis.translate_dataset, a Ray Data pool
       of TranslateActor) with refine.rounds 0 and validation.max_attempts 1: one pass;
   (c) Ray Data LLM: a `ray.data.llm` vLLM processor doing the same pass.
 

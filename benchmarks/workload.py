@@ -190,9 +190,9 @@ class TimedTranslateActor(TranslateActor):
 
 
 def bench_pool(config: Config, tasks, actor_cls):
-    """The job's generation stage (actors.dataflow.generation.translate_dataset's task blocks and actor
+    """The job's generation stage (actors.dataflow.synthesis.translate_dataset's task blocks and actor
     pool) with `actor_cls`, a TranslateActor of the benchmarks', as the pool's actor class."""
-    from actors.dataflow.generation import pool_options, task_blocks
+    from actors.dataflow.synthesis import pool_options, task_blocks
 
     blocks, size = task_blocks(config, tasks)
     return blocks.map_batches(actor_cls, **pool_options(config, size))

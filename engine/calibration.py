@@ -14,7 +14,7 @@ Field classes: `instruction` (short task statements) and `passage` (inputs and o
 instruction threshold gates the instruction field, the passage threshold the input and output.
 
 Scoring (`evaluate`): every pair through the checks a draft meets in the row machine: the span
-check, the field checks of engine/rows/validate.py (language ID with lid.176, length ratio,
+check, the field checks of engine/text/checks.py (language ID with lid.176, length ratio,
 untranslated, degeneration), the similarity (where the source has enough prose to score:
 engine.text.adequacy.scorable) and the number and sentence checks. So `copied` is stopped where
 the row machine stops it (untranslated, language ID) and counted through the same checks.
@@ -69,7 +69,7 @@ MUST_ACCEPT = ("correct",)
 MUST_REJECT = ("nonsense", "other_seed", "copied")
 FITTED_JUNK = ("nonsense", "other_seed")  # copied is the form checks' (untranslated, language ID)
 KINDS = (*MUST_ACCEPT, *MUST_REJECT)
-# engine.rows.validate.MAY_STAY_UNCHANGED (not imported: this module's set building stays light).
+# engine.text.checks.MAY_STAY_UNCHANGED (not imported: this module's set building stays light).
 MAY_STAY_UNCHANGED = frozenset({"input"})
 # Scored correct and scored other_seed pairs a class needs for thresholds of its own. The instruction
 # class has 9 sources, one of which (s08, "Solve for x: 3x + 7 = 22.") has too little prose to
@@ -237,8 +237,8 @@ def evaluate(
 ) -> list[Outcome]:
     """Every pair ({lang, field, source, candidate, ...}) through the checks a draft meets in the
     row machine, the similarity scored but not yet judged (thresholds are what is fitted)."""
-    from engine.rows.validate import validate_translation
     from engine.text.adequacy import FieldPair, judge_pairs, scorable, similarities, text_units, visible_text
+    from engine.text.checks import validate_translation
     from engine.text.spans import protect
 
     quality_rest = quality.model_copy(update={"adequacy": False})

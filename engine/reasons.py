@@ -28,7 +28,7 @@ _PARSE = "Your reply was not a JSON object with exactly the keys {keys}. Reply w
 REASONS: dict[str, Reason] = {
     reason.name: reason
     for reason in (
-        # The model's reply as text (engine/text/parse.py).
+        # The model's reply as text (engine/text/spans.py).
         Reason("parse_empty", "the reply was empty", True, _PARSE),
         Reason("parse_no_json", "the reply held no JSON object", True, _PARSE),
         Reason(
@@ -139,7 +139,7 @@ REASONS: dict[str, Reason] = {
             "(detail: the slot)",
             True,
         ),
-        # The generator (engine/rows/drafting.py).
+        # The generator (engine/rows/refine.py).
         Reason("too_long", "the prompt plus the answer budget does not fit the model's context", False),
         Reason("generation_error", "the request failed after the backend's retries (detail: the cause)", True),
         # The judge (engine/rows/judge.py, engine/rows/refine.py).
@@ -153,7 +153,7 @@ REASONS: dict[str, Reason] = {
         ),
         Reason("judge_bad", "the judge found the instruction does not fit the text", False),
         Reason("judge_medium", "the judge found the pair only partly fitting (refine.accept_medium is off)", False),
-        # Before any model call (engine/inputs, engine/rows/validate.py, engine/recipes.py).
+        # Before any model call (engine/inputs, engine/text/checks.py, engine/recipes.py).
         Reason("bad_record", "an input record could not be read (detail: what was wrong)", False),
         Reason("seed_not_english", "a seed's instruction clearly is not English (detail: its label)", False),
         Reason("not_a_target_language", "an X-Instruction text in a language the config does not target", False),
@@ -209,7 +209,7 @@ def retry_makes_sense(reason: str) -> bool:
 
 def feedback_text(reason: str, field: str | None, language_name: str, keys: list[str]) -> str:
     """What the drafting model is told after `reason` (a failed request is resent unchanged by
-    engine/rows/drafting.py, without feedback)."""
+    engine/rows/refine.py, without feedback)."""
     entry = lookup(reason)
     template = entry.feedback if entry and entry.feedback else GENERIC_FEEDBACK
     detail = reason.partition(":")[2]

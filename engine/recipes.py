@@ -22,8 +22,8 @@ from engine.protocols import ExtraCheck, Generator, LanguageIdentifier, MachineT
 from engine.records import decided_row
 from engine.rows.refine import RefinementLoop
 from engine.rows.translate import TranslationRecipe
-from engine.rows.validate import MAY_STAY_UNCHANGED, seed_language_reason
 from engine.rows.xinstruct import InstructionRecipe
+from engine.text.checks import MAY_STAY_UNCHANGED, seed_language_reason
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,9 @@ class RecipeSpec:
     # The planner: (config, prompt version, select_seeds, langid, read_seeds) → RunPlan (see plan_run).
     plan: Callable[..., RunPlan]
     records: str  # what its input records are called in the job's log: "seed" or "text"
-    reads_seeds: bool  # the job reads the seeds on Ray Data (actors.dataflow.seed_reading.SeedReader)
+    reads_seeds: bool  # the job reads the seeds on Ray Data (actors.dataflow.seeds.SeedReader)
     checks_seed_language: bool  # the reader rejects seeds that are not English (validation.seed_language_check)
-    selects_seeds: bool  # dedup and clusters of the seeds before planning (actors.dataflow.seed_selection.SeedSelector)
+    selects_seeds: bool  # dedup and clusters of the seeds before planning (actors.dataflow.seeds.SeedSelector)
     # (config, encoder or None) → the checks added to the recipe's own: the adequacy gate (engine/text/adequacy.py).
     quality_checks: Callable[[Config, TextEncoder | None], list[ExtraCheck]]
     # Its gate's similarity thresholds come from the encoder's calibration (engine/calibration.py
@@ -105,12 +105,12 @@ def row_machine(
 
 
 def plan_run(config: Config, select_seeds=None, langid: LanguageIdentifier | None = None, read_seeds=None) -> RunPlan:
-    """The run's plan, by the recipe's planner. select_seeds (actors.dataflow.seed_selection.SeedSelector,
+    """The run's plan, by the recipe's planner. select_seeds (actors.dataflow.seeds.SeedSelector,
     sphinx only): seed table → dedup and clusters, applied before planning so no LLM call is spent
     on a duplicate. langid (sphinx only): seeds whose instruction clearly is not English are
     rejected before planning. read_seeds (sphinx only): (paths, on_bad_record, limit) → (seed
     table, bad records), by default load_seed_table in this process; the job's
-    (actors.dataflow.seed_reading.SeedReader) reads on Ray Data and may bring each seed's language verdict
+    (actors.dataflow.seeds.SeedReader) reads on Ray Data and may bring each seed's language verdict
     as a LANGUAGE_VERDICT column."""
     return recipe_spec(config).plan(config, prompt_version(config), select_seeds, langid, read_seeds)
 

@@ -41,7 +41,7 @@ SCHEMA = pa.schema(
         ("adequacy", pa.float32()),
         # The accepted example as one L2-normalised vector of the same encoder (instruction, input
         # and output embedded together, spans kept; xinstruction: the text), float16 to stay small;
-        # finalise's near-duplicate step reads it (engine/selection/dedup_rows.py). None: gate off.
+        # finalise's near-duplicate step reads it (engine/selection/dedup.py). None: gate off.
         ("output_embedding", pa.list_(pa.float16())),
         # Round trip (engine/rows/round_trip.py, quality.round_trip): the weakest field's chrF (0-100)
         # of its back-translation against the English source; None when the check was off or scored nothing.

@@ -13,7 +13,7 @@ staging dataset by language (batch by batch, STAGE_BYTES at a time) while it tal
 (IdTally: a count and sums, nothing per row), which must equal the plan's tally; then each
 language is finalised on its own (`finalise_language`: its exact duplicates and X-Instruction
 budget decided, its rows and JSONL part written, its figures and a bounded sample returned), on
-Ray workers when the job passes a Ray map (actors/dataflow/finalise_tasks.py), else in this process. The
+Ray workers when the job passes a Ray map (actors/dataflow/synthesis.py), else in this process. The
 driver keeps figures and samples, and copies the JSONL parts into one file a chunk at a time.
 The largest thing one process holds is one language's rows, never the run's.
 
@@ -73,7 +73,7 @@ class PlanMismatch(RuntimeError):
 
 
 def shard_names(folder: RunFolder) -> list[str]:
-    """The run's shards (engine/store.py writes them as shards/part-*.parquet), sorted."""
+    """The run's shards (engine/runfolder.py writes them as shards/part-*.parquet), sorted."""
     return [name for name in folder.list("shards", suffix=".parquet") if name.rsplit("/", 1)[-1].startswith("part-")]
 
 
@@ -337,7 +337,7 @@ def finalise_outputs(
     """Check the shards against the plan, then write every language's rows after `steps`
     (dedup, budget); returns the merged figures and the page's sample. `map_languages(fn,
     directories)` runs `fn` on each staged language and yields the results in order (the job's
-    runs them as Ray tasks: actors/dataflow/finalise_tasks.py); without it they run here, one by one."""
+    runs them as Ray tasks: actors/dataflow/synthesis.py); without it they run here, one by one."""
     found = stage_by_language(folder, shard_names(folder))
     if found != plan_tally(planned):
         folder.fs.delete_dir(folder.path(STAGING))

@@ -14,9 +14,7 @@ import logging
 import sys
 import time
 
-from actors.dataflow.finalise import finish
-from actors.dataflow.generation import StageFailed, generate
-from actors.dataflow.planning import PlanChanged, plan_job, qualify_languages
+from actors.dataflow.synthesis import PlanChanged, StageFailed, finish, generate, plan_job, qualify_languages
 from engine.cli import job_parser, run_main
 from engine.config import Config, ConfigError, load_config
 from engine.inputs.seeds import SeedError

@@ -93,7 +93,7 @@ def cluster_texts(
 
 def cluster_dataset(texts, count: int, select: SelectConfig, near_threshold: float | None) -> tuple[pa.Table, int]:
     """cluster_texts over a Ray dataset of (pos, id, text), pos 0..count-1 in input order (e.g.
-    actors.dataflow.seed_reading.SeedView.text_dataset): the texts never pass through the driver."""
+    actors.dataflow.seeds.SeedView.text_dataset): the texts never pass through the driver."""
     if not count:
         return RESULT_SCHEMA.empty_table(), 0
     started = time.monotonic()

@@ -23,7 +23,7 @@ plan of more than MAX_BLOCKS blocks is cut into blocks of more batches (block_ro
 MAX_BLOCKS blocks, whatever the plan's size.
 Bigger blocks would cost a driver that read them object store pages instead (mapped as it reads
 them, resident after they are freed: 157 MiB with 512-row blocks of 3 KB rows against 22 MiB with
-64-row ones); the job's driver reads none, Ray tasks write the shards (actors/dataflow/shard_writer.py).
+64-row ones); the job's driver reads none, Ray tasks write the shards (actors/dataflow/synthesis.py).
 
 Feeding the pool. Ray Data's scheduling loop sees a read finish only at its next step (each step
 waits up to 0.1 s for task completions while the pool's calls run), so the reads deliver about

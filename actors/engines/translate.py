@@ -63,7 +63,7 @@ def build_machine(config: Config):
 def load_encoder(config: Config):
     """The adequacy gate's multilingual encoder (quality.encoder), or None with the gate off.
 
-    Its checks run on the drafts' check thread (engine.rows.drafting.checks_thread), off the
+    Its checks run on the drafts' check thread (engine.rows.refine.checks_thread), off the
     actor's event loop: the bundled encoder takes about 10 ms a text on one core, a few texts a
     draft, while the other rows keep submitting requests and the engine computes on."""
     if not config.quality.adequacy:

@@ -191,7 +191,7 @@ class TaskPlan:
     per task, in plan order: language by language, each sample in seed order; its metadata names
     the recipe and prompt version that the row ids hash)."""
 
-    seeds: SeedTable  # a pyarrow.Table, or the job's actors.dataflow.seed_reading.SeedView
+    seeds: SeedTable  # a pyarrow.Table, or the job's actors.dataflow.seeds.SeedView
     index: pa.Table
     recipe: str
 

@@ -37,8 +37,8 @@ class Seed:
 SEED_SCHEMA = pa.schema([(name, pa.string()) for name in ("id", "instruction", "input", "output", "source")])
 COLUMN_BATCH = 1 << 15  # seeds turned into Arrow columns at a time while reading
 READ_BUFFER = 1 << 20
-# Small per-seed columns a reader may compute beside the fields (actors/dataflow/seed_reading.py): the seed
-# language check's verdict (engine.rows.validate.seed_language_reason) and the exact-dedup key
+# Small per-seed columns a reader may compute beside the fields (actors/dataflow/seeds.py): the seed
+# language check's verdict (engine.text.checks.seed_language_reason) and the exact-dedup key
 # (engine.selection.dedup.text_key of instruction and input).
 LANGUAGE_VERDICT = "langid_verdict"
 DEDUP_KEY = "dedup_key"
@@ -176,7 +176,7 @@ def load_seed_table(
     piece_bytes: int | None = None,
 ) -> tuple[pa.Table, list[BadRecord]]:
     """Read every path into one columnar table (SEED_SCHEMA) and the bad records, in this process:
-    the same pieces, checks and resolution as the job's Ray Data reader (actors/dataflow/seed_reading.py),
+    the same pieces, checks and resolution as the job's Ray Data reader (actors/dataflow/seeds.py),
     run one piece after another. Raises SeedError unless on_bad_record == 'skip'."""
     pieces = plan_pieces(paths, piece_bytes)
     pieces = number_pieces(pieces, [count_piece(piece) if piece.kind == "jsonl" else (0, 0) for piece in pieces])

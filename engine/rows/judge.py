@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from engine.protocols import GenParams
 from engine.reasons import make_reason
 from engine.rows.prompts import load_template
-from engine.text.parse import parse_fields
+from engine.text.spans import parse_fields
 
 JUDGE_VERSION = "judge.v1"
 REWRITE_VERSION = "rewrite.v1"

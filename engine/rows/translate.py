@@ -15,7 +15,6 @@ from engine.config import Config
 from engine.languages import get_language
 from engine.protocols import CheckResult, GenParams, LanguageIdentifier, passed
 from engine.reasons import make_reason
-from engine.rows.drafting import Draft
 from engine.rows.judge import (
     JUDGE_VERSION,
     judge_messages,
@@ -26,11 +25,10 @@ from engine.rows.judge import (
     rewrite_message,
 )
 from engine.rows.prompts import FIELDS, TRANSLATE_VERSION, answer_schema, feedback_message, translate_messages
-from engine.rows.refine import Judgement, Request
+from engine.rows.refine import Draft, Judgement, Request
 from engine.rows.round_trip import BACKTRANSLATE_VERSION, RoundTripField
-from engine.rows.validate import validate_translation
-from engine.text.parse import parse_fields
-from engine.text.spans import SENTINEL_RE, protect_many, restore, strip_sentinels
+from engine.text.checks import validate_translation
+from engine.text.spans import SENTINEL_RE, parse_fields, protect_many, restore, strip_sentinels
 
 # How sure language ID must be that a source sentence is not English before the machine
 # translator leaves it as written: an English sentence full of names or terms can read as

@@ -19,13 +19,11 @@ from engine.config import Config
 from engine.languages import get_language
 from engine.protocols import CheckResult, GenParams, LanguageIdentifier
 from engine.reasons import make_reason
-from engine.rows.drafting import Draft
 from engine.rows.judge import LABELS, judge_params, label_schema, parse_label
 from engine.rows.prompts import answer_schema, load_template, with_directive
-from engine.rows.refine import Judgement, Request
-from engine.rows.validate import language_check
-from engine.text.checks import check_degeneration, check_empty, check_language
-from engine.text.parse import parse_fields
+from engine.rows.refine import Draft, Judgement, Request
+from engine.text.checks import check_degeneration, check_empty, check_language, language_check
+from engine.text.spans import parse_fields
 
 XINSTRUCT_VERSION = "xinstruct.v1"
 XJUDGE_VERSION = "xjudge.v1"

@@ -20,7 +20,7 @@ short Chinese or Japanese translation is scored like its English source.
 
 A draft that passes also gets its `output_embedding`: the whole example (its translated fields,
 spans kept) as one float16 unit vector of the same encoder, which finalise compares within a
-language for near-duplicates (engine/selection/dedup_rows.py) without encoding anything again.
+language for near-duplicates (engine/selection/dedup.py) without encoding anything again.
 """
 
 from __future__ import annotations

@@ -174,8 +174,7 @@ def test_the_job_s_machine_translator_restores_every_span_around_the_model_s_out
     from actors.engines.machine_translation import build_machine_translator
     from engine.config import parse_config
     from engine.languages import get_language
-    from engine.text.segments import translate_fields
-    from engine.text.spans import SENTINEL_RE, protect_many, restore
+    from engine.text.spans import SENTINEL_RE, protect_many, restore, translate_fields
 
     config = parse_config(
         {

@@ -10,7 +10,7 @@ from statistics import mean
 import numpy as np
 import pytest
 
-from actors.dataflow.seed_selection import CACHE_NAME, SeedSelector
+from actors.dataflow.seeds import CACHE_NAME, SeedSelector
 from engine.config import parse_config
 from engine.inputs.plan import build_task_plan
 from engine.inputs.seeds import load_seed_table, task_texts

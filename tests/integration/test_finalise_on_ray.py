@@ -1,4 +1,4 @@
-"""Finalise's languages as Ray tasks (actors/dataflow/finalise_tasks.py), the way a job that runs Ray
+"""Finalise's languages as Ray tasks (actors/dataflow/synthesis.py), the way a job that runs Ray
 finalises: the same files and report as finalising in the driver, language by language, and the
 near-duplicate counts of the copies of the step that ran on the workers come back."""
 

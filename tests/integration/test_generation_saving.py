@@ -1,4 +1,4 @@
-"""The generation stage's rows are saved by Ray workers (actors/dataflow/shard_writer.py): the driver
+"""The generation stage's rows are saved by Ray workers (actors/dataflow/synthesis.py): the driver
 buffers references to the pool's blocks and never reads a generated row, so its memory does not
 grow with what the run generates. The job's own plan, pool and save_rows() on real Ray, over an
 actor that answers every task with a large accepted row (no model: the rows' size is the point).
@@ -34,8 +34,8 @@ SCRIPT = textwrap.dedent(
     from engine.config import parse_config
     from engine.records import ACCEPTED, SCHEMA
     from actors.dataflow.ray_session import init_ray
-    from actors.dataflow.planning import plan_job
-    from actors.dataflow.generation import pool_options, save_rows, task_blocks
+    from actors.dataflow.synthesis import plan_job
+    from actors.dataflow.synthesis import pool_options, save_rows, task_blocks
 
     run_dir, row_bytes, shard_rows, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     logging.basicConfig(level=logging.INFO)  # the job's progress lines

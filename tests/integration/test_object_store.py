@@ -12,8 +12,7 @@ import uuid
 
 import pytest
 
-from engine.runfolder import RunFolder
-from engine.store import RowStore
+from engine.runfolder import RowStore, RunFolder
 from tests.integration.conftest import ROOT, run_job, write_config
 from tests.reliability.test_failures import kill_tree, small_config, wait_for
 

@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent(
     from engine.inputs.plan import build_task_plan
     from engine.inputs.seeds import load_seed_table
     from engine.languages import resolve_languages
-    from actors.dataflow.generation import pool_options, task_blocks
+    from actors.dataflow.synthesis import pool_options, task_blocks
 
     class EchoActor:
         # A stand-in for the translate actor: no model, the pool's resources are what matter.

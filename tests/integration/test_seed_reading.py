@@ -1,4 +1,4 @@
-"""Seeds read by Ray Data (actors/dataflow/seed_reading.py): the same seeds, bad records and messages as
+"""Seeds read by Ray Data (actors/dataflow/seeds.py): the same seeds, bad records and messages as
 the sequential reader, the text left in the object store, and a driver whose memory does not
 grow with the seeds' text."""
 
@@ -60,7 +60,7 @@ def messy_file(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("piece_bytes", [None, 97])
 def test_ray_data_reads_what_the_sequential_reader_reads(ray_local, tmp_path, piece_bytes):
-    from actors.dataflow.seed_reading import read_seed_view
+    from actors.dataflow.seeds import read_seed_view
 
     path = messy_file(tmp_path)
     table, bad = load_seed_table([str(path)], "skip")
@@ -78,10 +78,10 @@ def test_ray_data_reads_what_the_sequential_reader_reads(ray_local, tmp_path, pi
 
 
 def test_language_verdicts_and_dedup_keys_come_from_the_workers(ray_local, tmp_path):
-    from actors.dataflow.seed_reading import read_seed_view
+    from actors.dataflow.seeds import read_seed_view
     from actors.engines.langid import FastTextLangId
-    from engine.rows.validate import seed_language_reason
     from engine.selection.dedup import text_key
+    from engine.text.checks import seed_language_reason
 
     path = messy_file(tmp_path)
     table, _ = load_seed_table([str(path)], "skip")
@@ -107,8 +107,7 @@ def test_language_verdicts_and_dedup_keys_come_from_the_workers(ray_local, tmp_p
 def test_the_plan_is_the_same_from_either_reader(ray_local, tmp_path, select):
     """The job's plan (Ray Data reader; language check, dedup keys and the clusters' texts on the
     workers) is the plan of the sequential reader, fingerprint and task rows alike."""
-    from actors.dataflow.seed_reading import SeedReader
-    from actors.dataflow.seed_selection import SeedSelector
+    from actors.dataflow.seeds import SeedReader, SeedSelector
     from actors.engines.langid import FastTextLangId
     from engine.config import parse_config
     from engine.inputs.plan import plan_fingerprint
@@ -142,7 +141,7 @@ MEASURE = textwrap.dedent(
     """
     import json, sys, ray
     from engine.inputs.seeds import load_seed_table
-    from actors.dataflow.seed_reading import read_seed_view
+    from actors.dataflow.seeds import read_seed_view
 
     def status(key):
         for line in open("/proc/self/status"):

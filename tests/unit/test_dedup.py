@@ -6,19 +6,20 @@ import numpy as np
 import pytest
 
 import engine.selection.dedup as dedup
-from actors.dataflow.seed_selection import SeedSelector
+from actors.dataflow.seeds import SeedSelector
 from engine.config import parse_config
 from engine.inputs.seeds import Seed
 from engine.recipes import plan_run
 from engine.records import ACCEPTED, REJECTED, to_table
 from engine.selection.dedup import (
     duplicate_reason,
+    duplicate_rows,
     exact_duplicates,
     near_duplicates,
     normalise_text,
+    reject_duplicate_outputs,
     text_key,
 )
-from engine.selection.dedup_rows import duplicate_rows, reject_duplicate_outputs
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The streaming finalise (engine/run_outputs.py via actors.dataflow.finalise.finalise) on fabricated run
+"""The streaming finalise (engine/run_outputs.py via actors.dataflow.synthesis.finalise) on fabricated run
 folders: the outputs by language, the report equal to the one-table report, results that do not
 depend on how the rows were sharded, the plan check, jobs.report on new and old layouts, and a
 driver whose memory does not grow with the run."""
@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from actors.dataflow.finalise import finalise
+from actors.dataflow.synthesis import finalise
 from engine.config import load_config, redacted
 from engine.records import ACCEPTED, REJECTED, row_id, to_table
-from engine.store import RowStore
+from engine.runfolder import RowStore
 from jobs.report import main as report_main
 from tests.unit.test_store_report import build_report
 
@@ -202,8 +202,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import matplotlib.pyplot  # noqa: F401  (imports are not the finalise's memory)
 from engine.config import load_config
-from engine.store import RowStore
-from actors.dataflow.finalise import finalise
+from engine.runfolder import RowStore
+from actors.dataflow.synthesis import finalise
 
 def status(field):  # KiB. VmHWM is this process's own peak (ru_maxrss would include the parent's at exec)
     return int(re.search(field + r":\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1))

@@ -1,4 +1,4 @@
-"""Machine-translation drafts: cutting a field for an MT model (engine/text/segments.py), the row
+"""Machine-translation drafts: cutting a field for an MT model (engine/text/spans.py), the row
 machine with a machine translator (engine/rows/refine.py), routing in the config, and the
 qualification verdicts (engine/qualify.py). Ring (a) and (b): a fake MT model that reverses or
 upper-cases its input, so what reached it is visible in what comes back."""
@@ -16,8 +16,7 @@ from engine.qualify import Qualification, qualify, render_table, unqualified_rea
 from engine.recipes import row_machine
 from engine.records import ACCEPTED, REJECTED
 from engine.rows.refine import RefinementLoop
-from engine.text.segments import assemble, layout, translate_fields
-from engine.text.spans import protect_many
+from engine.text.spans import assemble, layout, protect_many, translate_fields
 from tests.unit.test_translate_state_machine import FakeGenerator, FakeLangId, make_task
 
 

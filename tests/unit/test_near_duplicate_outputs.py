@@ -1,6 +1,6 @@
-"""Near-duplicate outputs within a language (engine/selection/dedup_rows.py): ring (a) on hand-made
+"""Near-duplicate outputs within a language (engine/selection/dedup.py): ring (a) on hand-made
 vectors, ring (b) with the bundled encoder in the row machine, and through the streaming finalise
-(actors.dataflow.finalise.finalise): the reject row names the kept row, and the counts still add up."""
+(actors.dataflow.synthesis.finalise): the reject row names the kept row, and the counts still add up."""
 
 from __future__ import annotations
 
@@ -14,11 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import engine.selection.dedup as dedup
-from actors.dataflow.finalise import finalise
+from actors.dataflow.synthesis import finalise
 from engine.config import load_config
 from engine.records import ACCEPTED, REJECTED, row_id, to_table
-from engine.selection.dedup import near_duplicate_matches
-from engine.selection.dedup_rows import NearDuplicateOutputs, near_duplicate_outputs
+from engine.selection.dedup import NearDuplicateOutputs, near_duplicate_matches, near_duplicate_outputs
 from tests.unit.test_finalise_streaming import write_run
 
 ROOT = Path(__file__).resolve().parents[2]

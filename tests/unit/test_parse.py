@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from engine.text.parse import parse_fields
+from engine.text.spans import parse_fields
 
 KEYS = ["instruction", "output"]
 ANSWER = {"instruction": "Nommez trois couleurs primaires.", "output": "Rouge, jaune et bleu."}

@@ -1,5 +1,5 @@
 """How a plan is cut into blocks for the generation pool (actors/plan_source.block_rows) and how
-many calls an actor then holds (actors.dataflow.generation.actor_pool): a tiny plan stays one batch a block,
+many calls an actor then holds (actors.dataflow.synthesis.actor_pool): a tiny plan stays one batch a block,
 others take FEED_BATCHES batches a block so the reads keep up with the pool, a big one keeps its
 number of blocks bounded, and an actor still holds actor_batches batches."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from actors.dataflow.generation import actor_pool
 from actors.dataflow.plan_source import FEED_BATCHES, MAX_BLOCKS, block_rows
+from actors.dataflow.synthesis import actor_pool
 
 
 @pytest.mark.parametrize(("rows", "actors"), [(0, 1), (1, 1), (64, 1), (64 * 7, 1), (64 * 15, 2), (64 * 31, 4)])

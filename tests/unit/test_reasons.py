@@ -22,12 +22,11 @@ from engine.protocols import ERROR, TOO_LONG, Completion
 from engine.reasons import REASONS, feedback_text, lookup, make_reason, meaning, reason_kind
 from engine.recipes import row_machine
 from engine.rows.judge import parse_label, parse_score
-from engine.rows.validate import seed_language_reason, validate_translation
 from engine.selection.budget import OVER_BUDGET
 from engine.selection.dedup import duplicate_reason
 from engine.text import checks
-from engine.text.parse import parse_fields
-from engine.text.spans import restore
+from engine.text.checks import seed_language_reason, validate_translation
+from engine.text.spans import parse_fields, restore
 from tests.unit.test_translate_state_machine import FakeGenerator, FakeLangId, make_task
 
 ROOT = Path(__file__).resolve().parents[2]

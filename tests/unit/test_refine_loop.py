@@ -10,8 +10,7 @@ from engine.config import parse_config
 from engine.protocols import Completion
 from engine.recipes import prompt_version, recipe_spec, row_machine
 from engine.records import REJECTED, to_table
-from engine.rows.drafting import Draft
-from engine.rows.refine import Judgement, Version, best_version, final_verdict, should_rewrite
+from engine.rows.refine import Draft, Judgement, Version, best_version, final_verdict, should_rewrite
 from engine.rows.translate import TranslationRecipe
 from engine.rows.xinstruct import InstructionRecipe
 from tests.unit.test_translate_state_machine import CODE_TASK, FakeGenerator, FakeLangId

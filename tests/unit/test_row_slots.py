@@ -1,7 +1,7 @@
 """The translate actor's limit of rows in flight (actors.engines.translate.RowSlots), without Ray: a new
 row starts as soon as any row finishes, whichever batch it belongs to; a batch held by one slow
 row holds no other slot; batches come back whole and in their rows' order. And the drafts'
-checks run off the event loop (engine.rows.drafting.checks_thread), so a slow check does not stop the others."""
+checks run off the event loop (engine.rows.refine.checks_thread), so a slow check does not stop the others."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import pytest
 from engine.records import ACCEPTED, REJECTED, SCHEMA, to_table
 from engine.report.aggregate import RunFigures
 from engine.report.counts import reason_kind, render_markdown, render_summary, report_from_figures
-from engine.store import SHARDS, RowStore
+from engine.runfolder import SHARDS, RowStore
 
 CONFIG = {"run": {"name": "unit"}, "recipe": "sphinx", "model": {"name": "fake-model"}}
 

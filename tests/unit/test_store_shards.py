@@ -11,8 +11,7 @@ from engine.inputs.plan import TaskPlan, build_task_plan, plan_fingerprint
 from engine.inputs.seeds import Seed
 from engine.languages import resolve_languages
 from engine.records import SCHEMA, to_table
-from engine.runfolder import RunFolder
-from engine.store import RowStore, new_shard_name, write_shard
+from engine.runfolder import RowStore, RunFolder, new_shard_name, write_shard
 from tests.unit.test_plan import seeds_table
 from tests.unit.test_store_report import done_ids, read_all
 
