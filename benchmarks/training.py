@@ -1,4 +1,4 @@
-"""What Ray Train costs: the same fine-tuning loop (`jobs.finetune.run_loop`) on the same data and
+"""What Ray Train costs: the same fine-tuning loop (`actors.engines.trainer.run_loop`) on the same data and
 worker count, once under Ray Train (Ray Data shards, ray.train.report) and once launched directly
 (torch.multiprocessing spawn, gloo, no Ray), one after the other in one run.
 
@@ -109,9 +109,9 @@ def direct_worker(rank: int, world: int, port: int, cfg_data: dict, max_steps: i
     import torch
     import torch.distributed as dist
 
+    from actors.engines.trainer import load_tokenizer, run_loop
     from engine.training import loop as T
     from engine.training.config import FinetuneConfig
-    from jobs.finetune import load_tokenizer, run_loop
 
     torch.set_num_threads(1)  # as Ray gives a 1-CPU worker
     dist.init_process_group("gloo", rank=rank, world_size=world)
