@@ -12,9 +12,10 @@ Protected spans (code, math, URLs, placeholders) are removed from both texts bef
 back-translation request carries the translation with its markers ([[1]]), as the draft did, so
 the model does not have to copy code faithfully twice; and spans are byte-identical between
 source and translation by construction (span integrity is checked before), so leaving them in
-would only raise the score of code-heavy fields whatever their prose says. A field with too few
-letters left (quality.min_letters, as for similarity), or kept identical to its source (an input
-the task operates on), is not scored.
+would only raise the score of code-heavy fields whatever their prose says. A field whose source has
+too little prose left (quality.min_letters, in the same script-fair units as the similarity gate:
+engine.text.adequacy.text_units), or kept identical to its source (an input the task operates on),
+is not scored; a translation is scored however short it came out, as in the gate.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from engine.config import Config
 from engine.protocols import CheckResult, Completion, GenParams
 from engine.reasons import make_reason
 from engine.rows.prompts import load_template
-from engine.text.adequacy import letter_count, visible_text
+from engine.text.adequacy import text_units, visible_text
 
 BACKTRANSLATE_VERSION = "backtranslate.v1"
 
@@ -62,11 +63,12 @@ def backtranslate_messages(text: str, language_name: str, version: str = BACKTRA
 
 
 def scored_fields(fields: list[RoundTripField], min_letters: int) -> list[RoundTripField]:
-    """The fields worth a request: prose on both sides, and not kept as the source wrote it."""
+    """The fields worth a request: a source with prose to compare (script-fair units, as the gate
+    counts them), not kept as the source wrote it."""
     chosen = []
     for item in fields:
         source, translation = visible_text(item.source), visible_text(item.translation)
-        if source != translation and min(letter_count(source), letter_count(translation)) >= min_letters:
+        if source != translation and text_units(source) >= min_letters:
             chosen.append(item)
     return chosen
 

@@ -139,6 +139,10 @@ def test_spans_are_removed_from_both_sides():
         ("She sells sea shells by the sea shore.", "She sells sea shells by the sea shore.", False),  # kept as it was
         ("See `ls -la` for the file list here.", "Voir [[1]] pour la liste des fichiers ici.", True),
         ("", "", False),
+        # The source decides, in script-fair units (as the gate): a short Chinese translation is scored,
+        # and so is one that lost its prose.
+        ("Summarise this paragraph.", "总结这段话。", True),
+        ("Write a haiku about the rain.", "[[1]]", True),
     ],
 )
 def test_which_fields_are_scored(source, translation, scored):
