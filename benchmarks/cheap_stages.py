@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from benchmarks.harness import ROOT, case_main, init_ray, seed_sentences
+from benchmarks.harness import ROOT, case_main, seed_sentences, start_local_ray
 
 
 def texts(count: int) -> list[str]:
@@ -72,7 +72,7 @@ def case_langid(spec: dict) -> dict:
     ]
     table = pa.table({"text": corpus})
     blocks = [table.slice(start, spec["batch_size"]) for start in range(0, len(corpus), spec["batch_size"])]
-    init_s = init_ray(spec)
+    init_s = start_local_ray(spec)
     pools = []
     try:
         for actors in spec["actors"]:

@@ -158,7 +158,7 @@ def end_processes(find, grace_s: float) -> list[str]:
 # ---------------------------------------------------------------- Ray, the machine, its load
 
 
-def init_ray(spec: dict) -> float:
+def start_local_ray(spec: dict) -> float:
     """A fresh local Ray of spec['num_cpus'] CPUs (never a cluster someone else started) with the
     settings a job's local Ray gets (actors.dataflow.ray_session.local_defaults), or Ray's own defaults
     (dashboard and all) when spec['ray_init'] is "ray_defaults"; returns the seconds it took."""

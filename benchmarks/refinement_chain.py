@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from benchmarks.harness import SEEDS, agreement, case_main, init_ray, peak_rss_mib, rate, ratio
+from benchmarks.harness import SEEDS, agreement, case_main, peak_rss_mib, rate, ratio, start_local_ray
 from benchmarks.raydata import raydata_generate, raydata_rows
 from benchmarks.simulated import FixedLatencyGenerator, is_simulated, simulated_generate, spec_config
 from benchmarks.workload import base_spec, load_tasks, row_summary
@@ -123,7 +123,7 @@ def case_refine_chain(spec: dict) -> dict:
     simulated = is_simulated(config)
     machine = chain_machine(config, model_count_tokens(config))
     tasks = load_tasks(config, spec["seeds"])
-    ray_init_s = init_ray(spec)
+    ray_init_s = start_local_ray(spec)
     if simulated:
         generate = lambda asks: simulated_generate(config, raydata_rows(asks), spec["latency_s"])  # noqa: E731
     else:

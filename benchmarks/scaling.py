@@ -18,7 +18,7 @@ import os
 import time
 from pathlib import Path
 
-from benchmarks.harness import SEEDS, case_main, cpu_seconds, init_ray, machine_cpu_seconds, peak_rss_mib
+from benchmarks.harness import SEEDS, case_main, cpu_seconds, machine_cpu_seconds, peak_rss_mib, start_local_ray
 from benchmarks.simulated import LONG_RATIO, LONG_SHARE, TAIL_SEED, SimulatedTranslateActor, simulated_config
 from benchmarks.workload import bench_pool, run_translation_stage, synthetic_tasks
 from engine.config import Config
@@ -100,7 +100,7 @@ def case_scaling(spec: dict) -> dict:
     spec['long_tail'], from the heavy-tailed latency of the same mean (benchmarks.simulated)."""
     import ray
 
-    init_s = init_ray(spec)
+    init_s = start_local_ray(spec)
     cases = []
     try:
         for actors in spec["actors"]:
@@ -229,7 +229,7 @@ def case_plan_memory(spec: dict) -> dict:
     import ray
 
     store = RowStore(work_dir / "run", config.run.shard_rows, config.run.shard_seconds)
-    init_ray(spec)
+    start_local_ray(spec)
     try:
         cpu_before = cpu_seconds()
         started = time.perf_counter()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 
-from benchmarks.harness import case_main, init_ray
+from benchmarks.harness import case_main, start_local_ray
 from benchmarks.workload import base_spec, bench_config
 from engine.config import parse_config
 from engine.records import ACCEPTED
@@ -43,7 +43,7 @@ def case_selection(spec: dict) -> dict:
 
     config = selection_config(spec)
     started = time.perf_counter()
-    selector = SeedSelector(config, lambda: init_ray(spec))
+    selector = SeedSelector(config, lambda: start_local_ray(spec))
     try:
         plan = plan_run(config, selector)
         selected = plan.tasks.tasks().column("seed_id").to_pylist()

@@ -22,7 +22,7 @@ import os
 import time
 
 from actors.engines.vllm_generator import cpu_capability, engine_env, host_engine_kwargs
-from benchmarks.harness import CpuSampler, agreement, case_main, init_ray, peak_rss_mib, rate, ratio
+from benchmarks.harness import CpuSampler, agreement, case_main, peak_rss_mib, rate, ratio, start_local_ray
 from benchmarks.raydata import raydata_generate, raydata_rows
 from benchmarks.refinement_chain import chain_machine, model_count_tokens, refine_chain, tokenizer_functions
 from benchmarks.simulated import SimulatedTranslateActor, is_simulated, spec_config
@@ -61,7 +61,7 @@ def case_babelforge(spec: dict) -> dict:
     simulated = is_simulated(config)
     tasks = load_tasks(config, spec["seeds"])
     with CpuSampler() as sampler:
-        ray_init_s = init_ray(spec)
+        ray_init_s = start_local_ray(spec)
         try:
             stage_started = time.time()
             timing, table = run_translation_stage(
@@ -189,7 +189,7 @@ def case_raydata(spec: dict) -> dict:
     config = bench_config(spec)
     machine = chain_machine(config, model_count_tokens(config))
     tasks = load_tasks(config, spec["seeds"])
-    ray_init_s = init_ray(spec)
+    ray_init_s = start_local_ray(spec)
     try:
         rows, [stage] = refine_chain(
             machine, tasks, lambda asks: raydata_generate(config, raydata_rows(asks))
