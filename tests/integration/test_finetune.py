@@ -99,6 +99,24 @@ def registered_step(storage: Path) -> int | None:
     return latest["metrics"]["step"] if latest else None
 
 
+def wait_for_no_train_workers(timeout_s: float) -> None:
+    import psutil
+
+    def train_workers() -> list:
+        found = []
+        for proc in psutil.process_iter():
+            try:
+                if "RayTrainWorker" in " ".join(proc.cmdline()):
+                    found.append(proc)
+            except psutil.Error:
+                continue
+        return found
+
+    deadline = time.monotonic() + timeout_s
+    while train_workers() and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 def metrics_lines(out: Path) -> list[dict]:
     path = out / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
@@ -120,6 +138,10 @@ def zero2(tmp_path_factory, dataset):
     except ProcessLookupError:
         pass  # it ended by itself: the assertion below says how
     first.wait(60)
+    # The killed run's train workers can outlive its session by a moment (Ray's worker processes are
+    # not all in it) and finish the step they were in: wait for them, so that the lines of the first
+    # run are counted before the rerun starts writing.
+    wait_for_no_train_workers(60)
     killed_at = registered_step(storage)
     assert killed_at == 2, (
         f"expected a kill right after the step-2 checkpoint, got {killed_at}:\n{log.read_text()[-3000:]}"
