@@ -107,10 +107,13 @@ def summed(ds, partial: Callable[[pa.Table], pa.Table], keys: list[str]) -> Coun
             )
         )
 
+    return added_up(ds.map_batches(count_block, batch_format="pyarrow", batch_size=None), keys)
+
+
+def added_up(counts, keys: list[str]) -> Counter:
+    """The small per-block count tables of `counts` (key columns + count_all) added up by key."""
     total: Counter = Counter()
-    for block in ds.map_batches(count_block, batch_format="pyarrow", batch_size=None).iter_batches(
-        batch_format="pyarrow", batch_size=None
-    ):
+    for block in counts.iter_batches(batch_format="pyarrow", batch_size=None):
         for row in block.to_pylist():
             total[tuple(row[k] for k in keys)] += row["count_all"]
     return total
@@ -559,10 +562,4 @@ def write_examples(examples, out: RunFolder, formats) -> Counter:
         counted = batch.select(TALLY_KEYS[:-1]).append_column("copy", pc.greater(batch.column("copy"), 0))
         return counted.group_by(TALLY_KEYS, use_threads=False).aggregate([([], "count_all")])  # see summed
 
-    total: Counter = Counter()
-    for block in examples.map_batches(write, batch_format="pyarrow", batch_size=ROWS_PER_FILE).iter_batches(
-        batch_format="pyarrow", batch_size=None
-    ):
-        for row in block.to_pylist():
-            total[tuple(row[k] for k in TALLY_KEYS)] += row["count_all"]
-    return total
+    return added_up(examples.map_batches(write, batch_format="pyarrow", batch_size=ROWS_PER_FILE), TALLY_KEYS)
