@@ -8,6 +8,7 @@ import pytest
 
 from engine.config import parse_config
 from engine.recipes import quality_checks, row_machine
+from tests.unit.test_refine import text_task
 from tests.unit.test_translate_state_machine import CODE_TASK, FR_INSTRUCTION, FR_OUTPUT, FakeGenerator, FakeLangId
 
 NONSENSE = json.dumps(
@@ -82,16 +83,7 @@ FRENCH_TEXT = (
 
 
 def test_xinstruction_pair_must_fit_the_text(encoder):
-    task = {
-        "id": "t1",
-        "seed_id": "txt-1",
-        "recipe": "xinstruction",
-        "lang": "fr",
-        "src_instruction": "",
-        "src_input": "",
-        "src_output": FRENCH_TEXT,
-        "source": "t.jsonl:1",
-    }
+    task = text_task(FRENCH_TEXT)
     junk, fits = (
         json.dumps({"instruction": "Welcome, thank you, and thank you for being here."}),
         json.dumps({"instruction": "Why does bread rise?"}),

@@ -19,6 +19,7 @@ from engine.config import load_config
 from engine.records import ACCEPTED, REJECTED, row_id, to_table
 from engine.selection.dedup import NearDuplicateOutputs, near_duplicate_matches, near_duplicate_outputs
 from tests.unit.test_finalise_streaming import write_run
+from tests.unit.test_refine import text_task
 
 ROOT = Path(__file__).resolve().parents[2]
 DIM = 8
@@ -239,16 +240,7 @@ def test_an_xinstruction_pair_that_fits_carries_its_texts_vector():
     from tests.unit.test_adequacy_gate_in_loop import FRENCH_TEXT, config, run
 
     encoder = load_embedder("multilingual-e5-small", threads=1)
-    task = {
-        "id": "t1",
-        "seed_id": "txt-1",
-        "recipe": "xinstruction",
-        "lang": "fr",
-        "src_instruction": "",
-        "src_input": "",
-        "src_output": FRENCH_TEXT,
-        "source": "t.jsonl:1",
-    }
+    task = text_task(FRENCH_TEXT)
     fits = json.dumps({"instruction": "Why does bread rise?"})
     row, _ = run(config("xinstruction"), [fits], encoder, task)
     assert row["status"] == ACCEPTED

@@ -27,6 +27,7 @@ from engine.selection.dedup import duplicate_reason
 from engine.text import checks
 from engine.text.checks import seed_language_reason, validate_translation
 from engine.text.spans import parse_fields, restore
+from tests.unit.test_refine import text_task
 from tests.unit.test_translate_state_machine import FakeGenerator, FakeLangId, make_task
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -224,16 +225,7 @@ TASK = make_task(
     "Explain what `git status` shows and where https://git-scm.com/docs/git-status documents it.",
     "It lists changed files. Run `git status -s` for a shorter view of the same list.",
 )
-TEXT_TASK = {
-    "id": "t1",
-    "seed_id": "txt-1",
-    "recipe": "xinstruction",
-    "lang": "fr",
-    "src_instruction": "",
-    "src_input": "",
-    "src_output": "Le pain lève parce que la levure produit du gaz carbonique dans la pâte.",
-    "source": "t.jsonl:1",
-}
+TEXT_TASK = text_task("Le pain lève parce que la levure produit du gaz carbonique dans la pâte.")
 
 
 def machines(draft, judge, rounds: int):

@@ -13,6 +13,7 @@ from engine.records import REJECTED, to_table
 from engine.rows.refine import Draft, Judgement, Version, best_version, final_verdict, should_rewrite
 from engine.rows.translate import TranslationRecipe
 from engine.rows.xinstruct import InstructionRecipe
+from tests.unit.test_refine import text_task
 from tests.unit.test_translate_state_machine import CODE_TASK, FakeGenerator, FakeLangId
 
 
@@ -104,16 +105,7 @@ FRENCH_TEXT = "Le pain lève parce que la levure produit du gaz carbonique qui r
 
 def test_a_rejected_xinstruction_row_keeps_its_draft_and_names_the_field():
     generator = FakeGenerator([json.dumps({"instruction": "Explique le pain et la levure."})] * 2)
-    task = {
-        "id": "t1",
-        "seed_id": "txt-1",
-        "recipe": "xinstruction",
-        "lang": "fr",
-        "src_instruction": "",
-        "src_input": "",
-        "src_output": FRENCH_TEXT,
-        "source": "t.jsonl:1",
-    }
+    task = text_task(FRENCH_TEXT)
     row = asyncio.run(row_machine(config("xinstruction", 1), generator, FakeLangId())(task))
     assert (row["status"], row["reason"], row["reason_field"]) == (REJECTED, "wrong_language:fr", "instruction")
     assert row["instruction"] == "Explique le pain et la levure." and row["output"] == FRENCH_TEXT
@@ -171,16 +163,7 @@ def test_an_added_check_sees_xinstructions_instruction_and_text():
     generator = FakeGenerator(
         [json.dumps({"instruction": "Why does bread dough rise when it is made with yeast?"})] * 2
     )
-    task = {
-        "id": "t1",
-        "seed_id": "txt-1",
-        "recipe": "xinstruction",
-        "lang": "fr",
-        "src_instruction": "",
-        "src_input": "",
-        "src_output": FRENCH_TEXT,
-        "source": "t.jsonl:1",
-    }
+    task = text_task(FRENCH_TEXT)
 
     def check(source, drafted, language):
         seen.append((source, drafted))
@@ -229,16 +212,7 @@ def test_the_steps_a_driver_sees_draft_judge_rewrite_judge():
 
 def test_a_screened_out_task_is_done_before_any_request():
     machine = row_machine(config("xinstruction"), FakeGenerator([]), FakeLangId())
-    task = {
-        "id": "t1",
-        "seed_id": "txt-1",
-        "recipe": "xinstruction",
-        "lang": "fr",
-        "src_instruction": "",
-        "src_input": "",
-        "src_output": "Der Hund und der Mann gehen zusammen spazieren.",
-        "source": "t.jsonl:1",
-    }
+    task = text_task("Der Hund und der Mann gehen zusammen spazieren.")
     state = machine.start(task)
     assert state.done and machine.next_requests(state) == []
     assert (state.row["status"], state.row["reason"], state.row["attempts"]) == (REJECTED, "wrong_language:de", 0)
