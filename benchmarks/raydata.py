@@ -75,9 +75,8 @@ def raydata_generate(config: Config, rows: list[dict]) -> tuple[list[dict], dict
     processor = build_processor(
         vLLMEngineProcessorConfig(
             model_source=resolve_model(config.model.name),
-            engine_kwargs=host_engine_kwargs(
-                config.model.engine_kwargs, cpu_capability()
-            ),  # this host: benchmarks run on one machine
+            # this host: benchmarks run on one machine
+            engine_kwargs=host_engine_kwargs(config.model.engine_kwargs, cpu_capability()),
             batch_size=config.compute.batch_size,
             concurrency=1,
             max_concurrent_batches=config.compute.batches_in_flight,

@@ -215,9 +215,8 @@ def suite(sizes: dict, runner) -> dict:
         "steps": sizes.get("training_steps", DEFAULTS["steps"]),
         "max_length": sizes.get("training_max_length", DEFAULTS["max_length"]),
     }
-    spec["warmup"] = min(
-        DEFAULTS["warmup"], max(1, spec["steps"] // 4)
-    )  # the first step pays for the data pipeline's start
+    # the first step pays for the data pipeline's start
+    spec["warmup"] = min(DEFAULTS["warmup"], max(1, spec["steps"] // 4))
     runs = []
     for pair in range(sizes.get("training_pairs", 3)):
         for arm, case in ARMS.items():

@@ -114,9 +114,8 @@ def case_raw(spec: dict) -> dict:
     from vllm.sampling_params import StructuredOutputsParams
 
     tasks = load_tasks(config, spec["seeds"])
-    machine = chain_machine(
-        config, model_count_tokens(config)
-    )  # loads lid.176 (and the gate's encoder) before the clock starts
+    # loads lid.176 (and the gate's encoder) before the clock starts
+    machine = chain_machine(config, model_count_tokens(config))
     sampler = CpuSampler().start()  # this process and the engine core it spawns
     started = time.perf_counter()
     engine = {
@@ -191,9 +190,8 @@ def case_raydata(spec: dict) -> dict:
     tasks = load_tasks(config, spec["seeds"])
     ray_init_s = start_local_ray(spec)
     try:
-        rows, [stage] = refine_chain(
-            machine, tasks, lambda asks: raydata_generate(config, raydata_rows(asks))
-        )  # one pass: one stage
+        # one pass: one stage
+        rows, [stage] = refine_chain(machine, tasks, lambda asks: raydata_generate(config, raydata_rows(asks)))
     finally:
         ray.shutdown()
     timing = {key: value for key, value in stage.items() if key not in ("stage", "requests", "generated_tokens")}
@@ -268,9 +266,8 @@ def translation_suite(sizes: dict, simulated: bool, runner) -> dict:
         },
         "cases": cases,
         "ratios": ratios,
-        "agreement": agreement(
-            {name: case for name, case in cases.items() if name != "babelforge_mt"}
-        ),  # another language
+        # another language
+        "agreement": agreement({name: case for name, case in cases.items() if name != "babelforge_mt"}),
         "notes": [
             "(a) generation: one LLM.generate call over every prompt; end to end adds its engine start",
             "(b) end to end: dataset start to last row (Ray init excluded, engine start and validation included); "

@@ -42,9 +42,8 @@ def collect_prompts(cfg: EvaluateConfig) -> tuple[list[dict], list[dict]]:
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: point prompts.dataset at a folder written by jobs.build")
         columns = ["id", "lang", "prompt", "completion"]
-        columns += (
-            ["seed_id"] if "seed_id" in pads.dataset(path, format="parquet").schema.names else []
-        )  # jobs.build writes it; other folders may not
+        # jobs.build writes it; other folders may not
+        columns += ["seed_id"] if "seed_id" in pads.dataset(path, format="parquet").schema.names else []
         rows = pq.read_table(path, columns=columns).to_pylist()
         english = E.english_by_seed(rows)  # every English row, whichever languages are evaluated
         held_out = E.sample_per_language(

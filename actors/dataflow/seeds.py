@@ -36,6 +36,9 @@ from engine.recipes import recipe_spec
 from engine.runfolder import RunFolder
 from engine.selection.dedup import duplicate_rows, exact_duplicates, text_key
 
+read_log = logging.getLogger("babelforge.seeds")
+select_log = logging.getLogger("babelforge.select")
+
 # ----------------------------------------------------------------------------------------------------
 # Seeds read by Ray Data: the files are split into pieces (engine.inputs.seeds.plan_pieces), each
 # piece read and checked by a Ray Data worker, and the checked seeds kept in Ray's object store.
@@ -47,8 +50,6 @@ from engine.selection.dedup import duplicate_rows, exact_duplicates, text_key
 # the rows a batch of tasks needs (engine.inputs.plan.assemble_tasks calls SeedView.take).
 # ----------------------------------------------------------------------------------------------------
 
-
-log = logging.getLogger("babelforge.seeds")
 
 META_COLUMNS = ("ord", "id", "error", "source", "fallback", "named", "fatal")
 
@@ -307,7 +308,7 @@ def read_seed_view(
         chosen.column("id").combine_chunks(),
         {name: chosen.column(name).combine_chunks() for name in extra},
     )
-    log.info("read %d seeds (%d bad records) from %d pieces on Ray Data", view.num_rows, len(bad), len(pieces))
+    read_log.info("read %d seeds (%d bad records) from %d pieces on Ray Data", view.num_rows, len(bad), len(pieces))
     return view, bad
 
 
@@ -356,8 +357,6 @@ class SeedReader:
 # would move a borderline seed into another cluster.
 # ----------------------------------------------------------------------------------------------------
 
-
-log = logging.getLogger("babelforge.select")
 
 CACHE_NAME = "selection.parquet"
 
@@ -413,7 +412,7 @@ class SeedSelector:
         near = {row_id: kept for row_id, kept in zip(ids, of) if kept}
         kept = _not_in(rest, near) if near else rest
         clusters = {row_id: label for row_id, label, dup in zip(ids, labels, of) if not dup}
-        log.info(
+        select_log.info(
             "selection: %d seeds, %d exact and %d near duplicates, %d clusters",
             seeds.num_rows,
             len(duplicates),
@@ -438,9 +437,9 @@ class SeedSelector:
             cached = folder.read_parquet(CACHE_NAME)
             meta = cached.schema.metadata or {}
             if meta.get(b"key", b"").decode() == key:
-                log.info("clusters from %s (same seeds and settings)", folder.child(CACHE_NAME))
+                select_log.info("clusters from %s (same seeds and settings)", folder.child(CACHE_NAME))
                 return cached, int(meta[b"k"])
-            log.info("%s was made for other seeds or settings: clustering again", folder.child(CACHE_NAME))
+            select_log.info("%s was made for other seeds or settings: clustering again", folder.child(CACHE_NAME))
         self.start_ray()
         if hasattr(seeds, "text_dataset"):  # seeds in the object store (actors.dataflow.seeds.SeedView)
             table, k = cluster_dataset(

@@ -37,14 +37,13 @@ from engine.run_outputs import PlanMismatch, finalise_outputs
 from engine.runfolder import RowStore, RunFolder, ShardBuffer, new_shard_name, write_shard
 from engine.selection.dedup import NearDuplicateOutputs, reject_duplicate_outputs
 
+log = logging.getLogger("babelforge.synthesize")
+
 # ----------------------------------------------------------------------------------------------------
 # The plan of a synthesis run on Ray: seeds read and selected on Ray Data, (seed, language)
 # tasks planned, the run folder made or checked against the plan, the rows decided before any model
 # call written, and the qualification probe that decides which languages run the rest of their plan.
 # ----------------------------------------------------------------------------------------------------
-
-
-log = logging.getLogger("babelforge.synthesize")
 
 
 class PlanChanged(RuntimeError):
@@ -97,9 +96,8 @@ def plan_job(config: Config) -> PlannedRun:
     reader = SeedReader(config, lambda: init_ray(config.ray)) if spec.reads_seeds else None
     plan = plan_run(config, selector, None, reader)
     log.info("read %d %s records from %s", plan.read, spec.records, ", ".join(config.seeds.paths))
-    planned_ids = (
-        plan.planned_ids()
-    )  # derived a slice at a time: the driver holds seed indices, never per-language text
+    # derived a slice at a time: the driver holds seed indices, never per-language text
+    planned_ids = plan.planned_ids()
     folder = prepare_run_dir(config, planned_ids)
     if selector:
         selector.save(folder)  # a rerun plans the same rows from these clusters, without embedding
@@ -171,9 +169,8 @@ def write_unqualified(planned: PlannedRun, tasks: TaskPlan, config: Config) -> N
     step, version = config.run.shard_rows, prompt_version(config)
     for start in range(0, tasks.num_rows, step):
         rows = []
-        for task in tasks.tasks(
-            start, step
-        ).to_pylist():  # its id is the decided row's: the same seed, language, recipe, version
+        # its id is the decided row's: the same seed, language, recipe, version
+        for task in tasks.tasks(start, step).to_pylist():
             seed_id, recipe, lang = task.pop("seed_id"), task.pop("recipe"), task.pop("lang")
             rows.append(decided_row(seed_id, recipe, version, unqualified_reason(config, lang), lang, **task))
         planned.store.write(to_table(rows))
@@ -185,9 +182,6 @@ def write_unqualified(planned: PlannedRun, tasks: TaskPlan, config: Config) -> N
 # plan's task blocks, its finished rows written to Parquet shards by Ray tasks as they come, with a
 # progress line per shard; the driver handles references and counts, never the rows.
 # ----------------------------------------------------------------------------------------------------
-
-
-log = logging.getLogger("babelforge.synthesize")
 
 
 class StageFailed(RuntimeError):
@@ -451,9 +445,6 @@ class ShardWriter:
 # ----------------------------------------------------------------------------------------------------
 
 
-log = logging.getLogger("babelforge.synthesize")
-
-
 def select_embedder(select):
     """The encoder of config.select (a recipe's finalise steps load it only when they need it)."""
     from actors.engines.embed import Embedder
@@ -488,9 +479,8 @@ def finalise(
             steps.append(near)
         else:
             log.info("near-duplicate outputs not checked: quality.adequacy is off, so rows carry no output_embedding")
-    steps += recipe_spec(config).finalise_steps(
-        config, partial(select_embedder, config.select)
-    )  # X-Instruction's budget
+    # X-Instruction's budget
+    steps += recipe_spec(config).finalise_steps(config, partial(select_embedder, config.select))
     seed_clusters = selection.clusters if selection and selection.clusters else None
     try:
         done = finalise_outputs(folder, planned_ids, steps, seed_clusters, DEFAULT_SAMPLES_PER_LANGUAGE, language_map())

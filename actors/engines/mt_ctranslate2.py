@@ -48,9 +48,8 @@ class CTranslate2Backend:
         # ("no position encodings"), so inputs are cut at the tokenizer's stated limit instead.
         limit = self._tokenizer.model_max_length
         self.max_input_length = limit if 0 < limit < 1_000_000 else _CT2_MAX_INPUT
-        self.max_decoding_length = min(
-            max_decoding_length, self.max_input_length
-        )  # the decoder's positions end there too
+        # the decoder's positions end there too
+        self.max_decoding_length = min(max_decoding_length, self.max_input_length)
         self._vocab = frozenset(self._tokenizer.get_vocab())
         self._special = frozenset(self._tokenizer.all_special_tokens)
         self._translator = ctranslate2.Translator(

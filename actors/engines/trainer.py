@@ -148,9 +148,8 @@ def run_loop(cfg: FinetuneConfig, max_steps: int, epoch_batches, sink, resume_di
             empty = False
             batch = T.collate(rows, pad_id)
             digests.append(T.batch_digest(batch))
-            loss = engine(
-                **{k: torch.tensor(v, device=engine.device) for k, v in batch.items()}
-            ).loss  # no attention_mask: position_ids separate examples and padding
+            # no attention_mask: position_ids separate examples and padding
+            loss = engine(**{k: torch.tensor(v, device=engine.device) for k, v in batch.items()}).loss
             engine.backward(loss)
             engine.step()
             state.after_micro_batch(window.add(loss.item(), rows))

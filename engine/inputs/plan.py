@@ -116,9 +116,8 @@ def _pack_hex(array: pa.Array) -> np.ndarray:
     if not len(array):
         return np.zeros(0, "S10")
     offsets = np.frombuffer(array.buffers()[1], np.int32)[array.offset : array.offset + len(array) + 1]
-    data = np.frombuffer(array.buffers()[2], np.uint8)[offsets[0] : offsets[-1]].reshape(
-        -1, 20
-    )  # every string is 20 bytes
+    # every string is 20 bytes
+    data = np.frombuffer(array.buffers()[2], np.uint8)[offsets[0] : offsets[-1]].reshape(-1, 20)
     nibbles = _NIBBLE[data]
     return np.ascontiguousarray(nibbles[:, 0::2] << 4 | nibbles[:, 1::2]).view("S10").ravel()
 

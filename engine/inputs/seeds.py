@@ -470,9 +470,8 @@ def resolve_records(
     bad: list[BadRecord] = []
     bad_ids: set[str] = set()
     for number, row in enumerate(bad_rows):
-        where = (
-            source_of(row) if row in duplicate_first else columns["source"][number]
-        )  # a copy's row passed its checks
+        # a copy's row passed its checks
+        where = source_of(row) if row in duplicate_first else columns["source"][number]
         if row in duplicate_first:
             first = source_of(duplicate_first[row])
             message = f"{where}: field 'id': duplicate {kind} id '{columns['id'][number]}' (first at {first})"

@@ -113,9 +113,8 @@ class FakeEncoder:
     encode_queries = encode_passages
 
 
-LATIN = SimilarityThresholds(
-    instruction=0.88, input=0.84, output=0.84
-)  # a language's thresholds, as the calibration gives them
+# a language's thresholds, as the calibration gives them
+LATIN = SimilarityThresholds(instruction=0.88, input=0.84, output=0.84)
 
 
 def test_verdict_order_and_weakest_score():

@@ -70,9 +70,8 @@ def test_answer_judge_names_the_language_and_reuses_the_judge_parser():
     messages = E.answer_judge_messages("language", "fr", "Bonjour ?", "Hello!")
     assert "French" in messages[0]["content"] and "Judge one thing only" in messages[0]["content"]
     assert messages[1]["content"] == "Request:\nBonjour ?\n\nAnswer:\nHello!"
-    assert (
-        E.answer_judge_messages("helpfulness", "xx", "q", "a")[0]["content"].count("xx") >= 1
-    )  # unknown code: shown as is
+    # unknown code: shown as is
+    assert E.answer_judge_messages("helpfulness", "xx", "q", "a")[0]["content"].count("xx") >= 1
     assert parse_score("language", '{"feedback": "ok", "score": 2}').score == 2.0
 
 

@@ -130,9 +130,8 @@ def test_rows_are_written_by_language_and_add_up_to_the_plan(finished):
 def test_the_report_equals_the_one_table_report_of_the_written_rows(finished):
     run_dir, rows, report = finished
     table = pa.concat_tables([pq.read_table(run_dir / "accepted.parquet"), pq.read_table(run_dir / "rejected.parquet")])
-    whole = build_report(
-        table, len(rows), 0, 2.0, redacted(config_for(run_dir))
-    )  # the run's config: the gate section reads its thresholds
+    # the run's config: the gate section reads its thresholds
+    whole = build_report(table, len(rows), 0, 2.0, redacted(config_for(run_dir)))
     assert report == whole
     assert (run_dir / "report.json").read_text() == json.dumps(whole, indent=2, ensure_ascii=False), (
         "the same keys, numbers and order"

@@ -86,9 +86,8 @@ class References(ast.NodeVisitor):
     def __init__(self, module: str, bindings: Bindings):
         self.module, self.bindings = module, bindings
         self.symbols: set[tuple[str, str, str | None]] = set()  # (module, name, enclosing definition)
-        self.attributes: set[tuple[str, str | None, bool]] = (
-            set()
-        )  # (attribute name, enclosing definition, on self/cls?)
+        # (attribute name, enclosing definition, on self/cls?)
+        self.attributes: set[tuple[str, str | None, bool]] = set()
         self.strings: set[str] = set()
         self.owner: str | None = None
 
