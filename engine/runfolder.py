@@ -62,6 +62,11 @@ class RunFolder:
         # What a person reads in messages: the location as given, without a query string.
         self.display = _without_secrets(text) if is_uri(text) else self.root
 
+    @classmethod
+    def of(cls, location: RunFolder | str | Path) -> RunFolder:
+        """`location` as it is when it already is a RunFolder, else the folder at that path or URI."""
+        return location if isinstance(location, RunFolder) else cls(location)
+
     def __str__(self) -> str:
         return self.display
 
@@ -246,7 +251,7 @@ class ShardBuffer:
 
 class RowStore:
     def __init__(self, run_dir: RunFolder | str | Path, shard_rows: int = 5000, shard_seconds: float = 60.0):
-        self.folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+        self.folder = RunFolder.of(run_dir)
         self.folder.makedirs(SHARDS)
         self.shard_rows, self.shard_seconds = shard_rows, shard_seconds
         self.pending = ShardBuffer(shard_rows, shard_seconds)

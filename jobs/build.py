@@ -65,13 +65,13 @@ def build_run(
     from actors.dataflow.build_pipeline import build_on_ray, empty_summary
     from actors.dataflow.ray_session import init_ray
 
-    run_dir = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+    run_dir = RunFolder.of(run_dir)
     check_accepted(run_dir)
     empty = accepted_count(run_dir) == 0
     if not empty:
         init_ray(config.ray)
     own = run_dir.child("datasets")
-    out_dir = (output if isinstance(output, RunFolder) else RunFolder(output)) if output else own
+    out_dir = RunFolder.of(output) if output else own
     summaries = []
 
     def fill(folder: RunFolder) -> None:

@@ -32,10 +32,6 @@ class NotARunFolder(ValueError):
     pass
 
 
-def as_folder(run_dir: RunFolder | str | Path) -> RunFolder:
-    return run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
-
-
 def check_run(folder: RunFolder) -> dict:
     """report.json of a finished run folder, or NotARunFolder saying what is missing."""
     needed = ["report.json"] + [f"{status}.parquet" for status in (ACCEPTED, REJECTED)]
@@ -51,7 +47,7 @@ def load_run(
     run_dir: RunFolder | str | Path, samples_per_language: int = DEFAULT_SAMPLES_PER_LANGUAGE
 ) -> tuple[dict, RunFigures, list[dict]]:
     """report.json, the run's figures and the page's sample, read one language at a time."""
-    folder = as_folder(run_dir)
+    folder = RunFolder.of(run_dir)
     report = check_run(folder)
     figures, sample = RunFigures(), Sample(samples_per_language)
     for _, table in read_language_groups(folder):
@@ -62,7 +58,7 @@ def load_run(
 
 def load_rows(run_dir: RunFolder | str | Path) -> tuple[dict, list[dict]]:
     """report.json and every row (the comparison page joins two runs row by row: small runs)."""
-    folder = as_folder(run_dir)
+    folder = RunFolder.of(run_dir)
     report = check_run(folder)
     return report, [row for _, table in read_language_groups(folder) for row in table.to_pylist()]
 

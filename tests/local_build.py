@@ -87,7 +87,7 @@ def build_here(
 ) -> dict:
     """build_rows over `rows` (accepted row dicts) into `out`; returns the summary."""
     config = run_config(config) if isinstance(config, BuildConfig) else config
-    folder = out if isinstance(out, RunFolder) else RunFolder(out)
+    folder = RunFolder.of(out)
     # Without the disk flushes of each written file (most of a small build's time): what is
     # tested here is which examples are built; the run folder's writes are tested on their own.
     with (

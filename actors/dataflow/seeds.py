@@ -456,7 +456,7 @@ class SeedSelector:
         """Write the clusters computed by this run; call it once the run folder accepted the plan."""
         if self.pending is None:
             return
-        folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+        folder = RunFolder.of(run_dir)
         folder.write_parquet(CACHE_NAME, self.pending)  # whole or not at all
         self.pending = None
 

@@ -468,7 +468,7 @@ def finalise(
 ) -> dict:
     """Check the shards against the plan and write the outputs, the report and its page, one
     language at a time (engine/run_outputs.py): the driver never holds the run's rows."""
-    folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+    folder = RunFolder.of(run_dir)
     steps = []
     if config.dedup.exact:
         steps.append(reject_duplicate_outputs)  # the same output twice in a language: before building

@@ -66,7 +66,7 @@ def swap_in(out_dir: str | Path | RunFolder, fill: Callable[[RunFolder], None]) 
     On a local disk the build is assembled beside the target and swapped in. On an object store
     (no rename) the old files are removed first and each file is uploaded whole; a killed build
     there leaves some datasets missing, never a file cut short: rerun jobs.build."""
-    folder = out_dir if isinstance(out_dir, RunFolder) else RunFolder(out_dir)
+    folder = RunFolder.of(out_dir)
     if not folder.local:
         with contextlib.suppress(FileNotFoundError):
             folder.fs.delete_dir_contents(folder.root)

@@ -193,7 +193,7 @@ def write_report_page(
     """Write plot-<name>.png for each plot the run has, and the page; returns the page's location.
     `figures`: the whole run's; `sample`: the rows the page may show (Sample's first rows of each
     language and status, or every row of a small run)."""
-    folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+    folder = RunFolder.of(run_dir)
     plots = plots_from_figures(figures)
     for name, png in plots.items():
         if png is not None:
