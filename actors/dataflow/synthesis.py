@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import ray
 import yaml
 
 from actors.dataflow.ray_session import init_ray
@@ -223,6 +222,7 @@ def task_blocks(config: Config, tasks: pa.Table | TaskPlan):
     """(the tasks as a Ray dataset, rows a block): blocks of several batches, one call each: the
     reads must keep up with the pool, and Ray Data's driver keeps state for every block
     (actors/dataflow/plan_source.py)."""
+    import ray
 
     from actors.dataflow.plan_source import block_rows, plan_dataset
 
@@ -369,7 +369,6 @@ def root_cause(error: BaseException) -> str:
 WRITES_IN_FLIGHT = 2  # shards being written at once; a third waits for the oldest
 
 
-@ray.remote(num_cpus=0)  # a pool that reserves every CPU must still get its rows saved
 def write_blocks(root: str, fs, name: str, slices: list[tuple[int, int] | None], *blocks) -> dict:
     """Shard `name` from `blocks` (resolved on this worker, from its node's object store when they
     are there), each cut to its slice; returns the shard's name and counts. The name comes from
@@ -403,7 +402,11 @@ class ShardWriter:
         on_written: Callable[[dict], None],
         in_flight: int = WRITES_IN_FLIGHT,
     ):
+        import ray
+
         self.folder, self.on_written, self.in_flight = folder, on_written, in_flight
+        # A Ray task of no CPU: a pool that reserves every CPU must still get its rows saved.
+        self.write_task = ray.remote(num_cpus=0)(write_blocks)
         self.buffer = ShardBuffer(shard_rows, shard_seconds)
         self.writing: deque = deque()
 
@@ -423,11 +426,15 @@ class ShardWriter:
         items = self.buffer.take()
         if items:
             refs, spans = [ref for ref, _ in items], [span for _, span in items]
-            self.writing.append(write_blocks.remote(self.folder.root, self.folder.fs, new_shard_name(), spans, *refs))
+            self.writing.append(
+                self.write_task.remote(self.folder.root, self.folder.fs, new_shard_name(), spans, *refs)
+            )
         while len(self.writing) > self.in_flight:
             self.wait_oldest()
 
     def wait_oldest(self) -> None:
+        import ray
+
         counts = ray.get(self.writing.popleft())
         self.on_written(counts)
 
@@ -455,7 +462,8 @@ def select_embedder(select):
 def language_map():
     """How finalise runs its languages: as Ray tasks when this process runs Ray (each worker holds
     one language's rows), else here, one after another."""
-    return ray_map if ray.is_initialized() else None
+    ray = sys.modules.get("ray")  # not imported: not running either (and not worth importing to ask)
+    return ray_map if ray is not None and ray.is_initialized() else None
 
 
 def finalise(
@@ -533,6 +541,8 @@ def run_one(fn: Callable, item):
 def ray_map(fn: Callable, items: list) -> Iterator:
     """fn(item) for every item on Ray, results in the items' order. `fn` goes to the object store
     once (it carries the steps and the seeds' cluster labels), not once per task."""
+    import ray
+
     remote = ray.remote(num_cpus=1)(run_one)
     shared = ray.put(fn)
     refs = [remote.remote(shared, item) for item in items]
