@@ -225,17 +225,27 @@ def chain_stages(suite: dict) -> list[str]:
     )
 
 
+TRAINING_ARMS = {
+    "deepspeed_direct": "direct DeepSpeed",
+    "ray_train": "Ray Train",
+    "direct_beside_ray": "direct beside Ray",
+}
+
+
 def training_md(suite: dict) -> list[str]:
     work = suite["workload"]
     lines = [
-        f"### Training: direct DeepSpeed and Ray Train alternated ({work['workers']} workers, ZeRO-{work['stage']}, "
+        f"### Training: direct DeepSpeed, Ray Train and direct beside Ray alternated ({work['workers']} workers, "
+        f"ZeRO-{work['stage']}, "
         f"{work['steps']} steps, first {work['warmup']} left out)",
         "",
         f"Order: {work['order']}.",
         "",
     ]
     rows = []
-    for arm, label in (("deepspeed_direct", "direct DeepSpeed"), ("ray_train", "Ray Train")):
+    for arm, label in TRAINING_ARMS.items():
+        if arm not in suite["arms"]:  # results written before the control arm existed
+            continue
         a = suite["arms"][arm]
         t, w, load = a["tokens_per_s"], a["wall_seconds"], a["load_average_1m_before"]
         rows.append(
@@ -275,13 +285,26 @@ def training_md(suite: dict) -> list[str]:
             for run in suite["runs"]
         ],
     )
-    per_pair = suite["ratios"]["ray_train_over_direct_per_pair"]
-    lines += [
-        "",
-        f"Ray Train / direct, median tokens/s: {fmt(suite['ratios']['ray_train_over_direct_median_tokens_per_s'], 3)}; "
-        f"per pair: median {fmt(per_pair['median'], 3)}, min {fmt(per_pair['min'], 3)}, max {fmt(per_pair['max'], 3)}",
-        "",
-    ]
+    ratios = suite["ratios"]
+    lines.append("")
+    for key, label in (("ray_train", "Ray Train / direct"), ("beside_ray", "direct beside Ray / direct")):
+        if f"{key}_over_direct_per_pair" not in ratios:
+            continue
+        per_pair = ratios[f"{key}_over_direct_per_pair"]
+        lines += [
+            f"{label}, median tokens/s: {fmt(ratios[f'{key}_over_direct_median_tokens_per_s'], 3)}; "
+            f"per round: median {fmt(per_pair['median'], 3)}, min {fmt(per_pair['min'], 3)}, "
+            f"max {fmt(per_pair['max'], 3)}",
+            "",
+        ]
+    if "ray_train_over_beside_ray_per_pair" in ratios:
+        per_pair = ratios["ray_train_over_beside_ray_per_pair"]
+        held = sorted({run["idle_ray_processes"] for run in suite["runs"] if "idle_ray_processes" in run})
+        lines += [
+            f"Ray Train / direct beside Ray ({' or '.join(map(str, held)) or '?'} idle Ray worker processes), per "
+            f"round: median {fmt(per_pair['median'], 3)}, min {fmt(per_pair['min'], 3)}, max {fmt(per_pair['max'], 3)}",
+            "",
+        ]
     for run in suite["runs"]:
         lines += error_lines(f"training launch {run['order'] + 1} ({run['arm']})", run)
     return lines
@@ -781,7 +804,7 @@ def training_plot(runs: list[dict]) -> bytes:
     from engine.report.charts import figure, to_png
 
     fig, ax = figure()
-    for arm, marker in (("deepspeed_direct", "o"), ("ray_train", "s")):
+    for arm, marker in zip(TRAINING_ARMS, "os^"):
         mine = [run for run in runs if run["arm"] == arm and "error" not in run]
         ax.plot(
             [run["order"] + 1 for run in mine],

@@ -4,10 +4,17 @@ worker count, once under Ray Train (Ray Data shards, ray.train.report) and once 
 
     .venv/bin/python -m benchmarks.training [--workers 2] [--steps 8] [--stage 2] [--out benchmarks/results]
 
-`python -m benchmarks.run --suite training` runs the two arms alternated instead (direct, Ray
-Train, direct, Ray Train, ...: `training_pairs` of each, every launch in a process of its own), so
-the machine's load drifts over both arms alike; it reports each arm's median tokens/s with its
+`python -m benchmarks.run --suite training` runs the arms alternated instead (direct, Ray Train,
+direct beside Ray, direct, ...: `training_pairs` rounds, every launch in a process of its own), so
+the machine's load drifts over all arms alike; it reports each arm's median tokens/s with its
 spread and the 1-minute load before and after every launch.
+
+The third arm is the control that names where Ray Train's gap comes from: the direct launch again,
+while a local Ray session holds as many Ray worker processes as a Ray Train run has beside its
+ranks. Every Ray worker process wakes 100 times a second (its task loop checks for signals every
+10 ms), and on a node whose every core runs a rank each wake-up preempts a rank while the other
+waits for it in the next collective. When "direct beside Ray" is as slow as Ray Train, the gap is
+that, not the training code path (benchmarks/results/training-probe-2026-12-06.md).
 
 Reports training tokens/s over the steady steps (the first `--warmup` steps left out: they pay for
 the data pipeline's start and the first allocation), and wall time from launch to exported model.
@@ -17,6 +24,7 @@ The data: the project's English seeds as prompt/completion rows (or --dataset, a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -168,7 +176,41 @@ def read_metrics(path: Path) -> list[dict]:
 # ---------------------------------------------------------------- arms alternated (benchmarks.run --suite training)
 
 DEFAULTS = {"workers": 2, "steps": 8, "warmup": 2, "stage": 2, "micro_batch": 2, "max_length": 256}
-ARMS = {"deepspeed_direct": "direct", "ray_train": "ray"}  # arm → case
+ARMS = {"deepspeed_direct": "direct", "ray_train": "ray", "direct_beside_ray": "beside_ray"}  # arm → case
+
+# Ray worker processes a 2-worker Ray Train run keeps beside its two ranks during the steady steps
+# (ray 2.x, counted with ps): TrainController, SynchronizationActor, PlacementGroupCleaner,
+# PreemptionWatcher, DatasetManager, _AutoscalingCoordinatorActor, _StatsActor, SplitCoordinator
+# and one idle worker. The control arm holds as many.
+RAY_TRAIN_SIDE_PROCESSES = 9
+
+
+@contextlib.contextmanager
+def idle_ray_processes(count: int, num_cpus: int):
+    """A fresh local Ray session holding `count` Ray worker processes that do nothing (idle actors
+    topping up the workers Ray starts on its own); yields how many it holds."""
+    import psutil
+    import ray
+
+    from benchmarks.harness import start_local_ray
+
+    def workers() -> int:
+        return sum(1 for p in psutil.Process().children(recursive=True) if p.name().startswith("ray::"))
+
+    @ray.remote(num_cpus=0)
+    class Idle:
+        def ready(self) -> bool:
+            return True
+
+    start_local_ray({"num_cpus": num_cpus})
+    try:
+        actors = []
+        while workers() < count:  # an actor may take a worker Ray had started idle: count again after each
+            actors.append(Idle.remote())
+            ray.get(actors[-1].ready.remote())
+        yield workers()
+    finally:
+        ray.shutdown()
 
 
 def launch_case(spec: dict, arm: str) -> dict:
@@ -179,12 +221,20 @@ def launch_case(spec: dict, arm: str) -> dict:
         dataset, out = seed_dataset(Path(tmp) / "data"), Path(tmp) / arm
         out.mkdir()
         cfg = config(args, dataset, out)
-        load_before = load_average()
-        run = run_direct(cfg, out) if arm == "deepspeed_direct" else run_ray(cfg)
+        load_before, beside = load_average(), {}
+        if arm == "ray_train":
+            run = run_ray(cfg)
+        elif arm == "direct_beside_ray":
+            with idle_ray_processes(spec.get("idle_ray_processes", RAY_TRAIN_SIDE_PROCESSES), args.workers) as held:
+                beside = {"idle_ray_processes": held}
+                run = run_direct(cfg, out)
+        else:
+            run = run_direct(cfg, out)
         return {
             "arm": arm,
             "wall_seconds": run["wall_seconds"],
             **steady(run["metrics"], args.warmup),
+            **beside,
             "load_average_1m": [load_before[0], load_average()[0]],
         }
 
@@ -208,8 +258,9 @@ def spread(values: list[float]) -> dict:
 
 
 def suite(sizes: dict, runner) -> dict:
-    """Direct DeepSpeed and Ray Train alternated, `training_pairs` launches of each, ABAB...;
-    per arm the median tokens/s over the steady steps with min, max and IQR."""
+    """Direct DeepSpeed, Ray Train and direct beside Ray alternated, `training_pairs` rounds of one
+    launch each, ABCABC...; per arm the median tokens/s over the steady steps with min, max and IQR,
+    and per round each arm's ratio to the direct launch of that round."""
     spec = {
         **DEFAULTS,
         "steps": sizes.get("training_steps", DEFAULTS["steps"]),
@@ -217,11 +268,22 @@ def suite(sizes: dict, runner) -> dict:
     }
     # the first step pays for the data pipeline's start
     spec["warmup"] = min(DEFAULTS["warmup"], max(1, spec["steps"] // 4))
-    runs = []
-    for pair in range(sizes.get("training_pairs", 3)):
+    runs, pairs = [], sizes.get("training_pairs", 3)
+    for pair in range(pairs):
         for arm, case in ARMS.items():
             result = runner.case("benchmarks.training", case, spec)
             runs.append({"order": len(runs), "pair": pair, "arm": arm, **result})
+    rounds = [{run["arm"]: run for run in runs if run["pair"] == pair} for pair in range(pairs)]
+
+    def per_round(arm: str, base: str) -> dict:
+        return spread(
+            [
+                ratio(r[arm]["tokens_per_s"], r[base]["tokens_per_s"])
+                for r in rounds
+                if "error" not in r[arm] and "error" not in r[base]
+            ]
+        )
+
     arms = {}
     for arm in ARMS:
         mine = [run for run in runs if run["arm"] == arm and "error" not in run]
@@ -232,29 +294,29 @@ def suite(sizes: dict, runner) -> dict:
             "wall_seconds": spread([run["wall_seconds"] for run in mine]),
             "load_average_1m_before": spread([run["load_average_1m"][0] for run in mine]),
         }
-    pairs = [
-        ratio(r["tokens_per_s"], d["tokens_per_s"])
-        for d, r in zip(runs[0::2], runs[1::2])
-        if "error" not in d and "error" not in r
-    ]
-    direct, ray_train = (arms[arm]["tokens_per_s"]["median"] for arm in ARMS)
+    direct, ray_train, beside = (arms[arm]["tokens_per_s"]["median"] for arm in ARMS)
     return {
         "workload": {
             **spec,
             "model": "smollm2-135m-instruct (fp32 training)",
-            "order": "ABAB...: " + ", ".join(r["arm"] for r in runs),
+            "order": "ABC...: " + ", ".join(r["arm"] for r in runs),
             "data": "the English seeds as prompt/completion rows",
         },
         "runs": runs,
         "arms": arms,
         "ratios": {
             "ray_train_over_direct_median_tokens_per_s": ratio(ray_train, direct),
-            "ray_train_over_direct_per_pair": spread(pairs),
+            "ray_train_over_direct_per_pair": per_round("ray_train", "deepspeed_direct"),
+            "beside_ray_over_direct_median_tokens_per_s": ratio(beside, direct),
+            "beside_ray_over_direct_per_pair": per_round("direct_beside_ray", "deepspeed_direct"),
+            "ray_train_over_beside_ray_per_pair": per_round("ray_train", "direct_beside_ray"),
         },
         "notes": [
             "tokens/s over the steady steps (the first `warmup` steps left out); wall: launch to exported model",
             "each launch in a process of its own, one at a time; the same config, data, workers and ZeRO stage in "
-            "both arms",
+            "every arm",
+            "direct beside Ray: the direct launch while a local Ray session holds idle Ray worker processes, as many "
+            f"as Ray Train keeps beside its ranks ({RAY_TRAIN_SIDE_PROCESSES}; each launch records how many it held)",
             "load: the 1-minute load average before and after each launch (other work on the machine is the main "
             "noise)",
         ],

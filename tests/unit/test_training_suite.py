@@ -14,8 +14,9 @@ from benchmarks.training import spread, suite
 class Launches:
     """Answers each launch with the next figure of its arm; an arm's figure None is a failed launch."""
 
-    def __init__(self, direct: list, ray: list):
-        self.figures = {"direct": list(direct), "ray": list(ray)}
+    def __init__(self, direct: list, ray: list, beside_ray: list | None = None):
+        beside_ray = beside_ray if beside_ray is not None else list(direct)
+        self.figures = {"direct": list(direct), "ray": list(ray), "beside_ray": list(beside_ray)}
         self.calls: list[tuple[str, str, dict]] = []
 
     def case(self, module: str, case: str, spec: dict) -> dict:
@@ -29,24 +30,26 @@ class Launches:
             "wall_seconds": 60.0,
             "steps_measured": spec["steps"] - spec["warmup"],
             "load_average_1m": [len(self.calls) * 0.5, 2.0],
+            **({"idle_ray_processes": 9} if case == "beside_ray" else {}),
         }
 
 
-def test_arms_alternate_abab_with_one_spec():
+def test_arms_alternate_abc_with_one_spec():
     runner = Launches([10.0, 12.0, 11.0], [9.0, 9.5, 12.0])
     result = suite({"training_pairs": 3, "training_steps": 8, "training_max_length": 128}, runner)
-    assert [case for _, case, _ in runner.calls] == ["direct", "ray"] * 3
+    assert [case for _, case, _ in runner.calls] == ["direct", "ray", "beside_ray"] * 3
     assert all(module == "benchmarks.training" for module, _, _ in runner.calls)
-    assert len({repr(sorted(spec.items())) for _, _, spec in runner.calls}) == 1, "both arms launch the same config"
+    assert len({repr(sorted(spec.items())) for _, _, spec in runner.calls}) == 1, "every arm launches the same config"
     spec = runner.calls[0][2]
     assert spec["steps"] == 8 and spec["max_length"] == 128 and spec["warmup"] == 2
-    assert [run["arm"] for run in result["runs"]] == ["deepspeed_direct", "ray_train"] * 3
-    assert [run["order"] for run in result["runs"]] == list(range(6))
-    assert result["workload"]["order"].startswith("ABAB...: deepspeed_direct, ray_train, deepspeed_direct")
+    assert [run["arm"] for run in result["runs"]] == ["deepspeed_direct", "ray_train", "direct_beside_ray"] * 3
+    assert [run["order"] for run in result["runs"]] == list(range(9))
+    assert result["workload"]["order"].startswith("ABC...: deepspeed_direct, ray_train, direct_beside_ray, deepspeed")
 
 
 def test_medians_spread_and_ratios_come_from_the_launches():
-    result = suite({"training_pairs": 3, "training_steps": 8}, Launches([10.0, 12.0, 11.0], [9.0, 9.5, 12.0]))
+    launches = Launches([10.0, 12.0, 11.0], [9.0, 9.5, 12.0], [8.0, 10.0, 11.0])
+    result = suite({"training_pairs": 3, "training_steps": 8}, launches)
     direct, ray = result["arms"]["deepspeed_direct"], result["arms"]["ray_train"]
     assert direct["tokens_per_s"] == {"n": 3, "median": 11.0, "min": 10.0, "max": 12.0, "iqr": [10.5, 11.5]}
     assert ray["tokens_per_s"]["median"] == 9.5 and ray["launches"] == 3
@@ -54,13 +57,22 @@ def test_medians_spread_and_ratios_come_from_the_launches():
     per_pair = result["ratios"]["ray_train_over_direct_per_pair"]  # 0.9, 0.792, 1.091
     assert per_pair["n"] == 3 and per_pair["min"] == pytest.approx(0.792) and per_pair["max"] == pytest.approx(1.091)
     assert direct["load_average_1m_before"]["min"] == 0.5, "the load before each launch is kept"
+    # each round's arms against that round's direct launch: 0.8, 0.833, 1.0; Ray Train / beside: 1.125, 0.95, 1.091
+    beside = result["ratios"]["beside_ray_over_direct_per_pair"]
+    assert beside["median"] == pytest.approx(0.83) and beside["min"] == pytest.approx(0.8)
+    assert result["ratios"]["beside_ray_over_direct_median_tokens_per_s"] == pytest.approx(10.0 / 11.0, abs=1e-3)
+    assert result["ratios"]["ray_train_over_beside_ray_per_pair"]["median"] == pytest.approx(1.09)
+    markdown = "\n".join(training_md(result))
+    assert "direct beside Ray / direct, median tokens/s: 0.909" in markdown
+    assert "Ray Train / direct beside Ray (9 idle Ray worker processes), per round: median 1.090, min 0.950" in markdown
 
 
 def test_a_failed_launch_is_shown_and_left_out_of_the_statistics():
     result = suite({"training_pairs": 2, "training_steps": 4}, Launches([10.0, 12.0], [None, 9.0]))
     ray = result["arms"]["ray_train"]
     assert ray["launches"] == 1 and ray["tokens_per_s"]["median"] == 9.0
-    assert result["ratios"]["ray_train_over_direct_per_pair"]["n"] == 1, "a pair with a failed launch has no ratio"
+    assert result["ratios"]["ray_train_over_direct_per_pair"]["n"] == 1, "a round with a failed launch has no ratio"
+    assert result["ratios"]["beside_ray_over_direct_per_pair"]["n"] == 2, "the other arms' ratios keep that round"
     markdown = "\n".join(training_md(result))
     assert "| 2 | ray_train | error |" in markdown.replace("  ", " ")
     assert "Ray Train / direct, median tokens/s: 0.818" in markdown  # 9 / median(10, 12)
