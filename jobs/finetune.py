@@ -29,6 +29,7 @@ log = logging.getLogger("babelforge.finetune")
 
 
 def finetune(cfg: FinetuneConfig) -> dict:
+    import ray
     from ray.data import ExecutionOptions
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -38,6 +39,14 @@ def finetune(cfg: FinetuneConfig) -> dict:
     cfg = cfg.with_absolute_paths()
     Path(cfg.run.output_dir).mkdir(parents=True, exist_ok=True)
     init_ray(cfg.ray)  # joins ray.address / RAY_ADDRESS (ray job submit) / a running cluster, else starts one
+    crowded = T.crowded_cpus_warning(
+        cfg.scaling.use_gpu,
+        cfg.scaling.num_workers,
+        cfg.scaling.resources_per_worker.get("CPU", 1),
+        ray.cluster_resources().get("CPU", 0),
+    )
+    if crowded:
+        log.warning(crowded)
     dataset = build_dataset(cfg)
     max_steps = cfg.train.max_steps
     if max_steps is None:

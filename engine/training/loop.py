@@ -190,6 +190,22 @@ def steps_for_epochs(rows: int, world_size: int, micro_batch: int, accumulation:
     return steps
 
 
+def crowded_cpus_warning(use_gpu: bool, num_workers: int, cpus_per_worker: float, cluster_cpus: float) -> str | None:
+    """A warning when CPU training gives every CPU of the cluster to a rank: Ray Train's own
+    processes (its controller, the data coordinator, idle workers) then run on the ranks' cores,
+    and each time one rank is set aside the other waits for it in the next collective. Measured on
+    2 cores (benchmarks/results/training-probe-2026-12-06.md): 2 ranks ran at 0.77-0.83 of a
+    direct DeepSpeed launch, 1 rank with a core left free at 1.02-1.16."""
+    if use_gpu or num_workers * cpus_per_worker < cluster_cpus:
+        return None
+    return (
+        f"{num_workers} CPU training workers x {cpus_per_worker:g} CPU take all {cluster_cpus:g} CPUs of the cluster: "
+        "Ray Train's own processes will share the ranks' cores, and each rank waits for the other in every "
+        "collective (measured on 2 cores: 0.8 of a launch without Ray). Leave a core free "
+        "(fewer scaling.num_workers, or a larger cluster) where throughput matters."
+    )
+
+
 @dataclass
 class TrainState:
     """Where training is: optimizer steps done, and the data position that goes with them.

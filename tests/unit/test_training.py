@@ -273,3 +273,11 @@ def test_tokenized_columns_are_what_the_loader_reads():
     columns, counts = T.tokenized_columns(CharTokenizer(), rows, 64, packing=True)
     assert set(columns) == set(T.TOKEN_COLUMNS) and len(columns["input_ids"]) == 1 and columns["lang"] == ["mixed"]
     assert counts["examples"] == 2
+
+
+def test_cpu_training_that_takes_every_cpu_is_warned_about():
+    warning = T.crowded_cpus_warning(False, 2, 1, 2.0)
+    assert warning and "take all 2 CPUs" in warning and "Leave a core free" in warning
+    assert T.crowded_cpus_warning(False, 2, 1, 3.0) is None, "a core left free"
+    assert T.crowded_cpus_warning(False, 2, 2, 4.0), "2 workers x 2 CPU fill 4 CPUs"
+    assert T.crowded_cpus_warning(True, 8, 1, 8.0) is None, "GPU ranks: the cores are not what they wait on"
