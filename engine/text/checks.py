@@ -66,28 +66,30 @@ def _normalise(text: str) -> str:
     return _WS.sub(" ", text).strip().casefold()
 
 
-def _count_words(text: str) -> int:
-    """Count plain words (letters, inner apostrophes/hyphens), ignoring code and URLs."""
+def _plain_words(text: str) -> list[str]:
+    """Plain words (letters, inner apostrophes/hyphens, two letters or more), ignoring code and URLs."""
     text = _INLINE_CODE.sub(" ", _FENCED.sub(" ", text))
-    words = 0
+    words = []
     for token in text.split():
         # URLs are tested per token: a URL regex over the text backtracks quadratically.
         if "://" in token or token.casefold().startswith("www."):
             continue
         core = token.strip(_EDGE_PUNCT).replace("'", "").replace("-", "")
         if len(core) >= 2 and core.isalpha():
-            words += 1
+            words.append(core)
     return words
 
 
 def check_untranslated(source: str, text: str) -> str | None:
-    """'untranslated' when the output repeats a source that has real words to translate."""
+    """'untranslated' when the output repeats a source that has real words to translate: three
+    words or more, or two of which one is a lower-case word ("Solve for x: 3x + 7 = 22."). Numbers,
+    code, URLs and a name ("New York", "Albert Einstein") can legitimately stay identical."""
     if _normalise(source) != _normalise(text):
         return None
-    # A source of numbers, code or URLs can legitimately stay identical.
-    if _count_words(source) < _MIN_WORDS_UNTRANSLATED:
-        return None
-    return make_reason("untranslated")
+    words = _plain_words(source)
+    if len(words) >= _MIN_WORDS_UNTRANSLATED or (len(words) == 2 and any(word.islower() for word in words)):
+        return make_reason("untranslated")
+    return None
 
 
 def check_length_ratio(source: str, text: str, low: float, high: float) -> str | None:
@@ -298,10 +300,26 @@ def without_kept_lines(output: str, source: str, langid: LanguageIdentifier) -> 
     return "\n".join(line for line in output.splitlines() if line.strip() not in foreign)
 
 
-def _not_english(text: str, langid: LanguageIdentifier) -> bool:
-    """A source field that is not English (the answer of a 'translate into French' task) may stay."""
+# Words that mark a few-word text as English when language ID is unsure of it.
+_ENGLISH_FUNCTION_WORDS = frozenset(
+    "the of and for with to is are was an this that these what which how why who from by your you it".split()
+)
+
+
+def _not_english(text: str, langid: LanguageIdentifier, confident: float = 0.9) -> bool:
+    """A source field that is not English (the answer of a 'translate into French' task) may stay.
+    Language ID on a few words is a guess ("Solve for x: 3x + 7 = 22." reads as Italian at 0.82):
+    below `confident`, a text half of whose plain words are English function words is English."""
     stripped = strip_sentinels(text)
-    return bool(stripped) and langid.predict(stripped)[0] != "en"
+    if not stripped:
+        return False
+    label, confidence = langid.predict(stripped)
+    if label == "en":
+        return False
+    if confidence >= confident:
+        return True
+    words = [word.casefold() for word in _plain_words(stripped)]
+    return not words or 2 * sum(word in _ENGLISH_FUNCTION_WORDS for word in words) < len(words)
 
 
 def seed_language_reason(

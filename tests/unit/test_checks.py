@@ -100,6 +100,13 @@ def test_untranslated_copy(text):
     assert check_untranslated(SOURCE, text) == "untranslated"
 
 
+@pytest.mark.parametrize("source", ["Solve for x: 3x + 7 = 22.", "Simplify the fraction 12/18.", "Translate `foo()`."])
+def test_a_short_copy_with_words_to_translate_is_untranslated(source):
+    """Two plain words, one of them lower-case: an instruction, not a name (issue 30's copied miss)."""
+    expected = "untranslated" if source != "Translate `foo()`." else None  # one word once the code is set aside
+    assert check_untranslated(source, source) == expected
+
+
 @pytest.mark.parametrize(
     "source",
     [
@@ -112,6 +119,8 @@ def test_untranslated_copy(text):
         "x = 3 + 4",
         "Paris",
         "New York",
+        "Albert Einstein",
+        "iPhone 15 Pro",
         "f(x) = 2x + 1",
         "",
         "   ",
@@ -417,3 +426,41 @@ def test_every_script_is_usable(script):
 )
 def test_check_language(predicted, confidence, expected, threshold, result):
     assert check_language(predicted, confidence, expected, threshold) == result
+
+
+# --- a copied source that language ID misreads ------------------------------------------------
+
+
+class UnsureLangId:
+    """Language ID as fastText answers these few-word texts (lid.176 reads the formula as Italian at 0.82)."""
+
+    ANSWERS = {"Solve for x: 3x + 7 = 22.": ("it", 0.82), "Guten Morgen": ("de", 0.40), "Bonjour": ("fr", 0.90)}
+
+    def predict(self, text):
+        return self.ANSWERS.get(text, ("en", 0.99))
+
+
+@pytest.mark.parametrize(
+    "source, stays",
+    [
+        ("Solve for x: 3x + 7 = 22.", False),  # English words, an unsure guess: a copy to reject
+        ("Guten Morgen", True),  # no English function word: a German answer may stay as it is
+        ("Bonjour", True),  # a confident guess is taken
+    ],
+)
+def test_an_unsure_language_guess_does_not_excuse_an_english_copy(source, stays):
+    from engine.config import ValidationConfig
+    from engine.languages import get_language
+    from engine.text.checks import validate_translation
+
+    verdict = validate_translation(
+        {"output": source},
+        {"output": source},
+        {"output": source},
+        get_language("fr"),
+        UnsureLangId(),
+        ValidationConfig(),
+    )
+    assert (verdict.reason is None) is stays, verdict
+    if not stays:
+        assert verdict.reason == "untranslated"
