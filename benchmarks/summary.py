@@ -286,23 +286,21 @@ def training_md(suite: dict) -> list[str]:
         ],
     )
     ratios = suite["ratios"]
+
+    def per_round(key: str) -> str:
+        r = ratios[key]
+        return f"per round: median {fmt(r['median'], 3)}, min {fmt(r['min'], 3)}, max {fmt(r['max'], 3)}"
+
     lines.append("")
     for key, label in (("ray_train", "Ray Train / direct"), ("beside_ray", "direct beside Ray / direct")):
-        if f"{key}_over_direct_per_pair" not in ratios:
-            continue
-        per_pair = ratios[f"{key}_over_direct_per_pair"]
-        lines += [
-            f"{label}, median tokens/s: {fmt(ratios[f'{key}_over_direct_median_tokens_per_s'], 3)}; "
-            f"per round: median {fmt(per_pair['median'], 3)}, min {fmt(per_pair['min'], 3)}, "
-            f"max {fmt(per_pair['max'], 3)}",
-            "",
-        ]
+        if f"{key}_over_direct_per_pair" in ratios:
+            median = fmt(ratios[f"{key}_over_direct_median_tokens_per_s"], 3)
+            lines += [f"{label}, median tokens/s: {median}; {per_round(f'{key}_over_direct_per_pair')}", ""]
     if "ray_train_over_beside_ray_per_pair" in ratios:
-        per_pair = ratios["ray_train_over_beside_ray_per_pair"]
         held = sorted({run["idle_ray_processes"] for run in suite["runs"] if "idle_ray_processes" in run})
         lines += [
-            f"Ray Train / direct beside Ray ({' or '.join(map(str, held)) or '?'} idle Ray worker processes), per "
-            f"round: median {fmt(per_pair['median'], 3)}, min {fmt(per_pair['min'], 3)}, max {fmt(per_pair['max'], 3)}",
+            f"Ray Train / direct beside Ray ({' or '.join(map(str, held)) or '?'} idle Ray worker processes), "
+            + per_round("ray_train_over_beside_ray_per_pair"),
             "",
         ]
     for run in suite["runs"]:

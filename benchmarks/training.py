@@ -9,12 +9,13 @@ direct beside Ray, direct, ...: `training_pairs` rounds, every launch in a proce
 the machine's load drifts over all arms alike; it reports each arm's median tokens/s with its
 spread and the 1-minute load before and after every launch.
 
-The third arm is the control that names where Ray Train's gap comes from: the direct launch again,
-while a local Ray session holds as many Ray worker processes as a Ray Train run has beside its
-ranks. Every Ray worker process wakes 100 times a second (its task loop checks for signals every
-10 ms), and on a node whose every core runs a rank each wake-up preempts a rank while the other
-waits for it in the next collective. When "direct beside Ray" is as slow as Ray Train, the gap is
-that, not the training code path (benchmarks/results/training-probe-2026-12-06.md).
+The third arm is a control for one part of Ray Train's gap: the direct launch again, while a local
+Ray session holds as many idle Ray worker processes as a Ray Train run keeps beside its ranks.
+Every Ray worker process wakes 100 times a second (its task loop checks for signals every 10 ms);
+on a node whose every core runs a rank those wake-ups take the ranks' cores, and a rank set aside
+makes the other wait in the next collective. How far "direct beside Ray" falls below direct is what
+idle processes alone cost; the rest of Ray Train's gap comes from elsewhere, its active processes
+and worker setup being the suspects not yet separated (benchmarks/results/training-probe-2026-12-06.md).
 
 Reports training tokens/s over the steady steps (the first `--warmup` steps left out: they pay for
 the data pipeline's start and the first allocation), and wall time from launch to exported model.
