@@ -57,7 +57,14 @@ def engine_phases(answers: list[dict], started: float, end_to_end_s: float) -> d
     build, CPU stages' and engine actor's start, model load) is start, and the rest steady state."""
     first_request = min(answer["done_at"] - answer["llm_s"] for answer in answers)
     engine_start = max(0.0, first_request - started)
-    return {"engine_start_s": round(engine_start, 2), "steady_s": round(max(0.0, end_to_end_s - engine_start), 2)}
+    steady = max(0.0, end_to_end_s - engine_start)
+    return {
+        "engine_start_s": round(engine_start, 2),
+        "steady_s": round(steady, 2),
+        # The stage ends no sooner than its longest request; the engine's requests in flight on average.
+        "longest_request_s": round(max(answer["llm_s"] for answer in answers), 2),
+        "mean_in_flight": round(sum(answer["llm_s"] for answer in answers) / steady, 1) if steady else None,
+    }
 
 
 def raydata_generate(config: Config, rows: list[dict]) -> tuple[list[dict], dict]:

@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from benchmarks.harness import SEEDS, agreement, case_main, peak_rss_mib, rate, ratio, start_local_ray
+import yaml
+
+from benchmarks.harness import ROOT, SEEDS, agreement, case_main, peak_rss_mib, rate, ratio, start_local_ray
 from benchmarks.raydata import raydata_generate, raydata_rows
 from benchmarks.simulated import FixedLatencyGenerator, is_simulated, simulated_generate, spec_config
 from benchmarks.workload import base_spec, load_tasks, row_summary
@@ -149,6 +151,8 @@ def case_refine_chain(spec: dict) -> dict:
         "engine_starts": 0 if simulated else len(stages),
         "engine_start_s": round(engine_start, 2),
         "steady_state_s": round(steady, 2),
+        # Each stage waits for its longest request: the chain's floor, as the longest row is babelforge's.
+        "stage_longest_requests_s": round(sum(stage.get("longest_request_s", 0.0) for stage in stages), 2),
         "engine_release_s": round(sum(stage.get("release_s", 0.0) for stage in stages), 2),
         "generated_tokens": generated,
         "tokens_per_s_end_to_end": rate(generated, seconds),
@@ -212,10 +216,30 @@ def share(part: int | None, whole: int | None) -> float | None:
     return round(part / whole, 3) if whole and part is not None else None
 
 
+def critical_paths(babelforge: dict, chain: dict) -> dict:
+    """What bounds each arm's steady state from below. babelforge: its longest row, whose
+    requests run one after another (engine.rows.refine), so no schedule of one engine ends
+    sooner; the chain: its stages one after another, each waiting for its longest request.
+    The closer an arm's steady state is to its bound, the less its scheduling has left to win."""
+    timeline = babelforge.get("request_timeline") or {}
+    out = {}
+    for name, case, bound in (
+        ("babelforge", babelforge, timeline.get("longest_row_s")),
+        ("ray_data_llm_chain", chain, chain.get("stage_longest_requests_s")),
+    ):
+        steady = case.get("steady_state_s")
+        out[name] = {"steady_state_s": steady, "bound_s": bound, "bound_share": share(bound, steady)}
+    return out
+
+
 def refinement_suite(sizes: dict, simulated: bool, runner) -> dict:
     rounds, criteria = sizes.get("refine_rounds", 2), sizes.get("refine_criteria", ["adequacy"])
     chosen = span_free_seeds(sizes["refine_seeds"], str(Path(runner.scratch("refinement")) / "seeds.jsonl"))
     overrides = {**BENCH_VALIDATION, "refine": {"criteria": criteria, "rewrite_below": 2.0}}
+    engine = yaml.safe_load((ROOT / "configs/demo.yaml").read_text())["model"]["engine_kwargs"]
+    if sizes.get("refine_slots"):  # the engine's sequences at once (max_num_seqs), in both arms alike
+        engine = {**engine, "max_num_seqs": sizes["refine_slots"]}
+        overrides["model"] = {"engine_kwargs": engine}
     spec = {
         **base_spec(sizes, simulated),
         "seeds": None,
@@ -253,8 +277,10 @@ def refinement_suite(sizes: dict, simulated: bool, runner) -> dict:
             "batch_size": spec["batch_size"],
             "batches_in_flight": spec["batches_in_flight"],
             "ray_num_cpus": spec["num_cpus"],
+            "engine_slots": engine.get("max_num_seqs"),
         },
         "cases": cases,
+        "critical_paths": critical_paths(b, c),
         "ratios": {
             "chain_over_babelforge_steady_state_s": ratio(c.get("steady_state_s"), b.get("steady_state_s")),
             "chain_time_over_babelforge_time": ratio(c.get("end_to_end_s"), b.get("end_to_end_s")),

@@ -155,6 +155,12 @@ def main(argv: list[str] | None = None) -> dict:
         default="",
         help="planned rows of the scale suite's cases, comma-separated (default: the size's)",
     )
+    parser.add_argument(
+        "--refine-slots",
+        type=int,
+        default=None,
+        help="the refinement suite's engine sequences at once (max_num_seqs), both arms; default: configs/demo.yaml's",
+    )
     args = parser.parse_args(argv)
     suites = [s.strip() for s in args.suite.split(",") if s.strip()]
     unknown = sorted(set(suites) - set(SUITES))
@@ -167,6 +173,8 @@ def main(argv: list[str] | None = None) -> dict:
     sizes = SIZES[size]
     if args.scale_rows:
         sizes = {**sizes, "scale_rows": [int(n) for n in args.scale_rows.split(",")]}
+    if args.refine_slots:
+        sizes = {**sizes, "refine_slots": args.refine_slots}
     command = "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:])
     quiet = wait_for_quiet(args.max_load, args.wait_quiet)
     work_dir = Path(tempfile.mkdtemp(prefix="babelforge-bench-"))

@@ -96,7 +96,24 @@ def translation_md(suite: dict) -> list[str]:
         )
         + cpu_md(suite["cases"])
         + gate_md(suite["cases"].get("babelforge", {}))
+        + edges_md(suite["cases"].get("babelforge", {}))
     )
+
+
+def edges_md(case: dict) -> list[str]:
+    """Where babelforge's generation phase had no request in its engine: before the first request
+    reached it (the batches' way to the actor) and after the last answer (the rows' way back)."""
+    timeline = case.get("request_timeline") or {}
+    if "start_to_first_request_s" not in timeline:
+        return []
+    return [
+        "",
+        f"babelforge's generation phase ({fmt(case.get('generation_s'))} s): the first request reached the engine "
+        f"{fmt(timeline['start_to_first_request_s'], 2)} s after it was ready, the last row reached the driver "
+        f"{fmt(timeline['last_answer_to_end_s'], 2)} s after the last answer; requests in flight by tenth: "
+        + ", ".join(fmt(x) for x in timeline.get("mean_in_flight_by_tenth", []))
+        + ".",
+    ]
 
 
 def cpu_md(cases: dict) -> list[str]:
@@ -213,16 +230,51 @@ def refinement_md(suite: dict) -> list[str]:
         )
         + [f"Settings (both arms): {note}" for note in suite.get("notes", [])[:3]]
         + chain_stages(suite)
+        + critical_path_lines(suite)
         + [""]
     )
+
+
+def critical_path_lines(suite: dict) -> list[str]:
+    """Each arm's steady state beside its floor (benchmarks.refinement_chain.critical_paths), and
+    how full babelforge's engine was over its steady state."""
+    paths = suite.get("critical_paths") or {}
+    b, c = paths.get("babelforge") or {}, paths.get("ray_data_llm_chain") or {}
+    if not (b.get("bound_s") and c.get("bound_s")):
+        return []
+    timeline = suite["cases"]["babelforge"].get("request_timeline") or {}
+    finished = timeline.get("rows_finished_at_share") or {}
+    slots = suite["workload"].get("engine_slots")
+    return [
+        "",
+        f"Floors ({suite['workload']['seeds']} rows, {slots} engine slots): babelforge's longest row "
+        f"({timeline.get('longest_row_requests')} requests one after another, {timeline.get('longest_row_tokens')} "
+        f"tokens) took {fmt(b['bound_s'])} s of its {fmt(b['steady_state_s'])} s steady state "
+        f"({fmt(b['bound_share'], 2)}); the chain's stages' longest requests add up to {fmt(c['bound_s'])} s of its "
+        f"{fmt(c['steady_state_s'])} s ({fmt(c['bound_share'], 2)}).",
+        "babelforge's requests in flight, by tenth of its steady state: "
+        + ", ".join(fmt(x) for x in timeline.get("mean_in_flight_by_tenth", []))
+        + f"; half its rows had finished at {fmt(finished.get('half'), 2)} of it, nine tenths at "
+        f"{fmt(finished.get('nine_tenths'), 2)}; median wait between a row's answer and its next request "
+        f"{fmt((timeline.get('median_gap_between_requests_s') or 0) * 1000)} ms.",
+    ]
 
 
 def chain_stages(suite: dict) -> list[str]:
     """The chain's stages in order, each with its requests: one engine each."""
     stages = suite.get("cases", {}).get("ray_data_llm_chain", {}).get("stages")
-    return (
-        ["Chain stages (requests): " + ", ".join(f"{s['stage']} ({s['requests']})" for s in stages)] if stages else []
-    )
+    if not stages:
+        return []
+    if all("longest_request_s" in s for s in stages):
+        return [
+            "Chain stages (requests; steady s, longest request s, requests in flight on average): "
+            + ", ".join(
+                f"{s['stage']} ({s['requests']}; {fmt(s['steady_s'])}, {fmt(s['longest_request_s'])}, "
+                f"{fmt(s['mean_in_flight'])})"
+                for s in stages
+            )
+        ]
+    return ["Chain stages (requests): " + ", ".join(f"{s['stage']} ({s['requests']})" for s in stages)]
 
 
 TRAINING_ARMS = {

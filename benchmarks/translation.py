@@ -207,7 +207,22 @@ def case_raydata(spec: dict) -> dict:
     }
 
 
-CASES = {"raw": case_raw, "babelforge": case_babelforge, "raydata": case_raydata}
+# Ray worker processes beside the translate actor while babelforge's stage generates (its CPU
+# table, 48 seeds: four Ray Data task workers, the Ray Data stats actor, one idle worker). The
+# control case holds as many idle ones beside the raw engine, with Ray's services running.
+STAGE_SIDE_PROCESSES = 6
+
+
+def case_raw_beside_ray(spec: dict) -> dict:
+    """(a) raw vLLM while a local Ray session holds idle worker processes, as many as sit beside
+    babelforge's translate actor: what Ray's processes on the engine's cores cost by themselves."""
+    from benchmarks.training import idle_ray_processes
+
+    with idle_ray_processes(spec.get("idle_ray_processes", STAGE_SIDE_PROCESSES), spec["num_cpus"]) as held:
+        return {**case_raw(spec), "case": "raw_beside_ray", "idle_ray_processes": held}
+
+
+CASES = {"raw": case_raw, "raw_beside_ray": case_raw_beside_ray, "babelforge": case_babelforge, "raydata": case_raydata}
 
 
 # ---------------------------------------------------------------- the suite (parent process: no heavy imports)

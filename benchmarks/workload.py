@@ -5,8 +5,10 @@ planned from the project's seeds (engine.recipes.plan_run), and the job's own tr
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
+import statistics
 import time
 
 import pyarrow as pa
@@ -152,11 +154,83 @@ class CountingEncoder:
         return self.encoder.encode_passages(texts)
 
 
+_ROW = contextvars.ContextVar("bench_row", default=None)
+
+
+class RequestTimeline:
+    """Every LLM request a row machine sends through `generator`, timed: per row (the task id,
+    carried by a context variable each row's coroutine sets), [sent, returned, generated tokens]
+    in wall-clock seconds. Wraps the generator's `generate` in place, so the row machine that
+    already holds the generator records without knowing."""
+
+    def __init__(self, generator):
+        self.rows: dict[str, list[list[float]]] = {}
+        inner = generator.generate
+
+        async def generate(messages, params):
+            sent = time.time()
+            done = await inner(messages, params)
+            self.rows.setdefault(_ROW.get(), []).append([sent, time.time(), done.completion_tokens])
+            return done
+
+        generator.generate = generate
+
+    def row_machine(self, machine):
+        """`machine` with each row's requests recorded under its task id."""
+
+        async def run(task: dict) -> dict:
+            _ROW.set(task["id"])
+            return await machine(task)
+
+        return run
+
+    def pop(self, row_id: str) -> str:
+        return json.dumps(self.rows.pop(row_id, []))
+
+
+def timeline_summary(requests: list[list[list[float]]], start: float, end: float, parts: int = 10) -> dict:
+    """What a run's request timelines (RequestTimeline, one list per row) say about its steady
+    state, `start` to `end`: requests in flight on average in each tenth of it, how far into it
+    half, nine tenths and all of the rows had finished, the longest row (first request sent to
+    last returned: a row's requests run one after another, so no schedule ends before it) and
+    the median wait between a row's answer and its next request; and what of the window no request
+    covered at its edges: from `start` to the first request sent, from the last answer to `end`."""
+    rows = [sorted(row) for row in requests if row]
+    window = end - start
+    if not rows or window <= 0:
+        return {}
+    step = window / parts
+    flat = [request for row in rows for request in row]
+    in_flight = [
+        round(sum(max(0.0, min(e, a + step) - max(s, a)) for s, e, _ in flat) / step, 1)
+        for a in (start + i * step for i in range(parts))
+    ]
+    finished = sorted(row[-1][1] for row in rows)
+
+    def share_at(q: float) -> float:
+        return round((finished[min(len(finished) - 1, int(q * len(finished) + 0.5) - 1)] - start) / window, 3)
+
+    longest = max(rows, key=lambda row: row[-1][1] - row[0][0])
+    gaps = [b[0] - a[1] for row in rows for a, b in zip(row, row[1:])]
+    return {
+        "requests": len(flat),
+        "mean_in_flight_by_tenth": in_flight,
+        "rows_finished_at_share": {"half": share_at(0.5), "nine_tenths": share_at(0.9), "all": share_at(1.0)},
+        "longest_row_s": round(longest[-1][1] - longest[0][0], 2),
+        "longest_row_requests": len(longest),
+        "longest_row_tokens": int(sum(r[2] for r in longest)),
+        "median_gap_between_requests_s": round(statistics.median(gaps), 4) if gaps else None,
+        "start_to_first_request_s": round(min(r[0] for r in flat) - start, 2),
+        "last_answer_to_end_s": round(end - max(r[1] for r in flat), 2),
+    }
+
+
 class TimedTranslateActor(TranslateActor):
     """TranslateActor plus, on every output batch, when this actor became ready, when the batch
-    finished (wall clock), how many batches this actor had running at most so far, and the
-    seconds and texts its adequacy gate has spent so far, so a benchmark can tell engine start
-    from generation, see the pool's concurrency and the gate's cost."""
+    finished (wall clock), how many batches this actor had running at most so far, the seconds
+    and texts its adequacy gate has spent so far, and each row's LLM requests (RequestTimeline),
+    so a benchmark can tell engine start from generation, see the pool's concurrency, the gate's
+    cost and the engine's occupancy over time."""
 
     ready_at = 0.0
     running = peak_running = 0  # every call runs on the actor's one UDF event loop: no lock needed
@@ -168,6 +242,10 @@ class TimedTranslateActor(TranslateActor):
             if getattr(check, "encoder", None) is not None:
                 check.encoder = CountingEncoder(check.encoder)
                 self.counters.append(check.encoder)
+        self.timeline = None
+        if self.generator is not None:
+            self.timeline = RequestTimeline(self.generator)
+            self.translator = self.timeline.row_machine(self.translator)
         self.ready_at = time.time()
 
     async def __call__(self, batch: pa.Table):
@@ -184,6 +262,8 @@ class TimedTranslateActor(TranslateActor):
                 table = table.append_column(
                     "bench_gate_texts", pa.array([sum(c.texts for c in self.counters)] * rows, pa.int64())
                 )
+                requests = [self.timeline.pop(i) if self.timeline else "[]" for i in table.column("id").to_pylist()]
+                table = table.append_column("bench_requests", pa.array(requests, pa.string()))
                 yield table.append_column("bench_done_at", pa.array([time.time()] * rows, pa.float64()))
         finally:
             self.running -= 1
@@ -214,6 +294,7 @@ def run_translation_stage(config: Config, tasks: list[dict], actor_cls) -> tuple
     first_ready, all_ready, last = min(ready), max(ready), arrivals[-1]
     after_all_ready = sum(1 for t in done_at if t >= all_ready)
     window = max(done_at) - all_ready
+    requests = [json.loads(r) for r in table.column("bench_requests").to_pylist()]
     timing = {
         "first_ready_s": round(first_ready - started, 2),
         "all_ready_s": round(all_ready - started, 2),
@@ -227,9 +308,10 @@ def run_translation_stage(config: Config, tasks: list[dict], actor_cls) -> tuple
         "adequacy_gate": gate_totals(
             ready, table.column("bench_gate_s").to_pylist(), table.column("bench_gate_texts").to_pylist()
         ),
+        "request_timeline": timeline_summary(requests, first_ready, last),
     }
     return timing, table.drop_columns(
-        ["bench_ready_at", "bench_done_at", "bench_peak_batches", "bench_gate_s", "bench_gate_texts"]
+        ["bench_ready_at", "bench_done_at", "bench_peak_batches", "bench_gate_s", "bench_gate_texts", "bench_requests"]
     )
 
 

@@ -142,6 +142,12 @@ def test_the_refinement_chain_takes_babelforges_decisions(report):
     assert {row["rounds"] for row in babelforge["per_row"] if row["status"] == "accepted"} == {2}
     assert all(chain["phase_tokens"][phase] > 0 for phase in ("draft", "judge", "rewrite"))
     assert suite["ratios"]["chain_time_over_babelforge_time"] > 0
+    # babelforge's actor timed every request: as many as the chain's stages sent (the same decisions), and no
+    # row's requests (one after another) outlast the steady state they ran in.
+    timeline = babelforge["request_timeline"]
+    assert timeline["requests"] == sum(stage["requests"] for stage in chain["stages"])
+    assert timeline["longest_row_requests"] == 6 and 0 < timeline["longest_row_s"] <= babelforge["steady_state_s"]
+    assert suite["critical_paths"]["babelforge"]["bound_s"] == timeline["longest_row_s"]
     # Both arms on the span-free seeds and the benchmark's validation; judged and rewritten rows, engine start
     # told apart.
     assert suite["workload"]["seed_choice"]["chosen"] == babelforge["rows"] == chain["rows"] == 3
