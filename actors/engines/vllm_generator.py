@@ -112,7 +112,7 @@ class VLLMGenerator:
     async def generate(self, messages: list[dict], params: GenParams) -> Completion:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
-        from vllm.sampling_params import StructuredOutputsParams
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
         from vllm.v1.engine.exceptions import EngineDeadError
 
         ids = self.prompt_ids(messages)
@@ -123,6 +123,9 @@ class VLLMGenerator:
             top_p=params.top_p,
             max_tokens=params.max_tokens,
             repetition_penalty=params.repetition_penalty,
+            # The answer only, when it is done: by default AsyncLLM builds every request's text so far and
+            # wakes its caller at every engine step, Python work in this actor for each token of each row.
+            output_kind=RequestOutputKind.FINAL_ONLY,
             # No free whitespace between JSON tokens: small models otherwise loop on newlines.
             structured_outputs=StructuredOutputsParams(json=params.json_schema, disable_any_whitespace=True)
             if params.json_schema
