@@ -21,6 +21,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks/results"  # where result files go unless --out says otherwise
 SEEDS = ROOT / "data/seeds/english_seeds.jsonl"  # the project's English seeds: every benchmark's source text
+
+
+def demo_settings() -> dict:
+    """configs/demo.yaml as a dict: the settings the benchmarks narrow (a fresh copy each call)."""
+    import yaml
+
+    return yaml.safe_load((ROOT / "configs/demo.yaml").read_text())
+
+
 log = logging.getLogger("babelforge.bench")
 
 

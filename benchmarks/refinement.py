@@ -15,7 +15,7 @@ import platform
 import time
 from datetime import date
 
-from benchmarks.harness import RESULTS, ROOT, save_json
+from benchmarks.harness import RESULTS, ROOT, demo_settings, save_json
 from engine.config import parse_config
 from engine.recipes import plan_run, row_machine
 from engine.records import ACCEPTED
@@ -23,7 +23,7 @@ from engine.records import ACCEPTED
 
 def config_for(rounds: int, lang: str, seeds: int) -> dict:
     """configs/demo.yaml into `lang` alone, every one of the first `seeds` seeds (mode all)."""
-    demo = __import__("yaml").safe_load((ROOT / "configs/demo.yaml").read_text())
+    demo = demo_settings()
     demo["languages"] = {"targets": [lang]}
     demo["refine"] = {"rounds": rounds}
     demo["seeds"] = {**demo["seeds"], "paths": [str(ROOT / path) for path in demo["seeds"]["paths"]], "limit": seeds}

@@ -16,9 +16,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import yaml
-
-from benchmarks.harness import ROOT, SEEDS, agreement, case_main, peak_rss_mib, rate, ratio, start_local_ray
+from benchmarks.harness import SEEDS, agreement, case_main, demo_settings, peak_rss_mib, rate, ratio, start_local_ray
 from benchmarks.raydata import raydata_generate, raydata_rows
 from benchmarks.simulated import FixedLatencyGenerator, is_simulated, simulated_generate, spec_config
 from benchmarks.workload import base_spec, load_tasks, row_summary
@@ -236,7 +234,7 @@ def refinement_suite(sizes: dict, simulated: bool, runner) -> dict:
     rounds, criteria = sizes.get("refine_rounds", 2), sizes.get("refine_criteria", ["adequacy"])
     chosen = span_free_seeds(sizes["refine_seeds"], str(Path(runner.scratch("refinement")) / "seeds.jsonl"))
     overrides = {**BENCH_VALIDATION, "refine": {"criteria": criteria, "rewrite_below": 2.0}}
-    engine = yaml.safe_load((ROOT / "configs/demo.yaml").read_text())["model"]["engine_kwargs"]
+    engine = demo_settings()["model"]["engine_kwargs"]
     if sizes.get("refine_slots"):  # the engine's sequences at once (max_num_seqs), in both arms alike
         engine = {**engine, "max_num_seqs": sizes["refine_slots"]}
         overrides["model"] = {"engine_kwargs": engine}

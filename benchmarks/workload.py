@@ -12,10 +12,9 @@ import statistics
 import time
 
 import pyarrow as pa
-import yaml
 
 from actors.engines.translate import TranslateActor
-from benchmarks.harness import ROOT, SEEDS, rate
+from benchmarks.harness import SEEDS, demo_settings, rate
 from engine.config import Config, parse_config
 from engine.inputs.seeds import load_seed_table
 from engine.recipes import plan_run
@@ -50,7 +49,7 @@ def bench_config(
     the demo's validation and adequacy gate unless `adequacy` says otherwise. spec['seeds_path']
     replaces the seed file; spec['overrides'] ({section: {key: value}}) is applied last, so every
     case of a suite given the same spec runs the same settings."""
-    demo = yaml.safe_load((ROOT / "configs/demo.yaml").read_text())
+    demo = demo_settings()
     demo["run"] = {"name": "bench", "output_dir": run_dir or "/tmp/babelforge-bench"}
     demo["seeds"] = {"paths": [seeds_path or spec.get("seeds_path") or str(SEEDS)]}
     demo["languages"] = {"targets": languages or [spec["lang"]]}
