@@ -35,7 +35,7 @@ from benchmarks.summary import write_report
 
 SUITES = ("translation", "refinement", "tokens", "scaling", "cheap", "adequacy", "training", "scale")
 
-# What each size measures. quick takes about half an hour on 2 cores (its suites' times added up); tiny is for tests.
+# What each size measures. quick takes about 50 minutes on 2 cores (48 min on 2026-12-07); tiny is for tests.
 # latency_s is a generation request's simulated latency; scaling_latency_s the scaling suite's, long enough that
 # 8 actors' demand (8 x 64 rows in flight / latency: 512 rows/s at 1 s) leaves 2 cores room for the row machines,
 # fastText and Ray, as a real model's would: the pool, not the cores, is what the scaling cases measure.
@@ -138,7 +138,7 @@ def run_suite(name: str, sizes: dict, simulated: bool, runner: Runner, results: 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", default=",".join(SUITES), help=f"comma-separated, from {', '.join(SUITES)}")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes: about half an hour on 2 cores")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes: about 50 minutes on 2 cores")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: seconds per suite
     # Tests: in these suites (translation, refinement, tokens) the fixed-latency generator stands in for the LLM.
     parser.add_argument("--simulate", default="", help=argparse.SUPPRESS)
