@@ -23,7 +23,7 @@ from pathlib import Path
 
 from benchmarks.harness import RESULTS, ROOT, save_json
 from engine.calibration import MUST_ACCEPT, MUST_REJECT, Outcome, evaluate, limits_for  # noqa: F401  (evaluate, Outcome: read by tests)
-from engine.config import QualityConfig
+from engine.config import QualityConfig, ValidationConfig
 
 PAIRS = ROOT / "tests/data/adequacy_pairs.jsonl"
 # X-Instruction: {id, lang, text_id, instruction, kind}; kind correct (an instruction the text
@@ -143,11 +143,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     from actors.engines.embed import load_embedder
-    from actors.engines.langid import FastTextLangId
+    from actors.engines.langid import load_langid
 
     encoder, langid, quality = (
         load_embedder(args.encoder, threads=1),
-        FastTextLangId(),
+        load_langid(ValidationConfig()),
         QualityConfig(encoder=args.encoder),
     )
     pairs = load_pairs(args.pairs)

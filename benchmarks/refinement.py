@@ -59,11 +59,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
 
-    from actors.engines.langid import FastTextLangId
+    from actors.engines.langid import load_langid
     from actors.engines.vllm_generator import VLLMGenerator
 
     base = parse_config(config_for(0, args.lang, args.seeds))
-    langid = FastTextLangId(base.validation.langid_model)
+    langid = load_langid(base.validation)
 
     async def both() -> dict:
         # One event loop for the engine's whole life: AsyncLLM binds its output handler to it.

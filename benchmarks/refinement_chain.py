@@ -52,13 +52,11 @@ def chain_machine(config: Config, count_tokens) -> RefinementLoop:
     """The job's row machine for a driver that sends the requests itself: the language ID and the
     added checks (the adequacy gate) that TranslateActor gives its own, token budgets counted
     with `count_tokens`. Its rows name the ray.data.llm backend."""
-    from actors.engines.langid import FastTextLangId
+    from actors.engines.langid import load_langid
     from actors.engines.translate import load_encoder
 
     stand_in = SimpleNamespace(model_name=config.model.name, backend="ray_data_llm", count_tokens=count_tokens)
-    return row_machine(
-        config, stand_in, FastTextLangId(config.validation.langid_model), quality_checks(config, load_encoder(config))
-    )
+    return row_machine(config, stand_in, load_langid(config.validation), quality_checks(config, load_encoder(config)))
 
 
 def stage_name(ask: Ask) -> str:

@@ -231,6 +231,12 @@ class GenerationConfig(Section):
 class ValidationConfig(Section):
     langid_model: str = "lid176"
     """fastText language-ID model: bundled 'lid176' or a path to lid.176.bin / GlotLID."""
+    langid_second: Literal["lingua"] | None = "lingua"
+    """A second language-ID model, asked only about a field the first rejects: 'lingua'
+    (lingua-language-detector, 75 languages, Apache-2.0) or null. It accepts the field when it
+    names the target language at langid_threshold and knows the first model's answer too; it
+    rescues most correct Yoruba, Swahili and Slovak fields that lid.176 misreads. Its models load
+    on first use, per script read: up to 1.2 GiB per translate actor once every script has been read."""
     langid_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     """Minimum confidence of the target language on each translated field."""
     langid_min_chars: int = Field(default=20, ge=0)

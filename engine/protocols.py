@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 # Completion.finish_reason values besides the engine's own ("stop", "length").
 TOO_LONG = "too_long"  # the prompt plus max_tokens does not fit the model's context
@@ -101,6 +101,21 @@ class LanguageIdentifier(Protocol):
 
     def predict(self, text: str) -> tuple[str, float]:
         """(bare label such as 'fr', confidence) for one text."""
+        ...
+
+
+@runtime_checkable
+class SecondOpinionLanguageIdentifier(LanguageIdentifier, Protocol):
+    """A language identifier with a second model, asked only where the first rejected a field.
+
+    `second_method` names that model in a row's `lid_method` when its answer decided."""
+
+    second_method: str
+
+    def second_opinion(self, text: str, expected: str, first: str) -> tuple[str, float] | None:
+        """The second model's (bare label, confidence) for text, or None where it cannot judge:
+        it lacks `expected` or the first model's answer `first` (a model that could not have named
+        the first model's language must not overrule it)."""
         ...
 
 

@@ -51,6 +51,7 @@ def checks_record(quality: QualityConfig, validation: ValidationConfig) -> dict:
         "check_sentences": quality.check_sentences,
         "sentence_slack": quality.sentence_slack,
         "langid_model": validation.langid_model,
+        "langid_second": validation.langid_second,
         "langid_threshold": validation.langid_threshold,
         "langid_min_chars": validation.langid_min_chars,
         "length_ratio": list(validation.length_ratio),
@@ -69,7 +70,7 @@ def calibrate(
 ) -> dict:
     """The calibration of `encoder_name` (loaded unless `encoder` is given) on the set."""
     from actors.engines.embed import load_embedder
-    from actors.engines.langid import FastTextLangId
+    from actors.engines.langid import load_langid
 
     quality = (quality or QualityConfig()).model_copy(update={"encoder": encoder_name})
     validation = validation or ValidationConfig()
@@ -78,7 +79,7 @@ def calibrate(
         raise ValueError("the calibration set is empty: data/calibration/texts/<lang>.jsonl holds the translations")
     started = time.monotonic()
     encoder = encoder or load_embedder(encoder_name, device=device, threads=threads)
-    langid = langid or FastTextLangId(validation.langid_model)
+    langid = langid or load_langid(validation)
     outcomes = evaluate(pairs, encoder, langid, quality, validation)
     log.info("scored %d pairs in %.1fs", len(pairs), time.monotonic() - started)
     return fit_calibration(

@@ -110,7 +110,7 @@ class TranslateActor:
     """
 
     def __init__(self, config_data: dict):
-        from actors.engines.langid import FastTextLangId
+        from actors.engines.langid import load_langid
 
         config = Config.model_validate(config_data)
         started = time.monotonic()
@@ -119,7 +119,7 @@ class TranslateActor:
         self.generator = self.make_generator(config) if config.needs_llm() else None
         self.machine = build_machine(config) if config.mt_languages() else None
         self.checks = quality_checks(config, load_encoder(config))
-        langid = FastTextLangId(config.validation.langid_model)
+        langid = load_langid(config.validation)
         self.translator = row_machine(config, self.generator, langid, self.checks, self.machine)
         self.slots = RowSlots(config.compute.in_flight_rows)
         log.info("translate actor ready in %.1fs", time.monotonic() - started)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from engine.config import ValidationConfig
 from engine.languages import SCRIPTS, Language
-from engine.protocols import LanguageIdentifier
+from engine.protocols import LanguageIdentifier, SecondOpinionLanguageIdentifier
 from engine.reasons import make_reason
 from engine.text.spans import strip_sentinels
 
@@ -240,18 +240,21 @@ def language_check(
     text: str, language: Language, langid: LanguageIdentifier, cfg: ValidationConfig
 ) -> tuple[str | None, str, float, str]:
     """(reason, label, confidence, method): does the text read as `language`? fastText where it
-    knows the language and the text is long enough, else the share of letters in its script."""
+    knows the language and the text is long enough (and a second model, where langid has one, for a
+    field fastText rejects), else the share of letters in its script."""
     # Letters, not characters: "Trouvez x : 3x + 7 = 22." is 24 characters but 9 letters, and
     # lid.176 reads such a formula-heavy line as Italian as readily as French.
     letters = sum(1 for ch in text if ch.isalpha())
     if language.lid_label and langid.has_label(language.lid_label) and letters >= cfg.langid_min_chars:
         label, confidence = langid.predict(text)
-        return (
-            check_language(label, confidence, language.lid_label, cfg.langid_threshold),
-            label,
-            confidence,
-            "fasttext",
-        )
+        reason = check_language(label, confidence, language.lid_label, cfg.langid_threshold)
+        if reason is not None and isinstance(langid, SecondOpinionLanguageIdentifier):
+            # lid.176 misreads some languages it knows (most Yoruba as Irish, much Swahili as Turkish):
+            # a second model that also knows the first one's answer may accept the field instead.
+            second = langid.second_opinion(text, language.lid_label, _bare_label(label))
+            if second is not None and check_language(*second, language.lid_label, cfg.langid_threshold) is None:
+                return None, second[0], second[1], langid.second_method
+        return reason, label, confidence, "fasttext"
     reason = check_script(text, language.script, cfg.script_min_share)
     return reason, language.code if reason is None else "?", 1.0 if reason is None else 0.0, "script"
 

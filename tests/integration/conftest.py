@@ -99,6 +99,8 @@ def read_report(run_dir: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def langid():
-    from actors.engines.langid import FastTextLangId
+    """The language ID a run has at the defaults: lid.176, and lingua for the fields it rejects."""
+    from actors.engines.langid import load_langid
+    from engine.config import ValidationConfig
 
-    return FastTextLangId("lid176")
+    return load_langid(ValidationConfig())

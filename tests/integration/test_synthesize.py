@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from engine.builders.ranks import validation_count
+from engine.config import ValidationConfig
 from engine.languages import get_language
-from engine.text.checks import check_language, check_script
+from engine.text.checks import language_check
 from engine.text.spans import SENTINEL_RE, protect_many, strip_sentinels
 from tests.integration.browser import RenderedPage, dump_dom, png_size, screenshot
 from tests.integration.conftest import GATE_OFF, read_report, read_rows, run_job, tiny_config, write_config
@@ -61,27 +62,21 @@ def sources_count(sources: list[str], span: str) -> int:
 
 
 def test_every_accepted_field_passes_language_id(run, langid):
+    """Read again with the run's language ID (lid.176, lingua's second opinion on what it rejects)."""
     run_dir, config, _ = run
-    threshold = 0.5
+    validation = ValidationConfig(langid_threshold=0.5)
     for row in read_rows(run_dir, "accepted"):
         language = get_language(row["lang"])
-        assert row["lid_method"] in {"fasttext", "script"}
-        assert row["lid_confidence"] >= threshold or row["lid_method"] == "script"
+        assert row["lid_method"] in {"fasttext", "lingua", "script"}
+        assert row["lid_confidence"] >= validation.langid_threshold or row["lid_method"] == "script"
         for field in FIELDS:
             text, source = row[field] or "", row[f"src_{field}"] or ""
             if not source or text == source:
                 continue  # empty, or a task operand kept as it is (selective translation)
             protected, _, _ = protect_many([text])
             visible = strip_sentinels(protected[0])
-            if len(visible) >= 20:
-                label, confidence = langid.predict(visible)
-                assert check_language(label, confidence, language.lid_label, threshold) is None, (
-                    row["id"],
-                    field,
-                    label,
-                )
-            else:
-                assert check_script(visible, language.script) is None
+            reason, label, _, _ = language_check(visible, language, langid, validation)
+            assert reason is None, (row["id"], field, label)
 
 
 def test_rows_carry_provenance_and_tokens(run):

@@ -464,3 +464,73 @@ def test_an_unsure_language_guess_does_not_excuse_an_english_copy(source, stays)
     assert (verdict.reason is None) is stays, verdict
     if not stays:
         assert verdict.reason == "untranslated"
+
+
+# --- a second language-ID model for the fields the first rejects -------------------------------
+
+
+class TwoModels:
+    """The decision logic's inputs: what each model answers, and which labels the second knows."""
+
+    second_method = "second"
+
+    def __init__(self, first, second, second_knows):
+        self.first, self.second, self.second_knows = first, second, second_knows
+        self.asked = []
+
+    def has_label(self, label):
+        return True
+
+    def predict(self, text):
+        return self.first
+
+    def second_opinion(self, text, expected, first):
+        self.asked.append((expected, first))
+        if expected not in self.second_knows or first not in self.second_knows:
+            return None
+        return self.second
+
+
+YORUBA = "Ṣàlàyé bí ìlànà yìí ṣe ń ṣiṣẹ́ àti ìdí tí ó fi ṣe pàtàkì fún àwọn olùkọ́."
+
+
+@pytest.mark.parametrize(
+    "first, second, second_knows, result, method",
+    [
+        # lid.176 reads the Yoruba as Irish; the second model, which knows Irish too, reads Yoruba: accepted
+        (("__label__ga", 0.71), ("yo", 0.93), {"yo", "ga", "en"}, None, "second"),
+        # lid.176 names the right language, unsure; the second is sure: accepted
+        (("yo", 0.30), ("yo", 0.81), {"yo", "ga"}, None, "second"),
+        # both read something else: the first model's reason stands
+        (("ga", 0.71), ("ga", 0.66), {"yo", "ga"}, "wrong_language:ga", "fasttext"),
+        # the second names the target but under the threshold: rejected
+        (("ga", 0.71), ("yo", 0.42), {"yo", "ga"}, "wrong_language:ga", "fasttext"),
+        # the second model lacks the first one's answer (Nepali read as Hindi by a model without Nepali):
+        # it could not have agreed, so it may not overrule
+        (("ne", 0.88), ("hi", 0.97), {"hi", "mr"}, "wrong_language:ne", "fasttext"),
+        # ... nor where it lacks the target language
+        (("ga", 0.71), ("yo", 0.99), {"ga"}, "wrong_language:ga", "fasttext"),
+    ],
+)
+def test_a_second_model_may_accept_what_the_first_rejects(first, second, second_knows, result, method):
+    from engine.config import ValidationConfig
+    from engine.languages import get_language
+    from engine.text.checks import language_check
+
+    language = get_language("hi" if first[0] == "ne" else "yo")
+    langid = TwoModels(first, second, second_knows)
+    reason, label, confidence, used = language_check(YORUBA, language, langid, ValidationConfig())
+    assert (reason, used) == (result, method)
+    assert langid.asked == [(language.lid_label, first[0].removeprefix("__label__"))]
+    if result is None:
+        assert (label, confidence) == second
+
+
+def test_the_second_model_is_not_asked_about_an_accepted_field():
+    from engine.config import ValidationConfig
+    from engine.languages import get_language
+    from engine.text.checks import language_check
+
+    langid = TwoModels(("yo", 0.95), ("ga", 0.99), {"yo", "ga"})
+    assert language_check(YORUBA, get_language("yo"), langid, ValidationConfig()) == (None, "yo", 0.95, "fasttext")
+    assert langid.asked == []
