@@ -7,8 +7,8 @@ validation.langid_second) on the calibration set's correct translations (data/ca
 - read as another language of the same script (a model that answered in the wrong language): the
   second opinion may add almost nothing to what lid.176 alone lets through.
 
-The per-language table is printed (pytest -s). About half a minute on two cores (lingua reads ~900
-texts once; each text's answers are remembered across the ~20,000 checks).
+The per-language table is printed (pytest -s). About ten seconds on two cores (each model reads the
+~900 texts once; their answers are remembered across the ~28,000 checks).
 """
 
 from __future__ import annotations
