@@ -110,3 +110,14 @@ def test_the_chain_and_the_row_machine_take_the_same_decisions_row_by_row(settin
     assert [(r["status"], r["reason"], r["rounds"]) for r in chain_rows] == [
         (r["status"], r["reason"], r["rounds"]) for r in machine_rows
     ]
+
+
+def test_a_simulated_run_sends_every_language_to_the_simulated_generator():
+    """configs/demo.yaml routes pt to the real machine translator; the simulated suites (scale over
+    50 languages) must not, or their Portuguese rows are translated on the CPU, not simulated."""
+    from benchmarks.harness import demo_settings
+
+    assert demo_settings()["translators"].get("pt") == "mt"  # what the override is there for
+    spec = {"lang": "pt", "batch_size": 8, "batches_in_flight": 1, "num_cpus": 2}
+    config = simulated_config(spec, 0.01, languages=["fr", "pt"])
+    assert config.mt_languages() == () and config.translator_for("pt") == "llm"
