@@ -78,6 +78,8 @@ def finetune(cfg: FinetuneConfig) -> dict:
             storage_path=cfg.storage_path(),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+            # set before the worker's first tensor: torch reads its allocator's settings once
+            worker_runtime_env={"env_vars": T.worker_env(cfg.scaling.use_gpu, cfg.scaling.worker_env)},
         ),
     )
     result = trainer.fit()

@@ -78,6 +78,10 @@ class TrainScaling(Section):
     """Ray resources each worker reserves (CPU, GPU, custom node labels)."""
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     """How workers are placed on nodes."""
+    worker_env: dict[str, str] = Field(default_factory=dict)
+    """Environment variables of every training worker (Ray Train's worker runtime env), over the job's own
+    defaults: CPU workers get THP_MEM_ALLOC_ENABLE=1 (torch's CPU allocator on transparent huge pages) unless
+    this sets it; "0" turns it off."""
 
 
 class TrainExport(Section):

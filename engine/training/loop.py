@@ -190,19 +190,36 @@ def steps_for_epochs(rows: int, world_size: int, micro_batch: int, accumulation:
     return steps
 
 
+CPU_WORKER_ENV = {"THP_MEM_ALLOC_ENABLE": "1"}
+"""What every CPU training worker gets unless `scaling.worker_env` says otherwise: torch's CPU allocator
+on transparent huge pages (2 MiB blocks with madvise(MADV_HUGEPAGE); the kernel's `madvise` mode, the
+common default, is enough). A step's gradients and optimizer buffers (the 113 MB embedding's among
+them) are allocated and freed every step and arrive as fresh pages; on 4 KiB pages a Ray Train rank's
+training thread spent 42-45% of its CPU in the kernel against 28-33% for a direct launch's (Ray Train
+runs the loop in a thread that is not the process's main one, with an allocator arena of its own).
+Measured on 2 cores (benchmarks/results/training-probe-2026-12-07.md): Ray Train 65.6 -> 71.0 / 72.6
+tokens/s with it, the direct launch 78.0 -> 78.7."""
+
+
+def worker_env(use_gpu: bool, configured: dict[str, str]) -> dict[str, str]:
+    """Environment variables of a training worker: the job's CPU defaults under the configured ones."""
+    return {**({} if use_gpu else CPU_WORKER_ENV), **configured}
+
+
 def crowded_cpus_warning(use_gpu: bool, num_workers: int, cpus_per_worker: float, cluster_cpus: float) -> str | None:
     """A warning when CPU training gives every CPU of the cluster to a rank: Ray Train's own
-    processes (its controller, the data coordinator, idle workers) then run on the ranks' cores,
-    and each time one rank is set aside the other waits for it in the next collective. Measured on
-    2 cores (benchmarks/results/training-probe-2026-12-06.md): 2 ranks ran at 0.77-0.83 of a
-    direct DeepSpeed launch, 1 rank with a core left free at 1.02-1.16."""
+    processes (its controller, the data coordinator) and each rank's Ray threads then have no core
+    of their own. Measured on 2 cores: with a core left free (1 worker) Ray Train ran at 1.02-1.16
+    of a direct DeepSpeed launch (benchmarks/results/training-probe-2026-12-06.md); with both cores
+    given to ranks, at 0.77-0.83 per round before the huge-page default (CPU_WORKER_ENV) and
+    0.82-0.97 with it (benchmarks/results/training-probe-2026-12-07.md)."""
     if use_gpu or num_workers * cpus_per_worker < cluster_cpus:
         return None
     return (
         f"{num_workers} CPU training workers x {cpus_per_worker:g} CPU take all {cluster_cpus:g} CPUs of the cluster: "
-        "Ray Train's own processes will share the ranks' cores, and each rank waits for the other in every "
-        "collective (measured on 2 cores: 0.8 of a launch without Ray). Leave a core free "
-        "(fewer scaling.num_workers, or a larger cluster) where throughput matters."
+        "Ray Train's own processes will share the ranks' cores (measured on 2 cores: 0.82-0.97 of a launch without "
+        "Ray, against 1.02-1.16 with a core left free). Leave a core free (fewer scaling.num_workers, or a larger "
+        "cluster) where throughput matters."
     )
 
 

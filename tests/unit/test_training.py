@@ -281,3 +281,14 @@ def test_cpu_training_that_takes_every_cpu_is_warned_about():
     assert T.crowded_cpus_warning(False, 2, 1, 3.0) is None, "a core left free"
     assert T.crowded_cpus_warning(False, 2, 2, 4.0), "2 workers x 2 CPU fill 4 CPUs"
     assert T.crowded_cpus_warning(True, 8, 1, 8.0) is None, "GPU ranks: the cores are not what they wait on"
+
+
+def test_cpu_workers_get_huge_page_tensors_unless_configured_otherwise():
+    assert T.worker_env(False, {}) == {"THP_MEM_ALLOC_ENABLE": "1"}
+    assert T.worker_env(True, {}) == {}, "GPU workers: the job adds nothing"
+    assert T.worker_env(False, {"THP_MEM_ALLOC_ENABLE": "0", "X": "y"}) == {"THP_MEM_ALLOC_ENABLE": "0", "X": "y"}
+    cfg = FinetuneConfig.model_validate({"data": {"dataset": "d"}, "scaling": {"worker_env": {"OMP_NUM_THREADS": "1"}}})
+    assert T.worker_env(cfg.scaling.use_gpu, cfg.scaling.worker_env) == {
+        "THP_MEM_ALLOC_ENABLE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
