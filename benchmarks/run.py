@@ -9,7 +9,8 @@
   scaling      rows/s with 1, 2, 4, 8 actors (a SIMULATED generator, fixed and long-tailed latency) and driver
                memory on a big plan
   cheap        fastText language ID and MiniLM embeddings: actor pools vs direct calls
-  training     direct DeepSpeed, Ray Train, direct beside idle Ray processes, alternated: tokens/s, load per run
+  training     direct DeepSpeed, Ray Train, direct beside idle Ray processes, Ray Train on 4 KiB pages,
+               alternated: tokens/s, load per run
   adequacy     the adequacy gate on the labelled pairs (benchmarks/adequacy.py): accepted per kind, encoder texts/s
   scale        the job's stages (plan, generation on a SIMULATED generator, finalise, build) at 100k-1M rows:
                time, driver and worker RSS

@@ -281,13 +281,15 @@ TRAINING_ARMS = {
     "deepspeed_direct": "direct DeepSpeed",
     "ray_train": "Ray Train",
     "direct_beside_ray": "direct beside Ray",
+    "ray_train_small_pages": "Ray Train, 4 KiB pages",
 }
 
 
 def training_md(suite: dict) -> list[str]:
     work = suite["workload"]
+    arms = [label for arm, label in TRAINING_ARMS.items() if arm in suite["arms"]]
     lines = [
-        f"### Training: direct DeepSpeed, Ray Train and direct beside Ray alternated ({work['workers']} workers, "
+        f"### Training: {', '.join(arms[:-1])} and {arms[-1]} alternated ({work['workers']} workers, "
         f"ZeRO-{work['stage']}, "
         f"{work['steps']} steps, first {work['warmup']} left out)",
         "",
@@ -344,7 +346,11 @@ def training_md(suite: dict) -> list[str]:
         return f"per round: median {fmt(r['median'], 3)}, min {fmt(r['min'], 3)}, max {fmt(r['max'], 3)}"
 
     lines.append("")
-    for key, label in (("ray_train", "Ray Train / direct"), ("beside_ray", "direct beside Ray / direct")):
+    for key, label in (
+        ("ray_train", "Ray Train / direct"),
+        ("beside_ray", "direct beside Ray / direct"),
+        ("small_pages", "Ray Train on 4 KiB pages / direct"),
+    ):
         if f"{key}_over_direct_per_pair" in ratios:
             median = fmt(ratios[f"{key}_over_direct_median_tokens_per_s"], 3)
             lines += [f"{label}, median tokens/s: {median}; {per_round(f'{key}_over_direct_per_pair')}", ""]
@@ -353,6 +359,12 @@ def training_md(suite: dict) -> list[str]:
         lines += [
             f"Ray Train / direct beside Ray ({' or '.join(map(str, held)) or '?'} idle Ray worker processes), "
             + per_round("ray_train_over_beside_ray_per_pair"),
+            "",
+        ]
+    if "ray_train_over_small_pages_per_pair" in ratios:
+        lines += [
+            "Ray Train / Ray Train on 4 KiB pages (the job's huge-page default off), "
+            + per_round("ray_train_over_small_pages_per_pair"),
             "",
         ]
     for run in suite["runs"]:
@@ -854,7 +866,7 @@ def training_plot(runs: list[dict]) -> bytes:
     from engine.report.charts import figure, to_png
 
     fig, ax = figure()
-    for arm, marker in zip(TRAINING_ARMS, "os^"):
+    for arm, marker in zip(TRAINING_ARMS, "os^D"):
         mine = [run for run in runs if run["arm"] == arm and "error" not in run]
         ax.plot(
             [run["order"] + 1 for run in mine],

@@ -5,17 +5,16 @@ worker count, once under Ray Train (Ray Data shards, ray.train.report) and once 
     .venv/bin/python -m benchmarks.training [--workers 2] [--steps 8] [--stage 2] [--out benchmarks/results]
 
 `python -m benchmarks.run --suite training` runs the arms alternated instead (direct, Ray Train,
-direct beside Ray, direct, ...: `training_pairs` rounds, every launch in a process of its own), so
-the machine's load drifts over all arms alike; it reports each arm's median tokens/s with its
-spread and the 1-minute load before and after every launch.
+direct beside Ray, Ray Train on 4 KiB pages, direct, ...: `training_pairs` rounds, every launch in a
+process of its own), so the machine's load drifts over all arms alike; it reports each arm's median
+tokens/s with its spread and the 1-minute load before and after every launch.
 
-The third arm is a control for one part of Ray Train's gap: the direct launch again, while a local
-Ray session holds as many idle Ray worker processes as a Ray Train run keeps beside its ranks.
-Every Ray worker process wakes 100 times a second (its task loop checks for signals every 10 ms);
-on a node whose every core runs a rank those wake-ups take the ranks' cores, and a rank set aside
-makes the other wait in the next collective. How far "direct beside Ray" falls below direct is what
-idle processes alone cost; the rest of Ray Train's gap comes from elsewhere, its active processes
-and worker setup being the suspects not yet separated (benchmarks/results/training-probe-2026-12-06.md).
+The third arm is the direct launch again while a local Ray session holds as many idle Ray worker
+processes as a Ray Train run keeps beside its ranks: what idle Ray processes alone cost a full node.
+The fourth is Ray Train with the job's CPU worker default turned off (torch's allocator on
+transparent huge pages, engine.training.loop.CPU_WORKER_ENV): what that default is worth. Setting
+every Ray process but the ranks to SCHED_IDLE did not close Ray Train's gap; the ranks' own memory
+traffic did part of it (benchmarks/results/training-probe-2026-12-07.md).
 
 Reports training tokens/s over the steady steps (the first `--warmup` steps left out: they pay for
 the data pipeline's start and the first allocation), and wall time from launch to exported model.
@@ -57,7 +56,7 @@ def seed_dataset(folder: Path) -> Path:
     return folder
 
 
-def config(args, dataset: Path, out: Path):
+def config(args, dataset: Path, out: Path, worker_env: dict | None = None):
     from engine.config import parse_as
     from engine.training.config import FinetuneConfig
 
@@ -66,6 +65,8 @@ def config(args, dataset: Path, out: Path):
     demo["data"].update(dataset=str(dataset), max_length=args.max_length, shuffle_buffer=64)
     demo["train"].update(max_steps=args.steps, log_every=1, checkpoint_every=10_000, keep_checkpoints=1)
     demo["scaling"]["num_workers"] = args.workers
+    if worker_env is not None:
+        demo["scaling"]["worker_env"] = worker_env
     demo["deepspeed"].update(train_micro_batch_size_per_gpu=args.micro_batch, gradient_accumulation_steps=1)
     demo["deepspeed"]["zero_optimization"]["stage"] = args.stage
     return parse_as(FinetuneConfig, demo, "benchmark").with_absolute_paths()
@@ -177,7 +178,15 @@ def read_metrics(path: Path) -> list[dict]:
 # ---------------------------------------------------------------- arms alternated (benchmarks.run --suite training)
 
 DEFAULTS = {"workers": 2, "steps": 8, "warmup": 2, "stage": 2, "micro_batch": 2, "max_length": 256}
-ARMS = {"deepspeed_direct": "direct", "ray_train": "ray", "direct_beside_ray": "beside_ray"}  # arm → case
+ARMS = {  # arm → case
+    "deepspeed_direct": "direct",
+    "ray_train": "ray",
+    "direct_beside_ray": "beside_ray",
+    "ray_train_small_pages": "ray_small_pages",
+}
+# The last arm is Ray Train with the job's CPU worker default turned off (torch's CPU allocator on 4 KiB
+# pages, engine.training.loop.CPU_WORKER_ENV): what that default is worth, measured in the same rounds.
+SMALL_PAGES = {"THP_MEM_ALLOC_ENABLE": "0"}
 
 # Ray worker processes a 2-worker Ray Train run keeps beside its two ranks during the steady steps
 # (ray 2.x, counted with ps): TrainController, SynchronizationActor, PlacementGroupCleaner,
@@ -221,9 +230,9 @@ def launch_case(spec: dict, arm: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
         dataset, out = seed_dataset(Path(tmp) / "data"), Path(tmp) / arm
         out.mkdir()
-        cfg = config(args, dataset, out)
+        cfg = config(args, dataset, out, SMALL_PAGES if arm == "ray_train_small_pages" else None)
         load_before, beside = load_average(), {}
-        if arm == "ray_train":
+        if arm in ("ray_train", "ray_train_small_pages"):
             run = run_ray(cfg)
         elif arm == "direct_beside_ray":
             with idle_ray_processes(spec.get("idle_ray_processes", RAY_TRAIN_SIDE_PROCESSES), args.workers) as held:
@@ -259,9 +268,9 @@ def spread(values: list[float]) -> dict:
 
 
 def suite(sizes: dict, runner) -> dict:
-    """Direct DeepSpeed, Ray Train and direct beside Ray alternated, `training_pairs` rounds of one
-    launch each, ABCABC...; per arm the median tokens/s over the steady steps with min, max and IQR,
-    and per round each arm's ratio to the direct launch of that round."""
+    """Direct DeepSpeed, Ray Train, direct beside Ray and Ray Train on 4 KiB pages alternated,
+    `training_pairs` rounds of one launch each, ABCDABCD...; per arm the median tokens/s over the
+    steady steps with min, max and IQR, and per round each arm's ratio to the direct launch of that round."""
     spec = {
         **DEFAULTS,
         "steps": sizes.get("training_steps", DEFAULTS["steps"]),
@@ -295,12 +304,12 @@ def suite(sizes: dict, runner) -> dict:
             "wall_seconds": spread([run["wall_seconds"] for run in mine]),
             "load_average_1m_before": spread([run["load_average_1m"][0] for run in mine]),
         }
-    direct, ray_train, beside = (arms[arm]["tokens_per_s"]["median"] for arm in ARMS)
+    direct, ray_train, beside, small_pages = (arms[arm]["tokens_per_s"]["median"] for arm in ARMS)
     return {
         "workload": {
             **spec,
             "model": "smollm2-135m-instruct (fp32 training)",
-            "order": "ABC...: " + ", ".join(r["arm"] for r in runs),
+            "order": "ABCD...: " + ", ".join(r["arm"] for r in runs),
             "data": "the English seeds as prompt/completion rows",
         },
         "runs": runs,
@@ -311,6 +320,9 @@ def suite(sizes: dict, runner) -> dict:
             "beside_ray_over_direct_median_tokens_per_s": ratio(beside, direct),
             "beside_ray_over_direct_per_pair": per_round("direct_beside_ray", "deepspeed_direct"),
             "ray_train_over_beside_ray_per_pair": per_round("ray_train", "direct_beside_ray"),
+            "small_pages_over_direct_median_tokens_per_s": ratio(small_pages, direct),
+            "small_pages_over_direct_per_pair": per_round("ray_train_small_pages", "deepspeed_direct"),
+            "ray_train_over_small_pages_per_pair": per_round("ray_train", "ray_train_small_pages"),
         },
         "notes": [
             "tokens/s over the steady steps (the first `warmup` steps left out); wall: launch to exported model",
@@ -318,6 +330,8 @@ def suite(sizes: dict, runner) -> dict:
             "every arm",
             "direct beside Ray: the direct launch while a local Ray session holds idle Ray worker processes, as many "
             f"as Ray Train keeps beside its ranks ({RAY_TRAIN_SIDE_PROCESSES}; each launch records how many it held)",
+            "Ray Train, 4 KiB pages: the Ray Train arm with scaling.worker_env THP_MEM_ALLOC_ENABLE=0, the job's CPU "
+            "default (torch's allocator on transparent huge pages) turned off",
             "load: the 1-minute load average before and after each launch (other work on the machine is the main "
             "noise)",
         ],
