@@ -14,9 +14,15 @@ from benchmarks.training import spread, suite
 class Launches:
     """Answers each launch with the next figure of its arm; an arm's figure None is a failed launch."""
 
-    def __init__(self, direct: list, ray: list, beside_ray: list | None = None):
+    def __init__(self, direct: list, ray: list, beside_ray: list | None = None, small_pages: list | None = None):
         beside_ray = beside_ray if beside_ray is not None else list(direct)
-        self.figures = {"direct": list(direct), "ray": list(ray), "beside_ray": list(beside_ray)}
+        small_pages = small_pages if small_pages is not None else list(ray)
+        self.figures = {
+            "direct": list(direct),
+            "ray": list(ray),
+            "beside_ray": list(beside_ray),
+            "ray_small_pages": list(small_pages),
+        }
         self.calls: list[tuple[str, str, dict]] = []
 
     def case(self, module: str, case: str, spec: dict) -> dict:
@@ -34,21 +40,24 @@ class Launches:
         }
 
 
-def test_arms_alternate_abc_with_one_spec():
+def test_arms_alternate_abcd_with_one_spec():
     runner = Launches([10.0, 12.0, 11.0], [9.0, 9.5, 12.0])
     result = suite({"training_pairs": 3, "training_steps": 8, "training_max_length": 128}, runner)
-    assert [case for _, case, _ in runner.calls] == ["direct", "ray", "beside_ray"] * 3
+    assert [case for _, case, _ in runner.calls] == ["direct", "ray", "beside_ray", "ray_small_pages"] * 3
     assert all(module == "benchmarks.training" for module, _, _ in runner.calls)
     assert len({repr(sorted(spec.items())) for _, _, spec in runner.calls}) == 1, "every arm launches the same config"
     spec = runner.calls[0][2]
     assert spec["steps"] == 8 and spec["max_length"] == 128 and spec["warmup"] == 2
-    assert [run["arm"] for run in result["runs"]] == ["deepspeed_direct", "ray_train", "direct_beside_ray"] * 3
-    assert [run["order"] for run in result["runs"]] == list(range(9))
-    assert result["workload"]["order"].startswith("ABC...: deepspeed_direct, ray_train, direct_beside_ray, deepspeed")
+    arms = ["deepspeed_direct", "ray_train", "direct_beside_ray", "ray_train_small_pages"]
+    assert [run["arm"] for run in result["runs"]] == arms * 3
+    assert [run["order"] for run in result["runs"]] == list(range(12))
+    assert result["workload"]["order"].startswith(
+        "ABCD...: deepspeed_direct, ray_train, direct_beside_ray, ray_train_small_pages, deepspeed"
+    )
 
 
 def test_medians_spread_and_ratios_come_from_the_launches():
-    launches = Launches([10.0, 12.0, 11.0], [9.0, 9.5, 12.0], [8.0, 10.0, 11.0])
+    launches = Launches([10.0, 12.0, 11.0], [9.0, 9.5, 12.0], [8.0, 10.0, 11.0], [7.0, 9.5, 10.0])
     result = suite({"training_pairs": 3, "training_steps": 8}, launches)
     direct, ray = result["arms"]["deepspeed_direct"], result["arms"]["ray_train"]
     assert direct["tokens_per_s"] == {"n": 3, "median": 11.0, "min": 10.0, "max": 12.0, "iqr": [10.5, 11.5]}
@@ -65,6 +74,13 @@ def test_medians_spread_and_ratios_come_from_the_launches():
     markdown = "\n".join(training_md(result))
     assert "direct beside Ray / direct, median tokens/s: 0.909" in markdown
     assert "Ray Train / direct beside Ray (9 idle Ray worker processes), per round: median 1.090, min 0.950" in markdown
+    # the Ray Train arm on 4 KiB pages: 0.7, 0.792, 0.909 of direct; Ray Train over it 1.286, 1.0, 1.2
+    small = result["ratios"]["small_pages_over_direct_per_pair"]
+    assert small["median"] == pytest.approx(0.79) and small["max"] == pytest.approx(0.909)
+    assert result["ratios"]["ray_train_over_small_pages_per_pair"]["median"] == pytest.approx(1.2)
+    assert "Ray Train on 4 KiB pages / direct, median tokens/s: 0.864" in markdown  # 9.5 / 11
+    assert "Ray Train / Ray Train on 4 KiB pages (the job's huge-page default off), per round: median 1.200" in markdown
+    assert markdown.startswith("### Training: direct DeepSpeed, Ray Train, direct beside Ray and Ray Train, 4 KiB")
 
 
 def test_a_failed_launch_is_shown_and_left_out_of_the_statistics():
