@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -78,7 +77,8 @@ def finetune(cfg: FinetuneConfig) -> dict:
             storage_path=cfg.storage_path(),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
-            # set before the worker's first tensor: torch reads its allocator's settings once
+            # set before the worker's first import: torch reads its allocator's settings once, and
+            # DeepSpeed picks its accelerator on import
             worker_runtime_env={"env_vars": T.worker_env(cfg.scaling.use_gpu, cfg.scaling.worker_env)},
         ),
     )
@@ -104,10 +104,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     def body(args) -> int:
-        cfg = load_as(FinetuneConfig, args.config, args.overrides)
-        if not cfg.scaling.use_gpu:
-            os.environ.setdefault("DS_ACCELERATOR", "cpu")  # inherited by a locally started cluster's workers
-        finetune(cfg)
+        finetune(load_as(FinetuneConfig, args.config, args.overrides))
         return 0
 
     parser = job_parser(

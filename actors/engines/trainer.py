@@ -11,7 +11,6 @@ import functools
 import itertools
 import json
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -234,9 +233,7 @@ class RaySink:
 
 def train_func(config: dict) -> None:
     """One Ray Train worker: its shard of the tokenised dataset through run_loop."""
-    cfg = FinetuneConfig.model_validate(config["cfg"])
-    if not cfg.scaling.use_gpu:
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    cfg = FinetuneConfig.model_validate(config["cfg"])  # a CPU worker's DS_ACCELERATOR: T.worker_env
     import ray.train
 
     shard, micro = (

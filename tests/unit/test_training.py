@@ -284,11 +284,16 @@ def test_cpu_training_that_takes_every_cpu_is_warned_about():
 
 
 def test_cpu_workers_get_huge_page_tensors_unless_configured_otherwise():
-    assert T.worker_env(False, {}) == {"THP_MEM_ALLOC_ENABLE": "1"}
+    assert T.worker_env(False, {}) == {"DS_ACCELERATOR": "cpu", "THP_MEM_ALLOC_ENABLE": "1"}
     assert T.worker_env(True, {}) == {}, "GPU workers: the job adds nothing"
-    assert T.worker_env(False, {"THP_MEM_ALLOC_ENABLE": "0", "X": "y"}) == {"THP_MEM_ALLOC_ENABLE": "0", "X": "y"}
+    assert T.worker_env(False, {"THP_MEM_ALLOC_ENABLE": "0", "X": "y"}) == {
+        "DS_ACCELERATOR": "cpu",
+        "THP_MEM_ALLOC_ENABLE": "0",
+        "X": "y",
+    }
     cfg = FinetuneConfig.model_validate({"data": {"dataset": "d"}, "scaling": {"worker_env": {"OMP_NUM_THREADS": "1"}}})
     assert T.worker_env(cfg.scaling.use_gpu, cfg.scaling.worker_env) == {
+        "DS_ACCELERATOR": "cpu",
         "THP_MEM_ALLOC_ENABLE": "1",
         "OMP_NUM_THREADS": "1",
     }
