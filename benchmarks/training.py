@@ -13,8 +13,8 @@ The third arm is the direct launch again while a local Ray session holds as many
 processes as a Ray Train run keeps beside its ranks: what idle Ray processes alone cost a full node.
 The fourth is Ray Train with the job's CPU worker default turned off (torch's allocator on
 transparent huge pages, engine.training.loop.CPU_WORKER_ENV): what that default is worth. Setting
-every Ray process but the ranks to SCHED_IDLE did not close Ray Train's gap; the ranks' own memory
-traffic did part of it (benchmarks/results/training-probe-2026-12-07.md).
+every Ray process but the ranks to SCHED_IDLE did not close Ray Train's gap; the ranks' page faults on
+each step's fresh memory were it (benchmarks/results/training-probe-2026-12-07.md).
 
 Reports training tokens/s over the steady steps (the first `--warmup` steps left out: they pay for
 the data pipeline's start and the first allocation), and wall time from launch to exported model.

@@ -195,11 +195,11 @@ CPU_WORKER_ENV = {"DS_ACCELERATOR": "cpu", "THP_MEM_ALLOC_ENABLE": "1"}
 accelerator (it would otherwise probe for CUDA and other devices), and torch's CPU allocator
 on transparent huge pages (2 MiB blocks with madvise(MADV_HUGEPAGE); the kernel's `madvise` mode, the
 common default, is enough). A step's gradients and optimizer buffers (the 113 MB embedding's among
-them) are allocated and freed every step and arrive as fresh pages; on 4 KiB pages a Ray Train rank's
-training thread spent 42-45% of its CPU in the kernel against 28-33% for a direct launch's (Ray Train
-runs the loop in a thread that is not the process's main one, with an allocator arena of its own).
-Measured on 2 cores (benchmarks/results/training-probe-2026-12-07.md): Ray Train 65.6 -> 71.0 / 72.6
-tokens/s with it, the direct launch 78.0 -> 78.7."""
+them) are allocated and freed every step and arrive as fresh pages: on 4 KiB pages 120-150 thousand
+page faults a second per rank, as many per token under Ray Train as in a direct launch, but a Ray
+Train rank paid more for them (0.80-0.92 of a direct launch's throughput). Huge pages take 98% of the
+faults away, and Ray Train then ran at 0.94-1.07 of a direct launch in the same batch and 0.95, 0.85
+and 1.12 by medians in three training-suite runs (on 2 cores; benchmarks/results/training-probe-2026-12-07.md)."""
 
 
 def worker_env(use_gpu: bool, configured: dict[str, str]) -> dict[str, str]:
@@ -213,14 +213,15 @@ def crowded_cpus_warning(use_gpu: bool, num_workers: int, cpus_per_worker: float
     of their own. Measured on 2 cores: with a core left free (1 worker) Ray Train ran at 1.02-1.16
     of a direct DeepSpeed launch (benchmarks/results/training-probe-2026-12-06.md); with both cores
     given to ranks, at 0.77-0.83 per round before the huge-page default (CPU_WORKER_ENV) and
-    0.82-0.97 with it (benchmarks/results/training-probe-2026-12-07.md)."""
+    0.82-1.18 with it, over three runs that started at different loads
+    (benchmarks/results/training-probe-2026-12-07.md)."""
     if use_gpu or num_workers * cpus_per_worker < cluster_cpus:
         return None
     return (
         f"{num_workers} CPU training workers x {cpus_per_worker:g} CPU take all {cluster_cpus:g} CPUs of the cluster: "
-        "Ray Train's own processes will share the ranks' cores (measured on 2 cores: 0.82-0.97 of a launch without "
-        "Ray, against 1.02-1.16 with a core left free). Leave a core free (fewer scaling.num_workers, or a larger "
-        "cluster) where throughput matters."
+        "Ray Train's own processes will share the ranks' cores (measured on 2 cores: 0.82-1.18 of a launch without "
+        "Ray per round, depending on what else ran, against 1.02-1.16 with a core left free). Leave a core free "
+        "(fewer scaling.num_workers, or a larger cluster) where throughput matters."
     )
 
 
