@@ -231,12 +231,23 @@ class GenerationConfig(Section):
 class ValidationConfig(Section):
     langid_model: str = "lid176"
     """fastText language-ID model: bundled 'lid176' or a path to lid.176.bin / GlotLID."""
-    langid_second: Literal["lingua"] | None = "lingua"
-    """A second language-ID model, asked only about a field the first rejects: 'lingua'
-    (lingua-language-detector, 75 languages, Apache-2.0) or null. It accepts the field when it
-    names the target language at langid_threshold and knows the first model's answer too; it
-    rescues most correct Yoruba, Swahili and Slovak fields that lid.176 misreads. Its models load
-    on first use, per script read: up to 1.2 GiB per translate actor once every script has been read."""
+    langid_second: list[Literal["lingua", "cld2"]] = Field(default_factory=lambda: ["lingua", "cld2"])
+    """Second language-ID models, asked only about a field the first rejects, in order; the first
+    that knows both the target language and the first model's answer decides (one name, a list, or
+    null for none). It accepts the field when it names the target language at langid_threshold.
+    'lingua' (lingua-language-detector, 75 languages, Apache-2.0) rescues most correct Yoruba,
+    Swahili and Slovak fields that lid.176 misreads; its models load on first use, per script read:
+    up to 1.2 GiB per translate actor once every script has been read. 'cld2' (pycld2, 83
+    languages, Apache-2.0, a few MB) answers where lingua lacks a language: Nepali, which lid.176
+    reads as Hindi, Amharic and Sinhala."""
+
+    @field_validator("langid_second", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else value
+
     langid_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     """Minimum confidence of the target language on each translated field."""
     langid_min_chars: int = Field(default=20, ge=0)

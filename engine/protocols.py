@@ -106,16 +106,13 @@ class LanguageIdentifier(Protocol):
 
 @runtime_checkable
 class SecondOpinionLanguageIdentifier(LanguageIdentifier, Protocol):
-    """A language identifier with a second model, asked only where the first rejected a field.
+    """A language identifier with second models, asked only where the first rejected a field."""
 
-    `second_method` names that model in a row's `lid_method` when its answer decided."""
-
-    second_method: str
-
-    def second_opinion(self, text: str, expected: str, first: str) -> tuple[str, float] | None:
-        """The second model's (bare label, confidence) for text, or None where it cannot judge:
-        it lacks `expected` or the first model's answer `first` (a model that could not have named
-        the first model's language must not overrule it)."""
+    def second_opinion(self, text: str, expected: str, first: str) -> tuple[str, float, str] | None:
+        """(bare label, confidence, method) from a second model for text, or None where none can
+        judge: each lacks `expected` or the first model's answer `first` (a model that could not have
+        named the first model's language must not overrule it). `method` names the model that
+        answered, for a row's `lid_method`."""
         ...
 
 

@@ -233,7 +233,7 @@ class Verdict:
     field: str | None  # the field that failed
     lid_label: str | None  # weakest field's language-ID answer
     lid_confidence: float | None
-    lid_method: str | None  # "fasttext", "script" (model lacks the language or text too short), or None
+    lid_method: str | None  # "fasttext", "lingua"/"cld2" (a second opinion decided), "script", or None
 
 
 def language_check(
@@ -249,11 +249,11 @@ def language_check(
         label, confidence = langid.predict(text)
         reason = check_language(label, confidence, language.lid_label, cfg.langid_threshold)
         if reason is not None and isinstance(langid, SecondOpinionLanguageIdentifier):
-            # lid.176 misreads some languages it knows (most Yoruba as Irish, much Swahili as Turkish):
-            # a second model that also knows the first one's answer may accept the field instead.
+            # lid.176 misreads some languages it knows (most Yoruba as Irish, much Swahili as Turkish,
+            # Nepali as Hindi): a second model that also knows the first one's answer may accept it instead.
             second = langid.second_opinion(text, language.lid_label, _bare_label(label))
-            if second is not None and check_language(*second, language.lid_label, cfg.langid_threshold) is None:
-                return None, second[0], second[1], langid.second_method
+            if second is not None and check_language(*second[:2], language.lid_label, cfg.langid_threshold) is None:
+                return None, *second
         return reason, label, confidence, "fasttext"
     reason = check_script(text, language.script, cfg.script_min_share)
     return reason, language.code if reason is None else "?", 1.0 if reason is None else 0.0, "script"

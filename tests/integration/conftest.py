@@ -99,7 +99,7 @@ def read_report(run_dir: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def langid():
-    """The language ID a run has at the defaults: lid.176, and lingua for the fields it rejects."""
+    """The language ID a run has at the defaults: lid.176, and lingua then CLD2 for the fields it rejects."""
     from actors.engines.langid import load_langid
     from engine.config import ValidationConfig
 

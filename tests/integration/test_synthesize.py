@@ -62,12 +62,12 @@ def sources_count(sources: list[str], span: str) -> int:
 
 
 def test_every_accepted_field_passes_language_id(run, langid):
-    """Read again with the run's language ID (lid.176, lingua's second opinion on what it rejects)."""
+    """Read again with the run's language ID (lid.176, second opinions of lingua and CLD2 on what it rejects)."""
     run_dir, config, _ = run
     validation = ValidationConfig(langid_threshold=0.5)
     for row in read_rows(run_dir, "accepted"):
         language = get_language(row["lang"])
-        assert row["lid_method"] in {"fasttext", "lingua", "script"}
+        assert row["lid_method"] in {"fasttext", "lingua", "cld2", "script"}
         assert row["lid_confidence"] >= validation.langid_threshold or row["lid_method"] == "script"
         for field in FIELDS:
             text, source = row[field] or "", row[f"src_{field}"] or ""

@@ -472,8 +472,6 @@ def test_an_unsure_language_guess_does_not_excuse_an_english_copy(source, stays)
 class TwoModels:
     """The decision logic's inputs: what each model answers, and which labels the second knows."""
 
-    second_method = "second"
-
     def __init__(self, first, second, second_knows):
         self.first, self.second, self.second_knows = first, second, second_knows
         self.asked = []
@@ -488,7 +486,7 @@ class TwoModels:
         self.asked.append((expected, first))
         if expected not in self.second_knows or first not in self.second_knows:
             return None
-        return self.second
+        return (*self.second, "second")
 
 
 YORUBA = "Ṣàlàyé bí ìlànà yìí ṣe ń ṣiṣẹ́ àti ìdí tí ó fi ṣe pàtàkì fún àwọn olùkọ́."
@@ -534,3 +532,32 @@ def test_the_second_model_is_not_asked_about_an_accepted_field():
     langid = TwoModels(("yo", 0.95), ("ga", 0.99), {"yo", "ga"})
     assert language_check(YORUBA, get_language("yo"), langid, ValidationConfig()) == (None, "yo", 0.95, "fasttext")
     assert langid.asked == []
+
+
+class Known:
+    """A second model for SecondOpinionLangId: the labels it knows and its one answer."""
+
+    def __init__(self, method, labels, answer):
+        self.method, self.labels, self.answer, self.read = method, labels, answer, 0
+
+    def has_label(self, label):
+        return label in self.labels
+
+    def predict(self, text):
+        self.read += 1
+        return self.answer
+
+
+def test_the_first_second_model_that_knows_both_languages_answers():
+    """lingua lacks Nepali: for a Nepali field lid.176 read as Hindi, CLD2 (which knows both) answers;
+    for a Yoruba field read as Irish, lingua (first in the list, knowing both) answers and CLD2 is not read."""
+    from actors.engines.langid import SecondOpinionLangId
+
+    lingua = Known("lingua", {"hi", "yo", "ga"}, ("yo", 0.9))
+    cld2 = Known("cld2", {"hi", "ne", "yo", "ga"}, ("ne", 0.97))
+    pair = SecondOpinionLangId(first=None, seconds=[lingua, cld2])
+    assert pair.second_opinion("…", "ne", "hi") == ("ne", 0.97, "cld2")
+    assert lingua.read == 0, "a model without Nepali is not asked about a Nepali field"
+    assert pair.second_opinion("…", "yo", "ga") == ("yo", 0.9, "lingua")
+    assert cld2.read == 1
+    assert pair.second_opinion("…", "am", "ti") is None, "no second model knows Tigrinya here"
