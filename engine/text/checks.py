@@ -275,6 +275,7 @@ def validate_translation(
         if text == src and (field in MAY_STAY_UNCHANGED or _not_english(src, langid)):
             continue
         lid_text = strip_sentinels(without_kept_lines(protected_output[field], src, langid))
+        lid_text = without_kept_names(lid_text, src, language, cfg.langid_min_chars)
         reason = (
             check_empty(text)
             or check_degeneration(text, cfg.degeneration_ngram, cfg.degeneration_max_repeat)
@@ -301,6 +302,30 @@ def without_kept_lines(output: str, source: str, langid: LanguageIdentifier) -> 
     if not foreign:
         return output
     return "\n".join(line for line in output.splitlines() if line.strip() not in foreign)
+
+
+_TOKEN = re.compile(r"(?<![\w-])\w+(?![\w-])")  # whole words: "Python-dokumentationen" is a Swedish word
+
+
+def without_kept_names(output: str, source: str, language: Language, min_letters: int) -> str:
+    """The output less the names it kept from its source: words the source writes with a capital
+    ("JavaScript", "Mona Lisa", "HTML"; not "What") that the output repeats as they are. A name is
+    the same in every language, and in a short field it decides the reading: "Hvad er forskellen på
+    == og === i JavaScript?" reads as English, and the Latin letters of "JavaScript" outnumber the
+    Han characters of "JavaScript 中 == 和 === 有什么区别？" in the script check. In a Latin-script
+    target the names stay when taking them out would leave fewer than `min_letters` letters: then
+    language ID would give way to the script check, which any few-word English copy passes."""
+    names = {
+        token
+        for token in _TOKEN.findall(source)
+        if not token.islower() and token.casefold() not in _ENGLISH_FUNCTION_WORDS and any(c.isalpha() for c in token)
+    }
+    if not names:
+        return output
+    reduced = _TOKEN.sub(lambda match: " " if match.group() in names else match.group(), output)
+    if reduced == output or (language.script == "Latin" and sum(c.isalpha() for c in reduced) < min_letters):
+        return output
+    return reduced
 
 
 # Words that mark a few-word text as English when language ID is unsure of it.

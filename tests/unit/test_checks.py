@@ -561,3 +561,39 @@ def test_the_first_second_model_that_knows_both_languages_answers():
     assert pair.second_opinion("…", "yo", "ga") == ("yo", 0.9, "lingua")
     assert cld2.read == 1
     assert pair.second_opinion("…", "am", "ti") is None, "no second model knows Tigrinya here"
+
+
+# --- names a translation keeps are not what language ID reads --------------------------------
+
+JS_SOURCE = "What is the difference between == and === in JavaScript?"
+
+
+@pytest.mark.parametrize(
+    "lang, output, read",
+    [
+        # a name from the source is taken out: it says nothing about the language around it
+        ("da", "Hvad er forskellen på == og === i JavaScript?", "Hvad er forskellen på == og === i  ?"),
+        # in another script too, where "JavaScript"'s ten Latin letters outnumbered the Han ones
+        ("zh", "JavaScript 中 == 和 === 有什么区别？", "  中 == 和 === 有什么区别？"),
+        # "What" is an English function word, not a name: an English answer still reads as English
+        ("de", "What is the difference in JavaScript?", "What is the difference in  ?"),
+        # a Latin-script field left with too few letters for language ID keeps its names: a short
+        # English copy must not pass the script check instead
+        ("de", "Difference in JavaScript?", "Difference in JavaScript?"),
+        # a name inside a word is part of that word
+        ("sv", "Skillnaden i JavaScript-koden?", "Skillnaden i JavaScript-koden?"),
+    ],
+)
+def test_names_kept_from_the_source_are_not_read_by_language_id(lang, output, read):
+    from engine.languages import get_language
+    from engine.text.checks import without_kept_names
+
+    assert without_kept_names(output, JS_SOURCE, get_language(lang), 20) == read
+
+
+def test_a_name_that_is_not_in_the_source_is_read():
+    from engine.languages import get_language
+    from engine.text.checks import without_kept_names
+
+    text = "Hvad er forskellen på == og === i TypeScript?"
+    assert without_kept_names(text, JS_SOURCE, get_language("da"), 20) == text
