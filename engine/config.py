@@ -255,7 +255,9 @@ class ValidationConfig(Section):
     script_min_share: float = Field(default=0.5, ge=0.0, le=1.0)
     """Share of letters in the target script when the language-ID model lacks the language."""
     length_ratio: tuple[float, float] = (0.3, 3.0)
-    """Allowed output/source character-length ratio per field."""
+    """Allowed output/source length ratio per field, in characters weighted by script (a Han
+    character counts 2.5, a Hangul syllable 2, kana 1.5: engine.text.checks.text_length), so the
+    same bounds hold for Chinese as for French."""
     degeneration_ngram: int = Field(default=4, ge=1)
     """n of the repeated-n-gram degeneration check."""
     degeneration_max_repeat: float = Field(default=0.3, gt=0.0, le=1.0)

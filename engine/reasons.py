@@ -69,7 +69,7 @@ REASONS: dict[str, Reason] = {
         ),
         Reason(
             "length_ratio",
-            "the field was far longer or shorter than its source (detail: the ratio)",
+            "the field was far longer or shorter than its source, in characters weighted by script (detail: the ratio)",
             True,
             "The {field} was much longer or shorter than the source. "
             "Translate it faithfully, nothing added or left out.",

@@ -18,6 +18,7 @@ from engine.config import ValidationConfig
 from engine.languages import SCRIPTS, Language
 from engine.protocols import LanguageIdentifier, SecondOpinionLanguageIdentifier
 from engine.reasons import make_reason
+from engine.text.adequacy import letter_weight
 from engine.text.spans import strip_sentinels
 
 # Characters that render as nothing: models sometimes emit only a BOM or zero-width spaces.
@@ -92,14 +93,21 @@ def check_untranslated(source: str, text: str) -> str | None:
     return None
 
 
+def text_length(text: str) -> float:
+    """Characters, a Han character counting 2.5, a Hangul syllable 2 and kana 1.5
+    (engine.text.adequacy.letter_weight): about the English characters the text's meaning would
+    take. A correct Chinese sentence has about a quarter of its English source's characters."""
+    return sum(letter_weight(ch) for ch in text.strip())
+
+
 def check_length_ratio(source: str, text: str, low: float, high: float) -> str | None:
-    """'length_ratio:<r>' when len(text)/len(source) falls outside [low, high]."""
+    """'length_ratio:<r>' when text_length(text)/len(source) falls outside [low, high]."""
     if not 0 <= low <= high:
         raise ValueError(f"length ratio bounds need 0 <= low <= high, got low={low}, high={high}")
-    source_len = len(source.strip())
+    source_len = text_length(source)
     if source_len < _LENGTH_EXEMPT_BELOW:
         return None
-    ratio = len(text.strip()) / source_len
+    ratio = text_length(text) / source_len
     if low <= ratio <= high:
         return None
     return make_reason("length_ratio", f"{ratio:.2f}")

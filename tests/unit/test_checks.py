@@ -173,11 +173,15 @@ def test_length_ratio_applies_from_20_chars():
     assert check_length_ratio("x" * 20, "y" * 100, 0.5, 2.0) == "length_ratio:5.00"
 
 
-def test_length_ratio_on_real_translation():
+def test_length_ratio_weighs_han_characters_by_what_they_carry():
     source = "The cat has been sleeping on the sofa since this morning, near the window."
     assert check_length_ratio(source, SENTENCES["fr"], 0.5, 2.0) is None
-    assert check_length_ratio(source, SENTENCES["zh"], 0.2, 2.0) is None
-    assert check_length_ratio(source, SENTENCES["zh"], 0.5, 2.0) == "length_ratio:0.28"
+    # 21 characters against 74: 0.28 counted as characters, 0.67 with a Han character counting 2.5
+    assert check_length_ratio(source, SENTENCES["zh"], 0.5, 2.0) is None
+    assert check_length_ratio(source, SENTENCES["zh"], 0.7, 2.0) == "length_ratio:0.67"
+    # a correct Chinese translation of a calibration seed: 0.28 by characters, under the default 0.3
+    english = "Could you please send me the report at your earliest convenience?"
+    assert check_length_ratio(english, "能否请您在方便时尽早将报告发送给我？", 0.3, 3.0) is None
 
 
 @pytest.mark.parametrize(("low", "high"), [(2.0, 1.0), (-0.1, 1.0)])
