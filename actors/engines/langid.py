@@ -77,11 +77,12 @@ _CLD2_TO_LID = {"iw": "he", "zh-Hant": "zh"}
 
 
 class Cld2LangId:
-    """Compact Language Detector 2 (pycld2, Apache-2.0): 83 languages from tables compiled into the
-    wheel, ~0.1 ms a text. It knows Nepali, Amharic and Sinhala, which lingua lacks: lid.176 reads
-    most correct Nepali as Hindi, and CLD2 tells the two apart (18 of 19 correct Nepali fields of the
-    calibration set, all Hindi and Marathi ones). Its answer is the language of the largest share of
-    the text; the share is its confidence, and an answer it marks unreliable counts as none."""
+    """Compact Language Detector 2 (pycld2, Apache-2.0): 165 languages from tables compiled into the
+    wheel (14 MB installed), 0.01 ms a text here. It knows Nepali, Amharic and Sinhala, which lingua
+    lacks: lid.176 reads most correct Nepali as Hindi, and CLD2 tells the two apart (18 of 19 correct
+    Nepali fields of the calibration set, all Hindi and Marathi ones). Its answer is the language of
+    the largest share of the text; the share is its confidence, and an answer it marks unreliable
+    counts as none."""
 
     method = "cld2"
 

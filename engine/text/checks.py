@@ -101,7 +101,7 @@ def text_length(text: str) -> float:
 
 
 def check_length_ratio(source: str, text: str, low: float, high: float) -> str | None:
-    """'length_ratio:<r>' when text_length(text)/len(source) falls outside [low, high]."""
+    """'length_ratio:<r>' when text_length(text) / text_length(source) falls outside [low, high]."""
     if not 0 <= low <= high:
         raise ValueError(f"length ratio bounds need 0 <= low <= high, got low={low}, high={high}")
     source_len = text_length(source)

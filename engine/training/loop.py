@@ -192,7 +192,7 @@ def steps_for_epochs(rows: int, world_size: int, micro_batch: int, accumulation:
 
 CPU_WORKER_ENV = {"DS_ACCELERATOR": "cpu", "THP_MEM_ALLOC_ENABLE": "1"}
 """What every CPU training worker gets unless `scaling.worker_env` says otherwise: DeepSpeed's CPU
-accelerator (it would otherwise probe for CUDA and other devices), and torch's CPU allocator
+accelerator (rather than the one it would detect on import), and torch's CPU allocator
 on transparent huge pages (2 MiB blocks with madvise(MADV_HUGEPAGE); the kernel's `madvise` mode, the
 common default, is enough). A step's gradients and optimizer buffers (the 113 MB embedding's among
 them) are allocated and freed every step and arrive as fresh pages: on 4 KiB pages 120-150 thousand
