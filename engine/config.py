@@ -232,9 +232,9 @@ class ValidationConfig(Section):
     langid_model: str = "lid176"
     """fastText language-ID model: bundled 'lid176' or a path to lid.176.bin / GlotLID."""
     langid_second: list[Literal["lingua", "cld2"]] = Field(default_factory=lambda: ["lingua", "cld2"])
-    """Second language-ID models, asked only about a field the first rejects, in order; the first
-    that knows both the target language and the first model's answer decides (one name, a list, or
-    null for none). It accepts the field when it names the target language at langid_threshold.
+    """Second language-ID models, asked in order only about a field the first rejects (one name, a
+    list, or null for none): each that knows both the target language and the first model's answer
+    is asked, and the field passes when one of them names the target at langid_threshold.
     'lingua' (lingua-language-detector, 75 languages, Apache-2.0) rescues most correct Yoruba,
     Swahili and Slovak fields that lid.176 misreads; its models load on first use, per script read:
     up to 1.2 GiB per translate actor once every script has been read. 'cld2' (pycld2, 165

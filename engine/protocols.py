@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -108,11 +109,11 @@ class LanguageIdentifier(Protocol):
 class SecondOpinionLanguageIdentifier(LanguageIdentifier, Protocol):
     """A language identifier with second models, asked only where the first rejected a field."""
 
-    def second_opinion(self, text: str, expected: str, first: str) -> tuple[str, float, str] | None:
-        """(bare label, confidence, method) from a second model for text, or None where none can
-        judge: each lacks `expected` or the first model's answer `first` (a model that could not have
-        named the first model's language must not overrule it). `method` names the model that
-        answered, for a row's `lid_method`."""
+    def second_opinions(self, text: str, expected: str, first: str) -> Iterator[tuple[str, float, str]]:
+        """(bare label, confidence, method) for text from each second model, in order, that knows
+        both `expected` and the first model's answer `first` (a model that could not have named the
+        first model's language must not overrule it); `method` names the model, for a row's
+        `lid_method`. Read lazily: the caller stops at the first answer it accepts."""
         ...
 
 

@@ -5,6 +5,7 @@ languages lingua lacks (Nepali, Amharic, Sinhala)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 from actors.engines.models import resolve_model
 from engine.config import ValidationConfig
@@ -113,8 +114,8 @@ SECOND_OPINIONS = {"lingua": LinguaLangId, "cld2": Cld2LangId}
 
 class SecondOpinionLangId:
     """engine.protocols.SecondOpinionLanguageIdentifier: fastText first, then for a field fastText
-    rejects the first of the second models that knows both the target language and fastText's answer
-    (engine.text.checks.language_check decides on its answer)."""
+    rejects each second model, in order, that knows both the target language and fastText's answer
+    (engine.text.checks.language_check accepts the field when one of them names the target)."""
 
     def __init__(self, first: FastTextLangId, seconds: list):
         self.first, self.seconds = first, seconds
@@ -125,11 +126,10 @@ class SecondOpinionLangId:
     def predict(self, text: str) -> tuple[str, float]:
         return self.first.predict(text)
 
-    def second_opinion(self, text: str, expected: str, first: str) -> tuple[str, float, str] | None:
+    def second_opinions(self, text: str, expected: str, first: str) -> Iterator[tuple[str, float, str]]:
         for second in self.seconds:
             if second.has_label(expected) and second.has_label(first):
-                return (*second.predict(text), second.method)
-        return None
+                yield (*second.predict(text), second.method)
 
 
 def load_langid(validation: ValidationConfig) -> FastTextLangId | SecondOpinionLangId:

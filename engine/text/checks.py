@@ -259,9 +259,9 @@ def language_check(
         if reason is not None and isinstance(langid, SecondOpinionLanguageIdentifier):
             # lid.176 misreads some languages it knows (most Yoruba as Irish, much Swahili as Turkish,
             # Nepali as Hindi): a second model that also knows the first one's answer may accept it instead.
-            second = langid.second_opinion(text, language.lid_label, _bare_label(label))
-            if second is not None and check_language(*second[:2], language.lid_label, cfg.langid_threshold) is None:
-                return None, *second
+            for second in langid.second_opinions(text, language.lid_label, _bare_label(label)):
+                if check_language(*second[:2], language.lid_label, cfg.langid_threshold) is None:
+                    return None, *second
         return reason, label, confidence, "fasttext"
     reason = check_script(text, language.script, cfg.script_min_share)
     return reason, language.code if reason is None else "?", 1.0 if reason is None else 0.0, "script"

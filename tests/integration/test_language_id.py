@@ -61,7 +61,7 @@ def identifiers():
 
     both = load_langid(ValidationConfig())
     assert [second.method for second in both.seconds] == ["lingua", "cld2"]
-    assert not hasattr(load_langid(ValidationConfig(langid_second=None)), "second_opinion")
+    assert not hasattr(load_langid(ValidationConfig(langid_second=None)), "second_opinions")
     # The run's models with each one's answers remembered; lid.176 alone is the first of them.
     both.first, both.seconds = Remembering(both.first), [Remembering(second) for second in both.seconds]
     return both, both.first
@@ -110,9 +110,8 @@ def test_the_second_opinion_rescues_correct_translations(texts, identifiers):
     short = {lang for lang in DEFAULT_TARGETS if per_lang[lang, "both"] < per_lang[lang, "n"] - 2}
     assert short <= {"af"}, short
     assert second >= 0.98 * total and second - first >= 55
-    assert not any(per_lang[lang, "cld2"] for lang in DEFAULT_TARGETS if lang not in LINGUA_LACKS), (
-        "CLD2 answers only where lingua lacks a language"
-    )
+    # where lingua knows the language but reads it otherwise, CLD2, asked next, rescues some too
+    assert sum(per_lang[lang, "cld2"] for lang in DEFAULT_TARGETS if lang not in LINGUA_LACKS) >= 2
 
 
 def test_the_second_opinion_keeps_rejecting_other_languages(texts, identifiers):

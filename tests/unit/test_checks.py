@@ -486,11 +486,10 @@ class TwoModels:
     def predict(self, text):
         return self.first
 
-    def second_opinion(self, text, expected, first):
+    def second_opinions(self, text, expected, first):
         self.asked.append((expected, first))
-        if expected not in self.second_knows or first not in self.second_knows:
-            return None
-        return (*self.second, "second")
+        if expected in self.second_knows and first in self.second_knows:
+            yield (*self.second, "second")
 
 
 YORUBA = "Ṣàlàyé bí ìlànà yìí ṣe ń ṣiṣẹ́ àti ìdí tí ó fi ṣe pàtàkì fún àwọn olùkọ́."
@@ -552,19 +551,46 @@ class Known:
         return self.answer
 
 
-def test_the_first_second_model_that_knows_both_languages_answers():
-    """lingua lacks Nepali: for a Nepali field lid.176 read as Hindi, CLD2 (which knows both) answers;
-    for a Yoruba field read as Irish, lingua (first in the list, knowing both) answers and CLD2 is not read."""
-    from actors.engines.langid import SecondOpinionLangId
+class First:
+    """lid.176's one answer."""
 
-    lingua = Known("lingua", {"hi", "yo", "ga"}, ("yo", 0.9))
-    cld2 = Known("cld2", {"hi", "ne", "yo", "ga"}, ("ne", 0.97))
-    pair = SecondOpinionLangId(first=None, seconds=[lingua, cld2])
-    assert pair.second_opinion("…", "ne", "hi") == ("ne", 0.97, "cld2")
-    assert lingua.read == 0, "a model without Nepali is not asked about a Nepali field"
-    assert pair.second_opinion("…", "yo", "ga") == ("yo", 0.9, "lingua")
-    assert cld2.read == 1
-    assert pair.second_opinion("…", "am", "ti") is None, "no second model knows Tigrinya here"
+    def __init__(self, answer):
+        self.answer = answer
+
+    def has_label(self, label):
+        return True
+
+    def predict(self, text):
+        return self.answer
+
+
+def test_each_second_model_that_knows_both_languages_is_asked_until_one_accepts():
+    from actors.engines.langid import SecondOpinionLangId
+    from engine.config import ValidationConfig
+    from engine.languages import get_language
+    from engine.text.checks import language_check
+
+    text, cfg = "Hvad er forskellen på de to operatorer, og hvornår bruger man dem?", ValidationConfig()
+    lingua = Known("lingua", {"hi", "da", "no"}, ("no", 0.8))
+    cld2 = Known("cld2", {"hi", "ne", "da", "no"}, ("ne", 0.97))
+
+    def check(first, lang):
+        reason, _, _, method = language_check(
+            text, get_language(lang), SecondOpinionLangId(First(first), [lingua, cld2]), cfg
+        )
+        return reason, method
+
+    # Nepali read as Hindi: lingua, without Nepali, is not asked; CLD2 reads Nepali
+    assert check(("hi", 0.9), "ne") == (None, "cld2") and lingua.read == 0
+    # Danish read as Norwegian: lingua, asked first, says Norwegian too; CLD2, asked next, reads Danish
+    cld2.answer = ("da", 0.93)
+    assert check(("no", 0.7), "da") == (None, "cld2") and (lingua.read, cld2.read) == (1, 2)
+    # when lingua accepts, CLD2 is not read
+    lingua.answer = ("da", 0.9)
+    assert check(("no", 0.7), "da") == (None, "lingua") and cld2.read == 2
+    # when none names the target at the threshold, lid.176's reason stands
+    lingua.answer, cld2.answer = ("no", 0.8), ("da", 0.42)
+    assert check(("no", 0.7), "da") == ("wrong_language:no", "fasttext")
 
 
 # --- names a translation keeps are not what language ID reads --------------------------------
