@@ -195,7 +195,7 @@ CPU_WORKER_ENV = {"DS_ACCELERATOR": "cpu", "THP_MEM_ALLOC_ENABLE": "1"}
 accelerator (rather than the one it would detect on import), and torch's CPU allocator
 on transparent huge pages (2 MiB blocks with madvise(MADV_HUGEPAGE); the kernel's `madvise` mode, the
 common default, is enough). A step's gradients and optimizer buffers (the 113 MB embedding's among
-them) are allocated and freed every step and arrive as fresh pages: on 4 KiB pages 120-150 thousand
+them) are allocated and freed every step and arrive as fresh pages: on 4 KiB pages 110-170 thousand
 page faults a second per rank, as many per token under Ray Train as in a direct launch, but a Ray
 Train rank paid more for them (0.81-0.92 of a direct launch's throughput). Huge pages take 98% of the
 faults away, and Ray Train then ran at 0.94-1.07 of a direct launch in the same batch and 0.95, 0.85
