@@ -244,16 +244,19 @@ class Verdict:
     lid_method: str | None  # "fasttext", "lingua"/"cld2" (a second opinion decided), "script", or None
 
 
+def _letters(text: str) -> int:
+    """What language ID needs enough of: letters, not characters. "Trouvez x : 3x + 7 = 22." is 24
+    characters but 9 letters, and lid.176 reads such a formula-heavy line as Italian as readily as French."""
+    return sum(ch.isalpha() for ch in text)
+
+
 def language_check(
     text: str, language: Language, langid: LanguageIdentifier, cfg: ValidationConfig
 ) -> tuple[str | None, str, float, str]:
     """(reason, label, confidence, method): does the text read as `language`? fastText where it
     knows the language and the text is long enough (and a second model, where langid has one, for a
     field fastText rejects), else the share of letters in its script."""
-    # Letters, not characters: "Trouvez x : 3x + 7 = 22." is 24 characters but 9 letters, and
-    # lid.176 reads such a formula-heavy line as Italian as readily as French.
-    letters = sum(1 for ch in text if ch.isalpha())
-    if language.lid_label and langid.has_label(language.lid_label) and letters >= cfg.langid_min_chars:
+    if language.lid_label and langid.has_label(language.lid_label) and _letters(text) >= cfg.langid_min_chars:
         label, confidence = langid.predict(text)
         reason = check_language(label, confidence, language.lid_label, cfg.langid_threshold)
         if reason is not None and isinstance(langid, SecondOpinionLanguageIdentifier):
@@ -331,7 +334,7 @@ def without_kept_names(output: str, source: str, language: Language, min_letters
     if not names:
         return output
     reduced = _TOKEN.sub(lambda match: " " if match.group() in names else match.group(), output)
-    if reduced == output or (language.script == "Latin" and sum(c.isalpha() for c in reduced) < min_letters):
+    if reduced == output or (language.script == "Latin" and _letters(reduced) < min_letters):
         return output
     return reduced
 
@@ -370,7 +373,7 @@ def seed_language_reason(
     from engine.text.spans import protect
 
     visible = strip_sentinels(protect(instruction).text)
-    if sum(char.isalpha() for char in visible) < min_letters:
+    if _letters(visible) < min_letters:
         return None
     label, confidence = langid.predict(visible)
     if label != "en" and confidence >= min_confidence:
