@@ -53,6 +53,7 @@ def checks_record(quality: QualityConfig, validation: ValidationConfig) -> dict:
         "langid_model": validation.langid_model,
         "langid_second": validation.langid_second,
         "langid_threshold": validation.langid_threshold,
+        "langid_second_threshold": validation.langid_second_threshold,
         "langid_min_chars": validation.langid_min_chars,
         "length_ratio": list(validation.length_ratio),
     }

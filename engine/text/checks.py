@@ -263,7 +263,7 @@ def language_check(
             # lid.176 misreads some languages it knows (most Yoruba as Irish, much Swahili as Turkish,
             # Nepali as Hindi): a second model that also knows the first one's answer may accept it instead.
             for second in langid.second_opinions(text, language.lid_label, _bare_label(label)):
-                if check_language(*second[:2], language.lid_label, cfg.langid_threshold) is None:
+                if check_language(*second[:2], language.lid_label, cfg.langid_second_threshold) is None:
                     return None, *second
         return reason, label, confidence, "fasttext"
     reason = check_script(text, language.script, cfg.script_min_share)

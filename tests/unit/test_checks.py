@@ -504,8 +504,10 @@ YORUBA = "Ṣàlàyé bí ìlànà yìí ṣe ń ṣiṣẹ́ àti ìdí tí ó 
         (("yo", 0.30), ("yo", 0.81), {"yo", "ga"}, None, "second"),
         # both read something else: the first model's reason stands
         (("ga", 0.71), ("ga", 0.66), {"yo", "ga"}, "wrong_language:ga", "fasttext"),
-        # the second names the target but under the threshold: rejected
-        (("ga", 0.71), ("yo", 0.42), {"yo", "ga"}, "wrong_language:ga", "fasttext"),
+        # the second names the target but under its threshold (langid_second_threshold 0.38): rejected
+        (("ga", 0.71), ("yo", 0.34), {"yo", "ga"}, "wrong_language:ga", "fasttext"),
+        # over the second model's threshold, though under the first's (0.5): accepted
+        (("ga", 0.71), ("yo", 0.42), {"yo", "ga"}, None, "second"),
         # the second model lacks the first one's answer (Nepali read as Hindi by a model without Nepali):
         # it could not have agreed, so it may not overrule
         (("ne", 0.88), ("hi", 0.97), {"hi", "mr"}, "wrong_language:ne", "fasttext"),
@@ -589,7 +591,7 @@ def test_each_second_model_that_knows_both_languages_is_asked_until_one_accepts(
     lingua.answer = ("da", 0.9)
     assert check(("no", 0.7), "da") == (None, "lingua") and cld2.read == 2
     # when none names the target at the threshold, lid.176's reason stands
-    lingua.answer, cld2.answer = ("no", 0.8), ("da", 0.42)
+    lingua.answer, cld2.answer = ("no", 0.8), ("da", 0.30)
     assert check(("no", 0.7), "da") == ("wrong_language:no", "fasttext")
 
 
