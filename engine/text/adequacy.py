@@ -46,6 +46,10 @@ _SENTENCE_END = re.compile(r"(?:[.!?…]+[\"'”’»)\]]*(?=\s|$)|[。！？؟�
 # A period right after a digit may end a sentence ("... thế kỷ 16. Bức tranh ...") or not (German
 # ordinals: "im 16. Jahrhundert"), so a text's count is a range.
 _DIGIT_PERIOD = re.compile(r"(?<=\d)\.(?=\s+\w)")
+# Where an English sentence joins two clauses (a semicolon, or a comma and a coordinating conjunction:
+# "Who painted the Mona Lisa, and where can it be seen today?"), a translation may write two
+# sentences (Chinese: "《蒙娜丽莎》是谁画的？如今在哪里可以看到它？").
+_CLAUSE_JOINT = re.compile(r"(?:;|,\s+(?:and|but|or|so|yet)\b)(?=\s+\w)", re.IGNORECASE)
 # English number words of a source: a translation may well write them as digits ("six" → "6").
 _NUMBER_WORDS = {
     word: str(value)
@@ -178,8 +182,9 @@ def marks_sentences(text: str) -> bool:
 def check_sentence_count(source: str, translation: str, slack: int) -> str | None:
     """'sentence_count:<src>-><out>' when the counts differ by more than `slack` (plus one per eight
     source sentences: long texts are split and joined more freely). Where a period after a digit
-    makes a count uncertain, any reading that matches passes. A translation in a script that marks
-    no sentence end (Thai) is not counted."""
+    makes a count uncertain, any reading that matches passes; a source sentence that joins two
+    clauses (_CLAUSE_JOINT) may become two. A translation in a script that marks no sentence end
+    (Thai) is not counted."""
     if not marks_sentences(visible_text(translation)):
         return None
     (src_low, src_high), (out_low, out_high) = (
@@ -187,7 +192,8 @@ def check_sentence_count(source: str, translation: str, slack: int) -> str | Non
         sentence_range(visible_text(translation)),
     )
     allowed = slack + src_high // 8
-    if out_low - allowed <= src_high and src_low <= out_high + allowed:
+    split = src_high + len(_CLAUSE_JOINT.findall(visible_text(source)))  # each joint split in two
+    if out_low - allowed <= split and src_low <= out_high + allowed:
         return None
     return make_reason("sentence_count", f"{src_high}->{out_high}")
 

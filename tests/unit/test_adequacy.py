@@ -84,6 +84,13 @@ def test_sentence_count_check():
     assert check_sentence_count(long, " ".join(f"Phrase {i}." for i in range(7)), 0) is None  # 1 per 8 allowed
     four = "One thing. Two things. Three things. Four things."
     assert check_sentence_count(four, "Une chose. Deux choses. Trois choses.", 0) == "sentence_count:4->3"
+    # Two clauses joined in one sentence may become two sentences, not three; the joint adds nothing to a lower count.
+    joined = "Who painted the Mona Lisa, and where can it be seen today?"
+    assert check_sentence_count(joined, "《蒙娜丽莎》是谁画的？如今在哪里可以看到它？", 0) is None
+    assert check_sentence_count(joined, "Wer malte sie? Wo hängt sie? Wer kaufte sie?", 0) == "sentence_count:1->3"
+    assert check_sentence_count("Sort it; then print it.", "Triez-la. Puis affichez-la.", 0) is None
+    assert check_sentence_count("Sort it, then print it.", "Triez-la. Puis affichez-la.", 0) == "sentence_count:1->2"
+    assert check_sentence_count("A, and B. C.", "A.", 0) == "sentence_count:2->1"
 
 
 def test_visible_text_and_scorable():
