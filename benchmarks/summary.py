@@ -696,7 +696,8 @@ def render_markdown(report: dict) -> str:
         + (f"; SIMULATED generator in {', '.join(report['simulated'])}" if report["simulated"] else "")
         + ")",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, no GPU; Python {m['python']}; "
+        f"Machine: {m['cpu']}{f' ({simd})' if (simd := m.get('simd')) else ''}, {m['cores']} cores, "
+        f"{m['memory_gib']} GiB, no GPU; Python {m['python']}; "
         + ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v)
         + ".",
         f"Command: `{report['command']}`; {report['seconds']:.0f} s. Load average at start "
