@@ -108,6 +108,15 @@ def test_every_language_meets_the_targets_where_its_threshold_decides(fresh):
             assert lang in summary["separates_meaning_only"], lang
     assert not failures
     assert not summary["fallback"], "every language has pairs enough for thresholds of its own"
+    # Through every check, in every language: another seed's translation and the copied source rejected
+    # (the one field too short to score, "Solve for x: 3x + 7 = 22.", is stopped by its numbers).
+    through = [
+        (lang, kind, record["in_sample"][kind]["rejected"])
+        for lang, record in fresh["languages"].items()
+        for kind in ("other_seed", "copied")
+        if record["in_sample"][kind]["rejected"] < TARGET
+    ]
+    assert not through
     print("\nleave-one-out, languages gated on their own thresholds:", json.dumps(summary["leave_one_out"]["gated"]))
 
 

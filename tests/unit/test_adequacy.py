@@ -41,6 +41,11 @@ from engine.text.adequacy import (
         ("Solve $x^2 = 49$ for x.", "Résolvez pour x.", None),  # spans are the span check's business
         ("Run `sleep 30` twice: 2 times.", "Exécutez `sleep 30` deux fois : 2 fois.", None),
         ("Chapter 01 of 2", "Chapitre 1 sur 2", None),  # leading zeros
+        # several numbers, none kept: what the source is about is gone (another seed's text, say)
+        ("Solve for x: 3x + 7 = 22.", "Où se trouve la documentation de Python ?", "numbers_changed"),
+        ("Solve for x: 3x + 7 = 22.", "Résolvez pour x : 3x + 7 = 22.", None),
+        ("Between 3 and 5 cups.", "Entre 3 et cinq tasses.", None),  # one of them kept
+        ("For six people, use 2 pans.", "Pour six personnes, deux poêles.", None),  # one digit only
         ("", "", None),
     ],
 )
