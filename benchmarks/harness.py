@@ -213,14 +213,12 @@ def machine() -> dict:
         except importlib.metadata.PackageNotFoundError:
             return None
 
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
+        (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
         platform.processor(),
     )
+    flags = next((set(line.split(":", 1)[1].split()) for line in cpuinfo if line.startswith("flags")), set())
     mem_kib = next(
         (
             int(line.split()[1])
@@ -228,14 +226,6 @@ def machine() -> dict:
             if line.startswith("MemTotal")
         ),
         0,
-    )
-    flags = next(
-        (
-            set(line.split(":", 1)[1].split())
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("flags")
-        ),
-        set(),
     )
     return {
         "cpu": model,

@@ -155,8 +155,9 @@ def check_numbers(source: str, translation: str) -> str | None:
     source is about ("Solve for x: 3x + 7 = 22.", too short for the similarity gate to judge, paired
     with another seed's translation passed in every language of data/calibration). No correct
     translation there or in tests/data/adequacy_pairs.jsonl (1,140) loses them all."""
-    digits = set(numbers(visible_text(source)))
-    words = {_NUMBER_WORDS[word] for word in _WORD.findall(visible_text(source).lower()) if word in _NUMBER_WORDS}
+    prose = visible_text(source)
+    digits = set(numbers(prose))
+    words = {_NUMBER_WORDS[word] for word in _WORD.findall(prose.lower()) if word in _NUMBER_WORDS}
     kept = set(numbers(visible_text(translation)))
     changed = bool(kept - digits - words) or (len(digits) >= 2 and not kept & digits)
     return make_reason("numbers_changed") if changed else None
@@ -192,14 +193,12 @@ def check_sentence_count(source: str, translation: str, slack: int) -> str | Non
     makes a count uncertain, any reading that matches passes; a source sentence that joins two
     clauses (_CLAUSE_JOINT) may become two. A translation in a script that marks no sentence end
     (Thai) is not counted."""
-    if not marks_sentences(visible_text(translation)):
+    source, translation = visible_text(source), visible_text(translation)
+    if not marks_sentences(translation):
         return None
-    (src_low, src_high), (out_low, out_high) = (
-        sentence_range(visible_text(source)),
-        sentence_range(visible_text(translation)),
-    )
+    (src_low, src_high), (out_low, out_high) = sentence_range(source), sentence_range(translation)
     allowed = slack + src_high // 8
-    split = src_high + len(_CLAUSE_JOINT.findall(visible_text(source)))  # each joint split in two
+    split = src_high + len(_CLAUSE_JOINT.findall(source))  # each joint split in two
     if out_low - allowed <= split and src_low <= out_high + allowed:
         return None
     return make_reason("sentence_count", f"{src_high}->{out_high}")
