@@ -6,11 +6,13 @@ import asyncio
 import logging
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from engine.config import Config
+from engine.languages import get_language
 from engine.recipes import quality_checks, row_machine
 from engine.records import to_table
 
@@ -114,12 +116,19 @@ class TranslateActor:
 
         config = Config.model_validate(config_data)
         started = time.monotonic()
-        # The LLM only where this pool's languages, the judge or the round trip need it: a pool of
-        # machine-translated languages alone starts in seconds, without an engine.
-        self.generator = self.make_generator(config) if config.needs_llm() else None
-        self.machine = build_machine(config) if config.mt_languages() else None
-        self.checks = quality_checks(config, load_encoder(config))
         langid = load_langid(config.validation)
+        # The second opinions' models load on a thread of their own while the engine starts in its
+        # process (LinguaLangId.warm_up: seconds with the GIL held), not at the first field fastText
+        # rejects, mid-generation.
+        labels = [label for label in (get_language(code).lid_label for code in config.languages.targets) if label]
+        with ThreadPoolExecutor(1, thread_name_prefix="langid-warm-up") as warming:
+            warmed = warming.submit(langid.warm_up, labels)
+            # The LLM only where this pool's languages, the judge or the round trip need it: a pool
+            # of machine-translated languages alone starts in seconds, without an engine.
+            self.generator = self.make_generator(config) if config.needs_llm() else None
+            self.machine = build_machine(config) if config.mt_languages() else None
+            self.checks = quality_checks(config, load_encoder(config))
+            warmed.result()
         self.translator = row_machine(config, self.generator, langid, self.checks, self.machine)
         self.slots = RowSlots(config.compute.in_flight_rows)
         log.info("translate actor ready in %.1fs", time.monotonic() - started)

@@ -99,8 +99,13 @@ def read_report(run_dir: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def langid():
-    """The language ID a run has at the defaults: lid.176, and lingua then CLD2 for the fields it rejects."""
+    """The language ID a run has at the defaults: lid.176, and lingua then CLD2 for the fields it rejects.
+    Warmed up as a translate actor warms it (every lingua model preloaded), so the reads that the
+    language-ID and calibration tests pin are the preloaded detector's."""
     from actors.engines.langid import load_langid
     from engine.config import ValidationConfig
+    from engine.languages import DEFAULT_TARGETS
 
-    return load_langid(ValidationConfig())
+    langid = load_langid(ValidationConfig())
+    langid.warm_up(DEFAULT_TARGETS)
+    return langid

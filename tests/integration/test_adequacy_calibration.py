@@ -26,7 +26,7 @@ import pytest
 
 from benchmarks.adequacy import MUST_ACCEPT, MUST_REJECT, evaluate, instruction_rates, load_pairs, rates
 from engine.calibration import calibration_path, table_lines
-from engine.config import QualityConfig, ValidationConfig
+from engine.config import QualityConfig
 from engine.languages import DEFAULT_TARGETS
 
 SUBTLE = ("dropped_sentence", "hallucinated_addition", "wrong_number", "wrong_meaning")
@@ -54,13 +54,6 @@ def encoder():
     from actors.engines.embed import load_embedder
 
     return RememberingEncoder(load_embedder(QualityConfig().encoder, threads=2))
-
-
-@pytest.fixture(scope="module")
-def langid():
-    from actors.engines.langid import load_langid
-
-    return load_langid(ValidationConfig())  # lid.176 and the second opinions, as a run has them
 
 
 @pytest.fixture(scope="module")

@@ -543,10 +543,13 @@ class Known:
     """A second model for SecondOpinionLangId: the labels it knows and its one answer."""
 
     def __init__(self, method, labels, answer):
-        self.method, self.labels, self.answer, self.read = method, labels, answer, 0
+        self.method, self.labels, self.answer, self.read, self.warmed = method, labels, answer, 0, []
 
     def has_label(self, label):
         return label in self.labels
+
+    def warm_up(self, labels):
+        self.warmed.append(list(labels))
 
     def predict(self, text):
         self.read += 1
@@ -593,6 +596,18 @@ def test_each_second_model_that_knows_both_languages_is_asked_until_one_accepts(
     # when none names the target at the threshold, lid.176's reason stands
     lingua.answer, cld2.answer = ("no", 0.8), ("da", 0.30)
     assert check(("no", 0.7), "da") == ("wrong_language:no", "fasttext")
+
+
+def test_warm_up_loads_only_the_second_models_a_pool_can_ask():
+    from actors.engines.langid import SecondOpinionLangId
+
+    lingua = Known("lingua", {"hi", "da", "no"}, ("no", 0.8))
+    cld2 = Known("cld2", {"hi", "ne", "da", "no"}, ("ne", 0.97))
+    langid = SecondOpinionLangId(First(("en", 0.9)), [lingua, cld2])
+    langid.warm_up(["ne"])  # a Nepali pool: lingua lacks Nepali, so it is never asked and never loaded
+    assert (lingua.warmed, cld2.warmed) == ([], [["ne"]])
+    langid.warm_up(["da", "ne"])
+    assert (lingua.warmed, cld2.warmed) == ([["da", "ne"]], [["ne"], ["da", "ne"]])
 
 
 # --- names a translation keeps are not what language ID reads --------------------------------
