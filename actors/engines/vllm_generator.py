@@ -79,6 +79,15 @@ def cpu_capability() -> str | None:
 ENGINE_ACTOR_RUNTIME_ENV = {"env_vars": {"RAY_kill_child_processes_on_worker_exit": "0"}}
 
 
+# How long a stopping engine core gets before it and its workers are killed (vLLM's default: 5 s).
+# Its worker then frees the KV cache and runs the interpreter's exit-time collection, about 2-3 s
+# here, while the core waits on it up to 5 s: inside a Ray actor the default always ran out and
+# the core was killed anyway, 5 s after the last row. With 1 s, a tiny job's last row to its
+# datasets took 6.0 s against 9.9 (jobs.synthesize, test_synthesize's config, 2 cores). Whatever
+# the job needed from the engine it has by then: shutdown comes after the last answer.
+ENGINE_STOP_S = 1.0
+
+
 class VLLMGenerator:
     backend = "vllm"
 
@@ -179,7 +188,7 @@ class VLLMGenerator:
                     asyncio.run_coroutine_threadsafe(cancel(), loop).result(timeout_s)
                 except (concurrent.futures.TimeoutError, RuntimeError) as error:
                     log.warning("engine output handler did not stop in %.0fs: %s", timeout_s, error)
-        self.engine.shutdown()
+        self.engine.shutdown(timeout=ENGINE_STOP_S)
         # Let go of the stopped engine now, while the interpreter is whole: AsyncLLM.__del__ calls
         # shutdown again, which fails with a TypeError once module globals are torn down at exit.
         self.engine = None

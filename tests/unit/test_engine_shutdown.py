@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from actors.engines.vllm_generator import VLLMGenerator
+from actors.engines.vllm_generator import ENGINE_STOP_S, VLLMGenerator
 
 
 class FakeEngine:
@@ -35,8 +35,9 @@ class FakeEngine:
     async def _create(coro_fn):
         return asyncio.get_running_loop().create_task(coro_fn())
 
-    def shutdown(self):
+    def shutdown(self, timeout=None):  # AsyncLLM.shutdown's signature
         self.shutdowns += 1
+        self.timeout = timeout
         self.handler_done_at_shutdown = self.output_handler.done()
         self.core_stopped.set()
 
@@ -59,6 +60,7 @@ def test_handler_is_cancelled_before_the_core_stops_when_called_from_another_thr
         assert engine.handler_done_at_shutdown is True
         assert engine.seen == ["cancelled"]
         assert engine.shutdowns == 1
+        assert engine.timeout == ENGINE_STOP_S  # not vLLM's 5 s, which a stopping core in an actor always used up
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
